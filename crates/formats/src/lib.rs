@@ -1,0 +1,20 @@
+//! Disk image formats: one factory ([`open_image`]) detects the format of a
+//! file and opens it as a [`lifeboat_vdisk::ReadDisk`]; the consumer decides
+//! what to do with it.
+//!
+//! | format | module | read | write |
+//! |---|---|---|---|
+//! | raw | `lifeboat_vdisk::FileDisk` | yes (holes via SEEK_DATA) | yes |
+//! | qcow2 (v2, v3; backing chains; deflate and zstd compressed clusters) | [`qcow2`] | yes | [`qcow2::Qcow2Writer`] |
+//! | VMDK (monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse/Flat) | [`vmdk`] | yes | no |
+//! | VHDX (fixed, dynamic) | [`vhdx`] | yes | no |
+//!
+//! Format crates do no policy: they never decide where a disk goes, only how
+//! its bytes are laid out.
+
+mod detect;
+pub mod qcow2;
+pub mod vhdx;
+pub mod vmdk;
+
+pub use detect::{detect_format, open_image, open_image_as, ImageFormat};
