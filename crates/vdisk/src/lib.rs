@@ -34,7 +34,7 @@ mod overlay;
 mod slice;
 pub mod testsuite;
 
-pub use cache::CachedDisk;
+pub use cache::{CacheStats, CachedDisk};
 pub use error::{Error, Result};
 pub use extent::{push_merged, Extent, ExtentKind};
 pub use file::FileDisk;

@@ -1,2 +1,0 @@
-//! [`CachedDisk`]: read cache in front of a slow disk (being written by a helper).
-pub struct CachedDisk;

@@ -1,0 +1,233 @@
+//! One shard of the block cache: a CLOCK cache (an approximation of LRU that
+//! needs no list surgery on a hit) plus the blocks being fetched right now.
+//!
+//! A block being fetched has a [`Flight`] in `inflight`; other readers of that
+//! block wait on its condition variable instead of reading the lower disk
+//! again. Lock order: a shard's mutex may be held while taking a flight's
+//! mutex, never the reverse.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// The bytes of one cached block (the last block of a disk may be short).
+pub type Block = Arc<Vec<u8>>;
+
+/// Where a fetch stands.
+enum FlightState {
+    Pending,
+    Ready(Block),
+    /// The fetch failed or was abandoned; errors are never cached, so a
+    /// waiter tries again itself.
+    Failed,
+}
+
+/// A fetch of one block in progress.
+pub struct Flight {
+    state: Mutex<FlightState>,
+    done: Condvar,
+}
+
+impl Flight {
+    fn new() -> Arc<Self> {
+        Arc::new(Flight {
+            state: Mutex::new(FlightState::Pending),
+            done: Condvar::new(),
+        })
+    }
+
+    fn is_pending(&self) -> bool {
+        matches!(
+            *self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            FlightState::Pending
+        )
+    }
+
+    /// Waits for the fetch to end: the block, or `None` if it failed.
+    pub fn wait(&self) -> Option<Block> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*state {
+                FlightState::Pending => {
+                    state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                FlightState::Ready(b) => return Some(b.clone()),
+                FlightState::Failed => return None,
+            }
+        }
+    }
+
+    /// Ends the fetch and wakes the waiters. Only the first call counts.
+    pub fn finish(&self, result: Option<Block>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, FlightState::Pending) {
+            *state = match result {
+                Some(b) => FlightState::Ready(b),
+                None => FlightState::Failed,
+            };
+            self.done.notify_all();
+        }
+    }
+}
+
+/// The right to fetch one block. Dropping it unfinished (an error, a
+/// prefetch queue that was full, a panic) fails the flight so waiters retry.
+pub struct Ticket {
+    pub block: u64,
+    pub flight: Arc<Flight>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.flight.finish(None);
+    }
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    /// The block is cached.
+    Hit(Block),
+    /// Someone is fetching it: wait on this flight.
+    Wait(Arc<Flight>),
+    /// Nobody has it: the caller fetches it with this ticket.
+    Fetch(Ticket),
+}
+
+struct Slot {
+    block: u64,
+    data: Block,
+    referenced: bool,
+}
+
+/// A CLOCK cache of at most `capacity` blocks.
+pub struct Shard {
+    index: HashMap<u64, usize>,
+    slots: Vec<Slot>,
+    hand: usize,
+    capacity: usize,
+    inflight: HashMap<u64, Arc<Flight>>,
+}
+
+impl Shard {
+    pub fn new(capacity: usize) -> Self {
+        Shard {
+            index: HashMap::new(),
+            slots: Vec::new(),
+            hand: 0,
+            capacity: capacity.max(1),
+            inflight: HashMap::new(),
+        }
+    }
+
+    /// The cached block, or who fetches it.
+    pub fn lookup(&mut self, block: u64) -> Lookup {
+        if let Some(slot) = self.index.get(&block).and_then(|&i| self.slots.get_mut(i)) {
+            slot.referenced = true;
+            return Lookup::Hit(slot.data.clone());
+        }
+        if let Some(f) = self.inflight.get(&block) {
+            if f.is_pending() {
+                return Lookup::Wait(f.clone());
+            }
+        }
+        let flight = Flight::new();
+        self.inflight.insert(block, flight.clone());
+        Lookup::Fetch(Ticket { block, flight })
+    }
+
+    /// Ends the fetch of `ticket`: caches `data` if it is `Some`.
+    pub fn complete(&mut self, ticket: &Ticket, data: Option<&Block>) {
+        if self
+            .inflight
+            .get(&ticket.block)
+            .is_some_and(|f| Arc::ptr_eq(f, &ticket.flight))
+        {
+            self.inflight.remove(&ticket.block);
+        }
+        if let Some(d) = data {
+            self.insert(ticket.block, d.clone());
+        }
+    }
+
+    /// Whether `block` is cached (does not count as a use).
+    #[cfg(test)]
+    pub fn contains(&self, block: u64) -> bool {
+        self.index.contains_key(&block)
+    }
+
+    fn insert(&mut self, block: u64, data: Block) {
+        if let Some(slot) = self.index.get(&block).and_then(|&i| self.slots.get_mut(i)) {
+            slot.data = data;
+            slot.referenced = true;
+            return;
+        }
+        if self.slots.len() < self.capacity {
+            self.index.insert(block, self.slots.len());
+            self.slots.push(Slot {
+                block,
+                data,
+                referenced: false,
+            });
+            return;
+        }
+        // CLOCK: clear reference bits until an unreferenced slot comes round.
+        let n = self.slots.len();
+        loop {
+            let hand = self.hand % n;
+            self.hand = (hand + 1) % n;
+            let slot = &mut self.slots[hand];
+            if slot.referenced {
+                slot.referenced = false;
+                continue;
+            }
+            self.index.remove(&slot.block);
+            *slot = Slot {
+                block,
+                data,
+                referenced: false,
+            };
+            self.index.insert(block, hand);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(shard: &mut Shard, block: u64) {
+        match shard.lookup(block) {
+            Lookup::Fetch(t) => {
+                let data: Block = Arc::new(vec![block as u8; 4]);
+                shard.complete(&t, Some(&data));
+                t.flight.finish(Some(data));
+            }
+            _ => panic!("block {block} should not be cached yet"),
+        }
+    }
+
+    #[test]
+    fn clock_evicts_unreferenced_blocks_first() {
+        let mut s = Shard::new(3);
+        for b in 0..3 {
+            fill(&mut s, b);
+        }
+        assert!(matches!(s.lookup(0), Lookup::Hit(_)));
+        fill(&mut s, 3); // evicts 1: 0 was referenced
+        assert!(s.contains(0) && !s.contains(1) && s.contains(2) && s.contains(3));
+    }
+
+    #[test]
+    fn a_second_lookup_waits_and_a_dropped_ticket_lets_the_next_one_fetch() {
+        let mut s = Shard::new(2);
+        let Lookup::Fetch(t) = s.lookup(7) else {
+            panic!("expected Fetch")
+        };
+        let Lookup::Wait(f) = s.lookup(7) else {
+            panic!("expected Wait")
+        };
+        drop(t);
+        assert!(f.wait().is_none());
+        assert!(matches!(s.lookup(7), Lookup::Fetch(_)));
+    }
+}

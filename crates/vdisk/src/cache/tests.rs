@@ -1,0 +1,213 @@
+//! Tests of [`CachedDisk`] with lower disks that count, fail and stall.
+
+use super::*;
+use crate::testsuite::{check_read_disk, pattern_with_holes};
+use crate::MemDisk;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A lower disk that counts reads per block of `block`, can fail reads that
+/// touch `fail_block`, and can stall every read.
+struct Probe {
+    inner: MemDisk,
+    block: u64,
+    reads: Mutex<HashMap<u64, u32>>,
+    fail_block: AtomicU64,
+    delay: Duration,
+}
+
+const NO_FAIL: u64 = u64::MAX;
+
+impl Probe {
+    fn new(bytes: Vec<u8>, block: u64, delay: Duration) -> Arc<Self> {
+        Arc::new(Probe {
+            inner: MemDisk::new("probe", bytes),
+            block,
+            reads: Mutex::new(HashMap::new()),
+            fail_block: AtomicU64::new(NO_FAIL),
+            delay,
+        })
+    }
+
+    fn reads_of(&self, block: u64) -> u32 {
+        self.reads.lock().unwrap().get(&block).copied().unwrap_or(0)
+    }
+
+    fn total_reads(&self) -> u32 {
+        self.reads.lock().unwrap().values().sum()
+    }
+}
+
+impl ReadDisk for Probe {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        std::thread::sleep(self.delay);
+        let first = offset / self.block;
+        let last = (offset + buf.len() as u64).div_ceil(self.block);
+        let fail = self.fail_block.load(Ordering::SeqCst);
+        if (first..last).contains(&fail) {
+            return Err(Error::io(
+                self.describe(),
+                offset,
+                std::io::Error::other("injected failure"),
+            ));
+        }
+        let mut reads = self.reads.lock().unwrap();
+        for b in first..last {
+            *reads.entry(b).or_default() += 1;
+        }
+        drop(reads);
+        self.inner.read_at(buf, offset)
+    }
+    fn describe(&self) -> String {
+        "probe disk".into()
+    }
+}
+
+#[test]
+fn cache_smaller_than_the_disk_passes_the_read_suite() {
+    let expected = pattern_with_holes((5 << 20) + 333, 1 << 20);
+    let lower: Arc<dyn ReadDisk> = Arc::new(MemDisk::new("m", expected.clone()));
+    let cache = CachedDisk::new(lower.clone(), 65536, 1 << 20).unwrap();
+    check_read_disk(&cache, &expected);
+    let s = cache.stats();
+    assert!(
+        s.misses > 16,
+        "a 1 MiB cache over 5 MiB must miss again: {s:?}"
+    );
+    assert!(s.hits > 0, "{s:?}");
+    assert_eq!(cache.depth(), 2);
+
+    let cache = CachedDisk::new(lower, 4096, 100_000)
+        .unwrap()
+        .with_read_ahead(8);
+    check_read_disk(&cache, &expected);
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let lower: Arc<dyn ReadDisk> = Arc::new(MemDisk::new("m", vec![0; 1000]));
+    assert!(matches!(
+        CachedDisk::new(lower.clone(), 0, 1 << 20),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        CachedDisk::new(lower, 4096, 4095),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn lower_errors_reach_the_reader_and_are_not_cached() {
+    let content = pattern_with_holes(1 << 20, 4096);
+    let probe = Probe::new(content.clone(), 4096, Duration::ZERO);
+    let cache = CachedDisk::new(probe.clone(), 4096, 1 << 20).unwrap();
+    probe.fail_block.store(5, Ordering::SeqCst);
+    let mut buf = vec![0u8; 3 * 4096];
+    let err = cache.read_at(&mut buf, 4 * 4096).unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { what, .. } if what == "probe disk")
+            && err.to_string().contains("injected"),
+        "{err}"
+    );
+    // The same block fails again while the lower disk fails...
+    assert!(cache.read_at(&mut buf[..10], 5 * 4096 + 7).is_err());
+    // ...and reads right once it recovers.
+    probe.fail_block.store(NO_FAIL, Ordering::SeqCst);
+    cache.read_at(&mut buf, 4 * 4096).unwrap();
+    assert!(buf == content[4 * 4096..7 * 4096]);
+    assert_eq!(probe.reads_of(5), 1);
+}
+
+#[test]
+fn repeated_reads_hit_the_cache() {
+    let content = pattern_with_holes(1 << 20, 4096);
+    let probe = Probe::new(content.clone(), 65536, Duration::ZERO);
+    let cache = CachedDisk::new(probe.clone(), 65536, 1 << 20).unwrap();
+    let mut buf = vec![0u8; 1000];
+    for _ in 0..5 {
+        cache.read_at(&mut buf, 3 * 65536 + 10).unwrap();
+        assert!(buf == content[3 * 65536 + 10..3 * 65536 + 1010]);
+    }
+    assert_eq!(probe.total_reads(), 1);
+    assert_eq!(
+        cache.stats(),
+        CacheStats {
+            hits: 4,
+            misses: 1,
+            prefetched: 0
+        }
+    );
+}
+
+#[test]
+fn concurrent_misses_of_one_block_read_the_lower_disk_once() {
+    let content = pattern_with_holes(1 << 20, 4096);
+    let probe = Probe::new(content.clone(), 65536, Duration::from_millis(100));
+    let cache = Arc::new(CachedDisk::new(probe.clone(), 65536, 1 << 20).unwrap());
+    let handles: Vec<_> = (0..8u64)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 100];
+                cache.read_at(&mut buf, 2 * 65536 + t * 100).unwrap();
+                buf
+            })
+        })
+        .collect();
+    for (t, h) in handles.into_iter().enumerate() {
+        let at = 2 * 65536 + t * 100;
+        assert!(h.join().unwrap() == content[at..at + 100]);
+    }
+    assert_eq!(probe.reads_of(2), 1);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses), (7, 1), "{s:?}");
+}
+
+#[test]
+fn sequential_reads_prefetch_the_next_blocks() {
+    let bs = 65536u64;
+    let content = pattern_with_holes(4 << 20, 4096);
+    let probe = Probe::new(content.clone(), bs, Duration::from_millis(5));
+    let cache = CachedDisk::new(probe.clone(), bs as u32, 4 << 20)
+        .unwrap()
+        .with_read_ahead(4);
+    let mut buf = vec![0u8; bs as usize];
+    // The first read at 0 counts as sequential (a booting VM).
+    cache.read_at(&mut buf, 0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().prefetched < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "read-ahead never ran: {:?}",
+            cache.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for b in 1..=4 {
+        assert!(probe.reads_of(b) == 1, "block {b} was not prefetched");
+    }
+    // Reading on finds them cached, and keeps prefetching ahead.
+    for b in 1..16u64 {
+        cache.read_at(&mut buf, b * bs).unwrap();
+        assert!(buf == content[(b * bs) as usize..((b + 1) * bs) as usize]);
+    }
+    let s = cache.stats();
+    assert!(s.hits >= 4, "{s:?}");
+    for b in 0..16 {
+        assert_eq!(probe.reads_of(b), 1, "block {b} read twice: {s:?}");
+    }
+
+    // Random reads prefetch nothing.
+    let probe = Probe::new(content, bs, Duration::ZERO);
+    let cache = CachedDisk::new(probe, bs as u32, 4 << 20)
+        .unwrap()
+        .with_read_ahead(4);
+    for b in [7u64, 3, 30, 12] {
+        cache.read_at(&mut buf[..10], b * bs + 1).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(cache.stats().prefetched, 0);
+}

@@ -1,2 +1,0 @@
-//! [`OverlayDisk`]: copy-on-write overlay (being written by a helper).
-pub struct OverlayDisk;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every Lifeboat test on a fresh Debian machine:
+#   1. installs the system packages the tests use (real QEMU tools, e2fsprogs, ...),
+#   2. checks formatting and lints,
+#   3. runs the Rust tests of the whole workspace.
+# Fixtures are built by the tests themselves and cached under target/fixtures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Packages the tests need. qemu-utils: qemu-img/qemu-io (format oracles);
+# e2fsprogs: mkfs.ext4/debugfs (demo and test disks); util-linux: losetup, mount.
+packages=(qemu-utils e2fsprogs util-linux)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "scripts/test.sh: need root to apt-get install ${missing[*]} (or install them yourself)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+mkdir -p target
+set +e
+cargo test --workspace --locked 2>&1 | tee target/test-output.log
+status=${PIPESTATUS[0]}
+set -e
+read -r passed failed < <(grep -E '^test result:' target/test-output.log |
+    sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' |
+    awk '{p+=$1; f+=$2} END {print p+0, f+0}')
+echo "summary: ${passed} passed, ${failed} failed"
+exit "$status"
