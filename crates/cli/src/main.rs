@@ -1,1 +1,28 @@
-fn main() {}
+//! `lifeboat`: the one binary whose subcommands play every role.
+//!
+//! Exit codes scripts can rely on (see docs/cli.md):
+//! 0 success, 1 error, 2 bad usage, 3 damage found (verify) or a restore
+//! that met a missing/corrupt chunk, 4 wrong or missing passphrase,
+//! 5 not found (repository or restore point), 6 refused because locked.
+
+mod args;
+mod commands;
+mod demo;
+mod exit;
+mod output;
+mod passphrase;
+mod progress;
+
+use clap::Parser;
+
+fn main() {
+    let cli = args::Cli::parse();
+    let code = match commands::run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("lifeboat: error: {err:#}");
+            exit::code_for(&err)
+        }
+    };
+    std::process::exit(code);
+}

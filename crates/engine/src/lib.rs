@@ -1,1 +1,27 @@
-//! placeholder
+//! Backup and restore jobs: the code that moves a virtual disk into a
+//! repository and back out.
+//!
+//! ```text
+//!  backup:  ReadDisk ──(chunk-aligned reads, N workers)──> digest ──> BackupWriter::store_chunk
+//!                                                                   └─> DiskIndex ──> commit (manifest)
+//!  restore: RestorePointDisk ──(N workers, data chunks only)──> WriteDisk (sparse raw, qcow2)
+//! ```
+//!
+//! Both sides are the same loop ([`parallel::for_each_chunk`]): workers take
+//! chunk numbers from a shared counter, so reads stay roughly sequential and
+//! memory stays at a few chunk buffers per worker whatever the disk size.
+
+mod backup;
+mod error;
+mod parallel;
+mod progress;
+mod restore;
+mod usage;
+mod zero;
+
+pub use backup::{backup_vm, BackupSummary, DiskSource};
+pub use error::{Error, Result};
+pub use progress::{NoProgress, Progress};
+pub use restore::{copy_disk, restore_to_file, RestoreFormat, RestoreSummary};
+pub use usage::{restore_point_usage, Usage};
+pub use zero::is_zero;

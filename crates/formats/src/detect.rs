@@ -102,14 +102,16 @@ fn open_format(
     chain: &mut Vec<PathBuf>,
 ) -> Result<Arc<dyn ReadDisk>> {
     let what = format!("{format} image {}", path.display());
-    let canonical = path
-        .canonicalize()
-        .map_err(|e| Error::io(&what, 0, e))?;
+    let canonical = path.canonicalize().map_err(|e| Error::io(&what, 0, e))?;
     if chain.contains(&canonical) {
         let names: Vec<String> = chain.iter().map(|p| p.display().to_string()).collect();
         return Err(Error::invalid(
             what,
-            format!("backing chain loops: {} -> {}", names.join(" -> "), canonical.display()),
+            format!(
+                "backing chain loops: {} -> {}",
+                names.join(" -> "),
+                canonical.display()
+            ),
         ));
     }
     if chain.len() as u32 >= MAX_DEPTH {

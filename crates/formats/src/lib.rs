@@ -13,6 +13,7 @@
 //! its bytes are laid out.
 
 mod detect;
+pub mod gpt;
 pub mod qcow2;
 pub mod vhdx;
 pub mod vmdk;

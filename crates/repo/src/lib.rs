@@ -1,1 +1,47 @@
-//! placeholder
+//! Lifeboat's repository (format v1, documented in `docs/repository-format.md`):
+//! a content-addressed, compressed, encrypted chunk store on a local
+//! directory, with per-disk indexes and per-restore-point manifests,
+//! retention locks, prune, mark-and-sweep gc safe beside running backups,
+//! and verify.
+//!
+//! ```text
+//! Repository ── begin_backup ──> BackupWriter ── store_chunk* ── commit ──> Manifest
+//!     │                                                                  │
+//!     ├─ list / resolve ─────────────────────────────────────────────────┘
+//!     ├─ load_index(manifest, disk) ──> DiskIndex (offset -> digest)
+//!     ├─ read_chunk(digest)                         (ChunkReader: digest -> bytes)
+//!     └─ open_disk(manifest, disk) ──> RestorePointDisk: ReadDisk = index + ChunkReader
+//! ```
+//!
+//! Modules: `layout` (every on-disk constant), `config` (the config file and
+//! key unwrapping), `crypto` (keys, AEAD), `blob` (the container of every
+//! file), `model` (manifest, index, names), `repository` (open, read, lock,
+//! forget), `writer` (backups), `disk` (restore point disks), `prune`,
+//! `gc`, `verify`.
+
+mod blob;
+mod config;
+mod crypto;
+mod digest;
+mod disk;
+mod error;
+mod fsutil;
+mod gc;
+pub mod layout;
+mod model;
+mod prune;
+mod repository;
+mod verify;
+mod writer;
+
+pub use crypto::KdfParams;
+pub use digest::{Digest, ParseDigestError};
+pub use disk::{ChunkReader, RestorePointDisk};
+pub use error::{Error, Result};
+pub use gc::GcReport;
+pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
+pub use model::{check_name, DiskEntry, DiskIndex, DiskStats, Manifest};
+pub use prune::{KeepPolicy, PruneReport};
+pub use repository::{InitOptions, Repository};
+pub use verify::{BadChunk, VerifyReport};
+pub use writer::{BackupWriter, NewDisk, Stored};

@@ -29,7 +29,9 @@ pub enum Error {
     #[error("{what}: unsupported: {detail}")]
     Unsupported { what: String, detail: String },
     /// A request reaches past the end of the disk.
-    #[error("{what}: {len} bytes at offset {offset} reach past the end of the disk ({size} bytes)")]
+    #[error(
+        "{what}: {len} bytes at offset {offset} reach past the end of the disk ({size} bytes)"
+    )]
     OutOfRange {
         what: String,
         offset: u64,

@@ -120,7 +120,10 @@ impl ReadDisk for FileDisk {
         check_range(&|| self.describe(), offset, buf.len() as u64, self.size)?;
         self.file.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupt(self.describe(), format!("file shrank below offset {offset}"))
+                Error::corrupt(
+                    self.describe(),
+                    format!("file shrank below offset {offset}"),
+                )
             } else {
                 Error::io(self.describe(), offset, e)
             }

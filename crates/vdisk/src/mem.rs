@@ -31,7 +31,12 @@ impl ReadDisk for MemDisk {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let bytes = self.bytes.read().unwrap_or_else(|e| e.into_inner());
-        check_range(&|| self.describe(), offset, buf.len() as u64, bytes.len() as u64)?;
+        check_range(
+            &|| self.describe(),
+            offset,
+            buf.len() as u64,
+            bytes.len() as u64,
+        )?;
         let start = offset as usize;
         buf.copy_from_slice(&bytes[start..start + buf.len()]);
         Ok(())
@@ -45,7 +50,12 @@ impl ReadDisk for MemDisk {
 impl WriteDisk for MemDisk {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         let mut bytes = self.bytes.write().unwrap_or_else(|e| e.into_inner());
-        check_range(&|| self.describe(), offset, buf.len() as u64, bytes.len() as u64)?;
+        check_range(
+            &|| self.describe(),
+            offset,
+            buf.len() as u64,
+            bytes.len() as u64,
+        )?;
         let start = offset as usize;
         bytes[start..start + buf.len()].copy_from_slice(buf);
         Ok(())

@@ -96,7 +96,11 @@ impl ReadDisk for SliceDiskMut {
         self.lower.read_at(buf, self.start + offset)
     }
     fn describe(&self) -> String {
-        format!("{} (writable slice of {})", self.name, self.lower.describe())
+        format!(
+            "{} (writable slice of {})",
+            self.name,
+            self.lower.describe()
+        )
     }
     fn depth(&self) -> u32 {
         self.lower.depth() + 1

@@ -101,7 +101,10 @@ pub fn check_read_disk(disk: &dyn ReadDisk, expected: &[u8]) {
             .unwrap_or_else(|e| panic!("{name}: extents({o}, {l}): {e}"));
         let mut pos = o;
         for e in &extents {
-            assert_eq!(e.offset, pos, "{name}: extents have a gap or overlap at {pos}");
+            assert_eq!(
+                e.offset, pos,
+                "{name}: extents have a gap or overlap at {pos}"
+            );
             assert!(e.length > 0, "{name}: empty extent at {pos}");
             if e.kind == ExtentKind::Zero {
                 let s = e.offset as usize;

@@ -1,0 +1,217 @@
+//! The command line: every subcommand and flag of `lifeboat`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Back up virtual machines and bring them back instantly"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the repository is and how to unlock it.
+#[derive(Args, Clone)]
+pub struct RepoArgs {
+    /// Repository directory
+    #[arg(long, env = "LIFEBOAT_REPO", value_name = "DIR")]
+    pub repo: PathBuf,
+    /// File holding the passphrase (else LIFEBOAT_PASSPHRASE)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Output selection shared by commands that print data.
+#[derive(Args, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Manage repositories
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
+    /// Back up the disks of a VM as one restore point
+    Backup(BackupArgs),
+    /// List restore points
+    List(ListArgs),
+    /// Show one restore point: disks, sizes, stored bytes, dedup ratio
+    Show(ShowArgs),
+    /// Restore one disk of a restore point to an image file or block device
+    Restore(RestoreArgs),
+    /// Re-read and authenticate every chunk the selected restore points need
+    Verify(VerifyArgs),
+    /// Delete restore points that no retention rule keeps
+    Prune(PruneArgs),
+    /// Delete one restore point
+    Forget(ForgetArgs),
+    /// Remove chunks no restore point references
+    Gc(GcArgs),
+    /// Make a restore point immutable until a date (extend only)
+    Lock(LockArgs),
+    /// A guided end-to-end tour on a generated VM disk
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository (encrypted unless --no-encryption)
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Store chunks unencrypted (digests are then plain BLAKE3)
+    #[arg(long)]
+    pub no_encryption: bool,
+    /// Chunk size in KiB (power of two, 256..=16384)
+    #[arg(long, value_name = "KIB")]
+    pub chunk_size_kib: Option<u32>,
+    /// zstd compression level (1..=19)
+    #[arg(long, value_name = "LEVEL")]
+    pub compression_level: Option<i32>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// VM name
+    #[arg(long)]
+    pub vm: String,
+    /// Disks as NAME=PATH (format detected: raw, qcow2, vmdk, vhdx)
+    #[arg(required = true, value_name = "NAME=PATH")]
+    pub disks: Vec<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Only this VM
+    #[arg(long)]
+    pub vm: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point: VM@ID or VM@latest
+    pub restore_point: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point: VM@ID or VM@latest
+    pub restore_point: String,
+    /// Disk to restore (may be left out when the restore point has one disk)
+    #[arg(long)]
+    pub disk: Option<String>,
+    /// Target file or block device
+    #[arg(long)]
+    pub to: PathBuf,
+    /// raw or qcow2 (default: from the target's extension, else raw)
+    #[arg(long)]
+    pub format: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Only this restore point (VM@ID or VM@latest)
+    pub restore_point: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_hourly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point: VM@ID
+    pub restore_point: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Restore point: VM@ID or VM@latest
+    pub restore_point: String,
+    /// Date (YYYY-MM-DD, UTC midnight) or RFC 3339 time
+    #[arg(long)]
+    pub until: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Working directory (default: a new folder under the system temp dir)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the working directory afterwards
+    #[arg(long)]
+    pub keep: bool,
+    /// Size of the generated disk in MiB
+    #[arg(long, default_value_t = 256)]
+    pub disk_mib: u64,
+}

@@ -1,0 +1,156 @@
+//! `verify`, `prune`, `forget`, `gc`, `lock`: keeping a repository healthy.
+
+use super::open_repo;
+use crate::args::{ForgetArgs, GcArgs, LockArgs, PruneArgs, VerifyArgs};
+use crate::exit;
+use crate::output::{bytes, print_json};
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use lifeboat_repo::KeepPolicy;
+
+pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(&a.repo)?;
+    let only = match &a.restore_point {
+        Some(spec) => Some(repo.resolve(spec)?),
+        None => None,
+    };
+    let report = repo.verify(only.as_ref())?;
+    if a.output.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "checked {} restore points, {} chunks, {}",
+            report.restore_points_checked,
+            report.chunks_checked,
+            bytes(report.bytes_checked)
+        );
+        for bad in &report.bad_chunks {
+            println!("BAD chunk {}: {}", bad.digest, bad.error);
+            for (rp, disk) in &bad.used_by {
+                println!("    used by {rp} disk {disk}");
+            }
+        }
+        if report.bad_chunks.is_empty() {
+            println!("no damage found");
+        }
+    }
+    Ok(if report.bad_chunks.is_empty() {
+        exit::OK
+    } else {
+        exit::DAMAGE
+    })
+}
+
+pub fn prune(a: PruneArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(&a.repo)?;
+    let policy = KeepPolicy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+    };
+    let report = repo.prune(&policy, a.dry_run)?;
+    if a.output.json {
+        print_json(&report)?;
+        return Ok(exit::OK);
+    }
+    for (name, reasons) in &report.kept {
+        println!("keep   {name}  ({})", reasons.join(", "));
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    for name in &report.removed {
+        println!("{verb} {name}");
+    }
+    println!(
+        "{} kept, {} {verb}{}",
+        report.kept.len(),
+        report.removed.len(),
+        if a.dry_run {
+            ""
+        } else {
+            "; run `lifeboat gc` to free their chunks"
+        }
+    );
+    Ok(exit::OK)
+}
+
+pub fn forget(a: ForgetArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(&a.repo)?;
+    let m = repo.resolve(&a.restore_point)?;
+    repo.forget(&m)?;
+    if a.output.json {
+        print_json(&serde_json::json!({ "removed": m.name() }))?;
+    } else {
+        println!("removed {}; run `lifeboat gc` to free its chunks", m.name());
+    }
+    Ok(exit::OK)
+}
+
+pub fn gc(a: GcArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(&a.repo)?;
+    let report = repo.gc()?;
+    if a.output.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "removed {} chunks ({}), kept {}, removed {} stale temporary files",
+            report.chunks_removed,
+            bytes(report.bytes_removed),
+            report.chunks_kept,
+            report.temp_files_removed
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub fn lock(a: LockArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(&a.repo)?;
+    let until = parse_until(&a.until)?;
+    let m = repo.resolve(&a.restore_point)?;
+    let m = repo.lock(&m, until)?;
+    if a.output.json {
+        print_json(&m)?;
+    } else {
+        println!(
+            "{} is immutable until {}",
+            m.name(),
+            until.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `2027-01-01` (midnight UTC) or an RFC 3339 time.
+fn parse_until(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("--until {text:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
+    Ok(day
+        .and_hms_opt(0, 0, 0)
+        .context("midnight exists")?
+        .and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_accepts_dates_and_times() {
+        assert_eq!(
+            parse_until("2027-01-01").unwrap().to_rfc3339(),
+            "2027-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_until("2027-01-01T10:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2027-01-01T08:00:00+00:00"
+        );
+        assert!(parse_until("next tuesday").is_err());
+    }
+}

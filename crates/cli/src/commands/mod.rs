@@ -1,0 +1,39 @@
+//! Dispatch from a parsed command to the code that runs it. Each command
+//! returns the process exit code it wants.
+
+mod backup;
+mod inspect;
+mod maintain;
+mod repo_init;
+mod restore;
+
+use crate::args::{Command, RepoArgs, RepoCommand};
+use crate::passphrase::passphrase;
+use anyhow::Context;
+use lifeboat_repo::Repository;
+
+/// Runs one command.
+pub fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Repo {
+            command: RepoCommand::Init(a),
+        } => repo_init::run(a),
+        Command::Backup(a) => backup::run(a),
+        Command::List(a) => inspect::list(a),
+        Command::Show(a) => inspect::show(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Verify(a) => maintain::verify(a),
+        Command::Prune(a) => maintain::prune(a),
+        Command::Forget(a) => maintain::forget(a),
+        Command::Gc(a) => maintain::gc(a),
+        Command::Lock(a) => maintain::lock(a),
+        Command::Demo(a) => crate::demo::run(a),
+    }
+}
+
+/// Opens the repository named by `args`, unlocking it with the passphrase.
+pub fn open_repo(args: &RepoArgs) -> anyhow::Result<Repository> {
+    let pass = passphrase(args.passphrase_file.as_deref())?;
+    Repository::open(&args.repo, pass.as_deref())
+        .with_context(|| format!("opening repository {}", args.repo.display()))
+}

@@ -1,0 +1,171 @@
+//! Backup: read each disk of a VM in chunk-aligned pieces, skip what reads
+//! as zero, store new chunks, and commit one restore point.
+//!
+//! Every restore point is logically full: the index lists a digest for every
+//! chunk of the disk. What is already in the repository (from an earlier
+//! backup of this or any other disk) is only marked live, never rewritten, so
+//! a re-backup stores only new chunks.
+
+use crate::parallel::{default_workers, for_each_chunk};
+use crate::{is_zero, Error, Progress, Result};
+use lifeboat_repo::{
+    BackupWriter, Digest, DiskIndex, DiskStats, Manifest, NewDisk, Repository, Stored,
+};
+use lifeboat_vdisk::{ExtentKind, ReadDisk};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One disk of a VM to back up.
+pub struct DiskSource {
+    /// The disk's name inside the restore point (`disk0`).
+    pub name: String,
+    /// The opened disk.
+    pub disk: Arc<dyn ReadDisk>,
+}
+
+/// What a backup did.
+#[derive(Debug)]
+pub struct BackupSummary {
+    pub manifest: Manifest,
+    pub elapsed: Duration,
+}
+
+/// Backs up `sources` as one restore point of `vm`.
+pub fn backup_vm(
+    repo: &Repository,
+    vm: &str,
+    sources: &[DiskSource],
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
+    let started = Instant::now();
+    if sources.is_empty() {
+        return Err(Error::Invalid(format!("backup of {vm}: no disk given")));
+    }
+    for (i, s) in sources.iter().enumerate() {
+        if sources[..i].iter().any(|o| o.name == s.name) {
+            return Err(Error::Invalid(format!(
+                "backup of {vm}: disk name {} given twice",
+                s.name
+            )));
+        }
+    }
+    let writer = repo.begin_backup()?;
+    let mut disks = Vec::with_capacity(sources.len());
+    for source in sources {
+        let (index, stats) = backup_disk(repo, &writer, source, progress)?;
+        disks.push(NewDisk {
+            name: source.name.clone(),
+            source: source.disk.describe(),
+            index,
+            stats,
+        });
+    }
+    let manifest = writer.commit(vm, disks)?;
+    Ok(BackupSummary {
+        manifest,
+        elapsed: started.elapsed(),
+    })
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_read: AtomicU64,
+    data_chunks: AtomicU64,
+    zero_chunks: AtomicU64,
+    new_chunks: AtomicU64,
+    new_stored_bytes: AtomicU64,
+}
+
+fn backup_disk(
+    repo: &Repository,
+    writer: &BackupWriter,
+    source: &DiskSource,
+    progress: &dyn Progress,
+) -> Result<(DiskIndex, DiskStats)> {
+    let disk = source.disk.as_ref();
+    let chunk_size = repo.chunk_size();
+    let cs = u64::from(chunk_size);
+    let size = disk.size();
+    let count = size.div_ceil(cs);
+    let digests: Mutex<Vec<Option<Digest>>> = Mutex::new(vec![None; count as usize]);
+    let counters = Counters::default();
+    let disk_error = |e| Error::Disk {
+        disk: source.name.clone(),
+        source: e,
+    };
+    progress.start(&source.name, size);
+    for_each_chunk(
+        count,
+        default_workers(),
+        || Vec::with_capacity(chunk_size as usize),
+        |buf: &mut Vec<u8>, n| {
+            let offset = n * cs;
+            let len = cs.min(size - offset);
+            let digest = read_chunk(disk, offset, len, buf, &counters).map_err(disk_error)?;
+            let digest = match digest {
+                None => {
+                    counters.zero_chunks.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Some(()) => {
+                    let d = repo.digest(buf);
+                    counters.data_chunks.fetch_add(1, Ordering::Relaxed);
+                    if let Stored::New { stored_bytes } = writer.store_chunk(&d, buf)? {
+                        counters.new_chunks.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .new_stored_bytes
+                            .fetch_add(stored_bytes, Ordering::Relaxed);
+                    }
+                    Some(d)
+                }
+            };
+            digests.lock().unwrap_or_else(|p| p.into_inner())[n as usize] = digest;
+            progress.advance(len);
+            Ok::<(), Error>(())
+        },
+    )?;
+    progress.finish();
+    let index = DiskIndex {
+        chunk_size,
+        disk_size: size,
+        digests: digests.into_inner().unwrap_or_else(|p| p.into_inner()),
+    };
+    let stats = DiskStats {
+        bytes_read: counters.bytes_read.into_inner(),
+        data_chunks: counters.data_chunks.into_inner(),
+        zero_chunks: counters.zero_chunks.into_inner(),
+        new_chunks: counters.new_chunks.into_inner(),
+        new_stored_bytes: counters.new_stored_bytes.into_inner(),
+    };
+    Ok((index, stats))
+}
+
+/// Reads the chunk at `offset` into `buf`, reading only the data extents.
+/// Returns `None` when the chunk reads as zeros (nothing to store).
+fn read_chunk(
+    disk: &dyn ReadDisk,
+    offset: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+    counters: &Counters,
+) -> lifeboat_vdisk::Result<Option<()>> {
+    let extents = disk.extents(offset, len)?;
+    if extents.iter().all(|e| e.kind == ExtentKind::Zero) {
+        return Ok(None);
+    }
+    buf.clear();
+    buf.resize(len as usize, 0);
+    for e in extents {
+        let start = (e.offset - offset) as usize;
+        let piece = &mut buf[start..start + e.length as usize];
+        match e.kind {
+            ExtentKind::Zero => {} // already zero
+            _ => {
+                disk.read_at(piece, e.offset)?;
+                counters.bytes_read.fetch_add(e.length, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(if is_zero(buf) { None } else { Some(()) })
+}

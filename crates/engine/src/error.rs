@@ -1,0 +1,45 @@
+//! Errors of backup and restore jobs: which disk, and the error of the
+//! layer below (the virtual disk or the repository), kept whole.
+
+/// Result alias of the engine.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What stopped a job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a virtual disk failed.
+    #[error("disk {disk}: {source}")]
+    Disk {
+        disk: String,
+        #[source]
+        source: lifeboat_vdisk::Error,
+    },
+    /// The repository refused or failed.
+    #[error(transparent)]
+    Repo(#[from] lifeboat_repo::Error),
+    /// Bad arguments: duplicate disk names, a format that cannot be written.
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing the restored image failed.
+    #[error("restore target {path}: {source}")]
+    Target {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The repository error under this one, if any (a missing or corrupt
+    /// chunk met while reading a restore point arrives wrapped in a disk error).
+    pub fn repo_error(&self) -> Option<&lifeboat_repo::Error> {
+        match self {
+            Error::Repo(e) => Some(e),
+            Error::Disk {
+                source: lifeboat_vdisk::Error::Source { source, .. },
+                ..
+            } => source.downcast_ref::<lifeboat_repo::Error>(),
+            _ => None,
+        }
+    }
+}

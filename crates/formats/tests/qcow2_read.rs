@@ -1,0 +1,307 @@
+//! The qcow2 reader against images made by QEMU's own tools (the oracle):
+//! every variant qemu-img writes must read back byte for byte and pass the
+//! trait suite; backing chains must read like `qemu-img convert -O raw`.
+
+mod qcow2_support;
+
+use lifeboat_formats::open_image;
+use lifeboat_formats::qcow2::Qcow2Disk;
+use lifeboat_vdisk::testsuite::check_read_disk;
+use lifeboat_vdisk::{ExtentKind, ReadDisk};
+use qcow2_support::{path_str, run, source_pattern, write_file};
+use std::path::Path;
+
+fn convert_and_check(dir: &Path, raw: &str, expected: &[u8], name: &str, opts: &[&str]) {
+    let out = path_str(&dir.join(format!("{name}.qcow2")));
+    let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[raw, &out]);
+    run("qemu-img", &args);
+    if opts.contains(&"-c") {
+        let map = run("qemu-img", &["map", "--output=json", &out]);
+        let map = String::from_utf8_lossy(&map.stdout);
+        assert!(
+            map.contains("\"compressed\": true"),
+            "{name}: no compressed cluster: {map}"
+        );
+    }
+    let disk = open_image(Path::new(&out)).unwrap_or_else(|e| panic!("{name}: open: {e}"));
+    assert_eq!(disk.describe(), format!("qcow2 {out}"));
+    assert_eq!(disk.depth(), 1);
+    check_read_disk(disk.as_ref(), expected);
+    let extents = disk.extents(0, disk.size()).unwrap();
+    // With 2 MiB clusters no zero block of the pattern spans a whole cluster.
+    let big_clusters = name.contains("2m");
+    assert!(
+        big_clusters || extents.iter().any(|e| e.kind == ExtentKind::Zero),
+        "{name}: the zero blocks of the pattern should be reported as zero: {extents:?}"
+    );
+    // The direct constructor reads the same bytes.
+    let direct = Qcow2Disk::open(Path::new(&out)).unwrap();
+    check_read_disk(&direct, expected);
+}
+
+#[test]
+fn qcow2_variants_written_by_qemu_img_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = source_pattern();
+    let raw = write_file(dir.path(), "src.raw", &expected);
+    let variants: [(&str, &[&str]); 8] = [
+        ("plain", &[]),
+        ("deflate", &["-c"]),
+        ("zstd", &["-c", "-o", "compression_type=zstd"]),
+        ("v2", &["-o", "compat=0.10"]),
+        ("v2-deflate", &["-c", "-o", "compat=0.10"]),
+        ("clusters-512", &["-o", "cluster_size=512"]),
+        (
+            "clusters-2m-zstd",
+            &["-c", "-o", "cluster_size=2M,compression_type=zstd"],
+        ),
+        ("clusters-4k-deflate", &["-c", "-o", "cluster_size=4096"]),
+    ];
+    for (name, opts) in variants {
+        convert_and_check(dir.path(), &raw, &expected, name, opts);
+    }
+}
+
+#[test]
+fn qcow2_v2_and_v3_report_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = path_str(&dir.path().join("v2.qcow2"));
+    let v3 = path_str(&dir.path().join("v3.qcow2"));
+    run(
+        "qemu-img",
+        &["create", "-f", "qcow2", "-o", "compat=0.10", &v2, "1M"],
+    );
+    run("qemu-img", &["create", "-f", "qcow2", &v3, "1M"]);
+    assert_eq!(Qcow2Disk::open(Path::new(&v2)).unwrap().version(), 2);
+    let disk = Qcow2Disk::open(Path::new(&v3)).unwrap();
+    assert_eq!(disk.version(), 3);
+    assert_eq!(disk.cluster_size(), 65536);
+    check_read_disk(&disk, &vec![0u8; 1 << 20]);
+}
+
+#[test]
+fn qcow2_backing_chain_reads_like_qemu_img_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let raw = write_file(d, "src.raw", &source_pattern());
+    let base = path_str(&d.join("base.qcow2"));
+    let top = path_str(&d.join("top.qcow2"));
+    run(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "qcow2", &raw, &base],
+    );
+    // A relative backing name: resolved against the overlay's directory.
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "qcow2",
+            &top,
+        ],
+    );
+    for cmd in [
+        "write -P 0x77 1M 64k",
+        "write -z 2M 128k",
+        "write -P 0x55 3000 1000",
+        "write -P 0x66 4194000 70000",
+    ] {
+        run("qemu-io", &["-f", "qcow2", "-c", cmd, &top]);
+    }
+    let flat = path_str(&d.join("top.raw"));
+    run(
+        "qemu-img",
+        &["convert", "-f", "qcow2", "-O", "raw", &top, &flat],
+    );
+    let expected = std::fs::read(&flat).unwrap();
+
+    let disk = open_image(Path::new(&top)).unwrap();
+    assert_eq!(disk.depth(), 2);
+    check_read_disk(disk.as_ref(), &expected);
+    // The zero write over backing data is a zero extent of the overlay.
+    let extents = disk.extents(2 << 20, 128 << 10).unwrap();
+    assert!(
+        extents.iter().all(|e| e.kind == ExtentKind::Zero),
+        "{extents:?}"
+    );
+}
+
+#[test]
+fn qcow2_backing_file_smaller_than_the_image_reads_zeros_past_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let small: Vec<u8> = lifeboat_vdisk::testsuite::pattern_with_holes((1 << 20) + 512, 65536);
+    write_file(d, "small.raw", &small);
+    let top = path_str(&d.join("big.qcow2"));
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "small.raw",
+            "-F",
+            "raw",
+            &top,
+            "3M",
+        ],
+    );
+    run(
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write -P 0x11 2M 4k", &top],
+    );
+    let flat = path_str(&d.join("big.raw"));
+    run(
+        "qemu-img",
+        &["convert", "-f", "qcow2", "-O", "raw", &top, &flat],
+    );
+    let expected = std::fs::read(&flat).unwrap();
+    let disk = open_image(Path::new(&top)).unwrap();
+    check_read_disk(disk.as_ref(), &expected);
+    let past = disk.extents((1 << 20) + 512, 512 << 10).unwrap();
+    assert!(past.iter().all(|e| e.kind == ExtentKind::Zero), "{past:?}");
+}
+
+#[test]
+fn qcow2_backing_loops_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = path_str(&d.join("a.qcow2"));
+    let b = path_str(&d.join("b.qcow2"));
+    let c = path_str(&d.join("c.qcow2"));
+    for img in [&a, &b, &c] {
+        run("qemu-img", &["create", "-f", "qcow2", img, "1M"]);
+    }
+    run(
+        "qemu-img",
+        &[
+            "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", &a,
+        ],
+    );
+    run(
+        "qemu-img",
+        &[
+            "rebase", "-u", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", &b,
+        ],
+    );
+    run(
+        "qemu-img",
+        &[
+            "rebase", "-u", "-f", "qcow2", "-b", "c.qcow2", "-F", "qcow2", &c,
+        ],
+    );
+    for img in [&a, &b, &c] {
+        let err = open_image(Path::new(img))
+            .err()
+            .expect("a looping chain must not open");
+        assert!(err.to_string().contains("loop"), "{img}: {err}");
+        let err = Qcow2Disk::open(Path::new(img))
+            .err()
+            .expect("a looping chain must not open");
+        assert!(err.to_string().contains("loop"), "{img}: {err}");
+    }
+}
+
+#[test]
+fn qcow2_declared_backing_format_must_match_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = path_str(&d.join("base.qcow2"));
+    let top = path_str(&d.join("top.qcow2"));
+    run("qemu-img", &["create", "-f", "qcow2", &base, "1M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "raw",
+            &top,
+        ],
+    );
+    let err = open_image(Path::new(&top))
+        .err()
+        .expect("format mismatch must be refused");
+    assert!(err.to_string().contains("declared as raw"), "{err}");
+}
+
+#[test]
+fn qcow2_reads_from_many_threads_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = source_pattern();
+    let raw = write_file(dir.path(), "src.raw", &expected);
+    let img = path_str(&dir.path().join("c.qcow2"));
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            "-c",
+            "-o",
+            "cluster_size=4096",
+            &raw,
+            &img,
+        ],
+    );
+    let disk = open_image(Path::new(&img)).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (disk, expected) = (&disk, &expected);
+            s.spawn(move || {
+                let mut x = t * 7919 + 1;
+                for _ in 0..300 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let off = (x >> 20) % expected.len() as u64;
+                    let len = ((x >> 8) % 70_000).min(expected.len() as u64 - off) as usize;
+                    let mut buf = vec![0u8; len];
+                    disk.read_at(&mut buf, off).unwrap();
+                    assert!(
+                        buf == expected[off as usize..off as usize + len],
+                        "thread {t}: {len} bytes at {off}"
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn qcow2_missing_backing_file_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = path_str(&dir.path().join("gone.qcow2"));
+    let top = path_str(&dir.path().join("top.qcow2"));
+    run("qemu-img", &["create", "-f", "qcow2", &base, "1M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "gone.qcow2",
+            "-F",
+            "qcow2",
+            &top,
+        ],
+    );
+    std::fs::remove_file(&base).unwrap();
+    let err = open_image(Path::new(&top))
+        .err()
+        .expect("a missing backing file must fail");
+    assert!(err.to_string().contains("gone.qcow2"), "{err}");
+}

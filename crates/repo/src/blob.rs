@@ -1,0 +1,248 @@
+//! Blob files: the one container of chunks, indexes and manifests.
+//!
+//! A blob is a 48-byte header (layout in [`crate::layout`]) and a body. The
+//! payload is zstd-compressed when that shrinks it, then (in an encrypted
+//! repository) sealed with AES-256-GCM under a one-time key derived from the
+//! header's random salt. The AAD is the whole header plus a *context* the
+//! caller supplies: the chunk digest, `vm@id/disk` for an index, `vm@id` for
+//! a manifest. So a file moved to another name (a chunk swapped for another,
+//! an index of another restore point) fails authentication. In an
+//! unencrypted repository the salt field holds
+//! `blake3(header[0..16] || context || body)` instead, which catches the same
+//! damage (but not a deliberate forgery).
+//!
+//! Decoding refuses blobs whose encryption flag disagrees with the
+//! repository, so nobody can slip a plaintext blob into an encrypted one.
+
+use crate::crypto::{self, Keys};
+use crate::layout::{
+    BLOB_HEADER_LEN, BLOB_MAGIC_CHUNK, BLOB_MAGIC_INDEX, BLOB_MAGIC_MANIFEST, BLOB_VERSION,
+    FLAG_COMPRESSED, FLAG_ENCRYPTED, SALT_LEN, TAG_LEN,
+};
+
+/// What a blob holds; selects the magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobKind {
+    Chunk,
+    Index,
+    Manifest,
+}
+
+impl BlobKind {
+    fn magic(self) -> [u8; 4] {
+        match self {
+            BlobKind::Chunk => BLOB_MAGIC_CHUNK,
+            BlobKind::Index => BLOB_MAGIC_INDEX,
+            BlobKind::Manifest => BLOB_MAGIC_MANIFEST,
+        }
+    }
+}
+
+fn checksum(header16: &[u8], context: &[u8], body: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(header16);
+    h.update(context);
+    h.update(body);
+    *h.finalize().as_bytes()
+}
+
+fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(header.len() + context.len());
+    a.extend_from_slice(header);
+    a.extend_from_slice(context);
+    a
+}
+
+/// Encodes `payload` as a blob of `kind`.
+pub(crate) fn encode(
+    kind: BlobKind,
+    keys: Option<&Keys>,
+    zstd_level: i32,
+    context: &[u8],
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    let compressed = zstd::bulk::compress(payload, zstd_level)
+        .map_err(|e| format!("zstd compression failed: {e}"))?;
+    let use_compressed = compressed.len() < payload.len();
+    let body: &[u8] = if use_compressed { &compressed } else { payload };
+    let mut flags = 0u8;
+    if use_compressed {
+        flags |= FLAG_COMPRESSED;
+    }
+    if keys.is_some() {
+        flags |= FLAG_ENCRYPTED;
+    }
+    let mut out = Vec::with_capacity(BLOB_HEADER_LEN + body.len() + TAG_LEN);
+    out.extend_from_slice(&kind.magic());
+    out.push(BLOB_VERSION);
+    out.push(flags);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    match keys {
+        Some(keys) => {
+            let salt: [u8; SALT_LEN] = crypto::random_array()?;
+            out.extend_from_slice(&salt);
+            let aad = aad(&out, context);
+            out.extend_from_slice(body);
+            let key = crypto::blob_key(&keys.enc_key, &salt);
+            let tag = crypto::seal(&key, &aad, &mut out[BLOB_HEADER_LEN..])?;
+            out.extend_from_slice(&tag);
+        }
+        None => {
+            let sum = checksum(&out, context, body);
+            out.extend_from_slice(&sum);
+            out.extend_from_slice(body);
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a blob of `kind`; `max_plain` bounds the payload size taken from
+/// the (untrusted) header. Errors are plain descriptions; the caller names
+/// the chunk or file.
+pub(crate) fn decode(
+    kind: BlobKind,
+    keys: Option<&Keys>,
+    context: &[u8],
+    mut data: Vec<u8>,
+    max_plain: u64,
+) -> Result<Vec<u8>, String> {
+    if data.len() < BLOB_HEADER_LEN {
+        return Err(format!(
+            "{} bytes is shorter than the {BLOB_HEADER_LEN}-byte blob header",
+            data.len()
+        ));
+    }
+    let (header, _) = data.split_at(BLOB_HEADER_LEN);
+    if header[0..4] != kind.magic() {
+        return Err(format!(
+            "bad magic {:?}, expected {:?}",
+            String::from_utf8_lossy(&header[0..4]),
+            String::from_utf8_lossy(&kind.magic())
+        ));
+    }
+    if header[4] != BLOB_VERSION {
+        return Err(format!("unknown blob version {}", header[4]));
+    }
+    let flags = header[5];
+    if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 || header[6..8] != [0, 0] {
+        return Err(format!(
+            "unknown flags {flags:#x} or non-zero reserved bytes"
+        ));
+    }
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&header[8..16]);
+    let plain_len = u64::from_le_bytes(len_bytes);
+    if plain_len > max_plain {
+        return Err(format!(
+            "payload length {plain_len} exceeds the limit {max_plain}"
+        ));
+    }
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&header[16..BLOB_HEADER_LEN]);
+    let encrypted = flags & FLAG_ENCRYPTED != 0;
+    let body_len = match (encrypted, keys) {
+        (true, Some(keys)) => {
+            let aad = aad(&data[..BLOB_HEADER_LEN], context);
+            let key = crypto::blob_key(&keys.enc_key, &salt);
+            crypto::open(&key, &aad, &mut data[BLOB_HEADER_LEN..])?
+        }
+        (false, None) => {
+            let body = &data[BLOB_HEADER_LEN..];
+            if checksum(&data[..16], context, body) != salt {
+                return Err("checksum mismatch (damaged or swapped file)".into());
+            }
+            body.len()
+        }
+        (true, None) => return Err("encrypted blob in an unencrypted repository".into()),
+        (false, Some(_)) => return Err("unencrypted blob in an encrypted repository".into()),
+    };
+    let body = &data[BLOB_HEADER_LEN..BLOB_HEADER_LEN + body_len];
+    // plain_len <= max_plain, which fits in usize on every supported target.
+    let plain_len = usize::try_from(plain_len).map_err(|_| "payload too large".to_string())?;
+    if flags & FLAG_COMPRESSED != 0 {
+        let plain = zstd::bulk::decompress(body, plain_len)
+            .map_err(|e| format!("zstd decompression failed: {e}"))?;
+        if plain.len() != plain_len {
+            return Err(format!(
+                "decompressed to {} bytes, header says {plain_len}",
+                plain.len()
+            ));
+        }
+        Ok(plain)
+    } else {
+        if body_len != plain_len {
+            return Err(format!(
+                "body holds {body_len} bytes, header says {plain_len}"
+            ));
+        }
+        data.truncate(BLOB_HEADER_LEN + body_len);
+        data.drain(..BLOB_HEADER_LEN);
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::derive(&[9u8; 32])
+    }
+
+    #[test]
+    fn roundtrip_all_modes() {
+        let compressible = vec![42u8; 100_000];
+        let random: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for payload in [&compressible[..], &random[..], &[][..]] {
+            for k in [None, Some(keys())] {
+                let b = encode(BlobKind::Chunk, k.as_ref(), 3, b"ctx", payload).unwrap();
+                let back = decode(BlobKind::Chunk, k.as_ref(), b"ctx", b, 1 << 20).unwrap();
+                assert_eq!(back, payload);
+            }
+        }
+        let b = encode(BlobKind::Chunk, None, 3, b"", &compressible).unwrap();
+        assert!(b.len() < 1000, "compressible payload was not compressed");
+    }
+
+    #[test]
+    fn damage_context_kind_and_mode_mismatches_are_refused() {
+        let payload = b"some manifest json".to_vec();
+        for k in [None, Some(keys())] {
+            let b = encode(BlobKind::Manifest, k.as_ref(), 3, b"vm@1", &payload).unwrap();
+            assert!(decode(BlobKind::Manifest, k.as_ref(), b"vm@2", b.clone(), 1 << 20).is_err());
+            assert!(decode(BlobKind::Index, k.as_ref(), b"vm@1", b.clone(), 1 << 20).is_err());
+            assert!(decode(BlobKind::Manifest, k.as_ref(), b"vm@1", b.clone(), 4).is_err());
+            for i in [5, 9, 20, b.len() - 1] {
+                let mut bad = b.clone();
+                bad[i] ^= 0x10;
+                assert!(
+                    decode(BlobKind::Manifest, k.as_ref(), b"vm@1", bad, 1 << 20).is_err(),
+                    "flip at {i}"
+                );
+            }
+            assert!(decode(
+                BlobKind::Manifest,
+                k.as_ref(),
+                b"vm@1",
+                b[..40].to_vec(),
+                1 << 20
+            )
+            .is_err());
+        }
+        let plain = encode(BlobKind::Chunk, None, 3, b"", &payload).unwrap();
+        assert!(decode(BlobKind::Chunk, Some(&keys()), b"", plain, 1 << 20).is_err());
+        let enc = encode(BlobKind::Chunk, Some(&keys()), 3, b"", &payload).unwrap();
+        assert!(decode(BlobKind::Chunk, None, b"", enc.clone(), 1 << 20).is_err());
+        assert!(decode(
+            BlobKind::Chunk,
+            Some(&Keys::derive(&[1; 32])),
+            b"",
+            enc,
+            1 << 20
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! [`RestorePointDisk`]: a restore point's disk as a
+//! [`lifeboat_vdisk::ReadDisk`] = index (offset -> digest) + a
+//! [`ChunkReader`] (digest -> bytes). No cache inside: callers stack a
+//! `lifeboat_vdisk::CachedDisk` on top. Zero chunks read as zeros without
+//! touching the reader and are reported as `Zero` extents. Errors of the
+//! reader travel as `lifeboat_vdisk::Error::Source` wrapping the repository
+//! [`Error`], so callers can `downcast_ref::<lifeboat_repo::Error>()` to
+//! tell a missing chunk from a corrupt one.
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::model::DiskIndex;
+use lifeboat_vdisk::{check_range, push_merged, Extent, ReadDisk};
+use std::sync::Arc;
+
+/// digest -> plaintext bytes. The repository implements it; remote and
+/// cached readers can too.
+pub trait ChunkReader: Send + Sync {
+    /// Reads, authenticates and checks one chunk.
+    fn read_chunk(&self, digest: &Digest) -> Result<Vec<u8>>;
+    /// Names the source in errors, e.g. `repository /backups/repo`.
+    fn describe(&self) -> String;
+}
+
+/// A disk of a restore point.
+pub struct RestorePointDisk {
+    name: String,
+    index: DiskIndex,
+    reader: Arc<dyn ChunkReader>,
+}
+
+impl RestorePointDisk {
+    /// `name` labels the disk in errors: `web01@<id> disk disk0` makes
+    /// [`ReadDisk::describe`] say `restore point web01@<id> disk disk0`.
+    pub fn new(name: String, index: DiskIndex, reader: Arc<dyn ChunkReader>) -> Self {
+        RestorePointDisk {
+            name,
+            index,
+            reader,
+        }
+    }
+
+    pub fn index(&self) -> &DiskIndex {
+        &self.index
+    }
+
+    /// Digest slot `i` of the index, or a corruption error when the index
+    /// is shorter than the disk (an index built by hand without `check`).
+    fn slot(&self, i: u64) -> lifeboat_vdisk::Result<Option<Digest>> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.index.digests.get(i).copied())
+            .ok_or_else(|| {
+                lifeboat_vdisk::Error::corrupt(self.describe(), format!("index has no chunk {i}"))
+            })
+    }
+}
+
+impl ReadDisk for RestorePointDisk {
+    fn size(&self) -> u64 {
+        self.index.disk_size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> lifeboat_vdisk::Result<()> {
+        check_range(&|| self.describe(), offset, buf.len() as u64, self.size())?;
+        let cs = u64::from(self.index.chunk_size);
+        if cs == 0 {
+            return Err(lifeboat_vdisk::Error::corrupt(
+                self.describe(),
+                "chunk size 0",
+            ));
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let i = pos / cs;
+            let within = (pos % cs) as usize;
+            let chunk_len = self.index.chunk_len(i) as usize;
+            let n = (chunk_len - within).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            match self.slot(i)? {
+                None => out.fill(0),
+                Some(d) => {
+                    let data = self
+                        .reader
+                        .read_chunk(&d)
+                        .map_err(|e| lifeboat_vdisk::Error::source(self.describe(), e))?;
+                    if data.len() != chunk_len {
+                        return Err(lifeboat_vdisk::Error::corrupt(
+                            self.describe(),
+                            format!(
+                                "chunk {d} at offset {} holds {} bytes, expected {chunk_len}",
+                                i * cs,
+                                data.len()
+                            ),
+                        ));
+                    }
+                    out.copy_from_slice(&data[within..within + n]);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> lifeboat_vdisk::Result<Vec<Extent>> {
+        let end = offset.saturating_add(len).min(self.size());
+        let mut list = Vec::new();
+        let cs = u64::from(self.index.chunk_size);
+        if end <= offset || cs == 0 {
+            return Ok(list);
+        }
+        let mut pos = offset;
+        while pos < end {
+            let i = pos / cs;
+            let stop = (i.saturating_add(1)).saturating_mul(cs).min(end);
+            let e = match self.slot(i)? {
+                None => Extent::zero(pos, stop - pos),
+                Some(_) => Extent::data(pos, stop - pos),
+            };
+            push_merged(&mut list, e);
+            pos = stop;
+        }
+        Ok(list)
+    }
+
+    fn describe(&self) -> String {
+        format!("restore point {}", self.name)
+    }
+}

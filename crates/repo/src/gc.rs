@@ -1,0 +1,211 @@
+//! Garbage collection: mark-and-sweep with mtimes (as in Proxmox Backup
+//! Server), safe beside running backups and SIGKILL at any instant.
+//!
+//! 1. `T0 = now`. Active writers = `writers/*` whose flock gc cannot take
+//!    (entries it can lock are stale: removed). `cutoff = min(T0, oldest
+//!    active writer start) - 2 s`.
+//! 2. Mark: read every manifest (after the cutoff is fixed) and every index
+//!    they name. Any unreadable manifest or index aborts gc: deleting on
+//!    incomplete marks could destroy referenced chunks.
+//! 3. Sweep each `chunks/<xx>` holding an EXCLUSIVE flock on its `.lock`: a
+//!    chunk is unlinked only if unmarked AND its mtime < cutoff. `.tmp-*`
+//!    files (chunks, indexes, manifests, registrations) and index dirs
+//!    without a manifest older than the cutoff go too.
+//!
+//! | concurrent event                                   | why no live chunk is lost |
+//! |----------------------------------------------------|---------------------------|
+//! | writer active at step 1 touches/writes chunk X     | X.mtime >= writer start > cutoff |
+//! | writer registers after step 1                      | its touches are > T0 > cutoff |
+//! | writer commits between step 1 and 2                | its manifest is read in step 2 (and mtimes > cutoff anyway) |
+//! | writer touches X while gc sweeps prefix xx         | touch holds the SHARED prefix lock: it runs before gc's stat (new mtime, kept) or after gc's unlink (X absent, so the writer writes it anew) |
+//! | forget during gc                                   | chunks only become unreferenced; a later gc takes them |
+//! | gc killed                                          | it only ever unlinked unreferenced old chunks and temp files |
+//! | registration being created                         | written as `.tmp-*`, flock taken before the rename: gc never sees it unlocked |
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::layout::*;
+use crate::repository::{dir_names, prefix_dir, Repository};
+use rustix::fs::FlockOperation;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// What gc did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub chunks_removed: u64,
+    pub bytes_removed: u64,
+    pub chunks_kept: u64,
+    pub temp_files_removed: u64,
+}
+
+fn mtime(path: &Path) -> Result<Option<(SystemTime, u64)>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some((m.modified().at(path)?, m.len()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn remove_file(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Removes `.tmp-*` files in `dir` older than `cutoff`.
+fn sweep_temps(dir: &Path, cutoff: SystemTime, report: &mut GcReport) -> Result<()> {
+    for name in dir_names(dir)? {
+        if !name.starts_with(TMP_PREFIX) {
+            continue;
+        }
+        let path = dir.join(&name);
+        if let Some((t, _)) = mtime(&path)? {
+            if t < cutoff
+                && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+                && remove_file(&path)?
+            {
+                report.temp_files_removed += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Repository {
+    /// Start time of the oldest running backup, removing stale registrations.
+    fn oldest_active_writer(&self, report: &mut GcReport) -> Result<Option<SystemTime>> {
+        let dir = self.path().join(WRITERS_DIR);
+        let mut oldest: Option<SystemTime> = None;
+        for name in dir_names(&dir)? {
+            let path = dir.join(&name);
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            if fsutil::try_lock_exclusive(&file, &path)? {
+                // Nobody holds it: the writer died. Remove while we hold the lock.
+                if remove_file(&path)? && name.starts_with(TMP_PREFIX) {
+                    report.temp_files_removed += 1;
+                }
+                let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
+                continue;
+            }
+            // Live: its start time, or the epoch (keep everything) if unreadable.
+            let started = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("started").and_then(|s| s.as_str()).map(str::to_owned))
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+                .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            oldest = Some(oldest.map_or(started, |o| o.min(started)));
+        }
+        Ok(oldest)
+    }
+
+    /// Removes unreferenced chunks older than the cutoff (see the module doc).
+    pub fn gc(&self) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let t0 = SystemTime::now();
+        let oldest = self.oldest_active_writer(&mut report)?;
+        let cutoff = oldest
+            .map_or(t0, |o| o.min(t0))
+            .checked_sub(Duration::from_secs(GC_MARGIN_SECS))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+
+        // Mark.
+        let mut live: HashSet<Digest> = HashSet::new();
+        for m in self.list(None)? {
+            for d in &m.disks {
+                let index = self.load_index(&m, &d.name)?;
+                live.extend(index.digests.iter().flatten().copied());
+            }
+        }
+
+        // Orphan index dirs and temp files outside chunks/.
+        self.sweep_indexes(cutoff, &mut report)?;
+        let snaps = self.snapshots_dir();
+        for vm in dir_names(&snaps)? {
+            sweep_temps(&snaps.join(vm), cutoff, &mut report)?;
+        }
+        sweep_temps(self.path(), cutoff, &mut report)?;
+
+        // Sweep.
+        for i in 0..PREFIX_DIRS {
+            let dir = prefix_dir(self.path(), i);
+            let _lock = fsutil::ExclusiveLock::acquire(&dir.join(PREFIX_LOCK))?;
+            let mut removed_here = 0u64;
+            for name in dir_names(&dir)? {
+                if name.starts_with(TMP_PREFIX) {
+                    let path = dir.join(&name);
+                    if let Some((t, _)) = mtime(&path)? {
+                        if t < cutoff && remove_file(&path)? {
+                            report.temp_files_removed += 1;
+                        }
+                    }
+                    continue;
+                }
+                let Ok(digest) = name.parse::<Digest>() else {
+                    continue; // .lock and foreign files
+                };
+                if live.contains(&digest) {
+                    report.chunks_kept += 1;
+                    continue;
+                }
+                let path = dir.join(&name);
+                let Some((t, len)) = mtime(&path)? else {
+                    continue; // removed meanwhile
+                };
+                if t >= cutoff {
+                    report.chunks_kept += 1;
+                } else if remove_file(&path)? {
+                    report.chunks_removed += 1;
+                    report.bytes_removed += len;
+                    removed_here += 1;
+                }
+            }
+            // Make the unlinks durable before the lock is released.
+            if removed_here > 0 {
+                fsutil::fsync_dir(&dir)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes index dirs whose manifest does not exist and that are older
+    /// than `cutoff` (left by a crashed commit or an interrupted forget).
+    fn sweep_indexes(&self, cutoff: SystemTime, report: &mut GcReport) -> Result<()> {
+        let root = self.path().join(INDEXES_DIR);
+        for vm in dir_names(&root)? {
+            let vm_dir = root.join(&vm);
+            if !vm_dir.is_dir() {
+                continue;
+            }
+            for id in dir_names(&vm_dir)? {
+                let dir = vm_dir.join(&id);
+                if self.manifest_path(&vm, &id).exists() || !dir.is_dir() {
+                    continue;
+                }
+                sweep_temps(&dir, cutoff, report)?;
+                if let Some((t, _)) = mtime(&dir)? {
+                    if t < cutoff {
+                        match std::fs::remove_dir_all(&dir) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io(&dir, e)),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! The data model of a restore point: [`Manifest`] (what the restore point
+//! is), [`DiskEntry`] and [`DiskStats`] (per disk), [`DiskIndex`] (offset ->
+//! digest), plus name rules and restore point ids.
+//!
+//! Index payload (inside an index blob), little endian:
+//!
+//! ```text
+//! off len field
+//!   0   4 chunk_size
+//!   4   4 reserved (0)
+//!   8   8 disk_size
+//!  16   8 count = ceil(disk_size / chunk_size)
+//!  24  32*count digests; all-zero = zero chunk (never stored)
+//! ```
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::{DIGEST_LEN, ID_RANDOM_HEX, INDEX_HEADER_LEN, MAX_NAME_LEN, ZERO_DIGEST};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Per-disk statistics of one backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStats {
+    pub bytes_read: u64,
+    pub data_chunks: u64,
+    pub zero_chunks: u64,
+    pub new_chunks: u64,
+    pub new_stored_bytes: u64,
+}
+
+/// One disk of a restore point, as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskEntry {
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    /// Where it came from, e.g. `qcow2 /vms/a.qcow2`.
+    pub source: String,
+    pub stats: DiskStats,
+}
+
+/// A restore point: the manifest is written last, so it exists only when
+/// every index and chunk it refers to does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub vm: String,
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub disks: Vec<DiskEntry>,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl Manifest {
+    /// `vm@id`.
+    pub fn name(&self) -> String {
+        format!("{}@{}", self.vm, self.id)
+    }
+
+    /// True when a retention lock is in force at `now`.
+    pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|u| u > now)
+    }
+
+    /// The entry of disk `name`.
+    pub fn disk(&self, name: &str) -> Option<&DiskEntry> {
+        self.disks.iter().find(|d| d.name == name)
+    }
+}
+
+/// Offset -> digest map of one disk. `None` is an all-zero chunk; the last
+/// chunk may be short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskIndex {
+    pub chunk_size: u32,
+    pub disk_size: u64,
+    pub digests: Vec<Option<Digest>>,
+}
+
+impl DiskIndex {
+    /// Number of chunks a disk of `disk_size` has at `chunk_size` (0 when chunk_size is 0).
+    pub fn chunk_count(disk_size: u64, chunk_size: u32) -> u64 {
+        if chunk_size == 0 {
+            return 0;
+        }
+        disk_size.div_ceil(u64::from(chunk_size))
+    }
+
+    /// Byte length of chunk `i` (the last one may be short).
+    pub fn chunk_len(&self, i: u64) -> u64 {
+        let cs = u64::from(self.chunk_size);
+        let start = i.saturating_mul(cs);
+        self.disk_size.saturating_sub(start).min(cs)
+    }
+
+    /// Checks that the digest count matches the size.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.chunk_size == 0 {
+            return Err("chunk size 0".into());
+        }
+        let want = Self::chunk_count(self.disk_size, self.chunk_size);
+        if self.digests.len() as u64 != want {
+            return Err(format!(
+                "{} digests for a disk of {} bytes in chunks of {} (expected {want})",
+                self.digests.len(),
+                self.disk_size,
+                self.chunk_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serialises the index payload.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(INDEX_HEADER_LEN + self.digests.len() * DIGEST_LEN);
+        out.extend_from_slice(&self.chunk_size.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.disk_size.to_le_bytes());
+        out.extend_from_slice(&(self.digests.len() as u64).to_le_bytes());
+        for d in &self.digests {
+            out.extend_from_slice(&d.map_or(ZERO_DIGEST, |d| d.0));
+        }
+        out
+    }
+
+    /// Parses an index payload.
+    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<DiskIndex, String> {
+        let (header, body) = bytes
+            .split_at_checked(INDEX_HEADER_LEN)
+            .ok_or("index shorter than its header")?;
+        let u32_at =
+            |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[o..o + 8]);
+            u64::from_le_bytes(b)
+        };
+        let chunk_size = u32_at(0);
+        let disk_size = u64_at(8);
+        let count = u64_at(16);
+        if body.len() as u64 != count.saturating_mul(DIGEST_LEN as u64) {
+            return Err(format!(
+                "index says {count} digests but holds {} bytes of them",
+                body.len()
+            ));
+        }
+        let digests = body
+            .chunks_exact(DIGEST_LEN)
+            .map(|c| {
+                let mut d = [0u8; DIGEST_LEN];
+                d.copy_from_slice(c);
+                (d != ZERO_DIGEST).then_some(Digest(d))
+            })
+            .collect();
+        let index = DiskIndex {
+            chunk_size,
+            disk_size,
+            digests,
+        };
+        index.check()?;
+        Ok(index)
+    }
+}
+
+/// Checks a VM or disk name: `[A-Za-z0-9._-]{1,64}`, not starting with '.'.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return bad("must be 1 to 64 characters");
+    }
+    if name.starts_with('.') {
+        return bad("must not start with '.'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("may only hold A-Z a-z 0-9 . _ -");
+    }
+    Ok(())
+}
+
+/// A new restore point id for `time`: `YYYYMMDD-HHMMSS-xxxx` (UTC), sortable.
+pub(crate) fn new_id(time: DateTime<Utc>) -> Result<String> {
+    Ok(format!(
+        "{}-{}",
+        time.format("%Y%m%d-%H%M%S"),
+        crate::fsutil::random_hex(ID_RANDOM_HEX)?
+    ))
+}
+
+/// True when `id` has the shape of a restore point id (also a valid file name).
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 16 + ID_RANDOM_HEX
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 15 => c == b'-',
+            0..=14 => c.is_ascii_digit(),
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_roundtrip_and_damage() {
+        let idx = DiskIndex {
+            chunk_size: 4096,
+            disk_size: 10_000,
+            digests: vec![Some(Digest([3; 32])), None, Some(Digest([4; 32]))],
+        };
+        let bytes = idx.encode();
+        assert_eq!(DiskIndex::decode(&bytes).unwrap(), idx);
+        assert!(DiskIndex::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(DiskIndex::decode(&bytes[..10]).is_err());
+        let mut wrong_size = bytes.clone();
+        wrong_size[9] = 0xff; // disk_size 65296: 16 chunks, not 3
+        assert!(DiskIndex::decode(&wrong_size).is_err());
+        assert_eq!(idx.chunk_len(2), 10_000 - 8192);
+    }
+
+    #[test]
+    fn names_and_ids() {
+        for ok in ["web01", "a", "db-1.prod_x", &"x".repeat(64)] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "é", &"x".repeat(65), ".."] {
+            assert!(
+                matches!(check_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        let id = new_id(Utc::now()).unwrap();
+        assert!(is_valid_id(&id), "{id}");
+        assert!(!is_valid_id("20261122-110930"));
+        assert!(!is_valid_id("../../etc/passwd-aa"));
+    }
+}

@@ -1,0 +1,528 @@
+//! [`Repository`]: opening and creating a repository, reading chunks,
+//! indexes and manifests, listing and resolving restore points, retention
+//! locks and forget. Writing lives in `writer.rs`, prune in `prune.rs`, gc
+//! in `gc.rs`, verify in `verify.rs`.
+//!
+//! Manifest changes (lock, forget, prune) serialise on an exclusive flock of
+//! `locks/snapshots.lock`, so "check the lock, then delete" cannot race a
+//! concurrent `lock` extending it.
+
+use crate::blob::{self, BlobKind};
+use crate::config::Config;
+use crate::crypto::{KdfParams, Keys};
+use crate::digest::Digest;
+use crate::disk::{ChunkReader, RestorePointDisk};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, ExclusiveLock};
+use crate::layout::*;
+use crate::model::{check_name, is_valid_id, DiskIndex, Manifest};
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to create a repository. `Debug` does not show the passphrase.
+#[derive(Clone)]
+pub struct InitOptions {
+    /// `None` creates an unencrypted repository (`--no-encryption`).
+    pub passphrase: Option<String>,
+    pub chunk_size: u32,
+    pub zstd_level: i32,
+}
+
+impl InitOptions {
+    /// Defaults for chunk size and compression with the given passphrase.
+    pub fn new(passphrase: Option<String>) -> Self {
+        InitOptions {
+            passphrase,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+}
+
+impl std::fmt::Debug for InitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitOptions")
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .field("chunk_size", &self.chunk_size)
+            .field("zstd_level", &self.zstd_level)
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub path: PathBuf,
+    pub config: Config,
+    pub keys: Option<Keys>,
+}
+
+/// A repository on a local directory. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Repository {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("path", &self.inner.path)
+            .field("encrypted", &self.encrypted())
+            .finish()
+    }
+}
+
+impl Repository {
+    /// Creates a repository at `path` (which must not exist or be an empty
+    /// directory) with the default, strong Argon2id parameters.
+    pub fn init(path: &Path, opts: InitOptions) -> Result<Repository> {
+        Self::init_with_kdf(path, opts, KdfParams::default())
+    }
+
+    /// [`Repository::init`] with explicit Argon2id parameters (tests use
+    /// [`KdfParams::insecure_for_tests`]; imports may keep foreign ones).
+    pub fn init_with_kdf(path: &Path, opts: InitOptions, kdf: KdfParams) -> Result<Repository> {
+        match std::fs::read_dir(path) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(Error::AlreadyExists { path: path.into() });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(path).at(path)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(Error::AlreadyExists { path: path.into() });
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        let (config, keys) = Config::new(
+            opts.chunk_size,
+            opts.zstd_level,
+            opts.passphrase.as_deref(),
+            kdf,
+        )?;
+        for d in [
+            INDEXES_DIR,
+            SNAPSHOTS_DIR,
+            WRITERS_DIR,
+            LOCKS_DIR,
+            CHUNKS_DIR,
+        ] {
+            std::fs::create_dir(path.join(d)).at(path.join(d))?;
+        }
+        for i in 0..PREFIX_DIRS {
+            let dir = prefix_dir(path, i);
+            std::fs::create_dir(&dir).at(&dir)?;
+            fsutil::open_lock_file(&dir.join(PREFIX_LOCK))?;
+        }
+        fsutil::open_lock_file(&path.join(LOCKS_DIR).join(SNAPSHOTS_LOCK))?;
+        rustix::fs::sync(); // the 256 directories, cheaply, before the config makes it a repository
+        config.save(path)?;
+        Ok(Repository {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                config,
+                keys,
+            }),
+        })
+    }
+
+    /// Opens the repository at `path`, unwrapping its key with `passphrase`.
+    pub fn open(path: &Path, passphrase: Option<&str>) -> Result<Repository> {
+        let config = Config::load(path)?;
+        let keys = config.unlock(path, passphrase)?;
+        Ok(Repository {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                config,
+                keys,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Chunk size new backups use.
+    pub fn chunk_size(&self) -> u32 {
+        self.inner.config.chunk_size
+    }
+
+    /// zstd level new chunks are compressed with.
+    pub fn zstd_level(&self) -> i32 {
+        self.inner.config.zstd_level
+    }
+
+    pub fn encrypted(&self) -> bool {
+        self.inner.keys.is_some()
+    }
+
+    /// The repository id (random, from the config).
+    pub fn id(&self) -> &str {
+        &self.inner.config.id
+    }
+
+    /// The digest of a chunk's plaintext: BLAKE3, keyed with the id key when
+    /// the repository is encrypted.
+    pub fn digest(&self, plain: &[u8]) -> Digest {
+        match &self.inner.keys {
+            Some(k) => Digest(*blake3::keyed_hash(&k.id_key, plain).as_bytes()),
+            None => Digest(*blake3::hash(plain).as_bytes()),
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Option<&Keys> {
+        self.inner.keys.as_ref()
+    }
+
+    // ---- paths ----
+
+    pub(crate) fn chunk_path(&self, d: &Digest) -> PathBuf {
+        prefix_dir(&self.inner.path, d.prefix()).join(d.to_hex())
+    }
+
+    pub(crate) fn snapshots_dir(&self) -> PathBuf {
+        self.inner.path.join(SNAPSHOTS_DIR)
+    }
+
+    pub(crate) fn manifest_path(&self, vm: &str, id: &str) -> PathBuf {
+        self.snapshots_dir()
+            .join(vm)
+            .join(format!("{id}{MANIFEST_SUFFIX}"))
+    }
+
+    pub(crate) fn index_dir(&self, vm: &str, id: &str) -> PathBuf {
+        self.inner.path.join(INDEXES_DIR).join(vm).join(id)
+    }
+
+    pub(crate) fn snapshots_lock(&self) -> Result<ExclusiveLock> {
+        ExclusiveLock::acquire(&self.inner.path.join(LOCKS_DIR).join(SNAPSHOTS_LOCK))
+    }
+
+    // ---- manifests ----
+
+    /// Encodes and atomically writes a manifest.
+    pub(crate) fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        let path = self.manifest_path(&m.vm, &m.id);
+        let json = serde_json::to_vec(m).map_err(|e| Error::corrupt_file(&path, e))?;
+        let blob = blob::encode(
+            BlobKind::Manifest,
+            self.keys(),
+            self.zstd_level(),
+            m.name().as_bytes(),
+            &json,
+        )
+        .map_err(|e| Error::invalid(path.display(), e))?;
+        fsutil::atomic_write(&path, &blob)
+    }
+
+    /// Reads the manifest of `vm@id`; `NotFound` when it does not exist.
+    pub(crate) fn read_manifest(&self, vm: &str, id: &str) -> Result<Manifest> {
+        let path = self.manifest_path(vm, id);
+        let bytes = fsutil::read_optional(&path)?.ok_or_else(|| Error::NotFound {
+            what: format!("restore point {vm}@{id}"),
+        })?;
+        let name = format!("{vm}@{id}");
+        let json = blob::decode(
+            BlobKind::Manifest,
+            self.keys(),
+            name.as_bytes(),
+            bytes,
+            MAX_MANIFEST_PLAIN,
+        )
+        .map_err(|e| Error::corrupt_file(&path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|e| Error::corrupt_file(&path, e))?;
+        let found = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        if found != u64::from(FORMAT_VERSION) {
+            return Err(Error::UnknownVersion {
+                path,
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+                supported: FORMAT_VERSION,
+            });
+        }
+        let m: Manifest =
+            serde_json::from_value(value).map_err(|e| Error::corrupt_file(&path, e))?;
+        if m.vm != vm || m.id != id {
+            return Err(Error::corrupt_file(
+                &path,
+                format!("holds restore point {}", m.name()),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Restore points, oldest first; all VMs when `vm` is `None`.
+    pub fn list(&self, vm: Option<&str>) -> Result<Vec<Manifest>> {
+        let root = self.snapshots_dir();
+        let vms: Vec<String> = match vm {
+            Some(v) => {
+                check_name(v)?;
+                vec![v.to_string()]
+            }
+            None => dir_names(&root)?
+                .into_iter()
+                .filter(|n| check_name(n).is_ok())
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for vm in vms {
+            let dir = root.join(&vm);
+            for name in dir_names(&dir)? {
+                let Some(id) = name.strip_suffix(MANIFEST_SUFFIX) else {
+                    continue;
+                };
+                if !is_valid_id(id) {
+                    continue; // .tmp-* and foreign files
+                }
+                match self.read_manifest(&vm, id) {
+                    Ok(m) => out.push(m),
+                    Err(Error::NotFound { .. }) => {} // forgotten meanwhile
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.time, &a.vm, &a.id).cmp(&(b.time, &b.vm, &b.id)));
+        Ok(out)
+    }
+
+    /// Finds one restore point: `vm@latest`, `vm@<id or unique id prefix>`,
+    /// or a unique id prefix across all VMs.
+    pub fn resolve(&self, spec: &str) -> Result<Manifest> {
+        let not_found = || Error::NotFound {
+            what: format!("restore point {spec:?}"),
+        };
+        let (list, id_part) = match spec.split_once('@') {
+            Some((vm, rest)) => (self.list(Some(vm))?, rest),
+            None => (self.list(None)?, spec),
+        };
+        if id_part == "latest" {
+            return list.into_iter().last().ok_or_else(not_found);
+        }
+        if id_part.is_empty() {
+            return Err(not_found());
+        }
+        if let Some(exact) = list.iter().find(|m| m.id == id_part) {
+            return Ok(exact.clone());
+        }
+        let mut matches: Vec<Manifest> = list
+            .into_iter()
+            .filter(|m| m.id.starts_with(id_part))
+            .collect();
+        match matches.len() {
+            0 => Err(not_found()),
+            1 => Ok(matches.remove(0)),
+            n => Err(Error::invalid(
+                format!("restore point {spec:?}"),
+                format!(
+                    "matches {n} restore points ({}); give more of the id",
+                    matches
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Reads the index of `disk` of a restore point.
+    pub fn load_index(&self, manifest: &Manifest, disk: &str) -> Result<DiskIndex> {
+        let entry = manifest.disk(disk).ok_or_else(|| Error::NotFound {
+            what: format!("disk {disk:?} in restore point {}", manifest.name()),
+        })?;
+        let path = self
+            .index_dir(&manifest.vm, &manifest.id)
+            .join(format!("{disk}{INDEX_SUFFIX}"));
+        let bytes = fsutil::read_optional(&path)?
+            .ok_or_else(|| Error::corrupt_file(&path, "index file is missing"))?;
+        let context = format!("{}/{disk}", manifest.name());
+        let payload = blob::decode(
+            BlobKind::Index,
+            self.keys(),
+            context.as_bytes(),
+            bytes,
+            MAX_INDEX_PLAIN,
+        )
+        .map_err(|e| Error::corrupt_file(&path, e))?;
+        let index = DiskIndex::decode(&payload).map_err(|e| Error::corrupt_file(&path, e))?;
+        if index.chunk_size != entry.chunk_size || index.disk_size != entry.size {
+            return Err(Error::corrupt_file(
+                &path,
+                format!(
+                    "index is for {} bytes in chunks of {}, manifest says {} in chunks of {}",
+                    index.disk_size, index.chunk_size, entry.size, entry.chunk_size
+                ),
+            ));
+        }
+        Ok(index)
+    }
+
+    /// Reads a chunk: authenticates, decompresses and checks its digest.
+    pub fn read_chunk(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.chunk_path(digest);
+        let corrupt = |detail: String| Error::CorruptChunk {
+            digest: *digest,
+            detail,
+        };
+        let bytes = match read_bounded(&path, MAX_CHUNK_FILE) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(Error::MissingChunk { digest: *digest }),
+            Err(ReadError::TooLarge(n)) => {
+                return Err(corrupt(format!(
+                    "chunk file of {n} bytes exceeds {MAX_CHUNK_FILE}"
+                )))
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        };
+        let plain = blob::decode(
+            BlobKind::Chunk,
+            self.keys(),
+            &digest.0,
+            bytes,
+            u64::from(MAX_CHUNK_SIZE),
+        )
+        .map_err(corrupt)?;
+        let actual = self.digest(&plain);
+        if actual != *digest {
+            return Err(corrupt(format!("content has digest {actual}")));
+        }
+        Ok(plain)
+    }
+
+    /// Size of the chunk file on disk.
+    pub fn chunk_stored_size(&self, digest: &Digest) -> Result<u64> {
+        let path = self.chunk_path(digest);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::MissingChunk { digest: *digest })
+            }
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// A restore point's disk as a [`lifeboat_vdisk::ReadDisk`] (no cache inside).
+    pub fn open_disk(&self, manifest: &Manifest, disk: &str) -> Result<RestorePointDisk> {
+        let index = self.load_index(manifest, disk)?;
+        Ok(RestorePointDisk::new(
+            format!("{} disk {disk}", manifest.name()),
+            index,
+            Arc::new(self.clone()),
+        ))
+    }
+
+    /// Sets or extends the retention lock; an earlier date than the current
+    /// lock is refused with `LockShortening`.
+    pub fn lock(&self, manifest: &Manifest, until: DateTime<Utc>) -> Result<Manifest> {
+        let _guard = self.snapshots_lock()?;
+        let mut current = self.read_manifest(&manifest.vm, &manifest.id)?;
+        if let Some(cur) = current.locked_until {
+            if until < cur {
+                return Err(Error::LockShortening {
+                    restore_point: current.name(),
+                    current: cur,
+                    requested: until,
+                });
+            }
+        }
+        current.locked_until = Some(until);
+        self.write_manifest(&current)?;
+        Ok(current)
+    }
+
+    /// Deletes a restore point: the manifest first (it disappears
+    /// atomically), then its indexes. Chunks are left for gc.
+    pub fn forget(&self, manifest: &Manifest) -> Result<()> {
+        let _guard = self.snapshots_lock()?;
+        self.forget_locked(manifest, Utc::now())
+    }
+
+    /// `forget` with the snapshots lock already held.
+    pub(crate) fn forget_locked(&self, manifest: &Manifest, now: DateTime<Utc>) -> Result<()> {
+        let current = self.read_manifest(&manifest.vm, &manifest.id)?;
+        if let Some(until) = current.locked_until.filter(|_| current.is_locked(now)) {
+            return Err(Error::Locked {
+                restore_point: current.name(),
+                until,
+            });
+        }
+        let path = self.manifest_path(&manifest.vm, &manifest.id);
+        std::fs::remove_file(&path).at(&path)?;
+        if let Some(dir) = path.parent() {
+            fsutil::fsync_dir(dir)?;
+        }
+        // Best effort: an index dir left behind (crash, error) is removed by gc.
+        let _ = std::fs::remove_dir_all(self.index_dir(&manifest.vm, &manifest.id));
+        Ok(())
+    }
+}
+
+impl ChunkReader for Repository {
+    fn read_chunk(&self, digest: &Digest) -> Result<Vec<u8>> {
+        Repository::read_chunk(self, digest)
+    }
+    fn describe(&self) -> String {
+        format!("repository {}", self.inner.path.display())
+    }
+}
+
+/// Largest possible chunk file: header + uncompressed maximum + tag
+/// (compression is only kept when it shrinks the payload).
+const MAX_CHUNK_FILE: u64 = (BLOB_HEADER_LEN + MAX_CHUNK_SIZE as usize + TAG_LEN) as u64;
+
+enum ReadError {
+    TooLarge(u64),
+    Io(Error),
+}
+
+/// Reads a file of at most `max` bytes; `Ok(None)` when it does not exist.
+fn read_bounded(path: &Path, max: u64) -> std::result::Result<Option<Vec<u8>>, ReadError> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ReadError::Io(Error::io(path, e))),
+    };
+    let len = f
+        .metadata()
+        .map_err(|e| ReadError::Io(Error::io(path, e)))?
+        .len();
+    if len > max {
+        return Err(ReadError::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    f.read_to_end(&mut buf)
+        .map_err(|e| ReadError::Io(Error::io(path, e)))?;
+    Ok(Some(buf))
+}
+
+/// `chunks/<xx>` of prefix `i`.
+pub(crate) fn prefix_dir(repo: &Path, i: usize) -> PathBuf {
+    repo.join(CHUNKS_DIR).join(format!("{i:02x}"))
+}
+
+/// Names of the entries of `dir` (empty when it does not exist), skipping
+/// names that are not UTF-8.
+pub(crate) fn dir_names(dir: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.at(dir)?;
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,361 @@
+//! [`BackupWriter`]: stores chunks and commits a restore point.
+//!
+//! Write order: chunks (temp + fsync + rename), then at commit the touched
+//! prefix directories are fsynced, the indexes written (temp + fsync +
+//! rename, directory fsync), and last the manifest (same). Until the
+//! manifest's rename, nothing of the new restore point is visible.
+//!
+//! GC interplay (see gc.rs for the whole table): a writer registers as
+//! `writers/<uuid>` holding an exclusive flock on it, its start time inside
+//! (written under a `.tmp-*` name and renamed, so gc never sees an unlocked
+//! live registration). A chunk found present is *touched* (mtime = now)
+//! instead of written. The exists-check + touch, and the rename of a new
+//! chunk, run under a SHARED flock on `chunks/<xx>/.lock`; gc's sweep holds
+//! it EXCLUSIVELY while it stats and unlinks. flock belongs to the open file
+//! description, which all threads of this writer share, so an in-process
+//! counter takes the shared lock for the first thread in and drops it after
+//! the last one out.
+
+use crate::blob::{self, BlobKind};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::layout::*;
+use crate::model::{check_name, new_id, DiskEntry, DiskIndex, DiskStats, Manifest};
+use crate::repository::{prefix_dir, Repository};
+use chrono::{DateTime, Utc};
+use rustix::fs::{AtFlags, FlockOperation, Timespec, Timestamps, UTIME_NOW};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// What `store_chunk` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The chunk was new and is now stored in `stored_bytes` bytes on disk.
+    New { stored_bytes: u64 },
+    /// The chunk was already in the repository (now marked live for gc).
+    Existing,
+}
+
+/// One disk of a restore point being committed.
+#[derive(Debug, Clone)]
+pub struct NewDisk {
+    pub name: String,
+    /// Where the disk came from, e.g. `qcow2 /vms/a.qcow2`.
+    pub source: String,
+    pub index: DiskIndex,
+    pub stats: DiskStats,
+}
+
+/// A shared flock on one prefix lock file, counted across this process's threads.
+struct PrefixLock {
+    file: File,
+    path: PathBuf,
+    holders: Mutex<u32>,
+}
+
+struct SharedGuard<'a>(&'a PrefixLock);
+
+impl PrefixLock {
+    fn shared(&self) -> Result<SharedGuard<'_>> {
+        let mut n = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        if *n == 0 {
+            fsutil::flock(&self.file, FlockOperation::LockShared, &self.path)?;
+        }
+        *n += 1;
+        Ok(SharedGuard(self))
+    }
+}
+
+impl Drop for SharedGuard<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.holders.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            let _ = rustix::fs::flock(&self.0.file, FlockOperation::Unlock);
+        }
+    }
+}
+
+/// A running backup. `Sync`: `store_chunk` is called from many threads.
+/// Dropping it without `commit` abandons the backup (no restore point).
+pub struct BackupWriter {
+    repo: Repository,
+    registration: File,
+    registration_path: PathBuf,
+    started: DateTime<Utc>,
+    prefixes: Vec<PrefixLock>,
+    /// Prefix dirs that received a new chunk: fsynced at commit.
+    dirty: Vec<AtomicBool>,
+}
+
+impl std::fmt::Debug for BackupWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupWriter")
+            .field("registration", &self.registration_path)
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+/// Sets a file's atime and mtime to now; `Ok(false)` when it does not exist.
+pub(crate) fn touch(path: &Path) -> Result<bool> {
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    let times = Timestamps {
+        last_access: now,
+        last_modification: now,
+    };
+    match rustix::fs::utimensat(rustix::fs::CWD, path, &times, AtFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(Error::io(path, e.into())),
+    }
+}
+
+impl Repository {
+    /// Starts a backup: registers a running writer (for gc safety) and
+    /// opens the 256 prefix lock files.
+    pub fn begin_backup(&self) -> Result<BackupWriter> {
+        let started = Utc::now();
+        let dir = self.path().join(WRITERS_DIR);
+        let tmp = fsutil::temp_path(&dir)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .at(&tmp)?;
+        if !fsutil::try_lock_exclusive(&file, &tmp)? {
+            return Err(Error::invalid(
+                tmp.display(),
+                "fresh registration file is locked by someone else",
+            ));
+        }
+        let info = serde_json::json!({ "started": started, "pid": std::process::id() });
+        file.write_all(info.to_string().as_bytes()).at(&tmp)?;
+        let registration_path = dir.join(fsutil::random_hex(32)?);
+        if let Err(e) = std::fs::rename(&tmp, &registration_path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&registration_path, e));
+        }
+        let mut writer = BackupWriter {
+            repo: self.clone(),
+            registration: file,
+            registration_path,
+            started,
+            prefixes: Vec::with_capacity(PREFIX_DIRS),
+            dirty: (0..PREFIX_DIRS).map(|_| AtomicBool::new(false)).collect(),
+        };
+        for i in 0..PREFIX_DIRS {
+            let path = prefix_dir(self.path(), i).join(PREFIX_LOCK);
+            writer.prefixes.push(PrefixLock {
+                file: fsutil::open_lock_file(&path)?,
+                path,
+                holders: Mutex::new(0),
+            });
+        }
+        Ok(writer)
+    }
+}
+
+impl BackupWriter {
+    /// When this backup started (the registration's time).
+    pub fn started(&self) -> DateTime<Utc> {
+        self.started
+    }
+
+    fn prefix(&self, digest: &Digest) -> Result<&PrefixLock> {
+        self.prefixes
+            .get(digest.prefix())
+            .ok_or_else(|| Error::invalid("backup writer", "prefix lock missing"))
+    }
+
+    /// Stores a chunk. If it exists, marks it live for gc and returns
+    /// `Existing` without compressing; otherwise compresses, encrypts and
+    /// writes it (temp + fsync + rename). `digest` must be
+    /// `repo.digest(plain)`; a mismatch is refused before anything is written.
+    pub fn store_chunk(&self, digest: &Digest, plain: &[u8]) -> Result<Stored> {
+        let lock = self.prefix(digest)?;
+        let path = self.repo.chunk_path(digest);
+        {
+            let _g = lock.shared()?;
+            if touch(&path)? {
+                return Ok(Stored::Existing);
+            }
+        }
+        if plain.len() > MAX_CHUNK_SIZE as usize {
+            return Err(Error::invalid(
+                format!("chunk {digest}"),
+                format!(
+                    "{} bytes exceeds the maximum chunk size {MAX_CHUNK_SIZE}",
+                    plain.len()
+                ),
+            ));
+        }
+        let actual = self.repo.digest(plain);
+        if actual != *digest {
+            return Err(Error::invalid(
+                format!("chunk {digest}"),
+                format!("the data has digest {actual}"),
+            ));
+        }
+        let blob = blob::encode(
+            BlobKind::Chunk,
+            self.repo.keys(),
+            self.repo.zstd_level(),
+            &digest.0,
+            plain,
+        )
+        .map_err(|e| Error::invalid(format!("chunk {digest}"), e))?;
+        let dir = prefix_dir(self.repo.path(), digest.prefix());
+        let tmp = fsutil::write_temp(&dir, &blob)?;
+        {
+            let _g = lock.shared()?;
+            if let Err(e) = std::fs::rename(&tmp, &path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io(&path, e));
+            }
+        }
+        if let Some(flag) = self.dirty.get(digest.prefix()) {
+            flag.store(true, Ordering::Relaxed);
+        }
+        Ok(Stored::New {
+            stored_bytes: blob.len() as u64,
+        })
+    }
+
+    /// Marks an existing chunk live for gc without its data (for
+    /// incremental backups that reuse digests of a previous index without
+    /// reading the disk). Returns `false` when the chunk is not in the
+    /// repository: the caller must then read and store it.
+    pub fn reuse_chunk(&self, digest: &Digest) -> Result<bool> {
+        let lock = self.prefix(digest)?;
+        let _g = lock.shared()?;
+        touch(&self.repo.chunk_path(digest))
+    }
+
+    /// Writes the indexes, then the manifest, and ends the backup. The
+    /// restore point's time (and id) is the time the backup started.
+    pub fn commit(self, vm: &str, disks: Vec<NewDisk>) -> Result<Manifest> {
+        let started = self.started;
+        self.commit_at(vm, disks, started)
+    }
+
+    /// [`BackupWriter::commit`] with an explicit restore point time: for
+    /// tests (retention with synthetic times) and imports only.
+    pub fn commit_at(self, vm: &str, disks: Vec<NewDisk>, time: DateTime<Utc>) -> Result<Manifest> {
+        check_name(vm)?;
+        let mut seen = HashSet::new();
+        for d in &disks {
+            check_name(&d.name)?;
+            if !seen.insert(d.name.as_str()) {
+                return Err(Error::InvalidName {
+                    name: d.name.clone(),
+                    reason: "two disks of one restore point have this name".into(),
+                });
+            }
+            d.index
+                .check()
+                .map_err(|e| Error::invalid(format!("index of disk {}", d.name), e))?;
+        }
+        for (i, flag) in self.dirty.iter().enumerate() {
+            if flag.load(Ordering::Relaxed) {
+                fsutil::fsync_dir(&prefix_dir(self.repo.path(), i))?;
+            }
+        }
+        let vm_index_dir = self.repo.path().join(INDEXES_DIR).join(vm);
+        std::fs::create_dir_all(&vm_index_dir).at(&vm_index_dir)?;
+        let id = self.reserve_id(vm, time)?;
+        let index_dir = self.repo.index_dir(vm, &id);
+        let result = self.write_restore_point(vm, &id, time, disks);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&index_dir);
+        }
+        result
+    }
+
+    /// Picks a fresh id and claims it by creating its index directory.
+    fn reserve_id(&self, vm: &str, time: DateTime<Utc>) -> Result<String> {
+        for _ in 0..64 {
+            let id = new_id(time)?;
+            let dir = self.repo.index_dir(vm, &id);
+            if self.repo.manifest_path(vm, &id).exists() {
+                continue;
+            }
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        Err(Error::invalid(
+            format!("restore point of {vm}"),
+            "could not find a free restore point id",
+        ))
+    }
+
+    fn write_restore_point(
+        &self,
+        vm: &str,
+        id: &str,
+        time: DateTime<Utc>,
+        disks: Vec<NewDisk>,
+    ) -> Result<Manifest> {
+        let repo = &self.repo;
+        let index_dir = repo.index_dir(vm, id);
+        let mut entries = Vec::with_capacity(disks.len());
+        for d in disks {
+            let path = index_dir.join(format!("{}{INDEX_SUFFIX}", d.name));
+            let context = format!("{vm}@{id}/{}", d.name);
+            let blob = blob::encode(
+                BlobKind::Index,
+                repo.keys(),
+                repo.zstd_level(),
+                context.as_bytes(),
+                &d.index.encode(),
+            )
+            .map_err(|e| Error::invalid(path.display(), e))?;
+            let tmp = fsutil::write_temp(&index_dir, &blob)?;
+            std::fs::rename(&tmp, &path).at(&path)?;
+            entries.push(DiskEntry {
+                name: d.name,
+                size: d.index.disk_size,
+                chunk_size: d.index.chunk_size,
+                source: d.source,
+                stats: d.stats,
+            });
+        }
+        fsutil::fsync_dir(&index_dir)?;
+        if let Some(parent) = index_dir.parent() {
+            fsutil::fsync_dir(parent)?;
+        }
+        let snap_dir = repo.snapshots_dir().join(vm);
+        std::fs::create_dir_all(&snap_dir).at(&snap_dir)?;
+        fsutil::fsync_dir(&repo.snapshots_dir())?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            vm: vm.to_string(),
+            id: id.to_string(),
+            time,
+            disks: entries,
+            locked_until: None,
+        };
+        repo.write_manifest(&manifest)?;
+        Ok(manifest)
+    }
+}
+
+impl Drop for BackupWriter {
+    /// Unregisters: unlink first, then the lock goes with the file handle.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.registration_path);
+        let _ = rustix::fs::flock(&self.registration, FlockOperation::Unlock);
+    }
+}
