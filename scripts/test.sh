@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Packages the tests need. qemu-utils: qemu-img/qemu-io (format oracles);
-# e2fsprogs: mkfs.ext4/debugfs (demo and test disks); util-linux: losetup, mount.
-packages=(qemu-utils e2fsprogs util-linux)
+# e2fsprogs: mkfs.ext4/debugfs (demo and test disks); util-linux: unshare, losetup, mount;
+# libnbd-bin: nbdinfo, nbdcopy (NBD export tests).
+packages=(qemu-utils e2fsprogs util-linux libnbd-bin)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,469 @@
+//! The option negotiation as a pure state machine: an option in, reply bytes
+//! and an [`OptionOutcome`] out. The server only moves bytes.
+//!
+//! ```text
+//!            greeting sent, client flags read
+//!                        |
+//!                        v
+//!   +-----------> [negotiating] --- NBD_OPT_ABORT -----> ACK, close
+//!   | any option      |   |   \---- EXPORT_NAME unknown --> close (no reply possible)
+//!   | answered        |   |
+//!   +-----------------+   +-- GO ok / EXPORT_NAME ok --> [transmission]
+//! ```
+//!
+//! Supported: EXPORT_NAME, LIST, ABORT, INFO and GO (items EXPORT, NAME,
+//! DESCRIPTION, BLOCK_SIZE), STRUCTURED_REPLY, LIST/SET_META_CONTEXT with the
+//! single context `base:allocation`. Anything else (STARTTLS, EXTENDED_HEADERS,
+//! options from the future) is answered NBD_REP_ERR_UNSUP and negotiation
+//! goes on. Malformed payloads get NBD_REP_ERR_INVALID.
+
+use super::consts::*;
+use super::handshake::{encode_export_name_reply, encode_option_reply, OptionRequest};
+use super::request::TransmissionContext;
+use super::wire::Cursor;
+
+/// What the server knows about one export, enough to negotiate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportInfo {
+    /// The canonical name.
+    pub name: String,
+    /// A human description (may be empty).
+    pub description: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether writes are accepted.
+    pub writable: bool,
+}
+
+/// The exports a server offers, as seen by the negotiation.
+pub trait ExportCatalog {
+    /// The export a client asked for by `name` (the empty name selects the
+    /// default export, if there is one).
+    fn lookup(&self, name: &str) -> Option<ExportInfo>;
+    /// Every export, for NBD_OPT_LIST.
+    fn list(&self) -> Vec<ExportInfo>;
+}
+
+/// What the server does after an option was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionOutcome {
+    /// Read the next option.
+    Continue,
+    /// Send the replies, then close the connection.
+    Close,
+    /// Send the replies, then serve `export` in transmission mode.
+    Transmission {
+        export: ExportInfo,
+        context: TransmissionContext,
+    },
+}
+
+/// The negotiation state of one connection.
+#[derive(Debug, Clone, Default)]
+pub struct Negotiation {
+    no_zeroes: bool,
+    structured: bool,
+    /// The canonical name of the export `base:allocation` was selected for.
+    meta_export: Option<String>,
+}
+
+/// The transmission flags of an export.
+pub fn transmission_flags(writable: bool, structured: bool) -> u16 {
+    let mut flags =
+        NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+    if writable {
+        flags |= NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES;
+    } else {
+        flags |= NBD_FLAG_READ_ONLY;
+    }
+    if structured {
+        flags |= NBD_FLAG_SEND_DF;
+    }
+    flags
+}
+
+impl Negotiation {
+    /// A negotiation with a client that did (or did not) ask to omit the
+    /// zero padding after NBD_OPT_EXPORT_NAME.
+    pub fn new(no_zeroes: bool) -> Self {
+        Negotiation {
+            no_zeroes,
+            ..Default::default()
+        }
+    }
+
+    /// Whether structured replies were negotiated.
+    pub fn structured(&self) -> bool {
+        self.structured
+    }
+
+    /// Answers `opt`, appending the replies to `out`.
+    pub fn handle(
+        &mut self,
+        opt: &OptionRequest,
+        catalog: &dyn ExportCatalog,
+        out: &mut Vec<u8>,
+    ) -> OptionOutcome {
+        let code = opt.option;
+        match code {
+            NBD_OPT_EXPORT_NAME => {
+                let Some(export) = std::str::from_utf8(&opt.data)
+                    .ok()
+                    .and_then(|name| catalog.lookup(name))
+                else {
+                    return OptionOutcome::Close;
+                };
+                let context = self.context(&export);
+                let flags = transmission_flags(export.writable, self.structured);
+                encode_export_name_reply(out, export.size, flags, self.no_zeroes);
+                OptionOutcome::Transmission { export, context }
+            }
+            NBD_OPT_ABORT => {
+                encode_option_reply(out, code, NBD_REP_ACK, &[]);
+                OptionOutcome::Close
+            }
+            NBD_OPT_LIST => {
+                if !opt.data.is_empty() {
+                    return invalid(out, code, "NBD_OPT_LIST takes no data");
+                }
+                for e in catalog.list() {
+                    let mut data = Vec::new();
+                    data.extend_from_slice(&(e.name.len() as u32).to_be_bytes());
+                    data.extend_from_slice(e.name.as_bytes());
+                    data.extend_from_slice(e.description.as_bytes());
+                    encode_option_reply(out, code, NBD_REP_SERVER, &data);
+                }
+                encode_option_reply(out, code, NBD_REP_ACK, &[]);
+                OptionOutcome::Continue
+            }
+            NBD_OPT_INFO | NBD_OPT_GO => self.info_or_go(opt, catalog, out),
+            NBD_OPT_STRUCTURED_REPLY => {
+                if !opt.data.is_empty() {
+                    return invalid(out, code, "NBD_OPT_STRUCTURED_REPLY takes no data");
+                }
+                self.structured = true;
+                encode_option_reply(out, code, NBD_REP_ACK, &[]);
+                OptionOutcome::Continue
+            }
+            NBD_OPT_LIST_META_CONTEXT | NBD_OPT_SET_META_CONTEXT => {
+                self.meta_context(opt, catalog, out)
+            }
+            _ => {
+                let msg = format!("option {code} is not supported");
+                encode_option_reply(out, code, NBD_REP_ERR_UNSUP, msg.as_bytes());
+                OptionOutcome::Continue
+            }
+        }
+    }
+
+    fn context(&self, export: &ExportInfo) -> TransmissionContext {
+        TransmissionContext {
+            size: export.size,
+            writable: export.writable,
+            structured: self.structured,
+            base_allocation: self.structured
+                && self.meta_export.as_deref() == Some(export.name.as_str()),
+        }
+    }
+
+    fn info_or_go(
+        &mut self,
+        opt: &OptionRequest,
+        catalog: &dyn ExportCatalog,
+        out: &mut Vec<u8>,
+    ) -> OptionOutcome {
+        let code = opt.option;
+        let mut c = Cursor::new(&opt.data);
+        let Some(name) = c.string32(MAX_STRING_LEN) else {
+            return invalid(out, code, "bad export name");
+        };
+        let Some(count) = c.u16() else {
+            return invalid(out, code, "missing information request count");
+        };
+        let mut wanted = Vec::new();
+        for _ in 0..count {
+            match c.u16() {
+                Some(item) => wanted.push(item),
+                None => return invalid(out, code, "truncated information requests"),
+            }
+        }
+        if c.remaining() != 0 {
+            return invalid(out, code, "trailing bytes after information requests");
+        }
+        let Some(export) = catalog.lookup(&name) else {
+            let msg = format!("no export named {name:?}");
+            encode_option_reply(out, code, NBD_REP_ERR_UNKNOWN, msg.as_bytes());
+            return OptionOutcome::Continue;
+        };
+        let flags = transmission_flags(export.writable, self.structured);
+        let mut item = Vec::with_capacity(12);
+        item.extend_from_slice(&NBD_INFO_EXPORT.to_be_bytes());
+        item.extend_from_slice(&export.size.to_be_bytes());
+        item.extend_from_slice(&flags.to_be_bytes());
+        encode_option_reply(out, code, NBD_REP_INFO, &item);
+        for w in dedup(wanted) {
+            item.clear();
+            item.extend_from_slice(&w.to_be_bytes());
+            match w {
+                NBD_INFO_NAME => item.extend_from_slice(export.name.as_bytes()),
+                NBD_INFO_DESCRIPTION if !export.description.is_empty() => {
+                    item.extend_from_slice(export.description.as_bytes())
+                }
+                NBD_INFO_BLOCK_SIZE => {
+                    item.extend_from_slice(&1u32.to_be_bytes());
+                    item.extend_from_slice(&PREFERRED_BLOCK.to_be_bytes());
+                    item.extend_from_slice(&MAX_PAYLOAD.to_be_bytes());
+                }
+                _ => continue, // unknown items are ignored, as the spec asks
+            }
+            encode_option_reply(out, code, NBD_REP_INFO, &item);
+        }
+        encode_option_reply(out, code, NBD_REP_ACK, &[]);
+        if code == NBD_OPT_GO {
+            let context = self.context(&export);
+            OptionOutcome::Transmission { export, context }
+        } else {
+            OptionOutcome::Continue
+        }
+    }
+
+    fn meta_context(
+        &mut self,
+        opt: &OptionRequest,
+        catalog: &dyn ExportCatalog,
+        out: &mut Vec<u8>,
+    ) -> OptionOutcome {
+        let code = opt.option;
+        let set = code == NBD_OPT_SET_META_CONTEXT;
+        if set && !self.structured {
+            return invalid(
+                out,
+                code,
+                "NBD_OPT_SET_META_CONTEXT needs structured replies first",
+            );
+        }
+        let mut c = Cursor::new(&opt.data);
+        let Some(name) = c.string32(MAX_STRING_LEN) else {
+            return invalid(out, code, "bad export name");
+        };
+        let Some(count) = c.u32() else {
+            return invalid(out, code, "missing query count");
+        };
+        let mut queries = Vec::new();
+        for _ in 0..count {
+            match c.string32(MAX_STRING_LEN) {
+                Some(q) => queries.push(q),
+                None => return invalid(out, code, "truncated or oversized query"),
+            }
+        }
+        if c.remaining() != 0 {
+            return invalid(out, code, "trailing bytes after queries");
+        }
+        let Some(export) = catalog.lookup(&name) else {
+            let msg = format!("no export named {name:?}");
+            encode_option_reply(out, code, NBD_REP_ERR_UNKNOWN, msg.as_bytes());
+            return OptionOutcome::Continue;
+        };
+        // LIST with no query lists everything; "base:" lists the namespace.
+        // SET only selects exact names.
+        let matches = queries
+            .iter()
+            .any(|q| q == BASE_ALLOCATION || (!set && q == "base:"))
+            || (!set && queries.is_empty());
+        if set {
+            self.meta_export = matches.then(|| export.name.clone());
+        }
+        if matches {
+            let mut data = Vec::new();
+            data.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
+            data.extend_from_slice(BASE_ALLOCATION.as_bytes());
+            encode_option_reply(out, code, NBD_REP_META_CONTEXT, &data);
+        }
+        encode_option_reply(out, code, NBD_REP_ACK, &[]);
+        OptionOutcome::Continue
+    }
+}
+
+fn invalid(out: &mut Vec<u8>, option: u32, msg: &str) -> OptionOutcome {
+    encode_option_reply(out, option, NBD_REP_ERR_INVALID, msg.as_bytes());
+    OptionOutcome::Continue
+}
+
+fn dedup(mut items: Vec<u16>) -> Vec<u16> {
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct One;
+    impl ExportCatalog for One {
+        fn lookup(&self, name: &str) -> Option<ExportInfo> {
+            (name == "disk" || name.is_empty()).then(|| ExportInfo {
+                name: "disk".into(),
+                description: "a test disk".into(),
+                size: 1 << 20,
+                writable: false,
+            })
+        }
+        fn list(&self) -> Vec<ExportInfo> {
+            self.lookup("disk").into_iter().collect()
+        }
+    }
+
+    /// (option, reply type, data) triples from encoded option replies.
+    fn replies(mut b: &[u8]) -> Vec<(u32, u32, Vec<u8>)> {
+        let mut v = Vec::new();
+        while !b.is_empty() {
+            assert_eq!(b[..8], REPLY_MAGIC.to_be_bytes());
+            let opt = u32::from_be_bytes(b[8..12].try_into().unwrap());
+            let ty = u32::from_be_bytes(b[12..16].try_into().unwrap());
+            let len = u32::from_be_bytes(b[16..20].try_into().unwrap()) as usize;
+            v.push((opt, ty, b[20..20 + len].to_vec()));
+            b = &b[20 + len..];
+        }
+        v
+    }
+
+    fn opt(option: u32, data: Vec<u8>) -> OptionRequest {
+        OptionRequest { option, data }
+    }
+
+    fn go_data(name: &str, items: &[u16]) -> Vec<u8> {
+        let mut d = (name.len() as u32).to_be_bytes().to_vec();
+        d.extend_from_slice(name.as_bytes());
+        d.extend_from_slice(&(items.len() as u16).to_be_bytes());
+        for i in items {
+            d.extend_from_slice(&i.to_be_bytes());
+        }
+        d
+    }
+
+    fn meta_data(name: &str, queries: &[&str]) -> Vec<u8> {
+        let mut d = (name.len() as u32).to_be_bytes().to_vec();
+        d.extend_from_slice(name.as_bytes());
+        d.extend_from_slice(&(queries.len() as u32).to_be_bytes());
+        for q in queries {
+            d.extend_from_slice(&(q.len() as u32).to_be_bytes());
+            d.extend_from_slice(q.as_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn go_sends_requested_info_then_ack_and_enters_transmission() {
+        let mut n = Negotiation::new(true);
+        let mut out = Vec::new();
+        let r = n.handle(
+            &opt(
+                NBD_OPT_GO,
+                go_data("disk", &[NBD_INFO_NAME, NBD_INFO_BLOCK_SIZE, 99]),
+            ),
+            &One,
+            &mut out,
+        );
+        assert!(
+            matches!(r, OptionOutcome::Transmission { ref context, .. } if !context.structured)
+        );
+        let rs = replies(&out);
+        let types: Vec<u32> = rs.iter().map(|r| r.1).collect();
+        assert_eq!(
+            types,
+            [NBD_REP_INFO, NBD_REP_INFO, NBD_REP_INFO, NBD_REP_ACK]
+        );
+        // NBD_INFO_EXPORT: type, size, flags (read-only).
+        assert_eq!(rs[0].2[..10], [0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0]);
+        let flags = u16::from_be_bytes([rs[0].2[10], rs[0].2[11]]);
+        assert_ne!(flags & NBD_FLAG_READ_ONLY, 0);
+        assert_eq!(&rs[1].2[2..], b"disk");
+    }
+
+    #[test]
+    fn errors_keep_the_negotiation_going() {
+        let mut n = Negotiation::new(false);
+        let mut out = Vec::new();
+        assert_eq!(
+            n.handle(&opt(4242, vec![1, 2]), &One, &mut out),
+            OptionOutcome::Continue
+        );
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_GO, go_data("nope", &[])), &One, &mut out),
+            OptionOutcome::Continue
+        );
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_GO, vec![0, 0, 0, 9, b'x']), &One, &mut out),
+            OptionOutcome::Continue
+        );
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_LIST, vec![1]), &One, &mut out),
+            OptionOutcome::Continue
+        );
+        let types: Vec<u32> = replies(&out).iter().map(|r| r.1).collect();
+        assert_eq!(
+            types,
+            [
+                NBD_REP_ERR_UNSUP,
+                NBD_REP_ERR_UNKNOWN,
+                NBD_REP_ERR_INVALID,
+                NBD_REP_ERR_INVALID
+            ]
+        );
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_EXPORT_NAME, b"nope".to_vec()), &One, &mut out),
+            OptionOutcome::Close
+        );
+    }
+
+    #[test]
+    fn base_allocation_needs_structured_replies_and_the_same_export() {
+        let mut n = Negotiation::new(true);
+        let mut out = Vec::new();
+        n.handle(
+            &opt(
+                NBD_OPT_SET_META_CONTEXT,
+                meta_data("disk", &[BASE_ALLOCATION]),
+            ),
+            &One,
+            &mut out,
+        );
+        assert_eq!(replies(&out)[0].1, NBD_REP_ERR_INVALID);
+
+        out.clear();
+        n.handle(&opt(NBD_OPT_STRUCTURED_REPLY, vec![]), &One, &mut out);
+        n.handle(
+            &opt(NBD_OPT_LIST_META_CONTEXT, meta_data("disk", &[])),
+            &One,
+            &mut out,
+        );
+        n.handle(
+            &opt(
+                NBD_OPT_SET_META_CONTEXT,
+                meta_data("", &["qemu:dirty", BASE_ALLOCATION]),
+            ),
+            &One,
+            &mut out,
+        );
+        let rs = replies(&out);
+        let types: Vec<u32> = rs.iter().map(|r| r.1).collect();
+        assert_eq!(
+            types,
+            [
+                NBD_REP_ACK,
+                NBD_REP_META_CONTEXT,
+                NBD_REP_ACK,
+                NBD_REP_META_CONTEXT,
+                NBD_REP_ACK
+            ]
+        );
+        assert_eq!(&rs[3].2[4..], BASE_ALLOCATION.as_bytes());
+
+        let r = n.handle(&opt(NBD_OPT_EXPORT_NAME, b"disk".to_vec()), &One, &mut out);
+        let OptionOutcome::Transmission { context, .. } = r else {
+            panic!("no transmission")
+        };
+        assert!(context.structured && context.base_allocation);
+    }
+}
