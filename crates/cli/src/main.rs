@@ -20,7 +20,7 @@ fn main() {
     let code = match commands::run(cli.command) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("lifeboat: error: {err:#}");
+            eprintln!("lifeboat: error: {}", output::error_message(&err));
             exit::code_for(&err)
         }
     };

@@ -32,6 +32,26 @@ pub fn rate(n: u64, secs: f64) -> String {
     format!("{}/s", bytes((n as f64 / secs) as u64))
 }
 
+/// An error and its causes on one line, `outer: inner: ...`. The library
+/// errors put their source in their own message as well as in `source()`,
+/// so a cause whose text the level above already holds is left out (else
+/// `{:#}` prints "No space left on device" two or three times).
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut above = String::new();
+    for cause in err.chain() {
+        let msg = cause.to_string();
+        if above.is_empty() || !above.contains(&msg) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&msg);
+        }
+        above = msg;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +61,38 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(8 << 30), "8.0 GiB");
+    }
+
+    /// Like the library errors: the source in the message and in `source()`.
+    #[derive(Debug)]
+    struct Io {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Io {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "I/O error on /r/x: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Io {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn error_message_names_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let err = anyhow::Error::new(Io { source: io }).context("backup of vm");
+        let msg = error_message(&err);
+        assert!(
+            msg.starts_with("backup of vm: I/O error on /r/x: "),
+            "{msg}"
+        );
+        assert_eq!(msg.matches("os error 28").count(), 1, "{msg}");
+        // Causes that do not repeat each other are all kept.
+        let err = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_message(&err), "outer: middle: inner");
     }
 }

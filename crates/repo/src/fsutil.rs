@@ -24,6 +24,15 @@ pub(crate) fn temp_path(dir: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!("{TMP_PREFIX}{}", random_hex(16)?)))
 }
 
+/// Flushes every dirty page and inode of the filesystem holding `dir`
+/// (`syncfs`): one call makes all chunks written by a backup durable, far
+/// cheaper than one fsync per chunk (measured: 6 s of a 17 s backup of the
+/// 8 GiB bench image went to per-chunk fsyncs).
+pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
+    let d = File::open(dir).at(dir)?;
+    rustix::fs::syncfs(&d).map_err(std::io::Error::from).at(dir)
+}
+
 /// Fsyncs a directory so renames and unlinks inside it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
@@ -32,11 +41,25 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 /// Writes `bytes` to a new temporary file in `dir`, fsyncs it, and returns
 /// its path. The caller renames it into place.
 pub(crate) fn write_temp(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    write_temp_with(dir, bytes, true)
+}
+
+/// Like [`write_temp`] but without the fsync: for chunks, which a backup
+/// makes durable all at once with [`sync_filesystem`] before its indexes
+/// and manifest are written.
+pub(crate) fn write_temp_unsynced(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    write_temp_with(dir, bytes, false)
+}
+
+fn write_temp_with(dir: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
     let tmp = temp_path(dir)?;
     let res = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(())
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);

@@ -132,3 +132,107 @@ pub fn require_tool(tool: &str, package: &str) {
         "{tool} not found: install it with `apt-get install {package}` (scripts/test.sh does)"
     );
 }
+
+/// `len` incompressible pseudo-random bytes (BLAKE3 output keyed by `seed`),
+/// so every chunk is new and stores at full size.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"lifeboat test data");
+    hasher.update(&seed.to_le_bytes());
+    hasher.finalize_xof().fill(&mut out);
+    out
+}
+
+/// Backs up `disks` (NAME, PATH) as one restore point of `vm`; returns its
+/// name (`vm@id`).
+pub fn backup(repo: &Path, vm: &str, disks: &[(&str, &Path)]) -> String {
+    let specs: Vec<String> = disks
+        .iter()
+        .map(|(name, path)| format!("{name}={}", s(path)))
+        .collect();
+    let mut args = vec!["backup", "--repo", s(repo), "--vm", vm, "--json"];
+    args.extend(specs.iter().map(String::as_str));
+    let out = ok(&args);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("backup --json is JSON");
+    v["restore_point"]
+        .as_str()
+        .expect("backup --json names the restore point")
+        .to_string()
+}
+
+/// Restores `disk` of `restore_point` to a raw file `to` and returns its bytes.
+pub fn restore_raw(repo: &Path, restore_point: &str, disk: &str, to: &Path) -> Vec<u8> {
+    ok(&[
+        "restore",
+        "--repo",
+        s(repo),
+        restore_point,
+        "--disk",
+        disk,
+        "--to",
+        s(to),
+        "--format",
+        "raw",
+    ]);
+    std::fs::read(to).expect("reading the restored disk")
+}
+
+/// Every `.tmp-*` file under `dir`, at any depth.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let is_tmp = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp-"));
+        if is_tmp {
+            out.push(p);
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(temp_files(&p));
+        }
+    }
+    out
+}
+
+/// Runs `qemu-img args...` and fails the test (with install advice when it
+/// is missing) unless it succeeds.
+pub fn qemu_img(args: &[&str]) {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("qemu-img not runnable ({e}): install qemu-utils (apt-get install qemu-utils)")
+        });
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Opens the repository through the library (to read indexes the CLI does
+/// not print).
+pub fn open_repo_lib(repo: &Path) -> lifeboat_repo::Repository {
+    lifeboat_repo::Repository::open(repo, Some(PASSPHRASE)).expect("opening the repository")
+}
+
+/// The digests of the data chunks of `disk` in `restore_point` (`vm@id`).
+pub fn disk_digests(repo: &Path, restore_point: &str, disk: &str) -> Vec<lifeboat_repo::Digest> {
+    let r = open_repo_lib(repo);
+    let m = r
+        .resolve(restore_point)
+        .expect("resolving the restore point");
+    let index = r.load_index(&m, disk).expect("loading the index");
+    index.digests.iter().flatten().copied().collect()
+}
+
+/// The file of chunk `digest`: `chunks/<xx>/<64 hex>`.
+pub fn chunk_path(repo: &Path, digest: &lifeboat_repo::Digest) -> PathBuf {
+    let hex = digest.to_string();
+    repo.join("chunks").join(&hex[..2]).join(hex)
+}
