@@ -7,7 +7,8 @@
 # overwrites (about 1% change). Prefixes of 2 and 4 GiB of it show that peak
 # memory does not grow with the disk.
 #
-# Every tool reads the same file from the same (warm) page cache; the
+# Every tool reads the same file, warmed into an otherwise empty page cache
+# right before its run; the
 # repositories are on the same filesystem. Times are wall-clock seconds,
 # memory is peak RSS from /usr/bin/time.
 #
@@ -77,6 +78,16 @@ measure() {
     : "$out"
 }
 stored() { du -sb "$1" | awk '{print $1}'; }
+# warm PATH...: reads files (or every file under a directory) into the page
+# cache, so each tool starts from the same warm cache and none pays for
+# another's cold reads (this machine reclaims page cache aggressively).
+# Caches are dropped first (when allowed), so no run pays for reclaiming
+# what earlier runs left in memory.
+warm() {
+    sync
+    echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    for p in "$@"; do find "$p" -type f -exec cat {} + >/dev/null; done
+}
 
 rm -rf "$work"; mkdir -p "$work/src" "$work/restore"
 export LIFEBOAT_PASSPHRASE=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
@@ -89,25 +100,25 @@ echo "== input: $image, $((image_bytes >> 20)) MiB disk, $((data_bytes >> 20)) M
 
 echo "== full backup"
 "$lifeboat" repo init --repo "$work/lb" >/dev/null
-measure lifeboat_full "$lifeboat" backup --repo "$work/lb" --vm bench "disk0=$disk"
+warm "$image"; measure lifeboat_full "$lifeboat" backup --repo "$work/lb" --vm bench "disk0=$disk"
 restic init -q -r "$work/restic" >/dev/null
-measure restic_full restic -q -r "$work/restic" backup "$disk"
+warm "$image"; measure restic_full restic -q -r "$work/restic" backup "$disk"
 borg init -e repokey "$work/borg" >/dev/null 2>&1
-measure borg_full borg create --compression zstd,3 "$work/borg::full" "$disk"
+warm "$image"; measure borg_full borg create --compression zstd,3 "$work/borg::full" "$disk"
 lb_full_stored=$(stored "$work/lb"); restic_full_stored=$(stored "$work/restic"); borg_full_stored=$(stored "$work/borg")
 
 echo "== backup after the 1% change"
 rm "$disk"; ln "$changed" "$disk"
-measure lifeboat_incr "$lifeboat" backup --repo "$work/lb" --vm bench "disk0=$disk"
-measure restic_incr restic -q -r "$work/restic" backup "$disk"
-measure borg_incr borg create --compression zstd,3 "$work/borg::incr" "$disk"
+warm "$changed"; measure lifeboat_incr "$lifeboat" backup --repo "$work/lb" --vm bench "disk0=$disk"
+warm "$changed"; measure restic_incr restic -q -r "$work/restic" backup "$disk"
+warm "$changed"; measure borg_incr borg create --compression zstd,3 "$work/borg::incr" "$disk"
 
 echo "== restore (latest)"
-measure lifeboat_restore "$lifeboat" restore --repo "$work/lb" bench@latest --to "$work/restore/lb.raw"
-measure restic_restore restic -q -r "$work/restic" restore latest --target "$work/restore/restic"
+warm "$work/lb"; measure lifeboat_restore "$lifeboat" restore --repo "$work/lb" bench@latest --to "$work/restore/lb.raw"
+warm "$work/restic"; measure restic_restore restic -q -r "$work/restic" restore latest --target "$work/restore/restic"
 cmp "$work/restore/lb.raw" "$changed" && echo "   lifeboat restore is bit-exact"
 rm -rf "$work/restore"; mkdir -p "$work/restore"
-(cd "$work/restore" && measure borg_restore borg extract "$work/borg::incr")
+warm "$work/borg"; measure borg_restore sh -c "cd '$work/restore' && borg extract '$work/borg::incr'"
 rm -rf "$work/restore"
 
 echo "== peak memory by disk size (lifeboat full backup of a prefix of the image)"
@@ -116,7 +127,7 @@ for g in 2 4; do
         prefix="$BENCH_DIR/prefix-${g}g.raw"
         [ -f "$prefix" ] || { cp --sparse=always "$image" "$prefix"; truncate -s "${g}G" "$prefix"; }
         "$lifeboat" repo init --repo "$work/lb$g" >/dev/null
-        measure "lifeboat_full_${g}g" "$lifeboat" backup --repo "$work/lb$g" --vm bench "disk0=$prefix"
+        warm "$prefix"; measure "lifeboat_full_${g}g" "$lifeboat" backup --repo "$work/lb$g" --vm bench "disk0=$prefix"
     fi
 done
 

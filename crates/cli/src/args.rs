@@ -60,6 +60,16 @@ pub enum Command {
     Lock(LockArgs),
     /// A guided end-to-end tour on a generated VM disk
     Demo(DemoArgs),
+    /// The Instant VM Recovery service (NFSv3 datastore + NBD), in the foreground
+    Nfs {
+        #[command(subcommand)]
+        command: crate::commands::nfs_serve::NfsCommand,
+    },
+    /// Boot VMs straight from restore points (requests to `lifeboat nfs serve`)
+    InstantRecovery {
+        #[command(subcommand)]
+        command: crate::commands::instant_recovery::IrCommand,
+    },
 }
 
 #[derive(Subcommand)]

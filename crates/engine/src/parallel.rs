@@ -5,12 +5,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// The number of worker threads to use: one per core, at least 2.
+/// The number of worker threads to use: one per core plus one, so a
+/// worker waiting on a cold read or a page fault does not leave a core idle.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .max(2)
+        + 1
 }
 
 /// Runs `job(state, chunk_no)` for every chunk number in `0..count` on

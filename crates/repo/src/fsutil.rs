@@ -24,13 +24,40 @@ pub(crate) fn temp_path(dir: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!("{TMP_PREFIX}{}", random_hex(16)?)))
 }
 
-/// Flushes every dirty page and inode of the filesystem holding `dir`
-/// (`syncfs`): one call makes all chunks written by a backup durable, far
-/// cheaper than one fsync per chunk (measured: 6 s of a 17 s backup of the
-/// 8 GiB bench image went to per-chunk fsyncs).
-pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
-    let d = File::open(dir).at(dir)?;
-    rustix::fs::syncfs(&d).map_err(std::io::Error::from).at(dir)
+/// Fsyncs every file in `paths`, on up to 8 threads: a backup makes the
+/// chunks it wrote durable all at once before its indexes and manifest
+/// refer to them. Concurrent fsyncs share the filesystem's journal commits,
+/// which makes this much cheaper than one fsync per chunk inline (measured:
+/// 6 s of a 17 s backup of the 8 GiB bench image), and unlike `syncfs` it
+/// never waits for other programs' dirty data.
+pub(crate) fn fsync_files(paths: &[PathBuf]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let threads = paths.len().min(8);
+    let per = paths.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || -> Result<()> {
+                    for p in part {
+                        File::open(p).and_then(|f| f.sync_all()).at(p)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(Error::invalid("fsync of new chunks", "a sync thread panicked"))
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Fsyncs a directory so renames and unlinks inside it are durable.

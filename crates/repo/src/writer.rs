@@ -1,7 +1,7 @@
 //! [`BackupWriter`]: stores chunks and commits a restore point.
 //!
-//! Write order: chunks (temp + rename, no fsync each), then at commit one
-//! `syncfs` makes every chunk durable, the touched prefix directories are
+//! Write order: chunks (temp + rename, no fsync each), then at commit the
+//! new chunk files are fsynced together on a few threads, the touched prefix directories are
 //! fsynced, the indexes written (temp + fsync +
 //! rename, directory fsync), and last the manifest (same). Until the
 //! manifest's rename, nothing of the new restore point is visible.
@@ -92,6 +92,8 @@ pub struct BackupWriter {
     prefixes: Vec<PrefixLock>,
     /// Prefix dirs that received a new chunk: fsynced at commit.
     dirty: Vec<AtomicBool>,
+    /// Chunk files this backup wrote: fsynced together at commit.
+    written: Mutex<Vec<PathBuf>>,
 }
 
 impl std::fmt::Debug for BackupWriter {
@@ -153,6 +155,7 @@ impl Repository {
             started,
             prefixes: Vec::with_capacity(PREFIX_DIRS),
             dirty: (0..PREFIX_DIRS).map(|_| AtomicBool::new(false)).collect(),
+            written: Mutex::new(Vec::new()),
         };
         for i in 0..PREFIX_DIRS {
             let path = prefix_dir(self.path(), i).join(PREFIX_LOCK);
@@ -226,6 +229,10 @@ impl BackupWriter {
         if let Some(flag) = self.dirty.get(digest.prefix()) {
             flag.store(true, Ordering::Relaxed);
         }
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
         Ok(Stored::New {
             stored_bytes: blob.len() as u64,
         })
@@ -267,9 +274,8 @@ impl BackupWriter {
         }
         // Chunks were written without fsync: make them all durable at once
         // before anything refers to them.
-        if self.dirty.iter().any(|f| f.load(Ordering::Relaxed)) {
-            fsutil::sync_filesystem(self.repo.path())?;
-        }
+        let written = std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()));
+        fsutil::fsync_files(&written)?;
         for (i, flag) in self.dirty.iter().enumerate() {
             if flag.load(Ordering::Relaxed) {
                 fsutil::fsync_dir(&prefix_dir(self.repo.path(), i))?;

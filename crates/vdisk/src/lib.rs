@@ -37,7 +37,7 @@ pub mod testsuite;
 pub use cache::{CacheStats, CachedDisk};
 pub use error::{Error, Result};
 pub use extent::{push_merged, Extent, ExtentKind};
-pub use file::FileDisk;
+pub use file::{FileDisk, DIRECT_ALIGN};
 pub use mem::MemDisk;
 pub use overlay::OverlayDisk;
 pub use slice::{SliceDisk, SliceDiskMut};

@@ -3,7 +3,9 @@
 
 mod backup;
 mod inspect;
+pub mod instant_recovery;
 mod maintain;
+pub mod nfs_serve;
 mod repo_init;
 mod restore;
 
@@ -28,6 +30,8 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Gc(a) => maintain::gc(a),
         Command::Lock(a) => maintain::lock(a),
         Command::Demo(a) => crate::demo::run(a),
+        Command::Nfs { command } => nfs_serve::run(command),
+        Command::InstantRecovery { command } => instant_recovery::run(command),
     }
 }
 

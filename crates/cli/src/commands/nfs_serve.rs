@@ -1,0 +1,118 @@
+//! `lifeboat nfs serve`: the Instant VM Recovery service in the foreground.
+//! Binds the portmapper, MOUNT, NFS and NBD listeners, re-opens the
+//! sessions found in the cache folder, answers `lifeboat instant-recovery`
+//! on `<cache-dir>/control.sock`, logs to stderr, and stops cleanly on
+//! SIGTERM or SIGINT (signal-hook sets a flag the main thread polls: the
+//! service's own threads never see the signal).
+
+use crate::args::RepoArgs;
+use crate::exit;
+use crate::passphrase::passphrase;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use lifeboat_ir::{Service, ServiceConfig};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the service keeps overlays, session records and its control socket.
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/lifeboat/ir";
+
+#[derive(Subcommand)]
+pub enum NfsCommand {
+    /// Run the NFS (and NBD) service for Instant VM Recovery in the foreground
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Address every listener binds
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen: IpAddr,
+    /// Portmapper port (TCP and UDP); QEMU's nfs:// driver needs 111
+    #[arg(long, default_value_t = 111)]
+    pub portmap_port: u16,
+    /// Run without a portmapper (clients must be given the ports)
+    #[arg(long)]
+    pub no_portmap: bool,
+    /// MOUNT v3 port
+    #[arg(long, default_value_t = 1058)]
+    pub mount_port: u16,
+    /// NFS v3 port
+    #[arg(long, default_value_t = 2049)]
+    pub nfs_port: u16,
+    /// NBD port
+    #[arg(long, default_value_t = 10809)]
+    pub nbd_port: u16,
+    /// Run without the NBD server
+    #[arg(long)]
+    pub no_nbd: bool,
+    /// Cache folder: overlays, session records, control socket
+    #[arg(long, env = "LIFEBOAT_IR_CACHE", default_value = DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+    /// Client address or CIDR network allowed to mount and use NBD
+    /// (repeatable; default: this machine only, 127.0.0.1 and ::1)
+    #[arg(long, value_name = "ADDR|CIDR")]
+    pub allow: Vec<String>,
+    /// Host name or address printed in URLs (default: the listen address,
+    /// or this machine's host name when listening on every address)
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Read cache per session, MiB
+    #[arg(long, default_value_t = 256)]
+    pub cache_mib: u64,
+}
+
+fn log_line(line: &str) {
+    eprintln!(
+        "{} lifeboat-nfs: {line}",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+}
+
+pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
+    let NfsCommand::Serve(a) = command;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .with_context(|| format!("installing the handler of signal {sig}"))?;
+    }
+    let allow = if a.allow.is_empty() {
+        log_line("no --allow given: only this machine (127.0.0.1, ::1) may connect");
+        vec!["127.0.0.1".to_string(), "::1".to_string()]
+    } else {
+        a.allow.clone()
+    };
+    let mut config = ServiceConfig::new(&a.repo.repo, &a.cache_dir);
+    config.passphrase = passphrase(a.repo.passphrase_file.as_deref())?;
+    config.listen = a.listen;
+    config.portmap_port = (!a.no_portmap).then_some(a.portmap_port);
+    config.mount_port = a.mount_port;
+    config.nfs_port = a.nfs_port;
+    config.nbd_port = (!a.no_nbd).then_some(a.nbd_port);
+    config.allow = allow;
+    config.advertise = a.advertise.clone();
+    config.cache_bytes = a.cache_mib.max(1) << 20;
+    config.log_hook = Some(Arc::new(log_line));
+    let service = Service::start(config).with_context(|| {
+        format!(
+            "starting the Instant VM Recovery service on {} (cache {})",
+            a.listen,
+            a.cache_dir.display()
+        )
+    })?;
+    log_line(&format!(
+        "ready: control socket {}",
+        lifeboat_ir::socket_path(service.cache_dir()).display()
+    ));
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    log_line("signal received, stopping");
+    drop(service);
+    Ok(exit::OK)
+}

@@ -1,0 +1,297 @@
+//! `lifeboat nfs serve` and `lifeboat instant-recovery start|list|stop|migrate`
+//! through the real binary: the service runs as a child process, the
+//! commands talk to it over the control socket, libnfs copies a disk out,
+//! SIGTERM and SIGINT stop it cleanly, and sessions survive its restart.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `lifeboat nfs serve` on 127.0.0.1, every port ephemeral; killed on drop.
+struct Server {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(repo: &Path, cache: &Path, log: &Path) -> Server {
+        let stderr = std::fs::File::create(log).unwrap();
+        let child = lifeboat()
+            .args(["nfs", "serve", "--repo", s(repo), "--listen", "127.0.0.1"])
+            .args([
+                "--portmap-port",
+                "0",
+                "--mount-port",
+                "0",
+                "--nfs-port",
+                "0",
+            ])
+            .args([
+                "--nbd-port",
+                "0",
+                "--allow",
+                "127.0.0.1",
+                "--cache-dir",
+                s(cache),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting lifeboat nfs serve");
+        let server = Server {
+            child,
+            stderr: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = run(&["instant-recovery", "list", "--cache-dir", s(cache)]);
+            if out.status.success() {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service not ready: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits for a clean exit.
+    fn stop_with(mut self, signal: &str) -> String {
+        let st = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "exit after {signal}: {status}\n{}",
+                    self.log()
+                );
+                return self.log();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit after {signal}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn serve_start_list_migrate_stop_and_restart() {
+    require_tool("nfs-cp", "libnfs-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let disk = dir.path().join("web01.raw");
+    let bytes = make_disk(&disk, 6 << 20, 7);
+    ok(&[
+        "backup",
+        "--repo",
+        s(&repo),
+        "--vm",
+        "web01",
+        &format!("disk0={}", s(&disk)),
+    ]);
+    let cache = dir.path().join("ir");
+    let server = Server::start(&repo, &cache, &dir.path().join("serve1.log"));
+
+    // Text output: id, export, NBD URL, QEMU and ESXi lines.
+    let text = ok(&[
+        "instant-recovery",
+        "start",
+        "--repo",
+        s(&repo),
+        "web01@latest",
+        "--nbd",
+        "--cache-dir",
+        s(&cache),
+    ]);
+    println!("{text}");
+    for want in [
+        "session ",
+        "NFS export     127.0.0.1:/lifeboat/web01-",
+        "nbd://127.0.0.1:",
+        "-drive file=nfs://127.0.0.1/lifeboat/web01-",
+        "-flat.vmdk,format=raw,if=virtio",
+        "esxcli storage nfs add -H 127.0.0.1 -s /lifeboat/web01-",
+        "-v lifeboat-web01-",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    let first = text.split_whitespace().nth(1).unwrap().to_string();
+
+    // JSON output, and the disk copied out over NFS is bit-exact.
+    let v = json(&ok(&[
+        "instant-recovery",
+        "start",
+        "web01@latest",
+        "--json",
+        "--cache-dir",
+        s(&cache),
+    ]));
+    let sess = &v["session"];
+    let id = sess["id"].as_str().unwrap().to_string();
+    let file = sess["disks"][0]["file"].as_str().unwrap();
+    let url = format!(
+        "nfs://127.0.0.1/lifeboat/{id}/{file}?version=3&mountport={}&nfsport={}",
+        sess["service"]["mount_port"], sess["service"]["nfs_port"]
+    );
+    let copy = dir.path().join("copy.raw");
+    let out = Command::new("nfs-cp")
+        .arg(&url)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nfs-cp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&copy).unwrap() == bytes,
+        "nfs-cp copy differs"
+    );
+
+    let listed = json(&ok(&[
+        "instant-recovery",
+        "list",
+        "--json",
+        "--cache-dir",
+        s(&cache),
+    ]));
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 2, "{listed}");
+    let text = ok(&["instant-recovery", "list", "--cache-dir", s(&cache)]);
+    assert!(text.contains(&id) && text.contains(&first), "{text}");
+
+    // Migrate to qcow2 (format from the extension).
+    let target = dir.path().join("web01.qcow2");
+    let out = ok(&[
+        "instant-recovery",
+        "migrate",
+        &id,
+        "--to",
+        s(&target),
+        "--cache-dir",
+        s(&cache),
+    ]);
+    assert!(out.contains("qcow2"), "{out}");
+    let raw = dir.path().join("web01-migrated.raw");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(&target)
+        .arg(&raw)
+        .output()
+        .expect("qemu-img (apt-get install qemu-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&raw).unwrap() == bytes);
+
+    ok(&["instant-recovery", "stop", &id, "--cache-dir", s(&cache)]);
+    let err = fails_with(
+        5,
+        &["instant-recovery", "stop", &id, "--cache-dir", s(&cache)],
+    );
+    assert!(err.contains("no session"), "{err}");
+    let err = fails_with(
+        1,
+        &[
+            "instant-recovery",
+            "start",
+            "--repo",
+            s(dir.path()),
+            "web01@latest",
+            "--cache-dir",
+            s(&cache),
+        ],
+    );
+    assert!(err.contains("serves repository"), "{err}");
+
+    let log = server.stop_with("-TERM");
+    assert!(
+        log.contains("signal received") && log.contains("service: stopped"),
+        "{log}"
+    );
+    assert!(!cache.join("control.sock").exists());
+    let err = fails_with(1, &["instant-recovery", "list", "--cache-dir", s(&cache)]);
+    assert!(err.contains("nfs serve"), "{err}");
+
+    // Restart: the first session is back; SIGINT stops it too.
+    let server = Server::start(&repo, &cache, &dir.path().join("serve2.log"));
+    let listed = json(&ok(&[
+        "instant-recovery",
+        "list",
+        "--json",
+        "--cache-dir",
+        s(&cache),
+    ]));
+    let ids: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![first.as_str()]);
+    server.stop_with("-INT");
+
+    let out = ok(&["verify", "--repo", s(&repo)]);
+    println!("{out}");
+}
+
+#[test]
+fn commands_without_a_service_say_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails_with(
+        1,
+        &["instant-recovery", "list", "--cache-dir", s(dir.path())],
+    );
+    assert!(err.contains("lifeboat nfs serve"), "{err}");
+    let err = fails_with(
+        5,
+        &[
+            "nfs",
+            "serve",
+            "--repo",
+            s(&dir.path().join("nope")),
+            "--cache-dir",
+            s(dir.path()),
+            "--listen",
+            "127.0.0.1",
+            "--portmap-port",
+            "0",
+            "--mount-port",
+            "0",
+            "--nfs-port",
+            "0",
+            "--nbd-port",
+            "0",
+        ],
+    );
+    assert!(err.contains("nope"), "{err}");
+}

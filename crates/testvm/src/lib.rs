@@ -1,0 +1,25 @@
+//! lifeboat-testvm: a dev/test helper that provides the self-booting test guest
+//! and boots it in QEMU.
+//!
+//! - [`guest_image`] / [`try_guest_fixture`]: build (once per process, cached
+//!   under `target/fixtures/guest`) the guest disk with
+//!   `scripts/build-test-guest.sh`, which documents the guest's layout and
+//!   behaviour (port 22 banner, port 23 one-line command server, serial marker).
+//! - [`Vm`]: QEMU (TCG) on a local raw file, an `nfs://` or an `nbd://` drive,
+//!   with ports 22 and 23 forwarded to loopback; wait for port 22, run guest
+//!   commands, shut down cleanly.
+//! - [`read_guest_file`]: read a file from a (powered-off) guest disk with debugfs.
+//!
+//! Boot one guest at a time per process where possible: the machine has 2 cores
+//! and TCG is CPU-bound.
+
+mod error;
+mod fixture;
+mod vm;
+
+pub use error::{Result, TestVmError};
+pub use fixture::{
+    fixture_dir, guest_image, read_guest_file, target_dir, try_guest_fixture, workspace_root,
+    GuestFixture, FAILED_MARKER, GUEST_PARTITION_OFFSET, READY_MARKER,
+};
+pub use vm::{BootOptions, CacheMode, DriveSpec, GuestOutput, Vm};
