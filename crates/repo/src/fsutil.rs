@@ -52,7 +52,10 @@ pub(crate) fn fsync_files(paths: &[PathBuf]) -> Result<()> {
             match h.join() {
                 Ok(r) => r?,
                 Err(_) => {
-                    return Err(Error::invalid("fsync of new chunks", "a sync thread panicked"))
+                    return Err(Error::invalid(
+                        "fsync of new chunks",
+                        "a sync thread panicked",
+                    ))
                 }
             }
         }
