@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 # Packages the tests need. qemu-utils: qemu-img/qemu-io (format oracles);
 # e2fsprogs: mkfs.ext4/debugfs (demo and test disks); util-linux: unshare, losetup, mount;
 # libnbd-bin: nbdinfo, nbdcopy (NBD export tests); libnfs-utils: nfs-ls,
-# nfs-cp, nfs-cat (NFS tests); rpcbind: rpcinfo (portmapper test).
+# nfs-cp, nfs-cat (NFS tests); rpcbind: rpcinfo (portmapper test); fdisk:
+# sfdisk (partition tables); lvm2: pvcreate/vgcfgrestore (LVM test disks).
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux libnbd-bin libnfs-utils rpcbind)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

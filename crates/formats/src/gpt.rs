@@ -1,7 +1,7 @@
 //! GUID Partition Table writer: a protective MBR, the primary header and
 //! entry array at LBA 1-33, and the backup copies at the end of the disk.
 //! Used to build demo and test disks; the reader (with MBR and extended
-//! partitions) comes with the publishing work.
+//! partitions) is [`crate::partition`].
 //!
 //! Layout (UEFI 2.10, section 5.3), for 512-byte sectors:
 //! LBA 0 protective MBR (one partition of type 0xEE over the disk),

@@ -14,8 +14,11 @@
 
 mod detect;
 pub mod gpt;
+pub mod lvm;
+pub mod partition;
 pub mod qcow2;
 pub mod vhdx;
 pub mod vmdk;
+pub mod volumes;
 
 pub use detect::{detect_format, open_image, open_image_as, ImageFormat};

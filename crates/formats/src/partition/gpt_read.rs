@@ -1,0 +1,283 @@
+//! GUID Partition Table reader (the writer is [`crate::gpt`]).
+//!
+//! Layout (UEFI 2.10, section 5.3): header at LBA 1 ("EFI PART", revision,
+//! header size at 12, header CRC32 at 16 computed with that field zeroed,
+//! my LBA at 24, alternate LBA at 32, first/last usable LBA at 40/48, disk
+//! GUID at 56, entry array LBA at 72, entry count at 80, entry size at 84,
+//! entry array CRC32 at 88). Entries: type GUID 0..16 (all zero = unused),
+//! unique GUID 16..32, first/last LBA (inclusive) 32..48, attributes 48..56,
+//! UTF-16LE name 56..128. The backup header sits at the last LBA of the disk
+//! and is used when the primary header or its entries fail their CRC checks.
+//! Logical blocks of 512 and 4096 bytes are probed.
+
+use super::{Partition, PartitionTable, Scheme};
+use lifeboat_vdisk::{ReadDisk, Result};
+
+/// "EFI PART".
+const SIGNATURE: &[u8; 8] = b"EFI PART";
+/// The largest entry array read (the usual one is 16 KiB).
+const MAX_ARRAY: u64 = 4 << 20;
+
+/// Formats a GPT GUID (mixed-endian on disk) in its canonical text form.
+pub fn guid_text(g: &[u8; 16]) -> String {
+    format!(
+        "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
+        u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
+        u16::from_le_bytes([g[4], g[5]]),
+        u16::from_le_bytes([g[6], g[7]]),
+        g[8],
+        g[9],
+        g[10],
+        g[11],
+        g[12],
+        g[13],
+        g[14],
+        g[15]
+    )
+}
+
+/// A short name for a well-known partition type GUID.
+pub fn type_hint(guid: &str) -> Option<&'static str> {
+    Some(match guid {
+        "0FC63DAF-8483-4772-8E79-3D69D8477DE4" => "linux-filesystem",
+        "E6D6D379-F507-44C2-A23C-238F2A3DF928" => "linux-lvm",
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" => "efi-system",
+        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" => "linux-swap",
+        "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" => "microsoft-basic-data",
+        "E3C9E316-0B5C-4DB8-817D-F92DF00215AE" => "microsoft-reserved",
+        "21686148-6449-6E6F-744E-656564454649" => "bios-boot",
+        "A19D880F-05FC-4D3B-A006-743F0F84911E" => "linux-raid",
+        "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" => "linux-root-x86-64",
+        "933AC7E1-2EB4-4F13-B844-0E14E2AEF915" => "linux-home",
+        _ => return None,
+    })
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// A header that passed its checks, with its entry array.
+struct Header {
+    first_usable: u64,
+    last_usable: u64,
+    array: Vec<u8>,
+    entry_size: usize,
+}
+
+/// Reads and checks the header at `lba`; `Ok(Err(why))` when it is not valid.
+fn read_header(
+    disk: &dyn ReadDisk,
+    ss: u64,
+    lba: u64,
+) -> Result<std::result::Result<Header, String>> {
+    let size = disk.size();
+    let Some(at) = lba.checked_mul(ss).filter(|a| a.saturating_add(ss) <= size) else {
+        return Ok(Err(format!("header LBA {lba} is outside the disk")));
+    };
+    let mut h = vec![0u8; ss as usize];
+    disk.read_at(&mut h, at)?;
+    if &h[0..8] != SIGNATURE {
+        return Ok(Err(format!("no \"EFI PART\" signature at LBA {lba}")));
+    }
+    let header_size = u32_at(&h, 12) as usize;
+    if !(92..=h.len()).contains(&header_size) {
+        return Ok(Err(format!("header size {header_size} is invalid")));
+    }
+    let stored = u32_at(&h, 16);
+    let mut copy = h[..header_size].to_vec();
+    copy[16..20].fill(0);
+    let computed = crc32fast::hash(&copy);
+    if stored != computed {
+        return Ok(Err(format!(
+            "header CRC mismatch at LBA {lba} (stored {stored:#010x}, computed {computed:#010x})"
+        )));
+    }
+    if u64_at(&h, 24) != lba {
+        return Ok(Err(format!(
+            "header at LBA {lba} says it is at LBA {}",
+            u64_at(&h, 24)
+        )));
+    }
+    let array_lba = u64_at(&h, 72);
+    let count = u64::from(u32_at(&h, 80));
+    let entry_size = u64::from(u32_at(&h, 84));
+    if entry_size < 128 || !entry_size.is_multiple_of(8) || entry_size > 4096 {
+        return Ok(Err(format!("entry size {entry_size} is invalid")));
+    }
+    let array_len = count.saturating_mul(entry_size);
+    if array_len > MAX_ARRAY {
+        return Ok(Err(format!(
+            "entry array of {count} x {entry_size} bytes is larger than {MAX_ARRAY}"
+        )));
+    }
+    let Some(array_at) = array_lba
+        .checked_mul(ss)
+        .filter(|a| a.saturating_add(array_len) <= size)
+    else {
+        return Ok(Err(format!(
+            "entry array at LBA {array_lba} is outside the disk"
+        )));
+    };
+    let mut array = vec![0u8; array_len as usize];
+    disk.read_at(&mut array, array_at)?;
+    let stored = u32_at(&h, 88);
+    let computed = crc32fast::hash(&array);
+    if stored != computed {
+        return Ok(Err(format!(
+            "entry array CRC mismatch for the header at LBA {lba} \
+             (stored {stored:#010x}, computed {computed:#010x})"
+        )));
+    }
+    Ok(Ok(Header {
+        first_usable: u64_at(&h, 40),
+        last_usable: u64_at(&h, 48),
+        array,
+        entry_size: entry_size as usize,
+    }))
+}
+
+/// Reads the GPT of `disk`: `None` when neither a primary nor a backup
+/// header is valid for any probed block size.
+pub fn read_gpt(disk: &dyn ReadDisk) -> Result<Option<PartitionTable>> {
+    let mut problems = Vec::new();
+    for ss in [512u64, 4096] {
+        let sectors = disk.size() / ss;
+        if sectors < 3 {
+            continue;
+        }
+        let header = match read_header(disk, ss, 1)? {
+            Ok(h) => h,
+            Err(primary) => match read_header(disk, ss, sectors - 1)? {
+                Ok(h) => {
+                    problems.push(format!("primary GPT invalid ({primary}): using the backup"));
+                    h
+                }
+                Err(backup) => {
+                    if ss == 512 || !primary.starts_with("no ") {
+                        problems.push(format!(
+                            "{ss}-byte blocks: primary GPT: {primary}; backup GPT: {backup}"
+                        ));
+                    }
+                    continue;
+                }
+            },
+        };
+        let partitions = entries(&header, ss);
+        return Ok(Some(PartitionTable {
+            scheme: Scheme::Gpt,
+            partitions,
+            problems,
+        }));
+    }
+    Ok(None)
+}
+
+fn entries(h: &Header, ss: u64) -> Vec<Partition> {
+    let mut out = Vec::new();
+    for (i, e) in h.array.chunks_exact(h.entry_size).enumerate() {
+        let mut type_guid = [0u8; 16];
+        type_guid.copy_from_slice(&e[0..16]);
+        if type_guid == [0; 16] {
+            continue;
+        }
+        let number = i as u32 + 1;
+        let guid = guid_text(&type_guid);
+        let first = u64_at(e, 32);
+        let last = u64_at(e, 40);
+        let units: Vec<u16> = e[56..128]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
+        let name = String::from_utf16_lossy(&units);
+        let mut problems = Vec::new();
+        let (start, length) = match (
+            first.checked_mul(ss),
+            last.checked_sub(first)
+                .and_then(|d| d.checked_add(1))
+                .and_then(|n| n.checked_mul(ss)),
+        ) {
+            (Some(s), Some(l)) => (s, l),
+            _ => {
+                problems.push(format!(
+                    "partition {number} has an invalid range (LBA {first}..={last})"
+                ));
+                (first.saturating_mul(ss), 0)
+            }
+        };
+        if problems.is_empty() && (first < h.first_usable || last > h.last_usable) {
+            problems.push(format!(
+                "partition {number} (LBA {first}..={last}) lies outside the usable LBAs {}..={}",
+                h.first_usable, h.last_usable
+            ));
+        }
+        out.push(Partition {
+            number,
+            start,
+            length,
+            type_hint: type_hint(&guid).map(str::to_string).unwrap_or(guid.clone()),
+            label: (!name.is_empty()).then_some(name),
+            type_guid: Some(guid),
+            mbr_type: None,
+            problems,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::{last_usable_lba, write_gpt, GptPartition, LINUX_FILESYSTEM};
+    use lifeboat_vdisk::{MemDisk, WriteDisk};
+
+    #[test]
+    fn reads_what_the_writer_wrote_and_falls_back_to_the_backup() {
+        let disk = MemDisk::new("gpt", vec![0; 8 << 20]);
+        let part = GptPartition {
+            type_guid: LINUX_FILESYSTEM,
+            unique_guid: [7; 16],
+            first_lba: 2048,
+            last_lba: last_usable_lba(8 << 20),
+            name: "root".into(),
+        };
+        write_gpt(&disk, [9; 16], &[part]).unwrap();
+        let t = read_gpt(&disk).unwrap().unwrap();
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        assert_eq!(t.partitions.len(), 1);
+        assert_eq!(t.partitions[0].start, 2048 * 512);
+        assert_eq!(t.partitions[0].label.as_deref(), Some("root"));
+        assert_eq!(t.partitions[0].type_hint, "linux-filesystem");
+
+        // Corrupt one byte of the primary entry array: the backup is used.
+        disk.write_at(&[0xFF], 1024 + 60).unwrap();
+        let t = read_gpt(&disk).unwrap().unwrap();
+        assert!(
+            t.problems[0].contains("entry array CRC mismatch"),
+            "{:?}",
+            t.problems
+        );
+        assert_eq!(t.partitions[0].label.as_deref(), Some("root"));
+
+        // Corrupt the backup header too: no GPT.
+        disk.write_at(&[0xFF], (8 << 20) - 512 + 30).unwrap();
+        assert!(read_gpt(&disk).unwrap().is_none());
+    }
+
+    #[test]
+    fn guid_text_is_canonical() {
+        assert_eq!(
+            guid_text(&LINUX_FILESYSTEM),
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        );
+    }
+}
