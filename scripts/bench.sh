@@ -27,7 +27,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/lifeboat-bench}
 mkdir -p "$BENCH_DIR"
 work="$BENCH_DIR/work"
 
-need=(restic borgbackup time e2fsprogs fdisk qemu-utils)
+need=(restic borgbackup time e2fsprogs fdisk qemu-utils jq libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -131,6 +131,88 @@ for g in 2 4; do
     fi
 done
 
+echo "== instant recovery (NFS service): session start, sequential read, guest boot"
+ir_json() { jq -r "$1" "$work/ir-start.json"; }
+start_ir_service() { # CACHE_DIR LISTEN_ADDR PORTMAP_ARGS...
+    local cache=$1 listen=$2; shift 2
+    "$lifeboat" nfs serve --repo "$work/lb" --cache-dir "$cache" --listen "$listen" \
+        --mount-port 0 --nfs-port 0 --nbd-port 0 --allow "$listen" --allow 127.0.0.1 "$@" >"$cache.log" 2>&1 &
+    for _ in $(seq 100); do [ -S "$cache/control.sock" ] && return 0; sleep 0.1; done
+    echo "nfs serve did not start:"; cat "$cache.log"; exit 1
+}
+mkdir -p "$work/ir"
+start_ir_service "$work/ir" 127.0.0.1 --no-portmap
+ir_pid=$!
+"$lifeboat" instant-recovery start --cache-dir "$work/ir" --repo "$work/lb" bench@latest --json >"$work/ir-start.json"
+ir_start_ms=$(ir_json .start_ms)
+url="nfs://127.0.0.1$(ir_json .session.nfs_dir)/$(ir_json '.session.disks[0].file')?version=3&mountport=$(ir_json .session.service.mount_port)&nfsport=$(ir_json .session.service.nfs_port)"
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+measure lifeboat_nfs_cat_first sh -c "nfs-cat '$url' >/dev/null"
+measure lifeboat_nfs_cat_again sh -c "nfs-cat '$url' >/dev/null"
+# A 64 GiB sparse disk: session start must not depend on the disk size.
+sparse="$BENCH_DIR/sparse-64g.raw"
+[ -f "$sparse" ] || { truncate -s 64G "$sparse"; dd if=/dev/urandom of="$sparse" bs=1M count=16 seek=30000 conv=notrunc status=none; }
+"$lifeboat" backup --repo "$work/lb" --vm sparse64 "disk0=$sparse" >/dev/null
+"$lifeboat" instant-recovery start --cache-dir "$work/ir" --repo "$work/lb" sparse64@latest --json >"$work/ir-start.json"
+ir_start_64_ms=$(ir_json .start_ms)
+kill "$ir_pid"; wait "$ir_pid" 2>/dev/null || true
+
+echo "== nfs-ganesha (VFS backend, with rpcbind) serving the same raw image"
+mkdir -p "$work/export"; ln "$changed" "$work/export/bench.raw"
+cat >"$work/ganesha.conf" <<CONF
+NFS_CORE_PARAM { Protocols = 3; }
+EXPORT { Export_Id = 1; Path = $work/export; Pseudo = /export; Protocols = 3; Transports = TCP;
+         Access_Type = RO; Squash = No_Root_Squash; SecType = sys; FSAL { Name = VFS; } }
+CONF
+rpcbind -w 2>/dev/null || rpcbind || true
+ganesha.nfsd -F -L "$work/ganesha.log" -f "$work/ganesha.conf" -p "$work/ganesha.pid" &
+ganesha_pid=$!
+ganesha_up=no
+# NFSv3 clients mount the export's real path (the pseudo path is NFSv4's).
+for _ in $(seq 100); do nfs-ls "nfs://127.0.0.1$work/export" >/dev/null 2>&1 && { ganesha_up=yes; break; }; sleep 0.2; done
+gurl="nfs://127.0.0.1$work/export/bench.raw"
+if [ "$ganesha_up" = yes ]; then
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    measure ganesha_nfs_cat_first sh -c "nfs-cat '$gurl' >/dev/null"
+    measure ganesha_nfs_cat_again sh -c "nfs-cat '$gurl' >/dev/null"
+else
+    echo "   nfs-ganesha did not come up (see $work/ganesha.log): no comparison in this run"
+    secs[ganesha_nfs_cat_first]=0; secs[ganesha_nfs_cat_again]=0
+fi
+kill "$ganesha_pid" 2>/dev/null; wait "$ganesha_pid" 2>/dev/null || true
+pkill -x rpcbind 2>/dev/null || true
+
+echo "== guest boot to port 22: local raw file vs Instant VM Recovery over NFS (TCG)"
+guest_dir="$BENCH_DIR/guest"
+scripts/build-test-guest.sh "$guest_dir" >/dev/null
+qemu="$guest_dir/bin/qemu-system-x86_64"
+boot_secs() { # DRIVE-FILE-OR-URL: seconds from QEMU start to an SSH banner on port 22
+    local port=$((20000 + RANDOM % 20000)) start end
+    start=$(date +%s.%N)
+    "$qemu" -accel tcg -m 256 -nographic -serial null -monitor none \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n0 \
+        -drive "file=$1,format=raw,if=virtio,cache=writeback" >/dev/null 2>&1 &
+    local qpid=$!
+    for _ in $(seq 600); do
+        if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 4 <&3" 2>/dev/null | grep -q SSH-; then
+            end=$(date +%s.%N); break
+        fi
+        sleep 0.1
+    done
+    kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null || true
+    awk -v a="$start" -v b="${end:-0}" 'BEGIN { if (b == 0) print "fail"; else printf "%.2f", b - a }'
+}
+cp --sparse=always "$guest_dir/guest.raw" "$work/guest-local.raw"
+boot_local=$(boot_secs "$work/guest-local.raw")
+"$lifeboat" backup --repo "$work/lb" --vm guest "disk0=$guest_dir/guest.raw" >/dev/null
+mkdir -p "$work/ir2"
+start_ir_service "$work/ir2" 127.0.0.41 --portmap-port 111
+ir_pid=$!
+"$lifeboat" instant-recovery start --cache-dir "$work/ir2" --repo "$work/lb" guest@latest --json >"$work/ir-start.json"
+boot_nfs=$(boot_secs "nfs://127.0.0.41$(ir_json .session.nfs_dir)/$(ir_json '.session.disks[0].file')")
+kill "$ir_pid"; wait "$ir_pid" 2>/dev/null || true
+echo "   boot local ${boot_local} s, from NFS session ${boot_nfs} s"
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
 mib() { echo $(( $1 >> 20 )); }
 echo
@@ -144,4 +226,12 @@ printf "%-34s %10s %10s %10s\n" "peak RSS full backup, MiB" "$(( ${rss[lifeboat_
 for g in 2 4; do
     [ -n "${rss[lifeboat_full_${g}g]:-}" ] && printf "%-34s %10s\n" "lifeboat peak RSS, ${g} GiB disk, MiB" "$(( ${rss[lifeboat_full_${g}g]} / 1024 ))"
 done
+echo
+echo "== instant recovery"
+printf "%-34s %10s ms  (< 1000)\n" "session start, ${size_gib} GiB image" "$ir_start_ms"
+printf "%-34s %10s ms  (< 1000)\n" "session start, 64 GiB sparse" "$ir_start_64_ms"
+mbps() { awk -v b="$image_bytes" -v s="$1" 'BEGIN{ if (s == 0) print "-"; else printf "%.0f", b/s/1e6 }'; }
+printf "%-34s %10s %10s   %sx (>= 1)\n" "nfs-cat first read, MB/s (lb, ganesha)" "$(mbps "${secs[lifeboat_nfs_cat_first]}")" "$(mbps "${secs[ganesha_nfs_cat_first]}")" "$(ratio "${secs[ganesha_nfs_cat_first]}" "${secs[lifeboat_nfs_cat_first]}")"
+printf "%-34s %10s %10s   %sx (>= 1)\n" "nfs-cat repeated, MB/s (lb, ganesha)" "$(mbps "${secs[lifeboat_nfs_cat_again]}")" "$(mbps "${secs[ganesha_nfs_cat_again]}")" "$(ratio "${secs[ganesha_nfs_cat_again]}" "${secs[lifeboat_nfs_cat_again]}")"
+printf "%-34s %10s %10s   %sx (<= 1.5)\n" "guest boot to port 22, s (nfs, local)" "$boot_nfs" "$boot_local" "$(ratio "$boot_nfs" "$boot_local")"
 printf "%-34s %10s\n" "lifeboat full backup MB/s" "$(awk -v b="$image_bytes" -v s="${secs[lifeboat_full]}" 'BEGIN{printf "%.0f", b/s/1e6}')"
