@@ -11,10 +11,13 @@ cd "$(dirname "$0")/.."
 # e2fsprogs: mkfs.ext4/debugfs (demo and test disks); util-linux: unshare, losetup, mount;
 # libnbd-bin: nbdinfo, nbdcopy (NBD export tests); libnfs-utils: nfs-ls,
 # nfs-cp, nfs-cat (NFS tests); rpcbind: rpcinfo (portmapper test); fdisk:
-# sfdisk (partition tables); lvm2: pvcreate/vgcfgrestore (LVM test disks).
+# sfdisk (partition tables); lvm2: pvcreate/vgcfgrestore (LVM test disks);
+# clamav: clamscan (scan tests, with a generated signature database, no
+# freshclam); dosfstools, mtools: vfat test volumes; fusefat: vfat mounts
+# where the kernel has no vfat driver (publish); gdisk: sgdisk.
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

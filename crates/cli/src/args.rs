@@ -70,6 +70,20 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::instant_recovery::IrCommand,
     },
+    /// Browse and copy files of a restore point (no root, no mounts)
+    Files {
+        #[command(subcommand)]
+        command: crate::commands::files::FilesCommand,
+    },
+    /// Publish a restore point read-only on this machine (FUSE, loop devices, mounts)
+    Publish(crate::commands::publish::PublishArgs),
+    /// List published sessions
+    Published(crate::commands::publish::PublishedArgs),
+    /// Remove a published session (or --all), also after a crashed publisher
+    Unpublish(crate::commands::publish::UnpublishArgs),
+    /// The publisher process `publish` starts (internal)
+    #[command(hide = true)]
+    PublishDaemon(crate::commands::publish::PublishDaemonArgs),
 }
 
 #[derive(Subcommand)]

@@ -2,10 +2,12 @@
 //! returns the process exit code it wants.
 
 mod backup;
+pub mod files;
 mod inspect;
 pub mod instant_recovery;
 mod maintain;
 pub mod nfs_serve;
+pub mod publish;
 mod repo_init;
 mod restore;
 
@@ -17,6 +19,10 @@ use lifeboat_repo::Repository;
 /// Runs one command.
 pub fn run(command: Command) -> anyhow::Result<i32> {
     match command {
+        Command::Publish(a) => publish::publish(a),
+        Command::Published(a) => publish::published(a),
+        Command::Unpublish(a) => publish::unpublish(a),
+        Command::PublishDaemon(a) => publish::daemon(a),
         Command::Repo {
             command: RepoCommand::Init(a),
         } => repo_init::run(a),
@@ -32,6 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Demo(a) => crate::demo::run(a),
         Command::Nfs { command } => nfs_serve::run(command),
         Command::InstantRecovery { command } => instant_recovery::run(command),
+        Command::Files { command } => files::run(command),
     }
 }
 

@@ -1,0 +1,179 @@
+//! From a restore point to one volume: every disk is opened from the
+//! repository behind a `CachedDisk` (block = the disk's chunk size, since a
+//! chunk read means authenticate + decompress), its partitions and LVM
+//! logical volumes are discovered, and [`RestorePointVolumes::select`]
+//! picks one by `--disk` / `--volume`. With one disk holding one
+//! filesystem, nothing needs choosing; otherwise the error lists the
+//! choices.
+
+use crate::{detect, probe, Error, Filesystem, FsType, Result};
+use lifeboat_formats::volumes::{discover_volumes, DiscoveryReport, Volume};
+use lifeboat_repo::{Manifest, Repository};
+use lifeboat_vdisk::{CachedDisk, ReadDisk};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Cache per disk: at least this many bytes, and at least 8 chunks.
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// What the volume list shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeInfo {
+    pub disk: String,
+    pub name: String,
+    pub size: u64,
+    pub type_hint: String,
+    pub label: Option<String>,
+    /// The filesystem found by magic, if any.
+    pub fs: Option<FsType>,
+    /// Why probing failed (an unreadable chunk), if it did.
+    pub probe_error: Option<String>,
+}
+
+/// The disks and volumes of one restore point.
+pub struct RestorePointVolumes {
+    restore_point: String,
+    disks: Vec<(String, DiscoveryReport)>,
+}
+
+/// One chosen volume.
+pub struct SelectedVolume {
+    pub disk: String,
+    pub volume: Volume,
+}
+
+impl SelectedVolume {
+    /// Opens its filesystem; a volume with no known filesystem is an error
+    /// naming the volume.
+    pub fn open(&self) -> Result<Box<dyn Filesystem>> {
+        probe(&self.volume.name, self.volume.disk.clone())?.ok_or_else(|| Error::NoFilesystem {
+            volume: self.volume.name.clone(),
+            type_hint: self.volume.type_hint.clone(),
+        })
+    }
+}
+
+/// Opens every disk of `manifest` and discovers its volumes.
+pub fn open_restore_point(repo: &Repository, manifest: &Manifest) -> Result<RestorePointVolumes> {
+    let mut disks = Vec::new();
+    for entry in &manifest.disks {
+        let raw: Arc<dyn ReadDisk> = Arc::new(repo.open_disk(manifest, &entry.name)?);
+        let block = entry.chunk_size.max(4096);
+        let capacity = CACHE_BYTES.max(u64::from(block) * 8);
+        let cached: Arc<dyn ReadDisk> = Arc::new(CachedDisk::new(raw, block, capacity)?);
+        disks.push((entry.name.clone(), discover_volumes(&entry.name, cached)));
+    }
+    Ok(RestorePointVolumes {
+        restore_point: manifest.name(),
+        disks,
+    })
+}
+
+impl RestorePointVolumes {
+    /// Problems discovery reported (bad partition entries, damaged LVM).
+    pub fn problems(&self) -> Vec<String> {
+        self.disks
+            .iter()
+            .flat_map(|(_, r)| r.problems.iter().cloned())
+            .collect()
+    }
+
+    /// Every volume of every disk, with the filesystem found on it.
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        let mut out = Vec::new();
+        for (disk, report) in &self.disks {
+            for v in &report.volumes {
+                let (fs, probe_error) = fs_of(v);
+                out.push(VolumeInfo {
+                    disk: disk.clone(),
+                    name: v.name.clone(),
+                    size: v.length,
+                    type_hint: v.type_hint.clone(),
+                    label: v.label.clone(),
+                    fs,
+                    probe_error,
+                });
+            }
+        }
+        out
+    }
+
+    /// Picks a volume. `disk` limits the choice to one disk, `volume` names
+    /// the volume; without them the single volume holding a filesystem is
+    /// chosen, and anything else is an error listing the choices.
+    pub fn select(&self, disk: Option<&str>, volume: Option<&str>) -> Result<SelectedVolume> {
+        let rp = &self.restore_point;
+        let disks: Vec<&(String, DiscoveryReport)> = match disk {
+            Some(d) => {
+                let found: Vec<_> = self.disks.iter().filter(|(n, _)| n == d).collect();
+                if found.is_empty() {
+                    return Err(Error::Select(format!(
+                        "{rp} has no disk {d:?}; its disks: {}",
+                        self.disks
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                found
+            }
+            None => self.disks.iter().collect(),
+        };
+        let candidates: Vec<(&String, &Volume)> = disks
+            .iter()
+            .flat_map(|(n, r)| r.volumes.iter().map(move |v| (n, v)))
+            .collect();
+        let names = |list: &[(&String, &Volume)]| {
+            list.iter()
+                .map(|(d, v)| format!("--disk {d} --volume {}", v.name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let pick = |(d, v): (&String, &Volume)| SelectedVolume {
+            disk: d.clone(),
+            volume: v.clone(),
+        };
+        if let Some(want) = volume {
+            return candidates
+                .iter()
+                .find(|(_, v)| v.name == want)
+                .map(|c| pick(*c))
+                .ok_or_else(|| {
+                    Error::Select(format!(
+                        "{rp} has no volume {want:?}; choices: {}",
+                        names(&candidates)
+                    ))
+                });
+        }
+        let with_fs: Vec<(&String, &Volume)> = candidates
+            .iter()
+            .filter(|(_, v)| matches!(fs_of(v).0, Some(fs) if fs != FsType::Swap))
+            .copied()
+            .collect();
+        match (with_fs.as_slice(), candidates.as_slice()) {
+            ([one], _) => Ok(pick(*one)),
+            ([], [only]) => Ok(pick(*only)),
+            ([], []) => Err(Error::Select(format!("{rp} has no volumes"))),
+            ([], all) => Err(Error::Select(format!(
+                "{rp}: no known filesystem found; choose a volume: {}",
+                names(all)
+            ))),
+            (many, _) => Err(Error::Select(format!(
+                "{rp} has {} filesystems: choose one with {}",
+                many.len(),
+                names(many)
+            ))),
+        }
+    }
+}
+
+fn fs_of(v: &Volume) -> (Option<FsType>, Option<String>) {
+    if v.type_hint == "lvm2-pv" {
+        return (None, None);
+    }
+    match detect(v.disk.as_ref()) {
+        Ok(fs) => (fs, None),
+        Err(e) => (None, Some(e.to_string())),
+    }
+}

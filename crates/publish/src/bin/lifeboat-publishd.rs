@@ -1,0 +1,25 @@
+//! A stand-alone publisher process: `lifeboat-publishd <request-json>`,
+//! the same as `lifeboat publish-daemon <request-json>`. The crate's tests
+//! use it as the daemon command (they cannot run the CLI binary).
+
+use lifeboat_publish::{run_daemon, DaemonRequest};
+
+fn main() {
+    let Some(json) = std::env::args().nth(1) else {
+        eprintln!("usage: lifeboat-publishd <request-json>");
+        std::process::exit(2);
+    };
+    let req: DaemonRequest = match serde_json::from_str(&json) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lifeboat-publishd: bad request: {e}");
+            std::process::exit(2);
+        }
+    };
+    let pass = std::env::var("LIFEBOAT_PASSPHRASE").ok();
+    let mut out = std::io::stdout();
+    if let Err(e) = run_daemon(&req, pass.as_deref(), &mut out) {
+        eprintln!("lifeboat-publishd: {e}");
+        std::process::exit(1);
+    }
+}

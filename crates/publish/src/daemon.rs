@@ -1,0 +1,261 @@
+//! The publisher process (`lifeboat publish-daemon`): serves the FUSE disk
+//! files on a background thread, attaches the loop devices, mounts the
+//! filesystems, reports `ready <session>` (or `error <why>`) on its stdout
+//! and then lives until the FUSE mount goes away (`unpublish`).
+//!
+//! Every loop device and mount is recorded in the state file before it is
+//! created (see `state.rs`). A fatal error (no free loop device, the FUSE
+//! mount refused) tears down what was created; a volume that merely fails
+//! to mount is recorded in `problems` and the rest is still published.
+
+use crate::error::{Error, Result};
+use crate::fusefs::{DiskFile, DiskFs};
+use crate::state::{LoopEntry, MountEntry, SessionState, SessionStatus};
+use crate::{system, unpublish, DaemonRequest};
+use chrono::Utc;
+use lifeboat_formats::volumes::discover_volumes;
+use lifeboat_repo::Repository;
+use lifeboat_vdisk::{CachedDisk, ReadDisk};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Cache in front of each disk of the restore point.
+const CACHE_BYTES: u64 = 128 << 20;
+const CACHE_BLOCK: u32 = 256 << 10;
+const READ_AHEAD_BLOCKS: u32 = 8;
+
+/// Environment variable that makes the publisher hang after its first
+/// loop device (tests of a publisher killed mid-publish).
+pub const HANG_HOOK: &str = "LIFEBOAT_PUBLISH_TEST_HANG_AFTER_LOOP";
+
+/// What to loop: a volume of a disk, as a window of one FUSE file.
+struct Planned {
+    disk: String,
+    volume: String,
+    file: PathBuf,
+    offset: u64,
+    size: u64,
+}
+
+/// Runs the publisher: sets everything up, writes `ready <session>` or
+/// `error <why>` as one line to `report`, then serves until unmounted.
+pub fn run_daemon(
+    req: &DaemonRequest,
+    passphrase: Option<&str>,
+    report: &mut dyn Write,
+) -> Result<()> {
+    match setup(req, passphrase) {
+        Ok((session, state)) => {
+            let _ = writeln!(report, "ready {}", state.session);
+            let _ = report.flush();
+            session
+                .join()
+                .map_err(|e| Error::Daemon(format!("FUSE session ended with an error: {e}")))
+        }
+        Err(e) => {
+            let _ = writeln!(report, "error {}", e.to_string().replace('\n', " "));
+            let _ = report.flush();
+            Err(e)
+        }
+    }
+}
+
+fn setup(
+    req: &DaemonRequest,
+    passphrase: Option<&str>,
+) -> Result<(fuser::BackgroundSession, SessionState)> {
+    system::preflight()?;
+    let repo = Repository::open(&req.repo, passphrase)?;
+    let manifest = repo.resolve(&req.restore_point)?;
+    let session_dir = req.mount_root.join(&req.session);
+    let fuse_mount = session_dir.join(".disks");
+    std::fs::create_dir_all(&fuse_mount).map_err(|e| Error::io(&fuse_mount, e))?;
+
+    let mut files = Vec::new();
+    let mut planned = Vec::new();
+    let mut problems = Vec::new();
+    for entry in &manifest.disks {
+        if !req.disks.is_empty() && !req.disks.contains(&entry.name) {
+            continue;
+        }
+        let raw: Arc<dyn ReadDisk> = Arc::new(repo.open_disk(&manifest, &entry.name)?);
+        let cached: Arc<dyn ReadDisk> = Arc::new(
+            CachedDisk::new(raw, CACHE_BLOCK, CACHE_BYTES)?.with_read_ahead(READ_AHEAD_BLOCKS),
+        );
+        let disk_file = fuse_mount.join(format!("{}-{}.raw", manifest.vm, entry.name));
+        let report = discover_volumes(&entry.name, cached.clone());
+        problems.extend(report.problems.iter().cloned());
+        for v in &report.volumes {
+            if v.type_hint == "lvm2-pv" {
+                continue;
+            }
+            if v.contiguous {
+                planned.push(Planned {
+                    disk: entry.name.clone(),
+                    volume: v.name.clone(),
+                    file: disk_file.clone(),
+                    offset: v.start,
+                    size: v.length,
+                });
+            } else {
+                let name = format!("{}-{}.raw", manifest.vm, v.name);
+                planned.push(Planned {
+                    disk: entry.name.clone(),
+                    volume: v.name.clone(),
+                    file: fuse_mount.join(&name),
+                    offset: 0,
+                    size: v.length,
+                });
+                files.push(DiskFile {
+                    name,
+                    disk: v.disk.clone(),
+                });
+            }
+        }
+        files.insert(
+            0,
+            DiskFile {
+                name: format!("{}-{}.raw", manifest.vm, entry.name),
+                disk: cached,
+            },
+        );
+    }
+    if files.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} has no disk named {}",
+            manifest.name(),
+            req.disks.join(", ")
+        )));
+    }
+
+    let mut state = SessionState {
+        session: req.session.clone(),
+        restore_point: manifest.name(),
+        repo: req.repo.clone(),
+        session_dir: session_dir.clone(),
+        fuse_mount: fuse_mount.clone(),
+        fuse_mounted: false,
+        daemon_pid: std::process::id(),
+        since: Utc::now(),
+        status: SessionStatus::Publishing,
+        files: files.iter().map(|f| fuse_mount.join(&f.name)).collect(),
+        loops: Vec::new(),
+        mounts: Vec::new(),
+        problems,
+    };
+    state.save(&req.state_dir)?;
+
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::RO,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::FSName(format!("lifeboat:{}", manifest.name())),
+        fuser::MountOption::Subtype("lifeboat".to_string()),
+    ];
+    config.acl = fuser::SessionACL::All;
+    config.n_threads = Some(4);
+    let session = fuser::spawn_mount(DiskFs::new(files), &fuse_mount, &config)
+        .map_err(|e| Error::Daemon(format!("FUSE mount on {}: {e}", fuse_mount.display())));
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            fail(req, &mut state);
+            return Err(e);
+        }
+    };
+    state.fuse_mounted = true;
+    state.save(&req.state_dir)?;
+
+    if let Err(e) = attach_and_mount(req, &mut state, &planned, &manifest.vm) {
+        fail(req, &mut state);
+        drop(session);
+        return Err(e);
+    }
+    state.status = SessionStatus::Ready;
+    state.save(&req.state_dir)?;
+    Ok((session, state))
+}
+
+/// Removes what was created after a fatal error.
+fn fail(req: &DaemonRequest, state: &mut SessionState) {
+    state.status = SessionStatus::Failed;
+    let _ = state.save(&req.state_dir);
+    // Unmounting FUSE from inside its own server is fine: the session
+    // thread keeps answering until the kernel lets go.
+    let _ = unpublish::cleanup(state, &req.state_dir, false);
+}
+
+fn attach_and_mount(
+    req: &DaemonRequest,
+    state: &mut SessionState,
+    planned: &[Planned],
+    vm: &str,
+) -> Result<()> {
+    for p in planned {
+        state.loops.push(LoopEntry {
+            volume: p.volume.clone(),
+            disk: p.disk.clone(),
+            backing: p.file.clone(),
+            offset: p.offset,
+            size: p.size,
+            device: None,
+        });
+        state.save(&req.state_dir)?;
+        let dev = system::attach_loop(&p.file, p.offset, p.size)?;
+        if let Some(last) = state.loops.last_mut() {
+            last.device = Some(dev.clone());
+        }
+        state.save(&req.state_dir)?;
+        // Test hook: stop here, mid-publish, so a test can kill the
+        // publisher with a loop device attached and nothing mounted yet.
+        if std::env::var_os(HANG_HOOK).is_some() {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+
+        let fstype = match system::fs_type(&dev) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                state.problems.push(format!(
+                    "{} ({dev}): no filesystem found, not mounted",
+                    p.volume
+                ));
+                continue;
+            }
+            Err(e) => {
+                state.problems.push(format!("{} ({dev}): {e}", p.volume));
+                continue;
+            }
+        };
+        let target = state.session_dir.join(vm).join(&p.volume);
+        state.mounts.push(MountEntry {
+            volume: p.volume.clone(),
+            disk: p.disk.clone(),
+            device: dev.clone(),
+            mount_point: target.clone(),
+            fstype: fstype.clone(),
+            mounted: false,
+            error: None,
+        });
+        state.save(&req.state_dir)?;
+        let result = std::fs::create_dir_all(&target)
+            .map_err(|e| Error::io(&target, e))
+            .and_then(|_| system::mount_ro(&dev, &fstype, &target));
+        if let Some(last) = state.mounts.last_mut() {
+            match result {
+                Ok(_) => last.mounted = true,
+                Err(e) => {
+                    let msg = format!("{} ({dev}, {fstype}): not mounted: {e}", p.volume);
+                    last.error = Some(e.to_string());
+                    state.problems.push(msg);
+                    let _ = std::fs::remove_dir(&target);
+                }
+            }
+        }
+        state.save(&req.state_dir)?;
+    }
+    Ok(())
+}

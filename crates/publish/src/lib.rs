@@ -1,0 +1,211 @@
+//! Publishing a restore point read-only on this Linux machine (the Data
+//! Integration API): every disk appears as a read-only file on a FUSE mount,
+//! every partition and LVM logical volume gets a read-only loop device, and
+//! every filesystem found is mounted read-only (journal replay refused)
+//! under `<mount-root>/<session>/<vm>/<volume>`.
+//!
+//! ```text
+//! <mount-root>/<session>/
+//!     .disks/               FUSE (this crate's DiskFs), read-only
+//!         web01-disk0.raw   disk0 of the restore point, via a CachedDisk
+//!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped)
+//!     web01/disk0p1/        ext4 on /dev/loopN (ro,noload)
+//!     web01/vg0-root/       xfs  on /dev/loopM (ro,norecovery)
+//! ```
+//!
+//! Process design: FUSE must be served by a living process, but `lifeboat
+//! publish` should return once the mounts are there. [`publish`] therefore
+//! spawns the publisher as a detached child (own process group, stdin
+//! closed, stderr to `<state-dir>/<session>.log`), given as a command by
+//! the caller (the CLI passes `lifeboat publish-daemon`), and waits for its
+//! one-line report on a pipe: `ready <session>` or `error <why>`. The child
+//! ([`run_daemon`]) keeps serving until its FUSE mount is unmounted by
+//! [`unpublish`], then exits. No double fork and no daemon library: the
+//! child simply outlives its parent and is reparented to init.
+//!
+//! FUSE is the pure-Rust `fuser` 0.18 without libfuse: as root it mounts
+//! with mount(2) directly, so neither libfuse headers nor `fusermount3`
+//! are needed. State files (see [`state`]) make a killed publisher
+//! recoverable with [`unpublish_all`].
+
+mod daemon;
+mod error;
+mod fusefs;
+pub mod state;
+pub mod system;
+mod unpublish;
+
+pub use daemon::{run_daemon, HANG_HOOK};
+pub use error::{Error, Result};
+pub use fusefs::{DiskFile, DiskFs};
+pub use state::{LoopEntry, MountEntry, SessionState, SessionStatus, DEFAULT_STATE_DIR};
+pub use unpublish::{daemon_alive, unpublish, unpublish_all};
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Default mount root.
+pub const DEFAULT_MOUNT_ROOT: &str = "/mnt/lifeboat";
+
+/// What to publish, as the caller asks for it.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    pub repo: PathBuf,
+    /// `vm@id`, `vm@latest`, ... (anything `Repository::resolve` takes).
+    pub restore_point: String,
+    pub mount_root: PathBuf,
+    pub state_dir: PathBuf,
+    /// Only these disks (empty: all).
+    pub disks: Vec<String>,
+}
+
+/// What the publisher process is told (one JSON argument).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonRequest {
+    pub session: String,
+    pub repo: PathBuf,
+    /// The exact `vm@id`.
+    pub restore_point: String,
+    pub mount_root: PathBuf,
+    pub state_dir: PathBuf,
+    pub disks: Vec<String>,
+}
+
+/// The log file of a session's publisher.
+pub fn log_path(state_dir: &Path, session: &str) -> PathBuf {
+    state_dir.join(format!("{session}.log"))
+}
+
+/// Publishes a restore point: resolves it, picks a session name, starts
+/// `daemon` (a command that ends up in [`run_daemon`]; the request JSON is
+/// appended as its last argument) and waits until it reports. The
+/// passphrase travels in the child's `LIFEBOAT_PASSPHRASE`, never on its
+/// command line or in a file.
+pub fn publish(
+    opts: &PublishOptions,
+    passphrase: Option<&str>,
+    mut daemon: Command,
+) -> Result<SessionState> {
+    system::preflight()?;
+    let repo = lifeboat_repo::Repository::open(&opts.repo, passphrase)?;
+    let manifest = repo.resolve(&opts.restore_point)?;
+    for d in &opts.disks {
+        if manifest.disk(d).is_none() {
+            return Err(Error::Invalid(format!(
+                "{} has no disk named {d} (disks: {})",
+                manifest.name(),
+                manifest
+                    .disks
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    std::fs::create_dir_all(&opts.state_dir).map_err(|e| Error::io(&opts.state_dir, e))?;
+    std::fs::create_dir_all(&opts.mount_root).map_err(|e| Error::io(&opts.mount_root, e))?;
+    // Absolute paths: the publisher runs in `/` and the state outlives the
+    // caller's working directory.
+    let opts = &PublishOptions {
+        repo: absolute(&opts.repo)?,
+        mount_root: absolute(&opts.mount_root)?,
+        state_dir: absolute(&opts.state_dir)?,
+        ..opts.clone()
+    };
+    let session = pick_session_name(opts, &manifest.vm);
+    let req = DaemonRequest {
+        session: session.clone(),
+        repo: opts.repo.clone(),
+        restore_point: manifest.name(),
+        mount_root: opts.mount_root.clone(),
+        state_dir: opts.state_dir.clone(),
+        disks: opts.disks.clone(),
+    };
+    let json = serde_json::to_string(&req).map_err(|e| Error::Invalid(e.to_string()))?;
+    let log = log_path(&opts.state_dir, &session);
+    let log_file = std::fs::File::create(&log).map_err(|e| Error::io(&log, e))?;
+    daemon
+        .arg(json)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file);
+    if let Some(p) = passphrase {
+        daemon.env("LIFEBOAT_PASSPHRASE", p);
+    }
+    std::os::unix::process::CommandExt::process_group(&mut daemon, 0);
+    let mut child = daemon
+        .spawn()
+        .map_err(|e| Error::Daemon(format!("starting the publisher {daemon:?}: {e}")))?;
+    let Some(out) = child.stdout.take() else {
+        return Err(Error::Daemon(
+            "the publisher has no stdout pipe".to_string(),
+        ));
+    };
+    let mut line = String::new();
+    let _ = BufReader::new(out).read_line(&mut line);
+    let line = line.trim();
+    if let Some(name) = line.strip_prefix("ready ") {
+        return SessionState::load(&state::state_path(&opts.state_dir, name));
+    }
+    let why = match line.strip_prefix("error ") {
+        Some(why) => why.to_string(),
+        None => {
+            let _ = child.wait();
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            format!(
+                "the publisher exited without reporting: {}",
+                tail.lines().last().unwrap_or("(no output)")
+            )
+        }
+    };
+    // Whatever it left behind (it cleans up itself on a reported error).
+    let _ = child.wait();
+    if state::state_path(&opts.state_dir, &session).exists() {
+        let _ = unpublish(&opts.state_dir, &session);
+    }
+    Err(Error::Daemon(why))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    p.canonicalize().map_err(|e| Error::io(p, e))
+}
+
+/// `<vm>-<n>` with the smallest `n` free in both the state dir and the
+/// mount root.
+fn pick_session_name(opts: &PublishOptions, vm: &str) -> String {
+    let mut n = 1u64;
+    loop {
+        let name = format!("{vm}-{n}");
+        if !state::state_path(&opts.state_dir, &name).exists()
+            && !opts.mount_root.join(&name).exists()
+        {
+            return name;
+        }
+        n += 1;
+    }
+}
+
+/// One published session, as `published` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedSession {
+    #[serde(flatten)]
+    pub state: SessionState,
+    /// The publisher process is running and its FUSE mount is there.
+    pub alive: bool,
+}
+
+/// Every session recorded in `state_dir`, with whether it is alive.
+pub fn published(state_dir: &Path) -> Result<Vec<PublishedSession>> {
+    let (sessions, _bad) = state::list_sessions(state_dir)?;
+    Ok(sessions
+        .into_iter()
+        .map(|s| {
+            let alive = daemon_alive(s.daemon_pid) && system::is_mounted(&s.fuse_mount);
+            PublishedSession { state: s, alive }
+        })
+        .collect())
+}

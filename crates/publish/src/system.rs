@@ -1,0 +1,273 @@
+//! The target machine: preflight checks, and the util-linux tools publishing
+//! drives (`losetup`, `blkid`, `mount`, `umount`), plus `/proc/mounts` and
+//! the loop devices' sysfs backing-file names used by cleanup.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs `cmd`, returning its trimmed stdout, or an error naming the command
+/// and quoting its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().map_err(|e| Error::Command {
+        command: shown.clone(),
+        detail: if e.kind() == std::io::ErrorKind::NotFound {
+            "not installed (apt-get install util-linux mount)".to_string()
+        } else {
+            e.to_string()
+        },
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(Error::Command {
+            command: shown,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+    }
+}
+
+/// Checks what publishing needs: root, `/dev/fuse`, the tools, a loop
+/// device. The error names everything missing.
+pub fn preflight() -> Result<()> {
+    let mut missing = Vec::new();
+    if !rustix::process::geteuid().is_root() {
+        missing.push("root privileges (loop devices and mounts need root)".to_string());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        missing.push(
+            "/dev/fuse (modprobe fuse, or pass --device /dev/fuse to a container)".to_string(),
+        );
+    }
+    for tool in ["losetup", "blkid", "mount", "umount"] {
+        if which(tool).is_none() {
+            missing.push(format!(
+                "the `{tool}` tool (apt-get install util-linux mount)"
+            ));
+        }
+    }
+    if !Path::new("/dev/loop-control").exists() && !Path::new("/dev/loop0").exists() {
+        missing.push("loop devices (/dev/loop-control; modprobe loop)".to_string());
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Missing(missing.join("; ")))
+    }
+}
+
+/// The full path of `tool` on PATH (plus the sbin directories).
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Attaches a read-only loop device over `size` bytes at `offset` of
+/// `file`; returns `/dev/loopN`.
+pub fn attach_loop(file: &Path, offset: u64, size: u64) -> Result<String> {
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show", "--read-only", "--offset"])
+        .arg(offset.to_string())
+        .arg("--sizelimit")
+        .arg(size.to_string())
+        .arg(file));
+    match out {
+        Ok(dev) if dev.starts_with("/dev/") => Ok(dev),
+        Ok(other) => Err(Error::Command {
+            command: format!("losetup --find --show {}", file.display()),
+            detail: format!("unexpected output {other:?}"),
+        }),
+        Err(Error::Command { command, detail }) if detail.contains("could not find any free") => {
+            Err(Error::Missing(format!(
+                "a free loop device ({command}: {detail})"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Detaches `dev`.
+pub fn detach_loop(dev: &str) -> Result<()> {
+    run(Command::new("losetup").arg("-d").arg(dev)).map(drop)
+}
+
+/// Every loop device whose backing file lies under `dir`, read from sysfs
+/// (no stat of the backing file, which may sit on a dead FUSE mount).
+pub fn loops_backed_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(back) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let back = back.trim().trim_end_matches(" (deleted)");
+        if Path::new(back).starts_with(dir) {
+            found.push(format!("/dev/{name}"));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The filesystem type blkid sees on `dev` (`None`: no signature).
+pub fn fs_type(dev: &str) -> Result<Option<String>> {
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE", dev])
+        .output()
+        .map_err(|e| Error::Command {
+            command: format!("blkid -p {dev}"),
+            detail: e.to_string(),
+        })?;
+    match out.status.code() {
+        Some(0) => {
+            let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            Ok((!t.is_empty()).then_some(t))
+        }
+        // 2: nothing found.
+        Some(2) => Ok(None),
+        _ => Err(Error::Command {
+            command: format!("blkid -p -o value -s TYPE {dev}"),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }),
+    }
+}
+
+/// Mounts `dev` (filesystem `fstype`) read-only on `target`, with the
+/// options that refuse journal replay. Returns the options used.
+pub fn mount_ro(dev: &str, fstype: &str, target: &Path) -> Result<String> {
+    let mount = |t: &str, opts: &str| {
+        run(Command::new("mount")
+            .args(["-t", t, "-o", opts, dev])
+            .arg(target))
+        .map(|_| opts.to_string())
+    };
+    match fstype {
+        "ext2" | "ext3" | "ext4" => mount(fstype, "ro,nodev,nosuid,noload"),
+        "xfs" => mount("xfs", "ro,nodev,nosuid,norecovery"),
+        "btrfs" => mount("btrfs", "ro,nodev,nosuid,rescue=nologreplay")
+            .or_else(|_| mount("btrfs", "ro,nodev,nosuid")),
+        // Kernels without the vfat driver (this test machine): fall back to
+        // the userspace `fusefat`, read-only unless given `rw+`.
+        "vfat" | "msdos" => mount(fstype, "ro,nodev,nosuid").or_else(|e| match which("fusefat") {
+            Some(bin) if !kernel_has(fstype) => run(Command::new(bin)
+                .args(["-o", "ro,nodev,nosuid,allow_other", dev])
+                .arg(target))
+            .map(|_| "ro (fusefat)".to_string()),
+            _ if !kernel_has(fstype) => Err(Error::Missing(format!(
+                "{fstype} support: the kernel has no {fstype} driver and fusefat is not installed (apt-get install fusefat)"
+            ))),
+            _ => Err(e),
+        }),
+        "exfat" | "iso9660" | "squashfs" | "udf" => mount(fstype, "ro,nodev,nosuid"),
+        "ntfs" => match which("ntfs-3g") {
+            Some(bin) => run(Command::new(bin)
+                .args(["-o", "ro,nodev,nosuid", dev])
+                .arg(target))
+            .map(|_| "ro (ntfs-3g)".to_string()),
+            None => Err(Error::Missing(
+                "ntfs-3g to mount NTFS (apt-get install ntfs-3g)".to_string(),
+            )),
+        },
+        "swap" | "LVM2_member" | "crypto_LUKS" | "linux_raid_member" => Err(Error::Invalid(
+            format!("{dev}: a {fstype} volume holds no mountable filesystem"),
+        )),
+        other => mount(other, "ro,nodev,nosuid"),
+    }
+}
+
+/// True when the running kernel lists `fstype` in /proc/filesystems.
+fn kernel_has(fstype: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(fstype))
+}
+
+/// Mount points under `dir` (or `dir` itself) listed in /proc/mounts,
+/// deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// True when `path` is a mount point listed in /proc/mounts.
+pub fn is_mounted(path: &Path) -> bool {
+    mounts_under(path).iter().any(|p| p == path)
+}
+
+/// /proc/mounts escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8)) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts `target`; falls back to a lazy unmount when it is busy or its
+/// FUSE server is gone.
+pub fn unmount(target: &Path) -> Result<()> {
+    match run(Command::new("umount").arg(target)) {
+        Ok(_) => Ok(()),
+        Err(first) => run(Command::new("umount").arg("-l").arg(target))
+            .map(drop)
+            .map_err(|second| Error::Command {
+                command: format!("umount {}", target.display()),
+                detail: format!("{first}; then umount -l: {second}"),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+        assert_eq!(unescape_mount_path(r"/end\04"), r"/end\04");
+    }
+
+    #[test]
+    fn which_finds_sh() {
+        assert!(which("sh").is_some());
+        assert!(which("no-such-tool-lifeboat").is_none());
+    }
+}

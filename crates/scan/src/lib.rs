@@ -1,0 +1,27 @@
+//! Lifeboat malware scanning of restore points.
+//!
+//! - [`clamav`]: `clamscan`/`clamdscan` over a directory tree (a published
+//!   restore point), output parsed into detections and unreadable files.
+//! - [`yara`]: YARA rules (the `yara-x` crate, cargo feature `yara`, on by
+//!   default) over file contents in memory, with built-in rules.
+//! - [`cache`]: dedup-aware cache of results keyed by content digest, engine
+//!   and rule-set fingerprint, persisted as JSON lines in a directory.
+//! - [`scan`]: the driver tying engines and cache into a [`ScanReport`].
+//! - [`report`]: JSON report types and the restore point scan state.
+//!
+//! This crate does not publish or browse restore points: callers hand it a
+//! directory tree or (path, reader) items.
+
+pub mod cache;
+pub mod clamav;
+pub mod error;
+pub mod report;
+pub mod scan;
+pub mod yara;
+
+pub use cache::{ContentKey, ScanCache};
+pub use clamav::{ClamAvScanner, ClamOutcome};
+pub use error::{Result, ScanError};
+pub use report::{Detection, Engine, Location, ScanReport, ScanState, Unreadable};
+pub use scan::Scan;
+pub use yara::{YaraScanner, BUILTIN_RULES};

@@ -1,0 +1,181 @@
+//! Scan results as JSON: one [`Detection`] per (file, engine, signature) and a
+//! [`ScanReport`] per restore point with its [`ScanState`].
+//!
+//! A file that could not be read is listed in `unreadable` and makes the state
+//! [`ScanState::Incomplete`] (unless something was found): it is never
+//! counted as clean.
+
+use serde::{Deserialize, Serialize};
+
+/// The engine that produced a detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Clamav,
+    Yara,
+}
+
+impl Engine {
+    /// Stable name used in reports and cache keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Clamav => "clamav",
+            Engine::Yara => "yara",
+        }
+    }
+}
+
+/// Where scanned files come from: restore point, disk and volume names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub restore_point: String,
+    pub disk: String,
+    pub volume: String,
+}
+
+/// One signature or rule that matched one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detection {
+    pub restore_point: String,
+    pub disk: String,
+    pub volume: String,
+    /// Path inside the volume, starting with `/`.
+    pub path: String,
+    pub engine: Engine,
+    /// ClamAV signature name or YARA rule identifier.
+    pub signature: String,
+}
+
+impl Detection {
+    /// A detection at `path` within `loc`.
+    pub fn new(loc: &Location, path: &str, engine: Engine, signature: &str) -> Self {
+        Detection {
+            restore_point: loc.restore_point.clone(),
+            disk: loc.disk.clone(),
+            volume: loc.volume.clone(),
+            path: path.to_string(),
+            engine,
+            signature: signature.to_string(),
+        }
+    }
+}
+
+/// Scan state of a restore point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanState {
+    /// Never scanned.
+    NotScanned,
+    /// Every file was read and nothing matched.
+    Clean,
+    /// At least one detection.
+    Infected,
+    /// Nothing matched but some files could not be read.
+    Incomplete,
+}
+
+/// A file that could not be read, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreadable {
+    pub disk: String,
+    pub volume: String,
+    pub path: String,
+    pub reason: String,
+}
+
+/// The result of scanning a restore point (or part of one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub restore_point: String,
+    pub state: ScanState,
+    pub detections: Vec<Detection>,
+    pub unreadable: Vec<Unreadable>,
+    /// Files whose content was scanned by at least one engine.
+    pub files_scanned: u64,
+    pub bytes_scanned: u64,
+    /// Files whose content had already been scanned with the same engines
+    /// and rules (found in the scan cache), so were not scanned again.
+    pub skipped_unchanged_files: u64,
+    pub skipped_unchanged_bytes: u64,
+}
+
+impl ScanReport {
+    /// An empty report (state [`ScanState::NotScanned`]).
+    pub fn new(restore_point: &str) -> Self {
+        ScanReport {
+            restore_point: restore_point.to_string(),
+            state: ScanState::NotScanned,
+            detections: Vec::new(),
+            unreadable: Vec::new(),
+            files_scanned: 0,
+            bytes_scanned: 0,
+            skipped_unchanged_files: 0,
+            skipped_unchanged_bytes: 0,
+        }
+    }
+
+    /// Sets `state` from detections and unreadable files, sorts the lists.
+    pub fn finish(&mut self) {
+        self.detections.sort_by(|a, b| {
+            (&a.disk, &a.volume, &a.path, a.engine.as_str(), &a.signature).cmp(&(
+                &b.disk,
+                &b.volume,
+                &b.path,
+                b.engine.as_str(),
+                &b.signature,
+            ))
+        });
+        self.detections.dedup();
+        self.unreadable
+            .sort_by(|a, b| (&a.disk, &a.volume, &a.path).cmp(&(&b.disk, &b.volume, &b.path)));
+        self.unreadable.dedup();
+        self.state = if !self.detections.is_empty() {
+            ScanState::Infected
+        } else if !self.unreadable.is_empty() {
+            ScanState::Incomplete
+        } else {
+            ScanState::Clean
+        };
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of strings and integers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_follows_detections_and_unreadable() {
+        let loc = Location {
+            restore_point: "web01@1".into(),
+            disk: "disk0".into(),
+            volume: "p1".into(),
+        };
+        let mut r = ScanReport::new("web01@1");
+        assert_eq!(r.state, ScanState::NotScanned);
+        r.finish();
+        assert_eq!(r.state, ScanState::Clean);
+        r.unreadable.push(Unreadable {
+            disk: "disk0".into(),
+            volume: "p1".into(),
+            path: "/x".into(),
+            reason: "Can't read file".into(),
+        });
+        r.finish();
+        assert_eq!(r.state, ScanState::Incomplete);
+        r.detections
+            .push(Detection::new(&loc, "/eicar", Engine::Clamav, "Eicar"));
+        r.finish();
+        assert_eq!(r.state, ScanState::Infected);
+        let json = r.to_json();
+        assert!(json.contains("\"engine\": \"clamav\""), "{json}");
+        assert!(json.contains("\"state\": \"infected\""), "{json}");
+        let back: ScanReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,329 @@
+//! The scan driver: runs the configured engines (ClamAV, YARA) over a
+//! directory tree or over (path, reader) items, consults and fills the
+//! [`ScanCache`], and builds the [`ScanReport`] of a restore point.
+//!
+//! Tree scans read each regular file once (symlinks are not followed): the
+//! bytes give the content key and feed YARA in memory; files whose content
+//! ClamAV has not seen (in the cache or earlier in this run) are passed to one
+//! `clamscan --file-list` run. A file counts as skipped when every engine had
+//! its content already; a read error lists the file as unreadable and it is
+//! never cached. Item scans (for file contents read from the repository)
+//! run YARA only: ClamAV needs files on disk.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{ContentKey, ScanCache};
+use crate::clamav::ClamAvScanner;
+use crate::error::{Result, ScanError};
+use crate::report::{Detection, Engine, Location, ScanReport, Unreadable};
+use crate::yara::{YaraScanner, YaraSession};
+
+/// One scan of a restore point, possibly over several disks and volumes.
+pub struct Scan<'a> {
+    restore_point: String,
+    clamav: Option<(&'a ClamAvScanner, String)>,
+    yara: Option<(YaraSession<'a>, String)>,
+    cache: &'a mut ScanCache,
+    report: ScanReport,
+}
+
+/// A file of a tree waiting for ClamAV.
+struct Pending {
+    path: PathBuf,
+    rel: String,
+    key: ContentKey,
+}
+
+impl<'a> Scan<'a> {
+    /// Starts a scan of `restore_point` with the given engines (at least one).
+    pub fn new(
+        restore_point: &str,
+        clamav: Option<&'a ClamAvScanner>,
+        yara: Option<&'a YaraScanner>,
+        cache: &'a mut ScanCache,
+    ) -> Result<Self> {
+        if clamav.is_none() && yara.is_none() {
+            return Err(ScanError::NoEngine {
+                what: format!("scan of {restore_point}: no engine chosen (ClamAV or YARA)"),
+            });
+        }
+        let clamav = match clamav {
+            Some(c) => Some((c, c.fingerprint()?)),
+            None => None,
+        };
+        let yara = yara.map(|y| (y.session(), y.fingerprint().to_string()));
+        Ok(Scan {
+            restore_point: restore_point.to_string(),
+            clamav,
+            yara,
+            cache,
+            report: ScanReport::new(restore_point),
+        })
+    }
+
+    fn location(&self, disk: &str, volume: &str) -> Location {
+        Location {
+            restore_point: self.restore_point.clone(),
+            disk: disk.to_string(),
+            volume: volume.to_string(),
+        }
+    }
+
+    fn unreadable(&mut self, loc: &Location, path: &str, reason: String) {
+        self.report.unreadable.push(Unreadable {
+            disk: loc.disk.clone(),
+            volume: loc.volume.clone(),
+            path: path.to_string(),
+            reason,
+        });
+    }
+
+    /// YARA over `data`, through the cache; returns true on a cache hit.
+    fn yara_bytes(
+        &mut self,
+        loc: &Location,
+        path: &str,
+        key: &ContentKey,
+        data: &[u8],
+    ) -> Result<bool> {
+        let Some((session, fp)) = self.yara.as_mut() else {
+            return Ok(true);
+        };
+        let (sigs, hit) = match self.cache.get(Engine::Yara, fp, key) {
+            Some(s) => (s.to_vec(), true),
+            None => {
+                let s = session.scan_bytes(path, data)?;
+                self.cache.insert(Engine::Yara, fp, key, s.clone());
+                (s, false)
+            }
+        };
+        for s in sigs {
+            self.report
+                .detections
+                .push(Detection::new(loc, path, Engine::Yara, &s));
+        }
+        Ok(hit)
+    }
+
+    /// Scans a file read from elsewhere (e.g. the repository) with YARA.
+    /// `content` (key from repository chunk digests, and the file size) lets
+    /// a cache hit skip reading; else BLAKE3 of the bytes is the key. A read error lists the file as unreadable.
+    pub fn scan_item(
+        &mut self,
+        disk: &str,
+        volume: &str,
+        path: &str,
+        reader: &mut dyn Read,
+        content: Option<(ContentKey, u64)>,
+    ) -> Result<()> {
+        if self.yara.is_none() {
+            return Err(ScanError::NoEngine {
+                what: format!("scanning item {path} needs YARA rules; ClamAV scans trees on disk"),
+            });
+        }
+        let loc = self.location(disk, volume);
+        if let (Some((key, size)), Some((_, fp))) = (&content, &self.yara) {
+            if let Some(sigs) = self.cache.get(Engine::Yara, fp, key) {
+                for s in sigs {
+                    self.report
+                        .detections
+                        .push(Detection::new(&loc, path, Engine::Yara, s));
+                }
+                self.count(true, *size);
+                return Ok(());
+            }
+        }
+        let mut data = Vec::new();
+        if let Err(e) = reader.read_to_end(&mut data) {
+            self.unreadable(&loc, path, e.to_string());
+            return Ok(());
+        }
+        let key = match content {
+            Some((k, _)) => k,
+            None => ContentKey::of_bytes(&data),
+        };
+        let hit = self.yara_bytes(&loc, path, &key, &data)?;
+        self.count(hit, data.len() as u64);
+        Ok(())
+    }
+
+    fn count(&mut self, skipped: bool, len: u64) {
+        if skipped {
+            self.report.skipped_unchanged_files += 1;
+            self.report.skipped_unchanged_bytes =
+                self.report.skipped_unchanged_bytes.saturating_add(len);
+        } else {
+            self.report.files_scanned += 1;
+            self.report.bytes_scanned = self.report.bytes_scanned.saturating_add(len);
+        }
+    }
+
+    /// Scans every regular file under `root` (a mounted volume); paths in
+    /// the report are relative to `root`, starting with `/`.
+    pub fn scan_tree(&mut self, disk: &str, volume: &str, root: &Path) -> Result<()> {
+        let loc = self.location(disk, volume);
+        let mut files = Vec::new();
+        let mut dir_errors = Vec::new();
+        walk(root, &mut files, &mut dir_errors);
+        for (dir, e) in dir_errors {
+            let rel = rel_path(root, &dir);
+            self.unreadable(&loc, &rel, e);
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut pending_keys: HashMap<ContentKey, ()> = HashMap::new();
+        let mut waiting: Vec<(String, ContentKey)> = Vec::new();
+        for path in files {
+            let rel = rel_path(root, &path);
+            let data = match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.unreadable(&loc, &rel, e.to_string());
+                    continue;
+                }
+            };
+            let key = ContentKey::of_bytes(&data);
+            let mut skipped = self.yara_bytes(&loc, &rel, &key, &data)?;
+            if let Some((_, fp)) = &self.clamav {
+                if let Some(sigs) = self.cache.get(Engine::Clamav, fp, &key) {
+                    for s in sigs {
+                        self.report
+                            .detections
+                            .push(Detection::new(&loc, &rel, Engine::Clamav, s));
+                    }
+                } else if pending_keys.contains_key(&key) {
+                    waiting.push((rel.clone(), key.clone()));
+                } else {
+                    pending_keys.insert(key.clone(), ());
+                    pending.push(Pending {
+                        path,
+                        rel: rel.clone(),
+                        key: key.clone(),
+                    });
+                    skipped = false;
+                }
+            }
+            self.count(skipped, data.len() as u64);
+        }
+        self.run_clamav(&loc, root, pending, waiting)
+    }
+
+    fn run_clamav(
+        &mut self,
+        loc: &Location,
+        root: &Path,
+        pending: Vec<Pending>,
+        waiting: Vec<(String, ContentKey)>,
+    ) -> Result<()> {
+        let Some((clam, fp)) = &self.clamav else {
+            return Ok(());
+        };
+        let fp = fp.clone();
+        let list: Vec<PathBuf> = pending.iter().map(|p| p.path.clone()).collect();
+        let outcome = clam.scan_files(&list)?;
+        let mut by_path: HashMap<&Path, &Pending> = HashMap::new();
+        for p in &pending {
+            by_path.insert(p.path.as_path(), p);
+        }
+        let mut sigs: HashMap<ContentKey, Vec<String>> = HashMap::new();
+        let mut bad: HashMap<ContentKey, String> = HashMap::new();
+        for u in &outcome.unreadable {
+            match by_path.get(u.path.as_path()) {
+                Some(p) => {
+                    bad.insert(p.key.clone(), u.reason.clone());
+                }
+                None => {
+                    let rel = rel_path(root, &u.path);
+                    self.unreadable(loc, &rel, u.reason.clone());
+                }
+            }
+        }
+        for h in &outcome.detections {
+            match by_path.get(h.path.as_path()) {
+                Some(p) => sigs
+                    .entry(p.key.clone())
+                    .or_default()
+                    .push(h.signature.clone()),
+                None => {
+                    let rel = rel_path(root, &h.path);
+                    self.report.detections.push(Detection::new(
+                        loc,
+                        &rel,
+                        Engine::Clamav,
+                        &h.signature,
+                    ));
+                }
+            }
+        }
+        let all = pending
+            .iter()
+            .map(|p| (p.rel.clone(), p.key.clone()))
+            .chain(waiting);
+        for (rel, key) in all {
+            if let Some(reason) = bad.get(&key) {
+                self.unreadable(loc, &rel, format!("clamav: {reason}"));
+                continue;
+            }
+            let found = sigs.get(&key).cloned().unwrap_or_default();
+            for s in &found {
+                self.report
+                    .detections
+                    .push(Detection::new(loc, &rel, Engine::Clamav, s));
+            }
+        }
+        for p in &pending {
+            if !bad.contains_key(&p.key) {
+                let found = sigs.get(&p.key).cloned().unwrap_or_default();
+                self.cache.insert(Engine::Clamav, &fp, &p.key, found);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the scan: sets the state and returns the report.
+    pub fn finish(mut self) -> ScanReport {
+        self.report.finish();
+        self.report
+    }
+}
+
+/// `/`-prefixed path of `path` below `root` (lossy UTF-8).
+fn rel_path(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let s = rel.to_string_lossy();
+    if s.starts_with('/') {
+        s.into_owned()
+    } else {
+        format!("/{s}")
+    }
+}
+
+/// Collects regular files under `dir` (not following symlinks), sorted;
+/// directories that cannot be listed go to `errors`.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf, String)>) {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            errors.push((dir.to_path_buf(), e.to_string()));
+            return;
+        }
+    };
+    let mut entries: Vec<_> = Vec::new();
+    for entry in rd {
+        match entry {
+            Ok(e) => entries.push(e),
+            Err(e) => errors.push((dir.to_path_buf(), e.to_string())),
+        }
+    }
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, files, errors),
+            Ok(t) if t.is_file() => files.push(path),
+            Ok(_) => {}
+            Err(err) => errors.push((path, err.to_string())),
+        }
+    }
+}

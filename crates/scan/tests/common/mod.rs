@@ -1,0 +1,82 @@
+//! Shared fixtures: planted samples and a generated ClamAV database (the
+//! public one cannot be downloaded on the test machine).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+pub const MARKER: &str = "LIFEBOAT-TEST-MARKER-7f3a";
+
+/// Fails the test with an install hint when clamscan is missing.
+pub fn require_clamscan() {
+    let ok = Command::new("clamscan")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "clamscan not found: install clamav (apt-get install -y clamav)"
+    );
+}
+
+fn md5_hex(path: &Path) -> String {
+    let out = Command::new("md5sum")
+        .arg(path)
+        .output()
+        .expect("md5sum (coreutils) runs");
+    assert!(out.status.success(), "md5sum {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Writes `dir/test.ndb` (hex signature of [`MARKER`]) and `dir/test.hdb`
+/// (MD5:size:name of the EICAR file) and returns `dir`.
+pub fn make_clamav_db(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let hex: String = MARKER.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        dir.join("test.ndb"),
+        format!("Lifeboat.Test.Marker:0:*:{hex}\n"),
+    )
+    .unwrap();
+    let eicar = dir.join("eicar.sample");
+    std::fs::write(&eicar, EICAR).unwrap();
+    let line = format!("{}:{}:Lifeboat.Test.Eicar\n", md5_hex(&eicar), EICAR.len());
+    std::fs::remove_file(&eicar).unwrap();
+    std::fs::write(dir.join("test.hdb"), line).unwrap();
+    dir.to_path_buf()
+}
+
+/// A small volume tree: EICAR in /tmp/eicar.com, the marker in
+/// /home/alice/notes.txt, clean files elsewhere.
+pub fn make_infected_tree(root: &Path) {
+    make_clean_tree(root);
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::write(root.join("tmp/eicar.com"), EICAR).unwrap();
+    std::fs::create_dir_all(root.join("home/alice")).unwrap();
+    std::fs::write(
+        root.join("home/alice/notes.txt"),
+        format!("todo\n{MARKER}\nmore\n"),
+    )
+    .unwrap();
+}
+
+/// Clean files only.
+pub fn make_clean_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    std::fs::write(root.join("etc/hostname"), "web01\n").unwrap();
+    std::fs::create_dir_all(root.join("var/lib/app")).unwrap();
+    for i in 0..5u8 {
+        std::fs::write(
+            root.join(format!("var/lib/app/data{i}.bin")),
+            vec![i; 10_000 + usize::from(i)],
+        )
+        .unwrap();
+    }
+}
