@@ -39,12 +39,7 @@ impl ConcatDisk {
 
     /// Calls `f(piece, offset in piece, offset in this disk, len)` for each
     /// piece of `offset..offset+len` (already range-checked).
-    fn walk(
-        &self,
-        offset: u64,
-        len: u64,
-        mut f: impl FnMut(&dyn ReadDisk, u64, u64, u64) -> Result<()>,
-    ) -> Result<()> {
+    fn walk(&self, offset: u64, len: u64, f: &mut Visit<'_>) -> Result<()> {
         let end = offset + len;
         let first = self
             .parts
@@ -71,31 +66,11 @@ impl ReadDisk for ConcatDisk {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range(&|| self.describe(), offset, buf.len() as u64, self.size)?;
-        self.walk(offset, buf.len() as u64, |part, inner, pos, n| {
-            let at = (pos - offset) as usize;
-            part.read_at(&mut buf[at..at + n as usize], inner)
-        })
+        read_pieces(&|o, l, f| self.walk(o, l, f), buf, offset)
     }
 
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        let end = offset.saturating_add(len).min(self.size);
-        let mut list = Vec::new();
-        if end <= offset {
-            return Ok(list);
-        }
-        self.walk(offset, end - offset, |part, inner, pos, n| {
-            for e in part.extents(inner, n)? {
-                push_merged(
-                    &mut list,
-                    Extent {
-                        offset: e.offset - inner + pos,
-                        ..e
-                    },
-                );
-            }
-            Ok(())
-        })?;
-        Ok(list)
+        extents_of_pieces(&|o, l, f| self.walk(o, l, f), offset, len, self.size)
     }
 
     fn describe(&self) -> String {
@@ -151,12 +126,7 @@ impl StripedDisk {
 
     /// Calls `f(stripe, offset in stripe, offset in this disk, len)` for each
     /// chunk piece of `offset..offset+len` (already range-checked).
-    fn walk(
-        &self,
-        offset: u64,
-        len: u64,
-        mut f: impl FnMut(&dyn ReadDisk, u64, u64, u64) -> Result<()>,
-    ) -> Result<()> {
+    fn walk(&self, offset: u64, len: u64, f: &mut Visit<'_>) -> Result<()> {
         let n = self.stripes.len() as u64;
         let end = offset + len;
         let mut pos = offset;
@@ -179,31 +149,11 @@ impl ReadDisk for StripedDisk {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range(&|| self.describe(), offset, buf.len() as u64, self.size)?;
-        self.walk(offset, buf.len() as u64, |stripe, inner, pos, n| {
-            let at = (pos - offset) as usize;
-            stripe.read_at(&mut buf[at..at + n as usize], inner)
-        })
+        read_pieces(&|o, l, f| self.walk(o, l, f), buf, offset)
     }
 
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        let end = offset.saturating_add(len).min(self.size);
-        let mut list = Vec::new();
-        if end <= offset {
-            return Ok(list);
-        }
-        self.walk(offset, end - offset, |stripe, inner, pos, n| {
-            for e in stripe.extents(inner, n)? {
-                push_merged(
-                    &mut list,
-                    Extent {
-                        offset: e.offset - inner + pos,
-                        ..e
-                    },
-                );
-            }
-            Ok(())
-        })?;
-        Ok(list)
+        extents_of_pieces(&|o, l, f| self.walk(o, l, f), offset, len, self.size)
     }
 
     fn describe(&self) -> String {
@@ -219,6 +169,45 @@ impl ReadDisk for StripedDisk {
     fn depth(&self) -> u32 {
         self.stripes.iter().map(|s| s.depth()).max().unwrap_or(0) + 1
     }
+}
+
+/// A walk over the pieces behind a byte range: calls `f(piece, offset in
+/// piece, offset in the whole disk, length)` for each piece in order.
+type Walk<'a> = dyn Fn(u64, u64, &mut Visit<'_>) -> Result<()> + 'a;
+
+/// What a walk calls for each piece: `(piece, offset in piece, offset in
+/// the whole disk, length)`.
+type Visit<'a> = dyn FnMut(&dyn ReadDisk, u64, u64, u64) -> Result<()> + 'a;
+
+/// `read_at` for a disk made of pieces (range already checked).
+fn read_pieces(walk: &Walk<'_>, buf: &mut [u8], offset: u64) -> Result<()> {
+    walk(offset, buf.len() as u64, &mut |piece, inner, pos, n| {
+        let at = (pos - offset) as usize;
+        piece.read_at(&mut buf[at..at + n as usize], inner)
+    })
+}
+
+/// `extents` for a disk of `size` bytes made of pieces: each piece's own
+/// extents, moved to where the piece sits, merged.
+fn extents_of_pieces(walk: &Walk<'_>, offset: u64, len: u64, size: u64) -> Result<Vec<Extent>> {
+    let end = offset.saturating_add(len).min(size);
+    let mut list = Vec::new();
+    if end <= offset {
+        return Ok(list);
+    }
+    walk(offset, end - offset, &mut |piece, inner, pos, n| {
+        for e in piece.extents(inner, n)? {
+            push_merged(
+                &mut list,
+                Extent {
+                    offset: e.offset - inner + pos,
+                    ..e
+                },
+            );
+        }
+        Ok(())
+    })?;
+    Ok(list)
 }
 
 #[cfg(test)]
