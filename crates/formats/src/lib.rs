@@ -13,6 +13,7 @@
 //! its bytes are laid out.
 
 mod detect;
+mod fileio;
 pub mod gpt;
 pub mod lvm;
 pub mod partition;

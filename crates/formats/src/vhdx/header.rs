@@ -6,7 +6,6 @@
 use super::layout as l;
 use lifeboat_vdisk::{Error, Result};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// What the headers and metadata say about the disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,36 +23,7 @@ pub(crate) struct Geometry {
     pub bat_entries: u64,
 }
 
-/// Reads `buf.len()` bytes at `offset`, naming `thing` when the file is too short.
-pub(crate) fn read_exact(
-    what: &str,
-    file: &File,
-    file_size: u64,
-    buf: &mut [u8],
-    offset: u64,
-    thing: &dyn Fn() -> String,
-) -> Result<()> {
-    let len = buf.len() as u64;
-    if offset.checked_add(len).is_none_or(|end| end > file_size) {
-        return Err(Error::corrupt(
-            what,
-            format!(
-                "{} at offset {offset} ({len} bytes) reaches past the end of the file ({file_size} bytes)",
-                thing()
-            ),
-        ));
-    }
-    file.read_exact_at(buf, offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::corrupt(
-                what,
-                format!("{} at offset {offset}: the file shrank", thing()),
-            )
-        } else {
-            Error::io(what, offset, e)
-        }
-    })
-}
+pub(crate) use crate::fileio::read_exact;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     b.get(at..at + 2)

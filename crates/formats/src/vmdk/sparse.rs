@@ -26,7 +26,6 @@ use lifeboat_vdisk::{push_merged, Error, Extent, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -53,40 +52,7 @@ pub(crate) struct SparseExtent {
     last_grain: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
 }
 
-/// Reads exactly `buf.len()` bytes at `offset` of `file`, or says which
-/// structure (`thing`) reached past the end of the file.
-pub(crate) fn read_exact(
-    what: &str,
-    file: &File,
-    file_size: u64,
-    buf: &mut [u8],
-    offset: u64,
-    thing: &dyn Fn() -> String,
-) -> Result<()> {
-    let len = buf.len() as u64;
-    match offset.checked_add(len) {
-        Some(end) if end <= file_size => {}
-        _ => {
-            return Err(Error::corrupt(
-                what,
-                format!(
-                    "{} at offset {offset} ({len} bytes) reaches past the end of the file ({file_size} bytes)",
-                    thing()
-                ),
-            ))
-        }
-    }
-    file.read_exact_at(buf, offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::corrupt(
-                what,
-                format!("{} at offset {offset}: the file shrank", thing()),
-            )
-        } else {
-            Error::io(what, offset, e)
-        }
-    })
-}
+pub(crate) use crate::fileio::read_exact;
 
 impl SparseExtent {
     /// Opens and checks the sparse extent at `path`.
