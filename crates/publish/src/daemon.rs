@@ -38,7 +38,8 @@ struct Planned {
     size: u64,
 }
 
-/// Runs the publisher: sets everything up, writes `ready <session>` or
+/// Runs the publisher: sets everything up, writes `ready <session>`,
+/// `missing <what>` (the target lacks something, [`Error::Missing`]) or
 /// `error <why>` as one line to `report`, then serves until unmounted.
 pub fn run_daemon(
     req: &DaemonRequest,
@@ -54,7 +55,12 @@ pub fn run_daemon(
                 .map_err(|e| Error::Daemon(format!("FUSE session ended with an error: {e}")))
         }
         Err(e) => {
-            let _ = writeln!(report, "error {}", e.to_string().replace('\n', " "));
+            let line = match &e {
+                Error::Missing(what) => format!("missing {what}"),
+                Error::Daemon(why) => format!("error {why}"),
+                other => format!("error {other}"),
+            };
+            let _ = writeln!(report, "{}", line.replace('\n', " "));
             let _ = report.flush();
             Err(e)
         }

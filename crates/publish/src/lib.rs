@@ -18,9 +18,10 @@
 //! spawns the publisher as a detached child (own process group, stdin
 //! closed, stderr to `<state-dir>/<session>.log`), given as a command by
 //! the caller (the CLI passes `lifeboat publish-daemon`), and waits for its
-//! one-line report on a pipe: `ready <session>` or `error <why>`. The child
-//! ([`run_daemon`]) keeps serving until its FUSE mount is unmounted by
-//! [`unpublish`], then exits. No double fork and no daemon library: the
+//! one-line report on a pipe: `ready <session>`, `missing <what>` (kept
+//! as [`Error::Missing`]) or `error <why>`. The child ([`run_daemon`])
+//! keeps serving until its FUSE mount is unmounted by [`unpublish`], then
+//! exits. No double fork and no daemon library: the
 //! child simply outlives its parent and is reparented to init.
 //!
 //! FUSE is the pure-Rust `fuser` 0.18 without libfuse: as root it mounts
@@ -151,23 +152,24 @@ pub fn publish(
     if let Some(name) = line.strip_prefix("ready ") {
         return SessionState::load(&state::state_path(&opts.state_dir, name));
     }
-    let why = match line.strip_prefix("error ") {
-        Some(why) => why.to_string(),
-        None => {
-            let _ = child.wait();
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            format!(
-                "the publisher exited without reporting: {}",
-                tail.lines().last().unwrap_or("(no output)")
-            )
-        }
+    let error = if let Some(what) = line.strip_prefix("missing ") {
+        Error::Missing(what.to_string())
+    } else if let Some(why) = line.strip_prefix("error ") {
+        Error::Daemon(why.to_string())
+    } else {
+        let _ = child.wait();
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        Error::Daemon(format!(
+            "the publisher exited without reporting: {}",
+            tail.lines().last().unwrap_or("(no output)")
+        ))
     };
     // Whatever it left behind (it cleans up itself on a reported error).
     let _ = child.wait();
     if state::state_path(&opts.state_dir, &session).exists() {
         let _ = unpublish(&opts.state_dir, &session);
     }
-    Err(Error::Daemon(why))
+    Err(error)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

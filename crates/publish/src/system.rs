@@ -32,17 +32,25 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     }
 }
 
-/// Checks what publishing needs: root, `/dev/fuse`, the tools, a loop
-/// device. The error names everything missing.
+/// The FUSE device the publisher's mount opens.
+pub const FUSE_DEVICE: &str = "/dev/fuse";
+/// The FUSE device's numbers (`misc` major 10, minor 229).
+const FUSE_DEV_NUMBERS: (u64, u64) = (10, 229);
+/// The loop driver's control device (`losetup --find` asks it for a free
+/// loop device, creating one when all are busy).
+pub const LOOP_CONTROL: &str = "/dev/loop-control";
+
+/// Checks what publishing needs: root, the FUSE device, the tools, loop
+/// devices. The error names everything missing.
 pub fn preflight() -> Result<()> {
     let mut missing = Vec::new();
     if !rustix::process::geteuid().is_root() {
         missing.push("root privileges (loop devices and mounts need root)".to_string());
     }
-    if !Path::new("/dev/fuse").exists() {
-        missing.push(
-            "/dev/fuse (modprobe fuse, or pass --device /dev/fuse to a container)".to_string(),
-        );
+    if let Some(why) = fuse_device_problem(Path::new(FUSE_DEVICE)) {
+        missing.push(format!(
+            "{FUSE_DEVICE} ({why}; modprobe fuse, or pass --device {FUSE_DEVICE} to a container)"
+        ));
     }
     for tool in ["losetup", "blkid", "mount", "umount"] {
         if which(tool).is_none() {
@@ -51,14 +59,64 @@ pub fn preflight() -> Result<()> {
             ));
         }
     }
-    if !Path::new("/dev/loop-control").exists() && !Path::new("/dev/loop0").exists() {
-        missing.push("loop devices (/dev/loop-control; modprobe loop)".to_string());
+    if !Path::new(LOOP_CONTROL).exists() && !has_loop_device(Path::new("/dev")) {
+        missing.push(format!(
+            "loop devices (no {LOOP_CONTROL} and no /dev/loopN; modprobe loop, or pass \
+             --device {LOOP_CONTROL} and /dev/loopN to a container)"
+        ));
     }
     if missing.is_empty() {
         Ok(())
     } else {
         Err(Error::Missing(missing.join("; ")))
     }
+}
+
+/// Why `path` is not a usable FUSE device, if it is not.
+fn fuse_device_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some("missing".into()),
+        Err(e) => return Some(format!("unreadable: {e}")),
+    };
+    let numbers = dev_numbers(meta.rdev());
+    if !meta.file_type().is_char_device() || numbers != FUSE_DEV_NUMBERS {
+        let (major, minor) = numbers;
+        let (want_major, want_minor) = FUSE_DEV_NUMBERS;
+        return Some(format!(
+            "not the FUSE device: expected character device {want_major}:{want_minor}, \
+             found {} {major}:{minor}",
+            if meta.file_type().is_char_device() {
+                "character device"
+            } else {
+                "something else"
+            }
+        ));
+    }
+    None
+}
+
+/// Splits a Linux `dev_t` into (major, minor).
+fn dev_numbers(rdev: u64) -> (u64, u64) {
+    let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff);
+    let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0xff);
+    (major, minor)
+}
+
+/// True when `dev_dir` holds a `loopN` block device.
+fn has_loop_device(dev_dir: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dev_dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.strip_prefix("loop")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && e.file_type().is_ok_and(|t| t.is_block_device())
+    })
 }
 
 /// The full path of `tool` on PATH (plus the sbin directories).
@@ -85,9 +143,15 @@ pub fn attach_loop(file: &Path, offset: u64, size: u64) -> Result<String> {
             command: format!("losetup --find --show {}", file.display()),
             detail: format!("unexpected output {other:?}"),
         }),
-        Err(Error::Command { command, detail }) if detail.contains("could not find any free") => {
+        // util-linux says "could not find any free loop device" (newer) or
+        // "cannot find an unused loop device" (2.38).
+        Err(Error::Command { command, detail })
+            if detail.contains("could not find any free")
+                || detail.contains("cannot find an unused") =>
+        {
             Err(Error::Missing(format!(
-                "a free loop device ({command}: {detail})"
+                "a free loop device (all are in use and none can be added through \
+                 {LOOP_CONTROL}; {command}: {detail})"
             )))
         }
         Err(e) => Err(e),
@@ -263,6 +327,27 @@ mod tests {
         assert_eq!(unescape_mount_path(r"/mnt/a\040b"), "/mnt/a b");
         assert_eq!(unescape_mount_path("/plain"), "/plain");
         assert_eq!(unescape_mount_path(r"/end\04"), r"/end\04");
+    }
+
+    #[test]
+    fn device_numbers_split_like_the_kernel() {
+        assert_eq!(dev_numbers(0x0ae5), (10, 229));
+        assert_eq!(dev_numbers(0x0103), (1, 3));
+        // Large numbers spill into the high bits (glibc's makedev).
+        let (major, minor) = (4097u64, 300_000u64);
+        let dev = ((major & 0xffff_f000) << 32)
+            | ((major & 0xfff) << 8)
+            | ((minor & 0xffff_ff00) << 12)
+            | (minor & 0xff);
+        assert_eq!(dev_numbers(dev), (major, minor));
+    }
+
+    #[test]
+    fn only_the_fuse_character_device_passes() {
+        assert!(fuse_device_problem(Path::new("/dev/null"))
+            .is_some_and(|w| w.contains("not the FUSE device") && w.contains("1:3")));
+        assert!(fuse_device_problem(Path::new("/nonexistent/fuse")).is_some_and(|w| w == "missing"));
+        assert!(fuse_device_problem(Path::new("/")).is_some());
     }
 
     #[test]

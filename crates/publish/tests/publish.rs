@@ -4,56 +4,31 @@
 //! published, read, checked read-only, and unpublished; a killed publisher
 //! is cleaned up by `unpublish_all`; a corrupt chunk reads as EIO.
 
+mod common;
+
+use common::{assert_clean, backup, daemon, leftovers, require, sh, CHUNK, MIB};
 use lifeboat_publish::{
     publish, published, unpublish, unpublish_all, DaemonRequest, PublishOptions, SessionState,
     HANG_HOOK,
 };
-use lifeboat_repo::{DiskIndex, DiskStats, InitOptions, NewDisk, Repository};
+use lifeboat_repo::Repository;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MIB: u64 = 1 << 20;
-const CHUNK: u32 = 256 << 10;
 const P1_START: u64 = MIB; // ext4, 16 MiB
 const P2_START: u64 = 17 * MIB; // vfat, 8 MiB
 const DISK_SIZE: u64 = 32 * MIB;
 
 fn require_env() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests need root (loop devices and mounts)"
-    );
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "these tests need /dev/fuse (modprobe fuse)"
-    );
-    for (tool, pkg) in [
+    require(&[
         ("sgdisk", "gdisk"),
-        ("mkfs.ext4", "e2fsprogs"),
         ("mkfs.vfat", "dosfstools"),
         ("mcopy", "mtools"),
         ("fusefat", "fusefat (this kernel has no vfat driver)"),
-        ("losetup", "util-linux"),
         ("lsblk", "util-linux"),
-        ("blkid", "util-linux"),
-    ] {
-        assert!(
-            lifeboat_publish::system::which(tool).is_some(),
-            "`{tool}` is missing: apt-get install {pkg}"
-        );
-    }
-}
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ]);
 }
 
 fn data_bytes() -> Vec<u8> {
@@ -110,35 +85,7 @@ fn fixture() -> Fixture {
     drop(f);
 
     let repo_dir = t.join("repo");
-    let mut opts = InitOptions::new(None);
-    opts.chunk_size = CHUNK;
-    let repo = Repository::init(&repo_dir, opts).unwrap();
-    let bytes = std::fs::read(&disk).unwrap();
-    let w = repo.begin_backup().unwrap();
-    let mut digests = Vec::new();
-    for c in bytes.chunks(CHUNK as usize) {
-        if c.iter().all(|b| *b == 0) {
-            digests.push(None);
-        } else {
-            let d = repo.digest(c);
-            w.store_chunk(&d, c).unwrap();
-            digests.push(Some(d));
-        }
-    }
-    w.commit(
-        "web01",
-        vec![NewDisk {
-            name: "disk0".into(),
-            source: format!("raw {}", disk.display()),
-            index: DiskIndex {
-                chunk_size: CHUNK,
-                disk_size: DISK_SIZE,
-                digests,
-            },
-            stats: DiskStats::default(),
-        }],
-    )
-    .unwrap();
+    backup(&repo_dir, "web01", &[("disk0", &disk)]);
     Fixture {
         repo: repo_dir,
         mount_root: t.join("mnt"),
@@ -155,34 +102,6 @@ fn options(fx: &Fixture) -> PublishOptions {
         state_dir: fx.state_dir.clone(),
         disks: vec![],
     }
-}
-
-fn daemon() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat-publishd"))
-}
-
-/// Mount points in /proc/mounts and loop devices in `losetup -a` that
-/// mention `root`.
-fn leftovers(root: &Path) -> (Vec<String>, Vec<String>) {
-    let root = root.to_string_lossy().to_string();
-    let mounts = std::fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&root))
-        .map(String::from)
-        .collect();
-    let loops = sh(Command::new("losetup").arg("-a"))
-        .lines()
-        .filter(|l| l.contains(&root))
-        .map(String::from)
-        .collect();
-    (mounts, loops)
-}
-
-fn assert_clean(fx: &Fixture) {
-    let (mounts, loops) = leftovers(&fx.mount_root);
-    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
-    assert!(loops.is_empty(), "loop devices left: {loops:?}");
 }
 
 fn mount_of<'a>(s: &'a SessionState, volume: &str) -> &'a lifeboat_publish::MountEntry {
@@ -268,7 +187,7 @@ fn publish_read_readonly_unpublish() {
         std::panic::resume_unwind(e);
     }
     un.unwrap();
-    assert_clean(&fx);
+    assert_clean(&fx.mount_root);
     assert!(published(&fx.state_dir).unwrap().is_empty());
     assert!(!fx.mount_root.join(&s.session).exists());
 }
@@ -328,7 +247,7 @@ fn a_publisher_killed_mid_publish_is_cleaned_up() {
     let (done, errors) = unpublish_all(&fx.state_dir).unwrap();
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(done.len(), 2);
-    assert_clean(&fx);
+    assert_clean(&fx.mount_root);
     assert!(published(&fx.state_dir).unwrap().is_empty());
 }
 
@@ -392,7 +311,7 @@ fn a_corrupt_chunk_reads_as_eio_and_the_rest_is_published() {
         std::panic::resume_unwind(e);
     }
     un.unwrap();
-    assert_clean(&fx);
+    assert_clean(&fx.mount_root);
 }
 
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {

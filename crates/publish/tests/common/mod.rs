@@ -1,0 +1,359 @@
+//! Shared helpers of the publish integration tests: tool checks with
+//! install advice, building partitioned test disks, backing disk images up
+//! into a repository, a guard that unpublishes a session even when a test
+//! fails, and leftover checks (mounts in /proc/self/mountinfo, loop devices
+//! in `losetup -a`).
+//!
+//! Every test that publishes holds [`serial`] so one test binary never has
+//! more than one session's loop devices and mounts at a time.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use lifeboat_publish::{publish, unpublish, MountEntry, PublishOptions, SessionState};
+use lifeboat_repo::{DiskIndex, DiskStats, InitOptions, NewDisk, Repository};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+pub const MIB: u64 = 1 << 20;
+pub const CHUNK: u32 = 256 << 10;
+/// The errno of a write to a read-only filesystem.
+pub const EROFS: i32 = 30;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One publishing test at a time within a test binary.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Asserts root, /dev/fuse and the given `(tool, apt package)` pairs, with
+/// install advice for whatever is missing.
+pub fn require(tools: &[(&str, &str)]) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests need root (loop devices and mounts)"
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "these tests need /dev/fuse (modprobe fuse)"
+    );
+    let base = [
+        ("losetup", "util-linux"),
+        ("blkid", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ];
+    for (tool, pkg) in base.iter().chain(tools) {
+        assert!(
+            lifeboat_publish::system::which(tool).is_some(),
+            "`{tool}` is missing: apt-get install {pkg}"
+        );
+    }
+}
+
+/// Runs `cmd`, panicking with its stderr when it fails; returns stdout.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `cmd` with `input` on its stdin; returns stdout.
+pub fn sh_in(cmd: &mut Command, input: &str) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic file content of `len` bytes.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Writes the test tree under `dir`: `hello.txt` naming `tag`, and
+/// `sub/data.bin` (300,000 bytes of [`pattern`] `seed`).
+pub fn write_tree(dir: &Path, tag: &str, seed: u32) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join("sub"))?;
+    std::fs::write(dir.join("hello.txt"), format!("hello from {tag}\n"))?;
+    std::fs::write(dir.join("sub/data.bin"), pattern(300_000, seed))
+}
+
+/// Asserts the files of [`write_tree`] read back exact under `dir`, and
+/// that `dir` refuses writes.
+pub fn check_tree(dir: &Path, tag: &str, seed: u32) {
+    assert_eq!(
+        std::fs::read_to_string(dir.join("hello.txt")).unwrap(),
+        format!("hello from {tag}\n"),
+        "{}",
+        dir.display()
+    );
+    assert!(
+        std::fs::read(dir.join("sub/data.bin")).unwrap() == pattern(300_000, seed),
+        "{}/sub/data.bin differs",
+        dir.display()
+    );
+    assert_read_only(dir, "new.txt", "hello.txt");
+}
+
+/// A sparse file of `size` bytes.
+pub fn sparse_file(path: &Path, size: u64) {
+    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+/// A partition as `sfdisk --json` reports it, in bytes.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub node: String,
+    pub start: u64,
+    pub size: u64,
+}
+
+/// Creates a sparse `size`-byte disk image and partitions it with the
+/// sfdisk `script`; returns the partitions sfdisk made.
+pub fn partitioned_disk(path: &Path, size: u64, script: &str) -> Vec<Part> {
+    sparse_file(path, size);
+    sh_in(Command::new("sfdisk").arg("-q").arg(path), script);
+    let json = sh(Command::new("sfdisk").arg("--json").arg(path));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .expect("sfdisk --json lists partitions")
+        .iter()
+        .map(|p| Part {
+            node: p["node"].as_str().unwrap_or_default().to_string(),
+            start: p["start"].as_u64().unwrap() * 512,
+            size: p["size"].as_u64().unwrap() * 512,
+        })
+        .collect()
+}
+
+/// Writes the file `image` into `disk` at byte `offset`.
+pub fn write_image(disk: &Path, offset: u64, image: &Path) {
+    let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    f.write_all_at(&std::fs::read(image).unwrap(), offset)
+        .unwrap();
+}
+
+/// An ext4 image of `size` bytes holding the files of `src`.
+pub fn ext4_image(path: &Path, src: &Path, size: u64) {
+    sh(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(src)
+        .arg(path)
+        .arg(format!("{}k", size / 1024)));
+}
+
+/// Backs the disk images up into a new repository at `repo_dir` as one
+/// restore point of `vm` (disks named as given). All-zero chunks are
+/// holes, as a real backup stores them.
+pub fn backup(repo_dir: &Path, vm: &str, disks: &[(&str, &Path)]) {
+    let mut opts = InitOptions::new(None);
+    opts.chunk_size = CHUNK;
+    let repo = Repository::init(repo_dir, opts).unwrap();
+    let w = repo.begin_backup().unwrap();
+    let mut new = Vec::new();
+    for (name, path) in disks {
+        let mut f = std::fs::File::open(path).unwrap();
+        let size = f.metadata().unwrap().len();
+        let mut digests = Vec::new();
+        let mut buf = vec![0u8; CHUNK as usize];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(u64::from(CHUNK)) as usize;
+            f.read_exact(&mut buf[..n]).unwrap();
+            let c = &buf[..n];
+            if c.iter().all(|b| *b == 0) {
+                digests.push(None);
+            } else {
+                let d = repo.digest(c);
+                w.store_chunk(&d, c).unwrap();
+                digests.push(Some(d));
+            }
+            left -= n as u64;
+        }
+        new.push(NewDisk {
+            name: name.to_string(),
+            source: format!("raw {}", path.display()),
+            index: DiskIndex {
+                chunk_size: CHUNK,
+                disk_size: size,
+                digests,
+            },
+            stats: DiskStats::default(),
+        });
+    }
+    w.commit(vm, new).unwrap();
+}
+
+/// The directories of one test: repository, mount root, state dir.
+pub struct Dirs {
+    pub tmp: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub mount_root: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Dirs {
+    pub fn new() -> Dirs {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().to_path_buf();
+        Dirs {
+            tmp,
+            repo: t.join("repo"),
+            mount_root: t.join("mnt"),
+            state_dir: t.join("state"),
+        }
+    }
+
+    /// A disk image `name` of `size` bytes partitioned by the sfdisk
+    /// `script`, with its partitions.
+    pub fn disk(&self, name: &str, size: u64, script: &str) -> (PathBuf, Vec<Part>) {
+        let path = self.path(name);
+        let parts = partitioned_disk(&path, size, script);
+        (path, parts)
+    }
+
+    /// A scratch path inside the test directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn options(&self, restore_point: &str) -> PublishOptions {
+        PublishOptions {
+            repo: self.repo.clone(),
+            restore_point: restore_point.into(),
+            mount_root: self.mount_root.clone(),
+            state_dir: self.state_dir.clone(),
+            disks: vec![],
+        }
+    }
+}
+
+/// The start of a publishing test: checks root, /dev/fuse and `tools`,
+/// takes the [`serial`] lock and makes the test directories.
+pub fn start(tools: &[(&str, &str)]) -> (MutexGuard<'static, ()>, Dirs) {
+    require(tools);
+    (serial(), Dirs::new())
+}
+
+/// The publisher command of these tests.
+pub fn daemon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat-publishd"))
+}
+
+/// A published session, unpublished when dropped (also when the test
+/// panics); [`Published::finish`] unpublishes and checks nothing is left.
+pub struct Published<'a> {
+    pub state: SessionState,
+    dirs: &'a Dirs,
+    done: bool,
+}
+
+impl<'a> Published<'a> {
+    /// Publishes `restore_point` of the repository in `dirs`.
+    pub fn new(dirs: &'a Dirs, restore_point: &str) -> Published<'a> {
+        let state = publish(&dirs.options(restore_point), None, daemon())
+            .unwrap_or_else(|e| panic!("publish {restore_point}: {e}"));
+        Published {
+            state,
+            dirs,
+            done: false,
+        }
+    }
+
+    /// `<mount-root>/<session>/<vm>`.
+    pub fn vm_dir(&self, vm: &str) -> PathBuf {
+        self.state.session_dir.join(vm)
+    }
+
+    /// The mount entry of `volume`, which must be mounted.
+    pub fn mounted(&self, volume: &str) -> &MountEntry {
+        let m = self
+            .state
+            .mounts
+            .iter()
+            .find(|m| m.volume == volume)
+            .unwrap_or_else(|| panic!("no mount for {volume}: {:#?}", self.state));
+        assert!(m.mounted, "{volume} not mounted: {m:?}\n{:#?}", self.state);
+        m
+    }
+
+    /// Unpublishes and asserts no mount or loop device is left.
+    pub fn finish(mut self) {
+        self.done = true;
+        unpublish(&self.dirs.state_dir, &self.state.session).unwrap();
+        assert_clean(&self.dirs.mount_root);
+        assert!(!self.state.session_dir.exists());
+    }
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = unpublish(&self.dirs.state_dir, &self.state.session) {
+                eprintln!("cleanup of {}: {e}", self.state.session);
+            }
+        }
+    }
+}
+
+/// Mount points in /proc/self/mountinfo and loop devices in `losetup -a`
+/// that mention `root`.
+pub fn leftovers(root: &Path) -> (Vec<String>, Vec<String>) {
+    let root = root.to_string_lossy().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&root))
+        .map(String::from)
+        .collect();
+    let loops = sh(Command::new("losetup").arg("-a"))
+        .lines()
+        .filter(|l| l.contains(&root))
+        .map(String::from)
+        .collect();
+    (mounts, loops)
+}
+
+pub fn assert_clean(root: &Path) {
+    let (mounts, loops) = leftovers(root);
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    assert!(loops.is_empty(), "loop devices left: {loops:?}");
+}
+
+/// Asserts that creating `new` and writing `existing` under `dir` both
+/// fail with EROFS.
+pub fn assert_read_only(dir: &Path, new: &str, existing: &str) {
+    for p in [dir.join(new), dir.join(existing)] {
+        let e = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .map(drop)
+            .expect_err("a write on a published filesystem succeeded");
+        assert_eq!(e.raw_os_error(), Some(EROFS), "{}: {e}", p.display());
+    }
+}

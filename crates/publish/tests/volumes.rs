@@ -1,0 +1,296 @@
+//! Publishing the volumes discovery finds, end to end (needs root,
+//! /dev/fuse, util-linux, fdisk, e2fsprogs, lvm2): an MBR disk with a
+//! primary and two logical partitions, an LVM2 volume group with a linear
+//! LV (served by a loop offset into the disk file) and a striped LV (served
+//! by its own FUSE file), and a disk whose second ext4 will not mount
+//! (reported, the first still published). Each disk is built with the real
+//! tools, backed up into a repository, published, read back exact, checked
+//! read-only and unpublished with nothing left behind.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A source directory holding the [`write_tree`] files for `tag`.
+fn source_tree(dirs: &Dirs, tag: &str, seed: u32) -> PathBuf {
+    let src = dirs.path(&format!("src-{tag}"));
+    write_tree(&src, tag, seed).unwrap();
+    src
+}
+
+#[test]
+fn mbr_primary_and_logical_partitions_are_all_published() {
+    let (_serial, dirs) = start(&[]);
+    let (disk, parts) = dirs.disk(
+        "mbr.img",
+        48 * MIB,
+        "label: dos\nsize=16MiB, type=83\ntype=5\nsize=12MiB, type=83\nsize=12MiB, type=83\n",
+    );
+    assert_eq!(parts.len(), 4, "primary, extended, two logical: {parts:?}");
+    assert!(
+        parts[2].node.ends_with('5') && parts[3].node.ends_with('6'),
+        "{parts:?}"
+    );
+    // Partitions 1 (primary), 5 and 6 (logical); 2 is the extended container.
+    let fs_parts = [
+        (&parts[0], "disk0p1"),
+        (&parts[2], "disk0p5"),
+        (&parts[3], "disk0p6"),
+    ];
+    for (i, (p, name)) in fs_parts.iter().enumerate() {
+        let src = source_tree(&dirs, name, i as u32);
+        let img = dirs.path(&format!("{name}.ext4"));
+        ext4_image(&img, &src, p.size);
+        write_image(&disk, p.start, &img);
+    }
+    backup(&dirs.repo, "web01", &[("disk0", &disk)]);
+
+    let s = Published::new(&dirs, "web01@latest");
+    assert_eq!(s.state.loops.len(), 3, "{:#?}", s.state);
+    assert!(s.state.problems.is_empty(), "{:?}", s.state.problems);
+    for (i, (p, name)) in fs_parts.iter().enumerate() {
+        let m = s.mounted(name);
+        assert_eq!(m.fstype, "ext4");
+        assert_eq!(m.mount_point, s.vm_dir("web01").join(name));
+        let l = s.state.loops.iter().find(|l| &l.volume == name).unwrap();
+        assert_eq!((l.offset, l.size), (p.start, p.size), "{l:?}");
+        check_tree(&m.mount_point, name, i as u32);
+    }
+    s.finish();
+}
+
+/// The text of a one-segment LV `name` of `extents` extents over
+/// `stripes` (PV, first extent), striped in 64 KiB stripes when there are
+/// several.
+fn lv_text(name: &str, extents: u64, stripes: &[(&str, u64)]) -> String {
+    let list: Vec<_> = stripes
+        .iter()
+        .map(|(pv, e)| format!("\"{pv}\", {e}"))
+        .collect();
+    let stripe_size = if stripes.len() > 1 {
+        "stripe_size = 128\n"
+    } else {
+        ""
+    };
+    format!(
+        "{name} {{\nid = \"{:a<6}-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaaa\"\n\
+         status = [\"READ\", \"WRITE\", \"VISIBLE\"]\nflags = []\nsegment_count = 1\n\
+         segment1 {{\nstart_extent = 0\nextent_count = {extents}\ntype = \"striped\"\n\
+         stripe_count = {}\n{stripe_size}stripes = [{}]\n}}\n}}\n",
+        name,
+        stripes.len(),
+        list.join(", ")
+    )
+}
+
+/// The `logical_volumes` block appended to the `vgcfgbackup` text: `lin`,
+/// 10 extents of pv0 from extent 0 (contiguous), and `str`, 10 extents
+/// striped over pv0 (extents 10..15) and pv1 (extents 0..5) in 64 KiB
+/// stripes.
+fn lvs_text() -> String {
+    format!(
+        "logical_volumes {{\n{}{}}}\n",
+        lv_text("lin", 10, &[("pv0", 0)]),
+        lv_text("str", 10, &[("pv0", 10), ("pv1", 0)])
+    )
+}
+const STRIPE: u64 = 64 << 10;
+
+/// Loop devices detached when dropped, also when the test fails.
+struct Loops(Vec<String>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for dev in &self.0 {
+            let _ = Command::new("losetup").arg("-d").arg(dev).status();
+        }
+    }
+}
+
+/// Writes real LVM2 metadata for VG `vg` onto the two partitions of `disk`
+/// with pvcreate/vgcreate/vgcfgrestore (no device-mapper needed); returns
+/// the byte offset of the first extent within each PV.
+fn make_vg(dirs: &Dirs, disk: &Path, pvs: [&Part; 2], vg: &str) -> u64 {
+    let mut loops = Loops(Vec::new());
+    for p in pvs {
+        let dev = sh(Command::new("losetup")
+            .args(["-f", "--show", "--offset"])
+            .arg(p.start.to_string())
+            .arg("--sizelimit")
+            .arg(p.size.to_string())
+            .arg(disk));
+        loops.0.push(dev.trim().to_string());
+    }
+    let conf = dirs.path("lvm");
+    std::fs::create_dir_all(&conf).unwrap();
+    let filter = format!(
+        "[ \"a|^{}$|\", \"a|^{}$|\", \"r|.*|\" ]",
+        loops.0[0], loops.0[1]
+    );
+    std::fs::write(
+        conf.join("lvm.conf"),
+        format!(
+            "devices {{ obtain_device_list_from_udev = 0 filter = {filter} global_filter = {filter} }}\n\
+             activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 }}\n\
+             global {{ locking_dir = \"{}\" }}\n",
+            conf.join("lock").display()
+        ),
+    )
+    .unwrap();
+    let lvm = |tool: &str, args: &[&str]| {
+        assert!(
+            lifeboat_publish::system::which(tool).is_some(),
+            "`{tool}` is missing: apt-get install lvm2"
+        );
+        sh(Command::new(tool)
+            .args(args)
+            .env("LVM_SYSTEM_DIR", &conf)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1"))
+    };
+    let (l0, l1) = (loops.0[0].as_str(), loops.0[1].as_str());
+    lvm("pvcreate", &["-ff", "-y", l0, l1]);
+    lvm("vgcreate", &["-s", "1M", vg, l0, l1]);
+    let backup = dirs.path("vg.txt");
+    let backup_s = backup.to_str().unwrap();
+    lvm("vgcfgbackup", &["-f", backup_s, vg]);
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(text.contains("extent_size = 2048"), "{text}");
+    let pe_start: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pe_start = "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pe_start in {text}"));
+    let end = text.rfind('}').unwrap();
+    std::fs::write(
+        &backup,
+        format!("{}{}{}", &text[..end], lvs_text(), &text[end..]),
+    )
+    .unwrap();
+    lvm("vgcfgrestore", &["-f", backup_s, vg]);
+    pe_start * 512
+}
+
+#[test]
+fn lvm_linear_and_striped_lvs_are_published() {
+    let (_serial, dirs) = start(&[("pvcreate", "lvm2")]);
+    let lvm_type = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+    let (disk, parts) = dirs.disk(
+        "lvm.img",
+        56 * MIB,
+        &format!("label: gpt\nsize=24MiB, type={lvm_type}\nsize=24MiB, type={lvm_type}\n"),
+    );
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    let pe_start = make_vg(&dirs, &disk, [&parts[0], &parts[1]], "lbpubvg");
+    let first_extent = |pv: usize, e: u64| parts[pv].start + pe_start + e * MIB;
+
+    // lin: one run of the disk.
+    let lin = dirs.path("lin.ext4");
+    ext4_image(&lin, &source_tree(&dirs, "lin", 1), 10 * MIB);
+    write_image(&disk, first_extent(0, 0), &lin);
+    // str: 64 KiB stripes alternating between pv0 extent 10.. and pv1 extent 0..
+    let striped = dirs.path("str.ext4");
+    ext4_image(&striped, &source_tree(&dirs, "str", 2), 10 * MIB);
+    let bytes = std::fs::read(&striped).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    for (c, piece) in bytes.chunks(STRIPE as usize).enumerate() {
+        let (pv, row) = (c % 2, (c / 2) as u64);
+        let base = if pv == 0 {
+            first_extent(0, 10)
+        } else {
+            first_extent(1, 0)
+        };
+        std::os::unix::fs::FileExt::write_all_at(&f, piece, base + row * STRIPE).unwrap();
+    }
+    drop(f);
+    backup(&dirs.repo, "db01", &[("disk0", &disk)]);
+
+    let s = Published::new(&dirs, "db01@latest");
+    assert!(s.state.problems.is_empty(), "{:?}", s.state.problems);
+    // The PVs get no loop device; the LVs do.
+    let vols: Vec<_> = s.state.loops.iter().map(|l| l.volume.as_str()).collect();
+    assert_eq!(vols, ["lbpubvg-lin", "lbpubvg-str"], "{:#?}", s.state);
+    let fuse = &s.state.fuse_mount;
+    let lin_loop = &s.state.loops[0];
+    assert_eq!(lin_loop.backing, fuse.join("db01-disk0.raw"));
+    assert_eq!(
+        (lin_loop.offset, lin_loop.size),
+        (first_extent(0, 0), 10 * MIB)
+    );
+    let str_loop = &s.state.loops[1];
+    assert_eq!(str_loop.backing, fuse.join("db01-lbpubvg-str.raw"));
+    assert_eq!((str_loop.offset, str_loop.size), (0, 10 * MIB));
+    assert_eq!(std::fs::read(&str_loop.backing).unwrap(), bytes);
+
+    for (i, (name, tag)) in [("lbpubvg-lin", "lin"), ("lbpubvg-str", "str")]
+        .into_iter()
+        .enumerate()
+    {
+        let m = s.mounted(name);
+        assert_eq!(m.fstype, "ext4");
+        assert_eq!(m.mount_point, s.vm_dir("db01").join(name));
+        check_tree(&m.mount_point, tag, i as u32 + 1);
+    }
+    s.finish();
+}
+
+#[test]
+fn a_filesystem_that_will_not_mount_is_reported_and_the_rest_published() {
+    let (_serial, dirs) = start(&[]);
+    let (disk, parts) = dirs.disk(
+        "bad.img",
+        24 * MIB,
+        "label: gpt\nsize=8MiB, type=linux\nsize=8MiB, type=linux\n",
+    );
+    let good = dirs.path("good.ext4");
+    ext4_image(&good, &source_tree(&dirs, "good", 7), parts[0].size);
+    write_image(&disk, parts[0].start, &good);
+    // An ext4 whose superblock is intact (blkid still says ext4) but whose
+    // group descriptors (block 1 with 4 KiB blocks) are garbage.
+    let bad = dirs.path("bad.ext4");
+    ext4_image(&bad, &source_tree(&dirs, "bad", 8), parts[1].size);
+    let f = std::fs::OpenOptions::new().write(true).open(&bad).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 4096], 4096).unwrap();
+    drop(f);
+    let seen = sh(Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE"])
+        .arg(&bad));
+    assert_eq!(
+        seen.trim(),
+        "ext4",
+        "the corrupt image must still look like ext4"
+    );
+    write_image(&disk, parts[1].start, &bad);
+    backup(&dirs.repo, "web02", &[("disk0", &disk)]);
+
+    let s = Published::new(&dirs, "web02@latest");
+    assert_eq!(s.state.status, lifeboat_publish::SessionStatus::Ready);
+    check_tree(&s.mounted("disk0p1").mount_point, "good", 7);
+    let m = s
+        .state
+        .mounts
+        .iter()
+        .find(|m| m.volume == "disk0p2")
+        .unwrap_or_else(|| panic!("disk0p2 not tried: {:#?}", s.state));
+    assert!(!m.mounted && m.fstype == "ext4", "{m:?}");
+    assert!(m.error.is_some(), "{m:?}");
+    assert!(
+        !m.mount_point.exists(),
+        "an empty mount point is left: {m:?}"
+    );
+    assert!(
+        s.state
+            .problems
+            .iter()
+            .any(|p| p.contains("disk0p2") && p.contains("not mounted")),
+        "{:?}",
+        s.state.problems
+    );
+    // `published` shows the same, from the state file.
+    let listed = lifeboat_publish::published(&dirs.state_dir).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].alive);
+    assert_eq!(listed[0].state.problems, s.state.problems);
+    s.finish();
+}
