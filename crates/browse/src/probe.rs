@@ -5,7 +5,7 @@
 //! `_BHRfS_M` at 0x10040; ntfs `NTFS    ` at 3; vfat: `0x55AA` at 510 and
 //! `FAT` at 54 (FAT12/16) or `FAT32` at 82; swap `SWAPSPACE2` at 4086.
 
-use crate::{Error, Ext4Fs, FatFs, Filesystem, Result};
+use crate::{Error, Ext4Fs, FatFs, Filesystem, Result, XfsFs};
 use lifeboat_vdisk::ReadDisk;
 use serde::Serialize;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub fn detect(disk: &dyn ReadDisk) -> Result<Option<FsType>> {
 
 /// Opens the filesystem on `volume` (named `name` in errors). `Ok(None)`:
 /// no known filesystem; `Err(Unsupported)`: recognised but not readable by
-/// this build (xfs, btrfs, ntfs, swap).
+/// this build (btrfs, ntfs, swap, XFS v4).
 pub fn probe(name: &str, volume: Arc<dyn ReadDisk>) -> Result<Option<Box<dyn Filesystem>>> {
     let Some(kind) = detect(volume.as_ref())? else {
         return Ok(None);
@@ -91,6 +91,7 @@ pub fn probe(name: &str, volume: Arc<dyn ReadDisk>) -> Result<Option<Box<dyn Fil
     match kind {
         FsType::Ext4 => Ok(Some(Box::new(Ext4Fs::open(name, volume)?))),
         FsType::Vfat => Ok(Some(Box::new(FatFs::open(name, volume)?))),
+        FsType::Xfs => Ok(Some(Box::new(XfsFs::open(name, volume)?))),
         FsType::Swap => Err(Error::Unsupported {
             volume: name.to_string(),
             detail: "swap space holds no files".to_string(),
@@ -128,13 +129,25 @@ mod tests {
     }
 
     #[test]
-    fn xfs_is_refused_clearly() {
+    fn btrfs_is_refused_clearly() {
+        let err = probe("disk0p1", disk_with(0x10040, b"_BHRfS_M"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("btrfs browsing is not built yet") && err.contains("disk0p1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_xfs_superblock_is_a_clear_error() {
         let err = probe("disk0p1", disk_with(0, b"XFSB"))
             .err()
             .unwrap()
             .to_string();
         assert!(
-            err.contains("xfs browsing is not built yet") && err.contains("disk0p1"),
+            err.contains("disk0p1") && err.contains("XFS version 0") && err.contains("only v5"),
             "{err}"
         );
     }

@@ -4,32 +4,9 @@
 
 mod fixture;
 
-use fixture::{ext4_gpt_disk, gpt_disk, mkfs_ext4, write_tree, HOSTS_MTIME, MIB};
+use fixture::{backed_up, ext4_gpt_disk, gpt_disk, mkfs_ext4, write_tree, CHUNK, HOSTS_MTIME, MIB};
 use lifeboat_browse::{open_restore_point, EntryKind, Error, Filesystem, FsType};
-use lifeboat_engine::{backup_vm, DiskSource, NoProgress};
-use lifeboat_repo::{InitOptions, Manifest, Repository};
-use lifeboat_vdisk::{FileDisk, ReadDisk};
 use std::io::Read;
-use std::path::Path;
-use std::sync::Arc;
-
-const CHUNK: u32 = 256 * 1024;
-
-fn repo_with(dir: &Path, disks: &[(&str, &Path)]) -> (Repository, Manifest) {
-    let mut opts = InitOptions::new(None);
-    opts.chunk_size = CHUNK;
-    let repo = Repository::init(&dir.join("repo"), opts).unwrap();
-    let sources: Vec<DiskSource> = disks
-        .iter()
-        .map(|(name, path)| DiskSource {
-            name: name.to_string(),
-            disk: Arc::new(FileDisk::open(path).unwrap()) as Arc<dyn ReadDisk>,
-        })
-        .collect();
-    backup_vm(&repo, "web01", &sources, &NoProgress).unwrap();
-    let m = repo.resolve("web01@latest").unwrap();
-    (repo, m)
-}
 
 fn read_all(fs: &dyn Filesystem, path: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -41,7 +18,7 @@ fn read_all(fs: &dyn Filesystem, path: &str) -> Vec<u8> {
 fn lists_stats_and_reads_exact_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (disk, tree) = ext4_gpt_disk(dir.path());
-    let (repo, m) = repo_with(dir.path(), &[("disk0", &disk)]);
+    let (repo, m) = backed_up(dir.path(), "web01", &[("disk0", &disk)]);
     let rp = open_restore_point(&repo, &m).unwrap();
     let vols = rp.volumes();
     assert_eq!(vols.len(), 1, "{vols:?}");
@@ -121,7 +98,7 @@ fn volume_choice_and_unknown_filesystem() {
     gpt_disk(&one, &[&img, &blank]);
     let two = dir.path().join("two.raw");
     gpt_disk(&two, &[&img, &img]);
-    let (repo, m) = repo_with(dir.path(), &[("disk0", &one), ("disk1", &two)]);
+    let (repo, m) = backed_up(dir.path(), "web01", &[("disk0", &one), ("disk1", &two)]);
     let rp = open_restore_point(&repo, &m).unwrap();
 
     // Three filesystems over two disks: a choice is needed and listed.
@@ -155,7 +132,7 @@ fn volume_choice_and_unknown_filesystem() {
 fn corrupt_chunk_under_a_file_names_the_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let (disk, tree) = ext4_gpt_disk(dir.path());
-    let (repo, m) = repo_with(dir.path(), &[("disk0", &disk)]);
+    let (repo, m) = backed_up(dir.path(), "web01", &[("disk0", &disk)]);
     // Where big.bin's bytes sit on the disk -> which chunk holds them.
     let raw = std::fs::read(&disk).unwrap();
     let big = &tree.files[3].1;

@@ -4,23 +4,10 @@
 
 mod fixture;
 
-use fixture::{gpt_disk, pseudo_random, require_tool, MIB};
+use fixture::{backed_up, gpt_disk, pseudo_random, require_tool, run, MIB};
 use lifeboat_browse::{open_restore_point, EntryKind, Error, FsType};
-use lifeboat_engine::{backup_vm, DiskSource, NoProgress};
-use lifeboat_repo::{InitOptions, Repository};
-use lifeboat_vdisk::{FileDisk, ReadDisk};
 use std::io::Read;
 use std::process::Command;
-use std::sync::Arc;
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("running a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn vfat_lists_and_reads_exact_bytes() {
@@ -54,15 +41,7 @@ fn vfat_lists_and_reads_exact_bytes() {
     let disk = dir.path().join("disk.raw");
     gpt_disk(&disk, &[&img]);
 
-    let mut opts = InitOptions::new(None);
-    opts.chunk_size = 256 * 1024;
-    let repo = Repository::init(&dir.path().join("repo"), opts).unwrap();
-    let source = DiskSource {
-        name: "disk0".to_string(),
-        disk: Arc::new(FileDisk::open(&disk).unwrap()) as Arc<dyn ReadDisk>,
-    };
-    backup_vm(&repo, "pc", &[source], &NoProgress).unwrap();
-    let m = repo.resolve("pc@latest").unwrap();
+    let (repo, m) = backed_up(dir.path(), "pc", &[("disk0", &disk)]);
     let rp = open_restore_point(&repo, &m).unwrap();
     assert_eq!(rp.volumes()[0].fs, Some(FsType::Vfat));
     let fs = rp.select(None, None).unwrap().open().unwrap();
