@@ -81,6 +81,8 @@ pub enum Command {
     Published(crate::commands::publish::PublishedArgs),
     /// Remove a published session (or --all), also after a crashed publisher
     Unpublish(crate::commands::publish::UnpublishArgs),
+    /// Scan restore points for malware (ClamAV, YARA): publish, scan, report, unpublish
+    Scan(crate::commands::scan::ScanArgs),
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]
     PublishDaemon(crate::commands::publish::PublishDaemonArgs),

@@ -1,4 +1,8 @@
-//! Maps errors to the documented exit codes.
+//! Maps errors to the documented exit codes (docs/cli.md): 0 success,
+//! 1 error, 2 bad usage, 3 damage (verify, restore, or a scan that could
+//! not read everything), 4 passphrase, 5 not found (also `scan
+//! --find-clean` without a clean point), 6 locked, 7 `scan` found malware,
+//! 130 `scan` interrupted.
 
 use lifeboat_repo::Error as RepoError;
 
@@ -8,10 +12,17 @@ pub const DAMAGE: i32 = 3;
 pub const KEY: i32 = 4;
 pub const NOT_FOUND: i32 = 5;
 pub const LOCKED: i32 = 6;
+/// `scan`: at least one detection.
+pub const INFECTED: i32 = 7;
+/// `scan` stopped by SIGINT/SIGTERM (after unpublishing).
+pub const INTERRUPTED: i32 = 130;
 
 /// The exit code for an error that ended a command.
 pub fn code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if let Some(lifeboat_scan::ScanError::Cancelled { .. }) = cause.downcast_ref() {
+            return INTERRUPTED;
+        }
         let repo = cause.downcast_ref::<RepoError>().or_else(|| {
             cause
                 .downcast_ref::<lifeboat_engine::Error>()

@@ -40,7 +40,9 @@ pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
-pub use model::{check_name, DiskEntry, DiskIndex, DiskStats, Manifest};
+pub use model::{
+    check_name, DiskEntry, DiskIndex, DiskStats, Manifest, ScanEngine, ScanRecord, ScanStatus,
+};
 pub use prune::{KeepPolicy, PruneReport};
 pub use repository::{InitOptions, Repository};
 pub use verify::{BadChunk, VerifyReport};

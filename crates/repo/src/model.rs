@@ -1,6 +1,11 @@
 //! The data model of a restore point: [`Manifest`] (what the restore point
-//! is), [`DiskEntry`] and [`DiskStats`] (per disk), [`DiskIndex`] (offset ->
-//! digest), plus name rules and restore point ids.
+//! is), [`DiskEntry`] and [`DiskStats`] (per disk), [`ScanRecord`] (the last
+//! malware scan), [`DiskIndex`] (offset -> digest), plus name rules and
+//! restore point ids.
+//!
+//! `Manifest::scan` was added within format v1: it is left out of the JSON
+//! when absent (so unscanned manifests are byte-for-byte what older versions
+//! wrote) and read as absent when missing (so older manifests still read).
 //!
 //! Index payload (inside an index blob), little endian:
 //!
@@ -50,6 +55,54 @@ pub struct Manifest {
     pub time: DateTime<Utc>,
     pub disks: Vec<DiskEntry>,
     pub locked_until: Option<DateTime<Utc>>,
+    /// The last malware scan (`None`: never scanned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanRecord>,
+}
+
+/// Outcome of a malware scan of a restore point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanStatus {
+    /// Every file was read and nothing matched.
+    Clean,
+    /// At least one detection.
+    Infected,
+    /// Nothing matched but some files or volumes could not be read.
+    Incomplete,
+}
+
+impl ScanStatus {
+    /// `clean`, `infected` or `incomplete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Clean => "clean",
+            ScanStatus::Infected => "infected",
+            ScanStatus::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// One engine of a scan and the fingerprint of its rules or signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEngine {
+    /// `clamav` or `yara`.
+    pub name: String,
+    /// Hash of the signature database or rule set in use.
+    pub fingerprint: String,
+}
+
+/// The last malware scan of a restore point, kept in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRecord {
+    pub state: ScanStatus,
+    /// When the scan ended.
+    pub time: DateTime<Utc>,
+    pub engines: Vec<ScanEngine>,
+    /// Number of (file, engine, signature) detections.
+    pub detections: u64,
+    /// Number of files (or volumes) that could not be read.
+    pub unreadable: u64,
 }
 
 impl Manifest {
@@ -209,6 +262,28 @@ pub(crate) fn is_valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_scan_field_is_optional_and_omitted_when_absent() {
+        let old = r#"{"format_version":1,"vm":"web01","id":"20260101-000000-abcd","time":"2026-01-01T00:00:00Z","disks":[],"locked_until":null}"#;
+        let mut m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.scan, None);
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+        m.scan = Some(ScanRecord {
+            state: ScanStatus::Infected,
+            time: m.time,
+            engines: vec![ScanEngine {
+                name: "yara".into(),
+                fingerprint: "yara-x:00".into(),
+            }],
+            detections: 2,
+            unreadable: 0,
+        });
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""state":"infected""#), "{json}");
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
 
     #[test]
     fn index_roundtrip_and_damage() {

@@ -156,6 +156,7 @@ mod tests {
             time: t,
             disks: vec![],
             locked_until: None,
+            scan: None,
         }
     }
 

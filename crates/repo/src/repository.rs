@@ -3,9 +3,10 @@
 //! locks and forget. Writing lives in `writer.rs`, prune in `prune.rs`, gc
 //! in `gc.rs`, verify in `verify.rs`.
 //!
-//! Manifest changes (lock, forget, prune) serialise on an exclusive flock of
-//! `locks/snapshots.lock`, so "check the lock, then delete" cannot race a
-//! concurrent `lock` extending it.
+//! Manifest changes (lock, scan records, forget, prune) serialise on an
+//! exclusive flock of `locks/snapshots.lock`, so "check the lock, then
+//! delete" cannot race a concurrent `lock` extending it, and a scan record
+//! and a lock written at the same time both survive.
 
 use crate::blob::{self, BlobKind};
 use crate::config::Config;
@@ -15,7 +16,7 @@ use crate::disk::{ChunkReader, RestorePointDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, ExclusiveLock};
 use crate::layout::*;
-use crate::model::{check_name, is_valid_id, DiskIndex, Manifest};
+use crate::model::{check_name, is_valid_id, DiskIndex, Manifest, ScanRecord};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -434,6 +435,18 @@ impl Repository {
             }
         }
         current.locked_until = Some(until);
+        self.write_manifest(&current)?;
+        Ok(current)
+    }
+
+    /// Records the outcome of a malware scan in the manifest (replacing an
+    /// earlier one), rewriting it atomically like `lock`; the disks and the
+    /// retention lock are kept as they are on disk now. Allowed on locked
+    /// restore points: the lock protects the data, not this record.
+    pub fn record_scan(&self, manifest: &Manifest, record: ScanRecord) -> Result<Manifest> {
+        let _guard = self.snapshots_lock()?;
+        let mut current = self.read_manifest(&manifest.vm, &manifest.id)?;
+        current.scan = Some(record);
         self.write_manifest(&current)?;
         Ok(current)
     }

@@ -357,6 +357,7 @@ impl BackupWriter {
             time,
             disks: entries,
             locked_until: None,
+            scan: None,
         };
         repo.write_manifest(&manifest)?;
         Ok(manifest)

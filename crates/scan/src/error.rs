@@ -42,6 +42,9 @@ pub enum ScanError {
     /// The scan was asked for without a suitable engine.
     #[error("{what}")]
     NoEngine { what: String },
+    /// The scan was stopped (its cancel flag was set, e.g. by Ctrl-C).
+    #[error("{what}: cancelled")]
+    Cancelled { what: String },
     /// A line of the scan cache file is not valid.
     #[error("scan cache {path} line {line}: {message}")]
     CacheCorrupt {

@@ -9,10 +9,15 @@
 //! its content already; a read error lists the file as unreadable and it is
 //! never cached. Item scans (for file contents read from the repository)
 //! run YARA only: ClamAV needs files on disk.
+//!
+//! A cancel flag ([`Scan::with_cancel`], e.g. set by SIGINT) is checked
+//! before each file; once set, scans end with [`ScanError::Cancelled`].
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::cache::{ContentKey, ScanCache};
 use crate::clamav::ClamAvScanner;
@@ -27,6 +32,7 @@ pub struct Scan<'a> {
     yara: Option<(YaraSession<'a>, String)>,
     cache: &'a mut ScanCache,
     report: ScanReport,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// A file of a tree waiting for ClamAV.
@@ -60,7 +66,35 @@ impl<'a> Scan<'a> {
             yara,
             cache,
             report: ScanReport::new(restore_point),
+            cancel: None,
         })
+    }
+
+    /// Stops scans with [`ScanError::Cancelled`] once `flag` is set.
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// The engines in use with the fingerprints of their signatures/rules.
+    pub fn engines(&self) -> Vec<(Engine, String)> {
+        let mut out = Vec::new();
+        if let Some((_, fp)) = &self.clamav {
+            out.push((Engine::Clamav, fp.clone()));
+        }
+        if let Some((_, fp)) = &self.yara {
+            out.push((Engine::Yara, fp.clone()));
+        }
+        out
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        match &self.cancel {
+            Some(f) if f.load(Ordering::Relaxed) => Err(ScanError::Cancelled {
+                what: format!("scan of {}", self.restore_point),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn location(&self, disk: &str, volume: &str) -> Location {
@@ -123,6 +157,7 @@ impl<'a> Scan<'a> {
                 what: format!("scanning item {path} needs YARA rules; ClamAV scans trees on disk"),
             });
         }
+        self.check_cancel()?;
         let loc = self.location(disk, volume);
         if let (Some((key, size)), Some((_, fp))) = (&content, &self.yara) {
             if let Some(sigs) = self.cache.get(Engine::Yara, fp, key) {
@@ -175,6 +210,7 @@ impl<'a> Scan<'a> {
         let mut pending_keys: HashMap<ContentKey, ()> = HashMap::new();
         let mut waiting: Vec<(String, ContentKey)> = Vec::new();
         for path in files {
+            self.check_cancel()?;
             let rel = rel_path(root, &path);
             let data = match std::fs::read(&path) {
                 Ok(d) => d,
@@ -221,6 +257,7 @@ impl<'a> Scan<'a> {
         };
         let fp = fp.clone();
         let list: Vec<PathBuf> = pending.iter().map(|p| p.path.clone()).collect();
+        self.check_cancel()?;
         let outcome = clam.scan_files(&list)?;
         let mut by_path: HashMap<&Path, &Pending> = HashMap::new();
         for p in &pending {
@@ -325,5 +362,34 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf, String)
             Ok(_) => {}
             Err(err) => errors.push((path, err.to_string())),
         }
+    }
+}
+
+#[cfg(all(test, feature = "yara"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_cancel_flag_stops_the_scan_and_engines_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"LIFEBOAT-TEST-MARKER-7f3a").unwrap();
+        let yara = YaraScanner::builtin().unwrap();
+        let mut cache = ScanCache::in_memory();
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut scan = Scan::new("vm@1", None, Some(&yara), &mut cache)
+            .unwrap()
+            .with_cancel(flag.clone());
+        assert_eq!(
+            scan.engines(),
+            vec![(Engine::Yara, yara.fingerprint().to_string())]
+        );
+        scan.scan_tree("disk0", "disk0p1", dir.path()).unwrap();
+        flag.store(true, Ordering::Relaxed);
+        let e = scan.scan_tree("disk0", "disk0p1", dir.path()).unwrap_err();
+        assert!(matches!(e, ScanError::Cancelled { .. }), "{e:?}");
+        assert!(e.to_string().contains("vm@1"), "{e}");
+        let report = scan.finish();
+        assert_eq!(report.detections.len(), 1);
+        assert_eq!(report.detections[0].path, "/a.txt");
     }
 }

@@ -1,16 +1,32 @@
-//! `lifeboat list` and `lifeboat show`: what the repository holds.
+//! `lifeboat list` and `lifeboat show`: what the repository holds, with
+//! each restore point's retention lock and malware scan state.
 
 use super::open_repo;
+use super::scan::state_text;
 use crate::args::{ListArgs, ShowArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use lifeboat_engine::restore_point_usage;
+use lifeboat_repo::Manifest;
+
+/// `clean`, `infected`, `incomplete` or `not_scanned`.
+fn scan_state_json(m: &Manifest) -> &'static str {
+    m.scan.as_ref().map_or("not_scanned", |s| s.state.as_str())
+}
 
 pub fn list(a: ListArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
     let points = repo.list(a.vm.as_deref())?;
     if a.output.json {
-        print_json(&points)?;
+        let mut out = Vec::with_capacity(points.len());
+        for m in &points {
+            let mut v = serde_json::to_value(m)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("scan_state".into(), scan_state_json(m).into());
+            }
+            out.push(v);
+        }
+        print_json(&out)?;
         return Ok(exit::OK);
     }
     if points.is_empty() {
@@ -18,8 +34,8 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     println!(
-        "{:<40} {:<20} {:>6} {:>12}  locked until",
-        "restore point", "time (UTC)", "disks", "size"
+        "{:<40} {:<20} {:>6} {:>12}  {:<16} scan",
+        "restore point", "time (UTC)", "disks", "size", "locked until"
     );
     let now = chrono::Utc::now();
     for m in &points {
@@ -29,12 +45,13 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             _ => "-".into(),
         };
         println!(
-            "{:<40} {:<20} {:>6} {:>12}  {}",
+            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}",
             m.name(),
             m.time.format("%Y-%m-%d %H:%M:%S"),
             m.disks.len(),
             bytes(size),
-            lock
+            lock,
+            state_text(m)
         );
     }
     Ok(exit::OK)
@@ -45,13 +62,31 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
     let m = repo.resolve(&a.restore_point)?;
     let usage = restore_point_usage(&repo, &m)?;
     if a.output.json {
-        print_json(&serde_json::json!({ "manifest": m, "usage": usage }))?;
+        print_json(&serde_json::json!({
+            "manifest": m,
+            "usage": usage,
+            "scan_state": scan_state_json(&m),
+        }))?;
         return Ok(exit::OK);
     }
     println!("restore point {}", m.name());
     println!("  time          {}", m.time.format("%Y-%m-%d %H:%M:%S UTC"));
     if let Some(t) = m.locked_until {
         println!("  locked until  {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    match &m.scan {
+        Some(s) => {
+            let engines: Vec<&str> = s.engines.iter().map(|e| e.name.as_str()).collect();
+            println!(
+                "  scan          {} at {} ({}; {} detections, {} unreadable)",
+                s.state.as_str(),
+                s.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                engines.join(", "),
+                s.detections,
+                s.unreadable
+            );
+        }
+        None => println!("  scan          not scanned"),
     }
     for d in &m.disks {
         println!(

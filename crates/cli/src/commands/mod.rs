@@ -10,6 +10,9 @@ pub mod nfs_serve;
 pub mod publish;
 mod repo_init;
 mod restore;
+pub mod scan;
+mod scan_point;
+mod scan_userspace;
 
 use crate::args::{Command, RepoArgs, RepoCommand};
 use crate::passphrase::passphrase;
@@ -39,6 +42,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Nfs { command } => nfs_serve::run(command),
         Command::InstantRecovery { command } => instant_recovery::run(command),
         Command::Files { command } => files::run(command),
+        Command::Scan(a) => scan::run(a),
     }
 }
 
