@@ -12,14 +12,15 @@
 //!
 //! Needs root (losetup) and lvm2 (`apt-get install lvm2`) and fdisk.
 
+mod lvm_support;
+
 use lifeboat_formats::lvm::label::{lvm_crc, INITIAL_CRC};
 use lifeboat_formats::volumes::{discover_volumes, DiscoveryReport, VolumeKind};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{FileDisk, ReadDisk};
-use std::io::Write;
+use lvm_support::{lvm_conf, require_root, run, sector_pattern, Loops};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
@@ -30,50 +31,6 @@ const PV_SECTORS: u64 = 40960;
 const EXTENT: u64 = MIB;
 const PE_START: u64 = MIB;
 const PE_COUNT: u64 = 19;
-
-fn run(cmd: &str, args: &[&str], env: &[(&str, &Path)], stdin: Option<&str>, hint: &str) -> String {
-    let mut c = Command::new(cmd);
-    c.args(args)
-        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd} not runnable ({e}): {hint}"));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn require_root() {
-    let uid = run("id", &["-u"], &[], None, "coreutils");
-    assert_eq!(
-        uid, "0",
-        "this test needs root (losetup, pvcreate): run it as root"
-    );
-}
-
-/// Loop devices detached when dropped, also when the test fails.
-struct Loops(Vec<String>);
-
-impl Drop for Loops {
-    fn drop(&mut self) {
-        for dev in &self.0 {
-            let _ = Command::new("losetup").arg("-d").arg(dev).status();
-        }
-    }
-}
 
 const LVS: &str = r#"
 	logical_volumes {
@@ -178,22 +135,7 @@ fn build_image(dir: &Path, vg: &str) -> PathBuf {
         );
         loops.0.push(dev);
     }
-    let conf = dir.join("lvm");
-    std::fs::create_dir_all(&conf).unwrap();
-    let filter = format!(
-        "[ \"a|^{}$|\", \"a|^{}$|\", \"r|.*|\" ]",
-        loops.0[0], loops.0[1]
-    );
-    std::fs::write(
-        conf.join("lvm.conf"),
-        format!(
-            "devices {{ obtain_device_list_from_udev = 0 filter = {filter} global_filter = {filter} }}\n\
-             activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 }}\n\
-             global {{ locking_dir = \"{}\" }}\n",
-            conf.join("lock").display()
-        ),
-    )
-    .unwrap();
+    let conf = lvm_conf(dir, &[&loops.0[0], &loops.0[1]]);
     let env = [("LVM_SYSTEM_DIR", conf.as_path())];
     let hint = "install lvm2 (apt-get install lvm2)";
     let (l0, l1) = (loops.0[0].as_str(), loops.0[1].as_str());
@@ -219,16 +161,6 @@ fn build_image(dir: &Path, vg: &str) -> PathBuf {
     drop(loops);
     fill_extents(&img);
     img
-}
-
-/// The pattern of 512-byte sector `s` of extent `e` of PV `pv`.
-fn sector_pattern(pv: u64, e: u64, s: u64) -> [u8; 512] {
-    let mut b = [0u8; 512];
-    let tag = format!("pv{pv} extent {e:03} sector {s:05} ");
-    for (i, x) in b.iter_mut().enumerate() {
-        *x = tag.as_bytes()[i % tag.len()];
-    }
-    b
 }
 
 fn fill_extents(img: &Path) {

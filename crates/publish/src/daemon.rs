@@ -13,7 +13,7 @@ use crate::fusefs::{DiskFile, DiskFs};
 use crate::state::{LoopEntry, MountEntry, SessionState, SessionStatus};
 use crate::{system, unpublish, DaemonRequest};
 use chrono::Utc;
-use lifeboat_formats::volumes::discover_volumes;
+use lifeboat_formats::volumes::discover_volumes_multi;
 use lifeboat_repo::Repository;
 use lifeboat_vdisk::{CachedDisk, ReadDisk};
 use std::io::Write;
@@ -29,8 +29,14 @@ const READ_AHEAD_BLOCKS: u32 = 8;
 /// loop device (tests of a publisher killed mid-publish).
 pub const HANG_HOOK: &str = "LIFEBOAT_PUBLISH_TEST_HANG_AFTER_LOOP";
 
-/// What to loop: a volume of a disk, as a window of one FUSE file.
+/// The FUSE file of a disk or volume: `<vm>-<name>.raw`.
+fn disk_file_name(vm: &str, name: &str) -> String {
+    format!("{vm}-{name}.raw")
+}
+
+/// What to loop: a volume, as a window of one FUSE file.
 struct Planned {
+    /// The disk(s) it lives on, `+`-joined (`disk0`, `disk0+disk1`).
     disk: String,
     volume: String,
     file: PathBuf,
@@ -79,8 +85,7 @@ fn setup(
     std::fs::create_dir_all(&fuse_mount).map_err(|e| Error::io(&fuse_mount, e))?;
 
     let mut files = Vec::new();
-    let mut planned = Vec::new();
-    let mut problems = Vec::new();
+    let mut disks: Vec<(String, Arc<dyn ReadDisk>)> = Vec::new();
     for entry in &manifest.disks {
         if !req.disks.is_empty() && !req.disks.contains(&entry.name) {
             continue;
@@ -89,25 +94,34 @@ fn setup(
         let cached: Arc<dyn ReadDisk> = Arc::new(
             CachedDisk::new(raw, CACHE_BLOCK, CACHE_BYTES)?.with_read_ahead(READ_AHEAD_BLOCKS),
         );
-        let disk_file = fuse_mount.join(format!("{}-{}.raw", manifest.vm, entry.name));
-        let report = discover_volumes(&entry.name, cached.clone());
-        problems.extend(report.problems.iter().cloned());
-        for v in &report.volumes {
-            if v.type_hint == "lvm2-pv" {
-                continue;
-            }
-            if v.contiguous {
+        files.push(DiskFile {
+            name: disk_file_name(&manifest.vm, &entry.name),
+            disk: cached.clone(),
+        });
+        disks.push((entry.name.clone(), cached));
+    }
+    // All disks at once, so a volume group spanning disks is assembled.
+    let report = discover_volumes_multi(&disks);
+    let problems = report.problems;
+    let mut planned = Vec::new();
+    for v in &report.volumes {
+        if v.type_hint == "lvm2-pv" {
+            continue;
+        }
+        let disk = v.disks.join("+");
+        match v.disks.as_slice() {
+            [home] if v.contiguous => planned.push(Planned {
+                disk,
+                volume: v.name.clone(),
+                file: fuse_mount.join(disk_file_name(&manifest.vm, home)),
+                offset: v.start,
+                size: v.length,
+            }),
+            // Striped, fragmented or spread over several disks: a file of its own.
+            _ => {
+                let name = disk_file_name(&manifest.vm, &v.name);
                 planned.push(Planned {
-                    disk: entry.name.clone(),
-                    volume: v.name.clone(),
-                    file: disk_file.clone(),
-                    offset: v.start,
-                    size: v.length,
-                });
-            } else {
-                let name = format!("{}-{}.raw", manifest.vm, v.name);
-                planned.push(Planned {
-                    disk: entry.name.clone(),
+                    disk,
                     volume: v.name.clone(),
                     file: fuse_mount.join(&name),
                     offset: 0,
@@ -119,13 +133,6 @@ fn setup(
                 });
             }
         }
-        files.insert(
-            0,
-            DiskFile {
-                name: format!("{}-{}.raw", manifest.vm, entry.name),
-                disk: cached,
-            },
-        );
     }
     if files.is_empty() {
         return Err(Error::Invalid(format!(

@@ -8,7 +8,9 @@
 //! <mount-root>/<session>/
 //!     .disks/               FUSE (this crate's DiskFs), read-only
 //!         web01-disk0.raw   disk0 of the restore point, via a CachedDisk
-//!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped)
+//!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped,
+//!                           or with PVs on several disks: all disks are
+//!                           discovered together, so a VG may span them)
 //!     web01/disk0p1/        ext4 on /dev/loopN (ro,noload)
 //!     web01/vg0-root/       xfs  on /dev/loopM (ro,norecovery)
 //! ```

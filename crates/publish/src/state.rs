@@ -31,7 +31,8 @@ pub enum SessionStatus {
 pub struct LoopEntry {
     /// The volume it serves (`disk0p1`, `vg0-root`).
     pub volume: String,
-    /// The disk the volume belongs to.
+    /// The disk the volume belongs to; an LV spread over several disks
+    /// names them all, `+`-joined (`disk0+disk1`).
     pub disk: String,
     /// The FUSE file it is attached to.
     pub backing: PathBuf,

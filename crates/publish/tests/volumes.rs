@@ -2,7 +2,9 @@
 //! /dev/fuse, util-linux, fdisk, e2fsprogs, lvm2): an MBR disk with a
 //! primary and two logical partitions, an LVM2 volume group with a linear
 //! LV (served by a loop offset into the disk file) and a striped LV (served
-//! by its own FUSE file), and a disk whose second ext4 will not mount
+//! by its own FUSE file), a volume group over two disks (a partition of
+//! one, the whole other) whose linear and striped LVs span both (each its
+//! own FUSE file), and a disk whose second ext4 will not mount
 //! (reported, the first still published). Each disk is built with the real
 //! tools, backed up into a repository, published, read back exact, checked
 //! read-only and unpublished with nothing left behind.
@@ -61,27 +63,36 @@ fn mbr_primary_and_logical_partitions_are_all_published() {
     s.finish();
 }
 
-/// The text of a one-segment LV `name` of `extents` extents over
+/// The text of LV `name`: one segment per `(extents, stripes)`, each over
 /// `stripes` (PV, first extent), striped in 64 KiB stripes when there are
 /// several.
-fn lv_text(name: &str, extents: u64, stripes: &[(&str, u64)]) -> String {
-    let list: Vec<_> = stripes
-        .iter()
-        .map(|(pv, e)| format!("\"{pv}\", {e}"))
-        .collect();
-    let stripe_size = if stripes.len() > 1 {
-        "stripe_size = 128\n"
-    } else {
-        ""
-    };
+fn lv_text(name: &str, segments: &[(u64, &[(&str, u64)])]) -> String {
+    let mut segs = String::new();
+    let mut start = 0;
+    for (i, (extents, stripes)) in segments.iter().enumerate() {
+        let list: Vec<_> = stripes
+            .iter()
+            .map(|(pv, e)| format!("\"{pv}\", {e}"))
+            .collect();
+        let stripe_size = if stripes.len() > 1 {
+            "stripe_size = 128\n"
+        } else {
+            ""
+        };
+        segs.push_str(&format!(
+            "segment{} {{\nstart_extent = {start}\nextent_count = {extents}\ntype = \"striped\"\n\
+             stripe_count = {}\n{stripe_size}stripes = [{}]\n}}\n",
+            i + 1,
+            stripes.len(),
+            list.join(", ")
+        ));
+        start += extents;
+    }
     format!(
         "{name} {{\nid = \"{:a<6}-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaaa\"\n\
-         status = [\"READ\", \"WRITE\", \"VISIBLE\"]\nflags = []\nsegment_count = 1\n\
-         segment1 {{\nstart_extent = 0\nextent_count = {extents}\ntype = \"striped\"\n\
-         stripe_count = {}\n{stripe_size}stripes = [{}]\n}}\n}}\n",
+         status = [\"READ\", \"WRITE\", \"VISIBLE\"]\nflags = []\nsegment_count = {}\n{segs}}}\n",
         name,
-        stripes.len(),
-        list.join(", ")
+        segments.len(),
     )
 }
 
@@ -92,11 +103,27 @@ fn lv_text(name: &str, extents: u64, stripes: &[(&str, u64)]) -> String {
 fn lvs_text() -> String {
     format!(
         "logical_volumes {{\n{}{}}}\n",
-        lv_text("lin", 10, &[("pv0", 0)]),
-        lv_text("str", 10, &[("pv0", 10), ("pv1", 0)])
+        lv_text("lin", &[(10, &[("pv0", 0)])]),
+        lv_text("str", &[(10, &[("pv0", 10), ("pv1", 0)])])
     )
 }
 const STRIPE: u64 = 64 << 10;
+/// The GPT partition type of an LVM PV.
+const LVM_GPT: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+
+/// Writes the file `image` as a 2-stripe LV would hold it: 64 KiB chunks
+/// alternating between `stripes` (disk image, byte offset of the stripe's
+/// first extent); returns the image's bytes.
+fn write_striped(image: &Path, stripes: [(&Path, u64); 2]) -> Vec<u8> {
+    let bytes = std::fs::read(image).unwrap();
+    for (c, piece) in bytes.chunks(STRIPE as usize).enumerate() {
+        let (disk, base) = stripes[c % 2];
+        let row = (c / 2) as u64;
+        let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, piece, base + row * STRIPE).unwrap();
+    }
+    bytes
+}
 
 /// Loop devices detached when dropped, also when the test fails.
 struct Loops(Vec<String>);
@@ -109,12 +136,14 @@ impl Drop for Loops {
     }
 }
 
-/// Writes real LVM2 metadata for VG `vg` onto the two partitions of `disk`
-/// with pvcreate/vgcreate/vgcfgrestore (no device-mapper needed); returns
-/// the byte offset of the first extent within each PV.
-fn make_vg(dirs: &Dirs, disk: &Path, pvs: [&Part; 2], vg: &str) -> u64 {
+/// Writes real LVM2 metadata for VG `vg` onto the two PVs `pvs` (a disk
+/// image and the byte range of the PV in it: a partition, or the whole
+/// disk) with pvcreate/vgcreate/vgcfgrestore (no device-mapper needed),
+/// the LVs given as a `logical_volumes` block; returns the byte offset of
+/// the first extent within each PV.
+fn make_vg(dirs: &Dirs, pvs: [(&Path, &Part); 2], vg: &str, lvs: &str) -> u64 {
     let mut loops = Loops(Vec::new());
-    for p in pvs {
+    for (disk, p) in pvs {
         let dev = sh(Command::new("losetup")
             .args(["-f", "--show", "--offset"])
             .arg(p.start.to_string())
@@ -163,11 +192,7 @@ fn make_vg(dirs: &Dirs, disk: &Path, pvs: [&Part; 2], vg: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no pe_start in {text}"));
     let end = text.rfind('}').unwrap();
-    std::fs::write(
-        &backup,
-        format!("{}{}{}", &text[..end], lvs_text(), &text[end..]),
-    )
-    .unwrap();
+    std::fs::write(&backup, format!("{}{lvs}{}", &text[..end], &text[end..])).unwrap();
     lvm("vgcfgrestore", &["-f", backup_s, vg]);
     pe_start * 512
 }
@@ -175,14 +200,18 @@ fn make_vg(dirs: &Dirs, disk: &Path, pvs: [&Part; 2], vg: &str) -> u64 {
 #[test]
 fn lvm_linear_and_striped_lvs_are_published() {
     let (_serial, dirs) = start(&[("pvcreate", "lvm2")]);
-    let lvm_type = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
     let (disk, parts) = dirs.disk(
         "lvm.img",
         56 * MIB,
-        &format!("label: gpt\nsize=24MiB, type={lvm_type}\nsize=24MiB, type={lvm_type}\n"),
+        &format!("label: gpt\nsize=24MiB, type={LVM_GPT}\nsize=24MiB, type={LVM_GPT}\n"),
     );
     assert_eq!(parts.len(), 2, "{parts:?}");
-    let pe_start = make_vg(&dirs, &disk, [&parts[0], &parts[1]], "lbpubvg");
+    let pe_start = make_vg(
+        &dirs,
+        [(&disk, &parts[0]), (&disk, &parts[1])],
+        "lbpubvg",
+        &lvs_text(),
+    );
     let first_extent = |pv: usize, e: u64| parts[pv].start + pe_start + e * MIB;
 
     // lin: one run of the disk.
@@ -192,18 +221,10 @@ fn lvm_linear_and_striped_lvs_are_published() {
     // str: 64 KiB stripes alternating between pv0 extent 10.. and pv1 extent 0..
     let striped = dirs.path("str.ext4");
     ext4_image(&striped, &source_tree(&dirs, "str", 2), 10 * MIB);
-    let bytes = std::fs::read(&striped).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
-    for (c, piece) in bytes.chunks(STRIPE as usize).enumerate() {
-        let (pv, row) = (c % 2, (c / 2) as u64);
-        let base = if pv == 0 {
-            first_extent(0, 10)
-        } else {
-            first_extent(1, 0)
-        };
-        std::os::unix::fs::FileExt::write_all_at(&f, piece, base + row * STRIPE).unwrap();
-    }
-    drop(f);
+    let bytes = write_striped(
+        &striped,
+        [(&disk, first_extent(0, 10)), (&disk, first_extent(1, 0))],
+    );
     backup(&dirs.repo, "db01", &[("disk0", &disk)]);
 
     let s = Published::new(&dirs, "db01@latest");
@@ -233,6 +254,101 @@ fn lvm_linear_and_striped_lvs_are_published() {
         check_tree(&m.mount_point, tag, i as u32 + 1);
     }
     s.finish();
+}
+
+#[test]
+fn an_lv_spanning_two_disks_is_published() {
+    let (_serial, dirs) = start(&[("pvcreate", "lvm2")]);
+    // disk0: one LVM partition (pv0); disk1: a whole-disk PV (pv1), the
+    // data disk added to the VG later. 15 extents of 1 MiB each.
+    let (disk0, parts) = dirs.disk(
+        "disk0.img",
+        24 * MIB,
+        &format!("label: gpt\nsize=16MiB, type={LVM_GPT}\n"),
+    );
+    let disk1 = dirs.path("disk1.img");
+    sparse_file(&disk1, 16 * MIB);
+    let whole = Part {
+        node: disk1.display().to_string(),
+        start: 0,
+        size: 16 * MIB,
+    };
+    // span: pv0 extents 0..10 then pv1 extents 0..10; wide: striped over
+    // pv0 extents 10..14 and pv1 extents 10..14.
+    let lvs = format!(
+        "logical_volumes {{\n{}{}}}\n",
+        lv_text("span", &[(10, &[("pv0", 0)]), (10, &[("pv1", 0)])]),
+        lv_text("wide", &[(8, &[("pv0", 10), ("pv1", 10)])])
+    );
+    let pe_start = make_vg(
+        &dirs,
+        [(&disk0, &parts[0]), (&disk1, &whole)],
+        "lbspan",
+        &lvs,
+    );
+    let on0 = |e: u64| parts[0].start + pe_start + e * MIB;
+    let on1 = |e: u64| pe_start + e * MIB;
+
+    let span = dirs.path("span.ext4");
+    ext4_image(&span, &source_tree(&dirs, "span", 3), 20 * MIB);
+    let span_bytes = std::fs::read(&span).unwrap();
+    let (head, tail) = span_bytes.split_at(10 * MIB as usize);
+    let write = |disk: &Path, at: u64, bytes: &[u8]| {
+        let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, bytes, at).unwrap();
+    };
+    write(&disk0, on0(0), head);
+    write(&disk1, on1(0), tail);
+    let wide = dirs.path("wide.ext4");
+    ext4_image(&wide, &source_tree(&dirs, "wide", 4), 8 * MIB);
+    let wide_bytes = write_striped(&wide, [(&disk0, on0(10)), (&disk1, on1(10))]);
+    backup(&dirs.repo, "app01", &[("disk0", &disk0), ("disk1", &disk1)]);
+
+    let s = Published::new(&dirs, "app01@latest");
+    assert!(s.state.problems.is_empty(), "{:?}", s.state.problems);
+    let fuse = &s.state.fuse_mount;
+    for d in ["disk0", "disk1"] {
+        assert!(s.state.files.contains(&fuse.join(format!("app01-{d}.raw"))));
+    }
+    // Both PVs are skipped; each LV is a FUSE file of its own.
+    let vols: Vec<_> = s.state.loops.iter().map(|l| l.volume.as_str()).collect();
+    assert_eq!(vols, ["lbspan-span", "lbspan-wide"], "{:#?}", s.state);
+    for (i, (bytes, tag)) in [(&span_bytes, "span"), (&wide_bytes, "wide")]
+        .into_iter()
+        .enumerate()
+    {
+        let l = &s.state.loops[i];
+        assert_eq!(l.disk, "disk0+disk1", "{l:?}");
+        assert_eq!(l.backing, fuse.join(format!("app01-lbspan-{tag}.raw")));
+        assert_eq!((l.offset, l.size), (0, bytes.len() as u64), "{l:?}");
+        assert!(
+            std::fs::read(&l.backing).unwrap() == *bytes,
+            "{tag} differs"
+        );
+        let m = s.mounted(&l.volume);
+        assert_eq!(m.fstype, "ext4");
+        assert_eq!(m.mount_point, s.vm_dir("app01").join(&l.volume));
+        check_tree(&m.mount_point, tag, i as u32 + 3);
+    }
+    s.finish();
+
+    // Only disk1: the LVs need pv0, which is not published; that is
+    // reported naming the VG, the LV and the missing PV, and nothing else
+    // (disk1 is a PV) gets a loop device.
+    let mut opts = dirs.options("app01@latest");
+    opts.disks = vec!["disk1".into()];
+    let state = lifeboat_publish::publish(&opts, None, daemon()).unwrap();
+    let problems = state.problems.join("\n");
+    lifeboat_publish::unpublish(&dirs.state_dir, &state.session).unwrap();
+    assert_clean(&dirs.mount_root);
+    assert!(state.loops.is_empty(), "{state:#?}");
+    for lv in ["span", "wide"] {
+        assert!(
+            problems.contains(&format!("LVM VG lbspan LV {lv}: needs PV pv0 (UUID "))
+                && problems.contains("missing"),
+            "{problems}"
+        );
+    }
 }
 
 #[test]

@@ -3,13 +3,21 @@
 //! ([`text`]), the VG model ([`metadata`]) and the disks that assemble an LV
 //! from its segments ([`disks`]).
 //!
-//! Assembly ([`assemble_vgs`]): every PV found on a disk brings its current
-//! metadata text; PVs are grouped by VG UUID and the copy with the highest
-//! `seqno` wins. Each visible LV becomes one [`ReadDisk`]: a linear segment
-//! is a [`SliceDisk`] of its PV at `pe_start + extent * extent_size`, a
-//! striped segment a [`StripedDisk`] of such slices, several segments a
-//! [`ConcatDisk`]. Only PVs found on the same disk are used: an LV that
-//! needs a PV from elsewhere is refused with an error saying so. Every
+//! Assembly ([`assemble_vgs`]): every PV found on any disk of a restore
+//! point brings its current metadata text; PVs are grouped by VG UUID and
+//! the copy with the highest `seqno` wins. The VG metadata names its PVs by
+//! UUID, which is matched against the UUID in each PV label, wherever the
+//! PV was found (a partition or a whole disk, on any of the scanned disks).
+//! Each visible LV becomes one [`ReadDisk`]: a linear segment is a
+//! [`SliceDisk`] of its PV at `pe_start + extent * extent_size`, a striped
+//! segment a [`StripedDisk`] of such slices, several segments a
+//! [`ConcatDisk`]; segments and stripes may live on different disks. An LV
+//! that needs a PV found on none of the scanned disks is refused with a
+//! message naming the VG, the LV and the missing PV UUID; the LVs of the
+//! same VG that live on present PVs are still assembled. The same PV UUID
+//! on two volumes (a cloned disk) is reported and the first one is used.
+//! Two VGs of one name (different UUIDs) get their LVs' names suffixed
+//! with the VG UUID's first characters so every name stays unique. Every
 //! problem is a message naming the VG (and LV) and never stops the others.
 
 pub mod disks;
@@ -27,9 +35,11 @@ use std::sync::Arc;
 
 /// A PV found on a disk.
 pub struct FoundPv {
+    /// The restore-point disk it was found on (`disk0`).
+    pub disk_name: String,
     /// The volume it was found on (`disk0p2`, or the disk name).
     pub volume: String,
-    /// Byte offset of the PV on the disk (the partition start).
+    /// Byte offset of the PV on its disk (the partition start).
     pub base: u64,
     /// The PV's bytes.
     pub disk: Arc<dyn ReadDisk>,
@@ -40,11 +50,14 @@ pub struct FoundPv {
 pub struct LvDisk {
     pub vg: String,
     pub lv: String,
-    /// The device-mapper name: `<vg>-<lv>` with `-` inside names doubled.
+    /// The device-mapper name: `<vg>-<lv>` with `-` inside names doubled
+    /// (suffixed when two VGs share a name, see the module doc).
     pub dm_name: String,
     pub disk: Arc<dyn ReadDisk>,
-    /// Byte offset on the scanned disk when the LV is one contiguous run
-    /// (a loop device with an offset can then serve it directly).
+    /// The disks its bytes live on, in the order its segments first use them.
+    pub disks: Vec<String>,
+    /// Byte offset on `disks[0]` when the LV is one contiguous run of one
+    /// disk (a loop device with an offset can then serve it directly).
     pub start: Option<u64>,
 }
 
@@ -60,9 +73,57 @@ pub fn dm_name(vg: &str, lv: &str) -> String {
     format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
 }
 
-/// Groups `pvs` by VG and assembles every visible LV.
-pub fn assemble_vgs(pvs: &[FoundPv]) -> VgScan {
+/// A bare 32-character UUID written the way LVM shows it
+/// (`6-4-4-4-4-4-6`); anything else is returned as it is.
+pub fn display_uuid(bare: &str) -> String {
+    if bare.len() != 32 || !bare.is_ascii() {
+        return bare.to_string();
+    }
+    let mut out = String::with_capacity(38);
+    let mut at = 0;
+    for (i, n) in [6usize, 4, 4, 4, 4, 4, 6].into_iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        out.push_str(&bare[at..at + n]);
+        at += n;
+    }
+    out
+}
+
+/// Where the PVs of the scan are: looked up by PV UUID.
+struct PvIndex<'a> {
+    by_uuid: BTreeMap<&'a str, &'a FoundPv>,
+    /// "this disk" or "any disk of the restore point (disk0, disk1)".
+    scope: String,
+}
+
+/// Groups `pvs` by VG and assembles every visible LV. `scanned` names the
+/// disks that were searched for PVs (it words the message about a missing
+/// PV: "not on this disk" for one, the list for several).
+pub fn assemble_vgs(pvs: &[FoundPv], scanned: &[String]) -> VgScan {
     let mut scan = VgScan::default();
+    let mut index = PvIndex {
+        by_uuid: BTreeMap::new(),
+        scope: match scanned {
+            [_] => "this disk".to_string(),
+            _ => format!("any disk of the restore point ({})", scanned.join(", ")),
+        },
+    };
+    for pv in pvs {
+        match index.by_uuid.get(pv.label.uuid.as_str()) {
+            Some(first) => scan.problems.push(format!(
+                "LVM PV {} is on both {} and {} (a cloned disk?); using {}",
+                display_uuid(&pv.label.uuid),
+                first.volume,
+                pv.volume,
+                first.volume
+            )),
+            None => {
+                index.by_uuid.insert(pv.label.uuid.as_str(), pv);
+            }
+        }
+    }
     let mut vgs: BTreeMap<String, VolumeGroup> = BTreeMap::new();
     for pv in pvs {
         let Some(text) = &pv.label.metadata else {
@@ -85,10 +146,41 @@ pub fn assemble_vgs(pvs: &[FoundPv]) -> VgScan {
             Err(e) => scan.problems.push(format!("PV on {}: {e}", pv.volume)),
         }
     }
+    let mut names_seen: BTreeMap<&str, usize> = BTreeMap::new();
     for vg in vgs.values() {
+        *names_seen.entry(vg.name.as_str()).or_default() += 1;
+    }
+    for vg in vgs.values() {
+        let shared_name = names_seen.get(vg.name.as_str()).is_some_and(|&n| n > 1);
+        let suffix = if shared_name {
+            let short: String = vg.id.chars().take(6).collect();
+            scan.problems.push(format!(
+                "LVM VG {} (UUID {}): another VG has the same name; its LVs are named \
+                 <vg>-<lv>_{short}",
+                vg.name,
+                display_uuid(&vg.id)
+            ));
+            format!("_{short}")
+        } else {
+            String::new()
+        };
+        for pv in &vg.pvs {
+            if !index.by_uuid.contains_key(pv.id.as_str()) {
+                scan.problems.push(format!(
+                    "LVM VG {}: PV {} (UUID {}) is missing: not on {}; LVs using it are not served",
+                    vg.name,
+                    pv.name,
+                    display_uuid(&pv.id),
+                    index.scope
+                ));
+            }
+        }
         for lv in vg.lvs.iter().filter(|l| l.visible) {
-            match build_lv(vg, lv, pvs) {
-                Ok(built) => scan.lvs.push(built),
+            match build_lv(vg, lv, &index) {
+                Ok(mut built) => {
+                    built.dm_name.push_str(&suffix);
+                    scan.lvs.push(built);
+                }
                 Err(e) => scan.problems.push(e.to_string()),
             }
         }
@@ -96,8 +188,11 @@ pub fn assemble_vgs(pvs: &[FoundPv]) -> VgScan {
     scan
 }
 
+/// A linear piece of an LV: (disk name, byte offset on that disk, length).
+type Run<'a> = (&'a str, u64, u64);
+
 /// Builds the disk of one LV from the PVs found.
-fn build_lv(vg: &VolumeGroup, lv: &LogicalVolume, pvs: &[FoundPv]) -> Result<LvDisk> {
+fn build_lv(vg: &VolumeGroup, lv: &LogicalVolume, pvs: &PvIndex<'_>) -> Result<LvDisk> {
     let what = format!("LVM VG {} LV {}", vg.name, lv.name);
     let segments = lv
         .segments
@@ -105,8 +200,9 @@ fn build_lv(vg: &VolumeGroup, lv: &LogicalVolume, pvs: &[FoundPv]) -> Result<LvD
         .map_err(|why| Error::corrupt(&what, why))?;
     let name = dm_name(&vg.name, &lv.name);
     let mut parts: Vec<Arc<dyn ReadDisk>> = Vec::new();
-    // Physical runs (offset on the scanned disk, length) of linear segments.
-    let mut runs: Vec<Option<(u64, u64)>> = Vec::new();
+    let mut disks: Vec<String> = Vec::new();
+    // Physical runs of linear segments (None for striped ones).
+    let mut runs: Vec<Option<Run<'_>>> = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
         let n = seg.stripes.len() as u64;
         let area_extents = seg.extent_count / n.max(1);
@@ -122,19 +218,17 @@ fn build_lv(vg: &VolumeGroup, lv: &LogicalVolume, pvs: &[FoundPv]) -> Result<LvD
                     format!("segment {} uses unknown PV {:?}", i + 1, area.pv),
                 )
             })?;
-            let found = pvs
-                .iter()
-                .find(|p| p.label.uuid == pv_meta.id)
-                .ok_or_else(|| {
-                    Error::unsupported(
-                        &what,
-                        format!(
-                            "needs PV {} (UUID {}) which is not on this disk \
-                         (VGs spanning several disks are not supported yet)",
-                            pv_meta.name, pv_meta.id
-                        ),
-                    )
-                })?;
+            let found = *pvs.by_uuid.get(pv_meta.id.as_str()).ok_or_else(|| {
+                Error::invalid(
+                    &what,
+                    format!(
+                        "needs PV {} (UUID {}), which is missing: not on {}",
+                        pv_meta.name,
+                        display_uuid(&pv_meta.id),
+                        pvs.scope
+                    ),
+                )
+            })?;
             let end_extent = area.start_extent.checked_add(area_extents);
             if end_extent.is_none_or(|e| e > pv_meta.pe_count) {
                 return Err(Error::corrupt(
@@ -168,7 +262,13 @@ fn build_lv(vg: &VolumeGroup, lv: &LogicalVolume, pvs: &[FoundPv]) -> Result<LvD
                         ),
                     )
                 })?;
-            run = Some((found.base + start, area_len));
+            if !disks.contains(&found.disk_name) {
+                disks.push(found.disk_name.clone());
+            }
+            run = found
+                .base
+                .checked_add(start)
+                .map(|s| (found.disk_name.as_str(), s, area_len));
             slices.push(Arc::new(SliceDisk::new(
                 found.disk.clone(),
                 start,
@@ -199,20 +299,22 @@ fn build_lv(vg: &VolumeGroup, lv: &LogicalVolume, pvs: &[FoundPv]) -> Result<LvD
         lv: lv.name.clone(),
         dm_name: name,
         disk,
+        disks,
         start,
     })
 }
 
-/// The start of `runs` when they are all linear and follow each other.
-fn contiguous_start(runs: &[Option<(u64, u64)>]) -> Option<u64> {
-    let (first, _) = (*runs.first()?)?;
+/// The start of `runs` when they are all linear, on one disk, and follow
+/// each other.
+fn contiguous_start(runs: &[Option<Run<'_>>]) -> Option<u64> {
+    let (disk, first, _) = (*runs.first()?)?;
     let mut next = first;
     for r in runs {
-        let (s, l) = (*r)?;
-        if s != next {
+        let (d, s, l) = (*r)?;
+        if d != disk || s != next {
             return None;
         }
-        next = s + l;
+        next = s.checked_add(l)?;
     }
     Some(first)
 }
@@ -228,9 +330,29 @@ mod tests {
     }
 
     #[test]
-    fn contiguity_needs_adjacent_linear_runs() {
-        assert_eq!(contiguous_start(&[Some((10, 5)), Some((15, 5))]), Some(10));
-        assert_eq!(contiguous_start(&[Some((10, 5)), Some((16, 5))]), None);
-        assert_eq!(contiguous_start(&[Some((10, 5)), None]), None);
+    fn contiguity_needs_adjacent_linear_runs_on_one_disk() {
+        let a = "disk0";
+        assert_eq!(
+            contiguous_start(&[Some((a, 10, 5)), Some((a, 15, 5))]),
+            Some(10)
+        );
+        assert_eq!(
+            contiguous_start(&[Some((a, 10, 5)), Some((a, 16, 5))]),
+            None
+        );
+        assert_eq!(contiguous_start(&[Some((a, 10, 5)), None]), None);
+        assert_eq!(
+            contiguous_start(&[Some((a, 10, 5)), Some(("disk1", 15, 5))]),
+            None
+        );
+    }
+
+    #[test]
+    fn uuids_are_shown_with_hyphens() {
+        assert_eq!(
+            display_uuid("z9tGrjmcfJet0ZyRZ1ucNfEGeYUVj9E4"),
+            "z9tGrj-mcfJ-et0Z-yRZ1-ucNf-EGeY-UVj9E4"
+        );
+        assert_eq!(display_uuid("short"), "short");
     }
 }
