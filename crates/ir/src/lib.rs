@@ -7,7 +7,7 @@
 //! ```text
 //!  restore point vm@id, per disk:
 //!    RestorePointDisk (index + chunk reader, never written)
-//!      └─ CachedDisk (block = chunk size, SESSION_CACHE_BYTES per session, read-ahead)
+//!      └─ CachedDisk (block = chunk size, --cache-mem per session, read-ahead)
 //!           └─ OverlayDisk (redo log <cache>/sessions/<id>/<disk>.overlay, sparse,
 //!                           base id "<repo id>/<vm>@<id>/<disk>")
 //!                ├─ NFS: SessionTree::add_session → /lifeboat/<id>/<vm>-<disk>-flat.vmdk
@@ -39,16 +39,21 @@
 //!            and the ready-to-paste QEMU / ESXi / NBD lines of a session
 //! record     session.json and the cache-folder layout
 //! service    Service::start, sessions (start, list, stop, migrate), restart
+//! cache_size default size of a session's decoded-chunk cache, --cache-mem syntax
 //! control    the unix-socket server and the client used by the CLI
-//! nbd        NBD accept loop that refuses peers not on the allow list
+//! nbd        NBD accept loop: refuses peers not on the allow list, withholds
+//!            the exports of sessions whose own list leaves the peer out
 //! ```
 //!
-//! Access control is service-wide: the service's allow list gates NFS
-//! MOUNT and every handle (in `lifeboat-nfs`) and NBD connections at
-//! accept. A session's own `allow` entries are recorded and reported, but
-//! the NFS layer has no per-session list yet (it does not tell the backend
-//! who is asking), so they do not narrow access further.
+//! Access control: the service's allow list gates NFS MOUNT and every
+//! handle (in `lifeboat-nfs`) and NBD connections at accept. A session's
+//! own `allow` entries (recorded in session.json, so they survive a
+//! restart) narrow that for the session: the tree gets them
+//! (`SessionTree::add_session_for`: MNT3ERR_ACCES, NFS3ERR_ACCES, hidden
+//! from the root listing) and so does the NBD listener (the session's
+//! exports are withheld from other clients, see nbd.rs).
 
+mod cache_size;
 mod control;
 mod error;
 mod nbd;
@@ -57,12 +62,13 @@ mod record;
 mod service;
 mod sessions;
 
+pub use cache_size::{default_cache_bytes, parse_mem_size, MAX_DEFAULT_CACHE_BYTES};
 pub use control::{request, socket_path};
 pub use error::{Error, Result};
 pub use protocol::{
     DiskInfo, MigrateInfo, Request, Response, ServiceInfo, SessionInfo, StartRequest,
 };
 pub use record::{SessionDisk, SessionRecord};
-pub use service::{parse_format, Service, ServiceConfig, SESSION_CACHE_BYTES};
+pub use service::{parse_format, Service, ServiceConfig};
 
 pub use lifeboat_nfs::{AllowList, LogHook, ServiceLog};

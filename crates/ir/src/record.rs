@@ -67,6 +67,15 @@ pub(crate) fn stopped_record_path(dir: &Path) -> PathBuf {
 }
 
 impl SessionRecord {
+    /// The clients this session admits: `None` when `allow` is empty (every
+    /// client the service allows), else the parsed list.
+    pub fn clients(&self) -> Result<Option<lifeboat_nfs::AllowList>> {
+        if self.allow.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(lifeboat_nfs::AllowList::parse(&self.allow)?))
+    }
+
     /// The overlay's base identity: `<repo id>/<vm>@<id>/<disk>`.
     pub fn base_id(&self, disk: &str) -> String {
         format!("{}/{}/{disk}", self.repo_id, self.restore_point)
@@ -165,6 +174,23 @@ mod tests {
             allow: vec![],
             created: Utc::now(),
         }
+    }
+
+    #[test]
+    fn the_client_list_is_persisted_and_parsed_back() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = session_dir(cache.path(), "s2");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(rec("s2").clients().unwrap(), None, "empty: no list");
+        let mut r = rec("s2");
+        r.allow = vec!["127.0.0.1".into(), "10.0.0.0/24".into()];
+        r.save(&dir).unwrap();
+        let back = SessionRecord::load(&dir).unwrap();
+        let clients = back.clients().unwrap().unwrap();
+        assert!(clients.allows("10.0.0.77".parse().unwrap()));
+        assert!(!clients.allows("10.9.9.9".parse().unwrap()));
+        r.allow = vec!["not-an-address".into()];
+        assert!(r.clients().is_err(), "a bad entry never opens the session");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Service::start
 //!   claim <cache>/control.sock (refuse if another service answers)
 //!   open the repository; HandleKey <cache>/handle.key; SessionTree
-//!   NfsService (portmapper, MOUNT, NFS)      NbdListener (allow list at accept)
+//!   NfsService (portmapper, MOUNT, NFS)      NbdListener (allow lists at accept)
 //!   re-open every <cache>/sessions/*/session.json (sessions.rs)
 //!   ControlServer: requests → Inner::handle
 //! ```
@@ -19,7 +19,7 @@
 
 use crate::control::{self, ControlServer};
 use crate::error::{Error, Result};
-use crate::nbd::NbdListener;
+use crate::nbd::{ExportClients, NbdListener};
 use crate::protocol::{Request, Response, ServiceInfo};
 use crate::record::{sessions_dir, SessionRecord};
 use crate::sessions::Live;
@@ -34,10 +34,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::cache_size::default_cache_bytes;
 pub use crate::sessions::parse_format;
-
-/// Read cache of one session (split between its disks).
-pub const SESSION_CACHE_BYTES: u64 = 256 << 20;
 
 /// How the service is set up.
 #[derive(Clone)]
@@ -58,7 +56,9 @@ pub struct ServiceConfig {
     /// Host name printed in URLs (default: the listen address, or the
     /// machine's host name when listening on every address).
     pub advertise: Option<String>,
-    /// Read cache per session, bytes.
+    /// Decoded-chunk cache of each session (split between its disks),
+    /// bytes; default [`default_cache_bytes`]. A re-read of what fits is
+    /// served from memory instead of being decompressed again.
     pub cache_bytes: u64,
     /// Receives every log line (the CLI prints them to stderr).
     pub log_hook: Option<LogHook>,
@@ -78,7 +78,7 @@ impl ServiceConfig {
             nbd_port: Some(10809),
             allow: Vec::new(),
             advertise: None,
-            cache_bytes: SESSION_CACHE_BYTES,
+            cache_bytes: default_cache_bytes(),
             log_hook: None,
         }
     }
@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) info: ServiceInfo,
     pub(crate) tree: Arc<SessionTree>,
     pub(crate) exports: Arc<ExportTable>,
+    /// Per-session client lists of the NBD exports.
+    pub(crate) export_clients: Arc<ExportClients>,
     pub(crate) sessions: Mutex<BTreeMap<String, Arc<Live>>>,
     pub(crate) log: Arc<ServiceLog>,
 }
@@ -158,12 +160,19 @@ impl Service {
             log.set_hook(hook.clone());
         }
         let exports = Arc::new(ExportTable::new());
+        let export_clients = Arc::new(ExportClients::default());
         let nbd = match config.nbd_port {
             Some(port) => {
                 let addr = SocketAddr::new(ip, port);
                 Some(
-                    NbdListener::start(addr, exports.clone(), Arc::new(allow), log.clone())
-                        .map_err(|e| Error::io(format!("starting the NBD server on {addr}"), e))?,
+                    NbdListener::start(
+                        addr,
+                        exports.clone(),
+                        export_clients.clone(),
+                        allow,
+                        log.clone(),
+                    )
+                    .map_err(|e| Error::io(format!("starting the NBD server on {addr}"), e))?,
                 )
             }
             None => None,
@@ -194,6 +203,7 @@ impl Service {
             info,
             tree,
             exports,
+            export_clients,
             sessions: Mutex::default(),
             log,
         });

@@ -4,8 +4,11 @@
 //! ```text
 //! start:   resolve restore point → mkdir sessions/<id> → per disk:
 //!            RestorePointDisk → CachedDisk → OverlayDisk::create (sparse)
-//!          → session.json (last) → SessionTree::add_session → NBD exports
-//! reopen:  session.json → same stack with OverlayDisk::open → same exports
+//!          → session.json (last) → SessionTree::add_session_for (with the
+//!          session's client list) → NBD exports (+ their client lists)
+//! reopen:  session.json → same stack with OverlayDisk::open → same exports,
+//!          same client lists (a list that no longer parses keeps the
+//!          session closed: it is not re-opened)
 //! stop:    remove exports → flush → delete the folder (or keep it with the
 //!          record renamed to session.stopped.json)
 //! migrate: flush → restore_to_file(overlay disk) → raw or qcow2 image,
@@ -169,10 +172,15 @@ impl Inner {
             .iter()
             .map(|d| (d.name.clone(), d.overlay.clone() as Arc<dyn WriteDisk>))
             .collect();
+        let clients = live.record.clients()?;
         self.tree
-            .add_session(&id, &live.record.vm, disks, &live.dir)?;
+            .add_session_for(&id, &live.record.vm, disks, &live.dir, clients.clone())?;
         if live.record.nbd {
             for d in &live.disks {
+                if let Some(c) = &clients {
+                    self.export_clients
+                        .restrict(&live.nbd_name(&d.name), c.clone());
+                }
                 let export = Export::writable(live.nbd_name(&d.name), d.overlay.clone())
                     .with_description(format!(
                         "{} {} (instant recovery session {id})",
@@ -189,6 +197,7 @@ impl Inner {
         self.tree.remove_session(&live.record.id);
         for d in &live.disks {
             self.exports.remove(&live.nbd_name(&d.name));
+            self.export_clients.forget(&live.nbd_name(&d.name));
         }
         for d in &live.disks {
             if let Err(e) = d.overlay.flush() {

@@ -8,10 +8,17 @@
 //! [`MAX_FH`] bytes); a backend must make them stable across restarts and
 //! tell forged (BADHANDLE) from vanished (STALE) objects.
 //!
+//! Access: the protocol layer checks the service-wide allow list itself,
+//! then asks [`NfsBackend::permits`] about every handle a call names (and
+//! every handle it would hand out: LOOKUP results, listing entries, MNT),
+//! so a backend can narrow access per object (the session tree does it
+//! per session).
+//!
 //! Directory listings are returned whole ("." and ".." included) with a
 //! verifier that changes when the directory changes; the NFS layer pages
 //! them for READDIR/READDIRPLUS with index cookies.
 
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest NFSv3 file handle.
@@ -250,4 +257,12 @@ pub trait NfsBackend: Send + Sync {
     /// The whole listing of `dir`, "." and ".." first.
     fn readdir(&self, dir: &[u8]) -> NfsResult<Listing>;
     fn fsstat(&self, fh: &[u8]) -> NfsResult<FsStat>;
+    /// Whether client `peer` (already on the service's allow list) may use
+    /// the object `fh` names. Must be cheap (it runs on every call) and
+    /// answer true for handles it cannot decode or resolve: the procedure
+    /// then reports BADHANDLE or STALE itself. Default: every object.
+    fn permits(&self, peer: IpAddr, fh: &[u8]) -> bool {
+        let _ = (peer, fh);
+        true
+    }
 }

@@ -3,7 +3,7 @@
 //! | proc | name    | what it does here                                       |
 //! |------|---------|---------------------------------------------------------|
 //! | 0    | NULL    | nothing                                                 |
-//! | 1    | MNT     | peer not on the allow list → MNT3ERR_ACCES; a path equal to the export path (or below it, naming a directory of the tree) → its handle and the one flavor AUTH_SYS |
+//! | 1    | MNT     | peer not on the allow list, or not let in by the backend ([`NfsBackend::permits`], e.g. a session's own client list) → MNT3ERR_ACCES; a path equal to the export path (or below it, naming a directory of the tree) → its handle and the one flavor AUTH_SYS |
 //! | 2    | DUMP    | the (client, path) pairs mounted so far                 |
 //! | 3    | UMNT    | forgets the (client, path) pair                         |
 //! | 4    | UMNTALL | forgets every pair of the client                        |
@@ -73,6 +73,7 @@ impl MountProgram {
             return;
         };
         match self.backend.mount(rel) {
+            Ok(fh) if !self.backend.permits(ctx.peer, &fh) => out.put_u32(MNT3ERR_ACCES),
             Ok(fh) => {
                 out.put_u32(MNT3_OK);
                 out.put_opaque(&fh);

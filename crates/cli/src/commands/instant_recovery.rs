@@ -38,7 +38,9 @@ pub struct StartArgs {
     pub repo: Option<PathBuf>,
     /// Restore point: VM@ID or VM@latest
     pub restore_point: String,
-    /// Client address or CIDR network recorded with the session (repeatable)
+    /// Client address or CIDR network that may use this session over NFS
+    /// and NBD (repeatable; narrows the service's --allow; none: every
+    /// client the service allows)
     #[arg(long, value_name = "ADDR|CIDR")]
     pub allow: Vec<String>,
     /// Also export the disks over NBD

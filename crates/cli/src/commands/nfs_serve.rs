@@ -62,9 +62,18 @@ pub struct ServeArgs {
     /// or this machine's host name when listening on every address)
     #[arg(long)]
     pub advertise: Option<String>,
-    /// Read cache per session, MiB
-    #[arg(long, default_value_t = 256)]
-    pub cache_mib: u64,
+    /// Decoded-chunk cache of each session, e.g. 512M or 4G (default: a
+    /// quarter of this machine's memory, at most 2 GiB); a re-read of what
+    /// fits is served from memory instead of being decompressed again
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_mem)]
+    pub cache_mem: Option<u64>,
+    /// Same as --cache-mem, in MiB (older spelling)
+    #[arg(long, hide = true, conflicts_with = "cache_mem")]
+    pub cache_mib: Option<u64>,
+}
+
+fn parse_cache_mem(text: &str) -> Result<u64, String> {
+    lifeboat_ir::parse_mem_size(text).map_err(|e| e.to_string())
 }
 
 fn log_line(line: &str) {
@@ -96,7 +105,16 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
     config.nbd_port = (!a.no_nbd).then_some(a.nbd_port);
     config.allow = allow;
     config.advertise = a.advertise.clone();
-    config.cache_bytes = a.cache_mib.max(1) << 20;
+    if let Some(bytes) = a
+        .cache_mem
+        .or(a.cache_mib.map(|m| m.saturating_mul(1 << 20)))
+    {
+        config.cache_bytes = bytes.max(1 << 20);
+    }
+    log_line(&format!(
+        "decoded-chunk cache: {} MiB per session",
+        config.cache_bytes >> 20
+    ));
     config.log_hook = Some(Arc::new(log_line));
     let service = Service::start(config).with_context(|| {
         format!(

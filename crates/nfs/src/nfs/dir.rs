@@ -7,27 +7,29 @@
 //! NFS3ERR_BAD_COOKIE, as does a cookie past the end. Entries are added
 //! while the encoded reply stays within the client's `count` (READDIR) or
 //! `dircount`/`maxcount` (READDIRPLUS); if not even one fits,
-//! NFS3ERR_TOOSMALL.
+//! NFS3ERR_TOOSMALL. Entries the client may not use
+//! ([`crate::NfsBackend::permits`]) are dropped before paging, so one
+//! client always pages the same filtered listing.
 
 use super::codec::*;
 use super::{NfsProgram, ProcResult};
 use crate::backend::{NfsError, Status};
 use crate::xdr::{padded, XdrReader, XdrWrite};
+use std::net::IpAddr;
 
 /// Bytes of a reply around the entries: status, post_op_attr, verifier,
 /// end of list, eof.
 const OVERHEAD: usize = 4 + 4 + FATTR3_LEN + 8 + 4 + 4;
 
 impl NfsProgram {
-    pub(super) fn readdir(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
-        self.list(r, out, false)
-    }
-
-    pub(super) fn readdirplus(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
-        self.list(r, out, true)
-    }
-
-    fn list(&self, r: &mut XdrReader, out: &mut Vec<u8>, plus: bool) -> ProcResult {
+    /// READDIR (`plus` false) or READDIRPLUS for client `peer`.
+    pub(super) fn list(
+        &self,
+        r: &mut XdrReader,
+        out: &mut Vec<u8>,
+        plus: bool,
+        peer: IpAddr,
+    ) -> ProcResult {
         let fh = get_fh(r)?;
         let cookie = r.u64("cookie3")?;
         let verf = r.opaque_fixed(8, "cookieverf3")?;
@@ -39,7 +41,10 @@ impl NfsProgram {
             (usize::MAX, c)
         };
         let dir = self.backend.getattr(fh)?;
-        let listing = self.backend.readdir(fh)?;
+        let mut listing = self.backend.readdir(fh)?;
+        listing
+            .entries
+            .retain(|e| self.backend.permits(peer, &e.handle));
         let verifier = listing.verifier.to_be_bytes();
         if cookie != 0 && verf != verifier {
             return Err(NfsError::new(Status::BadCookie, "cookie verifier changed").into());

@@ -25,7 +25,12 @@
 //! | >21  |             | PROC_UNAVAIL                                          |
 //!
 //! Every procedure but NULL needs AUTH_SYS (AUTH_NONE → AUTH_TOOWEAK) and a
-//! client on the allow list (else NFS3ERR_ACCES). A failed procedure
+//! client on the allow list (else NFS3ERR_ACCES). The backend then vets
+//! the client per object ([`NfsBackend::permits`]): every handle in the
+//! arguments (both directories of RENAME and LINK) before the procedure
+//! runs, the handle LOOKUP would return, and the entries of a listing
+//! (READDIR and READDIRPLUS leave out what the client may not use); a
+//! refusal is NFS3ERR_ACCES. A failed procedure
 //! answers its status and the failure arm of its result (empty attributes,
 //! see [`fail_tail`]); NFS3ERR_IO and NFS3ERR_NOSPC are also logged.
 //!
@@ -45,6 +50,7 @@ use crate::log::ServiceLog;
 use crate::rpc::msg::{AuthStat, Credential};
 use crate::rpc::{CallContext, ProcError, RpcProgram};
 use crate::xdr::{XdrError, XdrReader, XdrWrite};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -113,11 +119,48 @@ impl NfsProgram {
         self.verifier
     }
 
-    fn run(&self, proc_: u32, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    /// Refuses the call when the backend does not let `peer` use a handle
+    /// of its arguments. Arguments that do not decode are left to the
+    /// procedure (GARBAGE_ARGS).
+    fn vet_handles(&self, peer: IpAddr, proc_: u32, args: &[u8]) -> ProcResult {
+        let mut r = XdrReader::new(args);
+        let mut handles = Vec::with_capacity(2);
+        if let Ok(fh) = codec::get_fh(&mut r) {
+            handles.push(fh);
+            let second = match proc_ {
+                14 => r.string(crate::backend::MAX_NAME, "filename3").is_ok(),
+                15 => true,
+                _ => false,
+            };
+            if second {
+                if let Ok(fh) = codec::get_fh(&mut r) {
+                    handles.push(fh);
+                }
+            }
+        }
+        for fh in handles {
+            if !self.backend.permits(peer, fh) {
+                return Err(self.refused(peer).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// NFS3ERR_ACCES for a client the backend does not let in.
+    pub(crate) fn refused(&self, peer: IpAddr) -> NfsError {
+        ServiceLog::bump(&self.log.refused);
+        NfsError::new(
+            Status::Acces,
+            format!("client {peer} may not use this object"),
+        )
+    }
+
+    fn run(&self, peer: IpAddr, proc_: u32, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+        self.vet_handles(peer, proc_, r.rest())?;
         match proc_ {
             1 => self.getattr(r, out),
             2 => self.setattr(r, out),
-            3 => self.lookup(r, out),
+            3 => self.lookup(r, out, peer),
             4 => self.access(r, out),
             6 => self.read(r, out),
             7 => self.write(r, out),
@@ -126,8 +169,8 @@ impl NfsProgram {
             12 => self.remove(r, out, false),
             13 => self.remove(r, out, true),
             14 => self.rename(r, out),
-            16 => self.readdir(r, out),
-            17 => self.readdirplus(r, out),
+            16 => self.list(r, out, false, peer),
+            17 => self.list(r, out, true, peer),
             18 => self.fsstat(r, out),
             19 => self.fsinfo(r, out),
             20 => self.pathconf(r, out),
@@ -157,7 +200,7 @@ impl RpcProgram for NfsProgram {
         }
         let start = out.len();
         let result = if self.allow.allows(ctx.peer) {
-            self.run(proc_, &mut XdrReader::new(args), out)
+            self.run(ctx.peer, proc_, &mut XdrReader::new(args), out)
         } else {
             ServiceLog::bump(&self.log.refused);
             Err(NfsError::new(Status::Acces, format!("client {} not allowed", ctx.peer)).into())

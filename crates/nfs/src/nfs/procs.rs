@@ -5,6 +5,7 @@ use super::codec::*;
 use super::{NfsProgram, ProcResult, DIR_PREF, MAX_IO};
 use crate::backend::{Attr, FileType, NfsError, Stable, Status, MAX_NAME};
 use crate::xdr::{padded, XdrReader, XdrWrite};
+use std::net::IpAddr;
 
 const ACCESS_READ: u32 = 0x01;
 const ACCESS_LOOKUP: u32 = 0x02;
@@ -80,9 +81,12 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn lookup(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn lookup(&self, r: &mut XdrReader, out: &mut Vec<u8>, peer: IpAddr) -> ProcResult {
         let (dir, name) = get_dirop(r)?;
         let (fh, a) = self.backend.lookup(dir, name)?;
+        if !self.backend.permits(peer, &fh) {
+            return Err(self.refused(peer).into());
+        }
         let d = self.backend.getattr(dir).ok();
         ok(out);
         out.put_opaque(&fh);

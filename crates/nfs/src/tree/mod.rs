@@ -21,6 +21,15 @@
 //! (NFS3ERR_ACCES); mode and time changes are kept in memory. Handles are
 //! described in handle.rs; the procedures in ops.rs.
 //!
+//! A session may carry its own client list ([`SessionTree::add_session_for`]):
+//! a client the service allows but the session does not gets
+//! NFS3ERR_ACCES for every handle of that session (its folder, disk files,
+//! cache files) and MNT3ERR_ACCES when mounting it, and the root listing
+//! leaves the session out for it (LOOKUP of its name from the root answers
+//! ACCES, as MNT does: session ids are not secret, the data is). The check
+//! ([`NfsBackend::permits`]) decodes the handle's MAC and finds the session
+//! by tag, no file system access.
+//!
 //! Sessions are added and removed at runtime ([`SessionTree::add_session`],
 //! [`SessionTree::remove_session`]); handles into a removed session become
 //! STALE, and come back to life when a session with the same id and cache
@@ -32,9 +41,11 @@ pub mod vmdk;
 
 pub use handle::{Handle, HandleKey, Kind, HANDLE_LEN};
 
+use crate::access::AllowList;
 use crate::backend::{NfsError, NfsResult, Status, Time};
 use lifeboat_vdisk::WriteDisk;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -74,6 +85,8 @@ pub(crate) struct Session {
     pub(crate) files: PathBuf,
     pub(crate) dir_ino: u64,
     pub(crate) disks: Vec<DiskFile>,
+    /// Clients that may use this session (`None`: whoever the service allows).
+    clients: Option<AllowList>,
     /// inode → path relative to `files`, for cache objects.
     inodes: Mutex<HashMap<u64, PathBuf>>,
 }
@@ -105,6 +118,11 @@ pub(crate) fn check_name(name: &str) -> NfsResult<()> {
 }
 
 impl Session {
+    /// Whether `peer` may use this session.
+    pub(crate) fn admits(&self, peer: IpAddr) -> bool {
+        self.clients.as_ref().is_none_or(|c| c.allows(peer))
+    }
+
     pub(crate) fn path(&self, rel: &Path) -> PathBuf {
         self.files.join(rel)
     }
@@ -186,13 +204,28 @@ impl SessionTree {
     /// Adds session `id` exporting `disks` (name, disk) of VM `vm`; small
     /// files live in `cache_dir/files` (created). Each disk appears as
     /// `<vm>-<name>-flat.vmdk` with a descriptor `<vm>-<name>.vmdk`.
-    /// O(1) in disk size: nothing is copied.
+    /// O(1) in disk size: nothing is copied. Open to every client the
+    /// service allows.
     pub fn add_session(
         &self,
         id: &str,
         vm: &str,
         disks: Vec<(String, Arc<dyn WriteDisk>)>,
         cache_dir: &Path,
+    ) -> Result<(), SessionError> {
+        self.add_session_for(id, vm, disks, cache_dir, None)
+    }
+
+    /// [`SessionTree::add_session`] with the clients that may use the
+    /// session: `Some(list)` narrows the service's allow list to `list` for
+    /// this session (an empty list shuts every client out), `None` does not.
+    pub fn add_session_for(
+        &self,
+        id: &str,
+        vm: &str,
+        disks: Vec<(String, Arc<dyn WriteDisk>)>,
+        cache_dir: &Path,
+        clients: Option<AllowList>,
     ) -> Result<(), SessionError> {
         let invalid = |reason: String| SessionError::Invalid {
             id: id.to_owned(),
@@ -237,6 +270,7 @@ impl SessionTree {
             files,
             dir_ino,
             disks: list,
+            clients,
             inodes: Mutex::default(),
         });
         let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
@@ -297,7 +331,26 @@ impl SessionTree {
     }
 
     fn by_tag(&self, tag: u64) -> Option<Arc<Session>> {
-        self.sessions().into_iter().find(|s| s.tag == tag)
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|s| s.tag == tag)
+            .cloned()
+    }
+
+    /// Whether `peer` may use the object of handle `fh`: the root always,
+    /// a session's objects when the session admits `peer`; a handle that
+    /// does not decode or names no session is left to the procedure
+    /// (BADHANDLE, STALE).
+    pub(crate) fn handle_permits(&self, peer: IpAddr, fh: &[u8]) -> bool {
+        let Ok(h) = self.key.decode(fh) else {
+            return true;
+        };
+        if h.kind == Kind::Root {
+            return true;
+        }
+        self.by_tag(h.session).is_none_or(|s| s.admits(peer))
     }
 
     /// Resolves a handle (BADHANDLE when forged, STALE when gone).
@@ -375,5 +428,7 @@ impl SessionTree {
     }
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

@@ -186,6 +186,10 @@ impl SessionTree {
 }
 
 impl NfsBackend for SessionTree {
+    fn permits(&self, peer: std::net::IpAddr, fh: &[u8]) -> bool {
+        self.handle_permits(peer, fh)
+    }
+
     fn mount(&self, path: &str) -> NfsResult<Vec<u8>> {
         let mut node = Node::Root;
         let mut fh = self.root_handle();

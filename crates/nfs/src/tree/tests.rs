@@ -93,7 +93,8 @@ fn create_modes_rename_remove_and_disk_rules() {
     );
 }
 
-fn call(d: &Dispatcher, proc_: u32, args: &[u8]) -> Vec<u8> {
+/// A call message of `prog` v3 procedure `proc_`, AUTH_SYS as root.
+pub(super) fn call_msg(prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
     let mut msg = Vec::new();
     let cred = Credential::Sys(AuthSys {
         stamp: 0,
@@ -102,20 +103,26 @@ fn call(d: &Dispatcher, proc_: u32, args: &[u8]) -> Vec<u8> {
         gid: 0,
         gids: vec![],
     });
-    encode_call(
-        &mut msg,
-        &CallHeader {
-            xid: 1,
-            prog: 100_003,
-            vers: 3,
-            proc_,
-            cred,
-        },
-    );
+    let header = CallHeader {
+        xid: 1,
+        prog,
+        vers: 3,
+        proc_,
+        cred,
+    };
+    encode_call(&mut msg, &header);
     msg.extend_from_slice(args);
+    msg
+}
+
+fn call(d: &Dispatcher, proc_: u32, args: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    d.handle(&msg, "127.0.0.1".parse().unwrap(), &mut out)
-        .unwrap();
+    d.handle(
+        &call_msg(100_003, proc_, args),
+        "127.0.0.1".parse().unwrap(),
+        &mut out,
+    )
+    .unwrap();
     out
 }
 
