@@ -12,15 +12,17 @@
 //! Filesystems: ext2/3/4 through the `ext4-view` crate (read-only, the
 //! journal is replayed in memory only); XFS v5 by an in-house reader
 //! (`xfs`, no well-kept crate exists); vfat (FAT12/16/32) through the
-//! `fatfs` crate, read-only. btrfs and ntfs are recognised by their
+//! `fatfs` crate, read-only; NTFS through the `ntfs` crate, read-only
+//! (compressed and encrypted files refused). btrfs is recognised by its
 //! superblock magic and refused with a clear "not built yet" error.
 //!
-//! Modules: `error`, `probe` (magic detection), `ext4`, `xfs`, `fat`
-//! (readers), `select` (restore point -> disk -> volume choice).
+//! Modules: `error`, `probe` (magic detection), `ext4`, `xfs`, `fat`,
+//! `ntfs` (readers), `select` (restore point -> disk -> volume choice).
 
 mod error;
 mod ext4;
 mod fat;
+mod ntfs;
 mod probe;
 mod select;
 mod xfs;
@@ -28,6 +30,7 @@ mod xfs;
 pub use error::{Error, Result};
 pub use ext4::Ext4Fs;
 pub use fat::{DiskIo, FatFs};
+pub use ntfs::NtfsFs;
 pub use probe::{detect, probe, FsType};
 pub use select::{open_restore_point, RestorePointVolumes, SelectedVolume, VolumeInfo};
 pub use xfs::{XfsFs, XfsInodeInfo};

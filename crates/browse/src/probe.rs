@@ -5,7 +5,7 @@
 //! `_BHRfS_M` at 0x10040; ntfs `NTFS    ` at 3; vfat: `0x55AA` at 510 and
 //! `FAT` at 54 (FAT12/16) or `FAT32` at 82; swap `SWAPSPACE2` at 4086.
 
-use crate::{Error, Ext4Fs, FatFs, Filesystem, Result, XfsFs};
+use crate::{Error, Ext4Fs, FatFs, Filesystem, NtfsFs, Result, XfsFs};
 use lifeboat_vdisk::ReadDisk;
 use serde::Serialize;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub fn detect(disk: &dyn ReadDisk) -> Result<Option<FsType>> {
 
 /// Opens the filesystem on `volume` (named `name` in errors). `Ok(None)`:
 /// no known filesystem; `Err(Unsupported)`: recognised but not readable by
-/// this build (btrfs, ntfs, swap, XFS v4).
+/// this build (btrfs, swap, XFS v4).
 pub fn probe(name: &str, volume: Arc<dyn ReadDisk>) -> Result<Option<Box<dyn Filesystem>>> {
     let Some(kind) = detect(volume.as_ref())? else {
         return Ok(None);
@@ -92,6 +92,7 @@ pub fn probe(name: &str, volume: Arc<dyn ReadDisk>) -> Result<Option<Box<dyn Fil
         FsType::Ext4 => Ok(Some(Box::new(Ext4Fs::open(name, volume)?))),
         FsType::Vfat => Ok(Some(Box::new(FatFs::open(name, volume)?))),
         FsType::Xfs => Ok(Some(Box::new(XfsFs::open(name, volume)?))),
+        FsType::Ntfs => Ok(Some(Box::new(NtfsFs::open(name, volume)?))),
         FsType::Swap => Err(Error::Unsupported {
             volume: name.to_string(),
             detail: "swap space holds no files".to_string(),
@@ -148,6 +149,18 @@ mod tests {
             .to_string();
         assert!(
             err.contains("disk0p1") && err.contains("XFS version 0") && err.contains("only v5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_ntfs_boot_sector_is_a_clear_error() {
+        let err = probe("disk0p1", disk_with(3, b"NTFS    "))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("disk0p1") && err.contains("corrupt ntfs filesystem"),
             "{err}"
         );
     }

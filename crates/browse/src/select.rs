@@ -1,13 +1,14 @@
 //! From a restore point to one volume: every disk is opened from the
 //! repository behind a `CachedDisk` (block = the disk's chunk size, since a
-//! chunk read means authenticate + decompress), its partitions and LVM
-//! logical volumes are discovered, and [`RestorePointVolumes::select`]
+//! chunk read means authenticate + decompress), the partitions of every
+//! disk and the LVM logical volumes are discovered together (a volume group
+//! may span disks), and [`RestorePointVolumes::select`]
 //! picks one by `--disk` / `--volume`. With one disk holding one
 //! filesystem, nothing needs choosing; otherwise the error lists the
 //! choices.
 
 use crate::{detect, probe, Error, Filesystem, FsType, Result};
-use lifeboat_formats::volumes::{discover_volumes, DiscoveryReport, Volume};
+use lifeboat_formats::volumes::{discover_volumes_multi, MultiDiscoveryReport, Volume};
 use lifeboat_repo::{Manifest, Repository};
 use lifeboat_vdisk::{CachedDisk, ReadDisk};
 use serde::Serialize;
@@ -19,6 +20,7 @@ const CACHE_BYTES: u64 = 64 << 20;
 /// What the volume list shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeInfo {
+    /// The disk the volume lives on; `disk0+disk1` for an LV spanning disks.
     pub disk: String,
     pub name: String,
     pub size: u64,
@@ -33,11 +35,13 @@ pub struct VolumeInfo {
 /// The disks and volumes of one restore point.
 pub struct RestorePointVolumes {
     restore_point: String,
-    disks: Vec<(String, DiscoveryReport)>,
+    disk_names: Vec<String>,
+    report: MultiDiscoveryReport,
 }
 
 /// One chosen volume.
 pub struct SelectedVolume {
+    /// As in [`VolumeInfo::disk`].
     pub disk: String,
     pub volume: Volume,
 }
@@ -55,47 +59,45 @@ impl SelectedVolume {
 
 /// Opens every disk of `manifest` and discovers its volumes.
 pub fn open_restore_point(repo: &Repository, manifest: &Manifest) -> Result<RestorePointVolumes> {
-    let mut disks = Vec::new();
+    let mut disks: Vec<(String, Arc<dyn ReadDisk>)> = Vec::new();
     for entry in &manifest.disks {
         let raw: Arc<dyn ReadDisk> = Arc::new(repo.open_disk(manifest, &entry.name)?);
         let block = entry.chunk_size.max(4096);
         let capacity = CACHE_BYTES.max(u64::from(block) * 8);
         let cached: Arc<dyn ReadDisk> = Arc::new(CachedDisk::new(raw, block, capacity)?);
-        disks.push((entry.name.clone(), discover_volumes(&entry.name, cached)));
+        disks.push((entry.name.clone(), cached));
     }
     Ok(RestorePointVolumes {
         restore_point: manifest.name(),
-        disks,
+        disk_names: disks.iter().map(|(n, _)| n.clone()).collect(),
+        report: discover_volumes_multi(&disks),
     })
 }
 
 impl RestorePointVolumes {
     /// Problems discovery reported (bad partition entries, damaged LVM).
     pub fn problems(&self) -> Vec<String> {
-        self.disks
-            .iter()
-            .flat_map(|(_, r)| r.problems.iter().cloned())
-            .collect()
+        self.report.problems.clone()
     }
 
     /// Every volume of every disk, with the filesystem found on it.
     pub fn volumes(&self) -> Vec<VolumeInfo> {
-        let mut out = Vec::new();
-        for (disk, report) in &self.disks {
-            for v in &report.volumes {
+        self.report
+            .volumes
+            .iter()
+            .map(|v| {
                 let (fs, probe_error) = fs_of(v);
-                out.push(VolumeInfo {
-                    disk: disk.clone(),
+                VolumeInfo {
+                    disk: v.disks.join("+"),
                     name: v.name.clone(),
                     size: v.length,
                     type_hint: v.type_hint.clone(),
                     label: v.label.clone(),
                     fs,
                     probe_error,
-                });
-            }
-        }
-        out
+                }
+            })
+            .collect()
     }
 
     /// Picks a volume. `disk` limits the choice to one disk, `volume` names
@@ -103,42 +105,41 @@ impl RestorePointVolumes {
     /// chosen, and anything else is an error listing the choices.
     pub fn select(&self, disk: Option<&str>, volume: Option<&str>) -> Result<SelectedVolume> {
         let rp = &self.restore_point;
-        let disks: Vec<&(String, DiscoveryReport)> = match disk {
-            Some(d) => {
-                let found: Vec<_> = self.disks.iter().filter(|(n, _)| n == d).collect();
-                if found.is_empty() {
-                    return Err(Error::Select(format!(
-                        "{rp} has no disk {d:?}; its disks: {}",
-                        self.disks
-                            .iter()
-                            .map(|(n, _)| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-                found
+        if let Some(d) = disk {
+            if !self.disk_names.iter().any(|n| n == d) {
+                return Err(Error::Select(format!(
+                    "{rp} has no disk {d:?}; its disks: {}",
+                    self.disk_names.join(", ")
+                )));
             }
-            None => self.disks.iter().collect(),
-        };
-        let candidates: Vec<(&String, &Volume)> = disks
+        }
+        // A volume spanning disks (an LV) is a candidate for each of them.
+        let candidates: Vec<&Volume> = self
+            .report
+            .volumes
             .iter()
-            .flat_map(|(n, r)| r.volumes.iter().map(move |v| (n, v)))
+            .filter(|v| disk.is_none_or(|d| v.disks.iter().any(|x| x == d)))
             .collect();
-        let names = |list: &[(&String, &Volume)]| {
+        let names = |list: &[&Volume]| {
             list.iter()
-                .map(|(d, v)| format!("--disk {d} --volume {}", v.name))
+                .map(|v| match v.disks.as_slice() {
+                    // Volume names are unique across the restore point;
+                    // naming the disk too only helps for partitions.
+                    [one] if v.type_hint != "lvm2-lv" => format!("--disk {one} --volume {}", v.name),
+                    _ => format!("--volume {}", v.name),
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        let pick = |(d, v): (&String, &Volume)| SelectedVolume {
-            disk: d.clone(),
+        let pick = |v: &Volume| SelectedVolume {
+            disk: v.disks.join("+"),
             volume: v.clone(),
         };
         if let Some(want) = volume {
             return candidates
                 .iter()
-                .find(|(_, v)| v.name == want)
-                .map(|c| pick(*c))
+                .find(|v| v.name == want)
+                .map(|v| pick(v))
                 .ok_or_else(|| {
                     Error::Select(format!(
                         "{rp} has no volume {want:?}; choices: {}",
@@ -146,14 +147,14 @@ impl RestorePointVolumes {
                     ))
                 });
         }
-        let with_fs: Vec<(&String, &Volume)> = candidates
+        let with_fs: Vec<&Volume> = candidates
             .iter()
-            .filter(|(_, v)| matches!(fs_of(v).0, Some(fs) if fs != FsType::Swap))
+            .filter(|v| matches!(fs_of(v).0, Some(fs) if fs != FsType::Swap))
             .copied()
             .collect();
         match (with_fs.as_slice(), candidates.as_slice()) {
-            ([one], _) => Ok(pick(*one)),
-            ([], [only]) => Ok(pick(*only)),
+            ([one], _) => Ok(pick(one)),
+            ([], [only]) => Ok(pick(only)),
             ([], []) => Err(Error::Select(format!("{rp} has no volumes"))),
             ([], all) => Err(Error::Select(format!(
                 "{rp}: no known filesystem found; choose a volume: {}",

@@ -9,8 +9,11 @@
 
 mod fixture;
 
-use fixture::{backed_up, gpt_disk, pseudo_random, require_tool, run, MIB};
-use lifeboat_browse::{open_restore_point, Entry, EntryKind, Error, Filesystem, FsType, XfsFs};
+use fixture::{
+    backed_up, cached_image, fill_mounted, gpt_disk, names, pseudo_random, read_all, require_tool,
+    run, write_sparse, Patched, MIB,
+};
+use lifeboat_browse::{open_restore_point, EntryKind, Error, Filesystem, FsType, XfsFs};
 use lifeboat_vdisk::{FileDisk, ReadDisk};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -90,22 +93,6 @@ fn big_name(i: usize) -> String {
     format!("file-{i:05}-with-a-longer-name")
 }
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-    }
-}
-
-/// Unmounts on drop, so a failed build leaves no mount behind.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn set_times(path: &Path, mtime: i64, atime: i64) {
     let at = |s: i64| {
         if s >= 0 {
@@ -119,18 +106,6 @@ fn set_times(path: &Path, mtime: i64, atime: i64) {
         .set_modified(at(mtime))
         .set_accessed(at(atime));
     f.set_times(times).unwrap();
-}
-
-/// Writes `data` skipping all-zero 4 KiB blocks (they stay holes).
-fn write_sparse(path: &Path, data: &[u8]) {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(data.len() as u64).unwrap();
-    for (n, block) in data.chunks(4096).enumerate() {
-        if block.iter().any(|&b| b != 0) {
-            f.write_all_at(block, n as u64 * 4096).unwrap();
-        }
-    }
-    f.sync_all().unwrap();
 }
 
 fn populate(root: &Path) {
@@ -178,55 +153,21 @@ fn build(img: &Path) {
         .env("TEST_DIR", "1")
         .env("TEST_DEV", "1")
         .env("QA_CHECK_FS", "1"));
-    let mnt = tempfile::tempdir().unwrap();
-    let out = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(img)
-        .arg(mnt.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "loop-mounting the XFS fixture needs root and the xfs kernel module: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let guard = Mounted(mnt.path().to_path_buf());
-    populate(mnt.path());
-    drop(guard);
+    let mut mount = Command::new("mount");
+    mount.args(["-o", "loop"]);
+    let hint = "loop-mounting the XFS fixture needs root and the xfs kernel module";
+    fill_mounted(img, mount, hint, populate);
 }
 
 /// The cached fixture image, built once.
 fn image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let dir = target_dir().join("fixtures");
-        std::fs::create_dir_all(&dir).unwrap();
-        let img = dir.join(FIXTURE);
-        if !img.exists() {
-            let tmp = dir.join(format!("{FIXTURE}.tmp-{}", std::process::id()));
-            build(&tmp);
-            std::fs::rename(&tmp, &img).unwrap();
-        }
-        img
-    })
+    IMG.get_or_init(|| cached_image(FIXTURE, build))
 }
 
 fn open_image() -> XfsFs {
     let disk: Arc<dyn ReadDisk> = Arc::new(FileDisk::open(image()).unwrap());
     XfsFs::open("xfsvol", disk).unwrap()
-}
-
-fn read_all(fs: &dyn Filesystem, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    fs.read_file(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    out
-}
-
-fn names(list: &[Entry]) -> Vec<&str> {
-    list.iter().map(|e| e.name.as_str()).collect()
 }
 
 /// `xfs_db` prints `field = value` lines for `path`.
@@ -403,61 +344,15 @@ fn xfs_inodes_match_xfs_db() {
     assert_eq!(fs.inode_info("/small").unwrap().nlink, 3);
 }
 
-/// The fixture with `patch` laid over it at byte `at`, cut to `size`.
-struct Patched {
-    base: FileDisk,
-    at: u64,
-    patch: Vec<u8>,
-    size: u64,
-}
-
-impl ReadDisk for Patched {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> lifeboat_vdisk::Result<()> {
-        self.base.read_at(buf, offset)?;
-        for (i, b) in buf.iter_mut().enumerate() {
-            let pos = offset + i as u64;
-            if pos >= self.at && pos < self.at + self.patch.len() as u64 {
-                *b = self.patch[(pos - self.at) as usize];
-            }
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "patched xfs fixture".to_string()
-    }
-}
-
 /// The fixture with `len` bytes at `at` replaced by `edit` of them.
 fn patched_fs(at: usize, len: usize, edit: impl FnOnce(&mut [u8])) -> Result<XfsFs, Error> {
-    let base = FileDisk::open(image()).unwrap();
-    let mut patch = vec![0u8; len];
-    base.read_at(&mut patch, at as u64).unwrap();
-    edit(&mut patch);
-    let size = base.size();
-    let disk = Patched {
-        base,
-        at: at as u64,
-        patch,
-        size,
-    };
+    let disk = Patched::new(image(), at as u64, len, edit);
     XfsFs::open("xfsvol", Arc::new(disk))
 }
 
 /// The fixture cut to its first `size` bytes.
 fn truncated_fs(size: u64) -> Result<XfsFs, Error> {
-    let base = FileDisk::open(image()).unwrap();
-    let disk = Patched {
-        base,
-        at: 0,
-        patch: Vec::new(),
-        size,
-    };
-    XfsFs::open("xfsvol", Arc::new(disk))
+    XfsFs::open("xfsvol", Arc::new(Patched::truncated(image(), size)))
 }
 
 /// Byte offset of `path`'s inode, from xfs_db.

@@ -143,6 +143,10 @@ fn backup_disk(
 
 /// Reads the chunk at `offset` into `buf`, reading only the data extents.
 /// Returns `None` when the chunk reads as zeros (nothing to store).
+///
+/// `buf` keeps its length from chunk to chunk: every byte is either read
+/// or zeroed below, so it is not cleared first (clearing 4 MiB per chunk
+/// was ~1% of a backup's CPU).
 fn read_chunk(
     disk: &dyn ReadDisk,
     offset: u64,
@@ -154,18 +158,101 @@ fn read_chunk(
     if extents.iter().all(|e| e.kind == ExtentKind::Zero) {
         return Ok(None);
     }
-    buf.clear();
+    let bad = |detail: String| lifeboat_vdisk::Error::invalid(disk.describe(), detail);
     buf.resize(len as usize, 0);
-    for e in extents {
-        let start = (e.offset - offset) as usize;
-        let piece = &mut buf[start..start + e.length as usize];
+    let mut pos = 0u64;
+    for e in &extents {
+        let end = pos.checked_add(e.length);
+        let piece = (e.offset.checked_sub(offset) == Some(pos))
+            .then_some(end)
+            .flatten()
+            .and_then(|end| buf.get_mut(usize::try_from(pos).ok()?..usize::try_from(end).ok()?))
+            .ok_or_else(|| {
+                bad(format!(
+                    "extent {}+{} does not continue the extents of {offset}+{len}",
+                    e.offset, e.length
+                ))
+            })?;
         match e.kind {
-            ExtentKind::Zero => {} // already zero
+            ExtentKind::Zero => piece.fill(0),
             _ => {
                 disk.read_at(piece, e.offset)?;
                 counters.bytes_read.fetch_add(e.length, Ordering::Relaxed);
             }
         }
+        pos += e.length;
+    }
+    if pos != len {
+        return Err(bad(format!("extents of {offset}+{len} cover {pos} bytes")));
     }
     Ok(if is_zero(buf) { None } else { Some(()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_vdisk::Extent;
+
+    /// A disk whose extents alternate data and zero every 4 KiB, with
+    /// non-zero bytes under the zero extents (which must not be read).
+    struct Striped {
+        size: u64,
+    }
+
+    impl ReadDisk for Striped {
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> lifeboat_vdisk::Result<()> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = ((offset + i as u64) % 251 + 1) as u8;
+            }
+            Ok(())
+        }
+        fn extents(&self, offset: u64, len: u64) -> lifeboat_vdisk::Result<Vec<Extent>> {
+            let mut v = Vec::new();
+            let mut pos = offset;
+            while pos < offset + len {
+                let end = ((pos / 4096 + 1) * 4096).min(offset + len);
+                let kind = if (pos / 4096).is_multiple_of(2) {
+                    ExtentKind::Data
+                } else {
+                    ExtentKind::Zero
+                };
+                v.push(Extent {
+                    offset: pos,
+                    length: end - pos,
+                    kind,
+                });
+                pos = end;
+            }
+            Ok(v)
+        }
+        fn describe(&self) -> String {
+            "striped test disk".into()
+        }
+    }
+
+    #[test]
+    fn reused_buffer_holds_exactly_the_chunk_each_time() {
+        let disk = Striped { size: 40_000 };
+        let counters = Counters::default();
+        let mut buf = vec![0xAA; 16_384];
+        // A full chunk then a short last one, into the same (dirty) buffer.
+        for (offset, len) in [(0u64, 16_384u64), (32_768, 7_232), (16_384, 16_384)] {
+            assert!(read_chunk(&disk, offset, len, &mut buf, &counters)
+                .unwrap()
+                .is_some());
+            assert_eq!(buf.len() as u64, len);
+            for (i, &b) in buf.iter().enumerate() {
+                let at = offset + i as u64;
+                let want = if (at / 4096).is_multiple_of(2) {
+                    (at % 251 + 1) as u8
+                } else {
+                    0
+                };
+                assert_eq!(b, want, "byte {at}");
+            }
+        }
+    }
 }

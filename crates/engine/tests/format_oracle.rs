@@ -6,65 +6,50 @@
 //! `qemu-img compare` finds identical to the source.
 
 use lifeboat_engine::{backup_vm, restore_to_file, DiskSource, NoProgress, RestoreFormat};
-use lifeboat_repo::{DiskIndex, InitOptions, KdfParams, Repository};
+use lifeboat_repo::{DiskIndex, Repository};
+use lifeboat_testsupport::path_str as s;
+use lifeboat_testsupport::repo::init_repo;
+use lifeboat_testsupport::{output, qemu_img, qemu_img_from_raw, tool};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// 64 KiB chunks: about 80 of them over the disk.
 const CHUNK_SIZE: u32 = 64 * 1024;
 /// A multiple of 512, not of the chunk size: the last chunk is short.
 const DISK_SIZE: usize = (5 << 20) + 7 * 512;
 
-/// (VM name, qemu-img convert arguments); every format and subformat the
-/// readers support.
-const FORMATS: &[(&str, &[&str])] = &[
-    ("qcow2", &["-O", "qcow2"]),
-    ("qcow2-compressed", &["-O", "qcow2", "-c"]),
+/// (VM name, qemu-img output format, its convert options); every format
+/// and subformat the readers support.
+const FORMATS: &[(&str, &str, &[&str])] = &[
+    ("qcow2", "qcow2", &[]),
+    ("qcow2-compressed", "qcow2", &["-c"]),
     (
         "vmdk-monolithicSparse",
-        &["-O", "vmdk", "-o", "subformat=monolithicSparse"],
+        "vmdk",
+        &["-o", "subformat=monolithicSparse"],
     ),
     (
         "vmdk-streamOptimized",
-        &["-O", "vmdk", "-o", "subformat=streamOptimized"],
+        "vmdk",
+        &["-o", "subformat=streamOptimized"],
     ),
     (
         "vmdk-monolithicFlat",
-        &["-O", "vmdk", "-o", "subformat=monolithicFlat"],
+        "vmdk",
+        &["-o", "subformat=monolithicFlat"],
     ),
     (
         "vmdk-twoGbMaxExtentSparse",
-        &["-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse"],
+        "vmdk",
+        &["-o", "subformat=twoGbMaxExtentSparse"],
     ),
     (
         "vmdk-twoGbMaxExtentFlat",
-        &["-O", "vmdk", "-o", "subformat=twoGbMaxExtentFlat"],
+        "vmdk",
+        &["-o", "subformat=twoGbMaxExtentFlat"],
     ),
-    ("vhdx-dynamic", &["-O", "vhdx", "-o", "subformat=dynamic"]),
-    ("vhdx-fixed", &["-O", "vhdx", "-o", "subformat=fixed"]),
+    ("vhdx-dynamic", "vhdx", &["-o", "subformat=dynamic"]),
+    ("vhdx-fixed", "vhdx", &["-o", "subformat=fixed"]),
 ];
-
-fn qemu_img(args: &[&str]) -> std::process::Output {
-    Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("qemu-img not runnable ({e}): install qemu-utils (apt-get install qemu-utils)")
-        })
-}
-
-fn qemu_img_ok(args: &[&str]) {
-    let out = qemu_img(args);
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 test path")
-}
 
 /// The source disk: the trait suite's pattern with holes, a 512 KiB run of
 /// zeros (whole zero chunks), 1 MiB of pseudo-random data at an unaligned
@@ -110,20 +95,13 @@ fn backup(repo: &Repository, vm: &str, image: &Path) -> (lifeboat_repo::Manifest
 
 #[test]
 fn every_format_backs_up_to_the_raw_digests_and_restores_bit_exact() {
-    let version = qemu_img(&["--version"]);
-    assert!(
-        version.status.success(),
-        "qemu-img does not run: install qemu-utils (apt-get install qemu-utils)"
-    );
+    qemu_img(&["--version"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = InitOptions::new(Some("oracle passphrase".into()));
-    opts.chunk_size = CHUNK_SIZE;
-    let repo = Repository::init_with_kdf(
+    let repo = init_repo(
         &dir.path().join("repo"),
-        opts,
-        KdfParams::insecure_for_tests(),
-    )
-    .unwrap();
+        Some("oracle passphrase"),
+        CHUNK_SIZE,
+    );
 
     let expected = source_disk();
     let src = dir.path().join("src.raw");
@@ -133,19 +111,16 @@ fn every_format_backs_up_to_the_raw_digests_and_restores_bit_exact() {
     // folder: VMDK extents are separate files), and a qcow2 overlay with an
     // empty top over the qcow2 conversion (a backing chain).
     let mut images: Vec<(String, PathBuf)> = vec![("raw".into(), src.clone())];
-    for (name, args) in FORMATS {
+    for (name, format, options) in FORMATS {
         let sub = dir.path().join(name);
         std::fs::create_dir(&sub).unwrap();
-        let out = sub.join(format!("disk.{}", args[1]));
-        let mut full = vec!["convert", "-f", "raw"];
-        full.extend_from_slice(args);
-        full.extend([s(&src), s(&out)]);
-        qemu_img_ok(&full);
+        let out = sub.join(format!("disk.{format}"));
+        qemu_img_from_raw(&src, &out, format, options);
         images.push((name.to_string(), out));
     }
     let top = dir.path().join("qcow2").join("top.qcow2");
     let base = dir.path().join("qcow2").join("disk.qcow2");
-    qemu_img_ok(&[
+    qemu_img(&[
         "create",
         "-f",
         "qcow2",
@@ -204,7 +179,7 @@ fn every_format_backs_up_to_the_raw_digests_and_restores_bit_exact() {
             &NoProgress,
         )
         .unwrap_or_else(|e| panic!("{name}: restore to qcow2: {e}"));
-        let cmp = qemu_img(&[
+        let cmp = output(tool("qemu-img", "qemu-utils").args([
             "compare",
             "-f",
             "qcow2",
@@ -212,7 +187,7 @@ fn every_format_backs_up_to_the_raw_digests_and_restores_bit_exact() {
             "raw",
             s(&out_qcow2),
             s(&src),
-        ]);
+        ]));
         assert!(
             cmp.status.success(),
             "{name}: qemu-img compare of the qcow2 restore: {}{}",

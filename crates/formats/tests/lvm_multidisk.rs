@@ -19,15 +19,15 @@
 mod lvm_support;
 
 use lifeboat_formats::volumes::{discover_volumes, discover_volumes_multi, MultiDiscoveryReport};
+use lifeboat_testsupport::{lvm, lvm_conf, sfdisk, sparse_file, Loops, MIB};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{FileDisk, ReadDisk};
-use lvm_support::{lvm_conf, require_root, run, sector_pattern, Loops};
+use lvm_support::{require_root, sector_pattern};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;
 /// PV A: partition 1 of disk0 at 1 MiB, 24 MiB long.
 const PART_START: u64 = MIB;
@@ -73,57 +73,20 @@ fn build(vg: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let disk0 = dir.path().join("disk0.img");
     let disk1 = dir.path().join("disk1.img");
-    std::fs::File::create(&disk0)
-        .unwrap()
-        .set_len(PART_START + PART_LEN + MIB)
-        .unwrap();
-    std::fs::File::create(&disk1)
-        .unwrap()
-        .set_len(DISK1_LEN)
-        .unwrap();
+    sparse_file(&disk0, PART_START + PART_LEN + MIB);
+    sparse_file(&disk1, DISK1_LEN);
     let script = format!(
         "label: gpt\nstart={}, size={}, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n",
         PART_START / SECTOR,
         PART_LEN / SECTOR
     );
-    let d0 = disk0.to_str().unwrap();
-    run(
-        "sfdisk",
-        &["-q", d0],
-        &[],
-        Some(&script),
-        "apt-get install fdisk",
-    );
-    let mut loops = Loops(Vec::new());
-    let hint = "util-linux; and root";
-    let a = run(
-        "losetup",
-        &[
-            "-f",
-            "--show",
-            "--offset",
-            &PART_START.to_string(),
-            "--sizelimit",
-            &PART_LEN.to_string(),
-            d0,
-        ],
-        &[],
-        None,
-        hint,
-    );
-    loops.0.push(a.clone());
-    let b = run(
-        "losetup",
-        &["-f", "--show", disk1.to_str().unwrap()],
-        &[],
-        None,
-        hint,
-    );
-    loops.0.push(b.clone());
+    sfdisk(&disk0, &script);
+    let mut loops = Loops::default();
+    let a = loops.attach(&disk0, PART_START, Some(PART_LEN));
+    let b = loops.attach(&disk1, 0, None);
 
     let conf = lvm_conf(dir.path(), &[&a, &b]);
-    let hint = "install lvm2 (apt-get install lvm2)";
-    let lvm = |tool: &str, args: &[&str]| run(tool, args, &[("LVM_SYSTEM_DIR", &conf)], None, hint);
+    let lvm = |tool: &str, args: &[&str]| lvm(&conf, tool, args);
     lvm("pvcreate", &["-ff", "-y", &a, &b]);
     lvm("vgcreate", &["-s", "1M", vg, &a, &b]);
     let create = |name: &str, extra: &[&str]| {

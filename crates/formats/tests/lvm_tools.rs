@@ -16,14 +16,14 @@ mod lvm_support;
 
 use lifeboat_formats::lvm::label::{lvm_crc, INITIAL_CRC};
 use lifeboat_formats::volumes::{discover_volumes, DiscoveryReport, VolumeKind};
+use lifeboat_testsupport::{create_vg, lvm_conf, sfdisk, sparse_file, Loops, MIB};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{FileDisk, ReadDisk};
-use lvm_support::{lvm_conf, require_root, run, sector_pattern, Loops};
+use lvm_support::{require_root, sector_pattern};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const MIB: u64 = 1 << 20;
 /// Partition starts and length in sectors (two PVs of 20 MiB, one 4 MiB filesystem).
 const PV_STARTS: [u64; 2] = [2048, 43008];
 const PV_SECTORS: u64 = 40960;
@@ -97,11 +97,7 @@ const LVS: &str = r#"
 fn build_image(dir: &Path, vg: &str) -> PathBuf {
     require_root();
     let img = dir.join("disk0.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(64 * MIB)
-        .unwrap();
-    let img_s = img.to_str().unwrap();
+    sparse_file(&img, 64 * MIB);
     let lvm_type = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
     let script = format!(
         "label: gpt\nstart={}, size={PV_SECTORS}, type={lvm_type}, name=\"pva\"\n\
@@ -109,42 +105,13 @@ fn build_image(dir: &Path, vg: &str) -> PathBuf {
          start=86016, size=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
         PV_STARTS[0], PV_STARTS[1]
     );
-    run(
-        "sfdisk",
-        &["-q", img_s],
-        &[],
-        Some(&script),
-        "install fdisk (apt-get install fdisk)",
-    );
-    let mut loops = Loops(Vec::new());
+    sfdisk(&img, &script);
+    let mut loops = Loops::default();
     for start in PV_STARTS {
-        let dev = run(
-            "losetup",
-            &[
-                "-f",
-                "--show",
-                "--offset",
-                &(start * 512).to_string(),
-                "--sizelimit",
-                &(PV_SECTORS * 512).to_string(),
-                img_s,
-            ],
-            &[],
-            None,
-            "util-linux; and root",
-        );
-        loops.0.push(dev);
+        loops.attach(&img, start * 512, Some(PV_SECTORS * 512));
     }
     let conf = lvm_conf(dir, &[&loops.0[0], &loops.0[1]]);
-    let env = [("LVM_SYSTEM_DIR", conf.as_path())];
-    let hint = "install lvm2 (apt-get install lvm2)";
-    let (l0, l1) = (loops.0[0].as_str(), loops.0[1].as_str());
-    run("pvcreate", &["-ff", "-y", l0, l1], &env, None, hint);
-    run("vgcreate", &["-s", "1M", vg, l0, l1], &env, None, hint);
-    let backup = dir.join("vg.txt");
-    let backup_s = backup.to_str().unwrap();
-    run("vgcfgbackup", &["-f", backup_s, vg], &env, None, hint);
-    let text = std::fs::read_to_string(&backup).unwrap();
+    let text = create_vg(&conf, vg, &[&loops.0[0], &loops.0[1]], LVS);
     for (key, want) in [
         ("pe_start", "2048"),
         ("pe_count", "19"),
@@ -155,9 +122,6 @@ fn build_image(dir: &Path, vg: &str) -> PathBuf {
             "the fixture assumes {key} = {want}:\n{text}"
         );
     }
-    let end = text.rfind('}').unwrap();
-    std::fs::write(&backup, format!("{}{LVS}{}", &text[..end], &text[end..])).unwrap();
-    run("vgcfgrestore", &["-f", backup_s, vg], &env, None, hint);
     drop(loops);
     fill_extents(&img);
     img

@@ -6,52 +6,17 @@
 
 use lifeboat_formats::partition::{read_partition_table, Scheme};
 use lifeboat_formats::volumes::{discover_volumes, VolumeKind};
+use lifeboat_testsupport::{run_stdout, sfdisk, sparse_file, tool, write_at, MIB};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{FileDisk, ReadDisk};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-
-const MIB: u64 = 1 << 20;
-
-/// Runs sfdisk with `script` on stdin, failing with an install hint when missing.
-fn sfdisk(image: &Path, script: &str) {
-    let mut child = Command::new("sfdisk")
-        .arg("-q")
-        .arg(image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("sfdisk not runnable ({e}): install fdisk (apt-get install fdisk)")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sfdisk failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// One line of `sfdisk --dump`: (number, start sector, sectors, type, name).
 type DumpLine = (u32, u64, u64, String, Option<String>);
 
 fn sfdisk_dump(image: &Path) -> Vec<DumpLine> {
-    let out = Command::new("sfdisk")
-        .arg("-d")
-        .arg(image)
-        .output()
-        .expect("sfdisk -d: install fdisk (apt-get install fdisk)");
-    assert!(out.status.success(), "sfdisk -d failed");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = run_stdout(tool("sfdisk", "fdisk").arg("-d").arg(image));
     let mut lines = Vec::new();
     for line in text.lines() {
         let Some((dev, rest)) = line.split_once(" : ") else {
@@ -84,12 +49,13 @@ fn sfdisk_dump(image: &Path) -> Vec<DumpLine> {
 /// A sparse image of `size` bytes where each 512-byte sector starts with its number.
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     let path = dir.join(name);
-    let f = std::fs::File::create(&path).unwrap();
-    f.set_len(size).unwrap();
-    use std::os::unix::fs::FileExt;
+    sparse_file(&path, size);
     for sector in (2048..size / 512).step_by(97) {
-        f.write_all_at(format!("sector {sector:08}").as_bytes(), sector * 512)
-            .unwrap();
+        write_at(
+            &path,
+            sector * 512,
+            format!("sector {sector:08}").as_bytes(),
+        );
     }
     path
 }
@@ -191,9 +157,7 @@ fn gpt_matches_sfdisk_and_survives_a_damaged_primary() {
     assert_eq!(report.volume("sda3").unwrap().length, 8192 * 512);
 
     // Damage the primary header's CRC-covered bytes: the backup is used.
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    use std::os::unix::fs::FileExt;
-    f.write_all_at(&[0xAB], 512 + 60).unwrap();
+    write_at(&path, 512 + 60, &[0xAB]);
     let table = check(true);
     assert!(
         table.problems[0].contains("using the backup"),
@@ -211,17 +175,14 @@ fn overlapping_and_out_of_range_partitions_are_skipped() {
         "label: dos\nstart=2048, size=4096, type=83\nstart=6144, size=4096, type=83\n\
          start=10240, size=4096, type=83\nstart=40960, size=81920, type=83\n",
     );
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(&path)
-        .unwrap();
     // Entry 3 (offset 446 + 32): move its start into partition 2.
-    f.write_all_at(&8192u32.to_le_bytes(), 446 + 32 + 8)
-        .unwrap();
+    write_at(&path, 446 + 32 + 8, &8192u32.to_le_bytes());
     // Shrink the image: partition 4 (sectors 40960..122880) now reaches past the end.
-    f.set_len(48 * MIB).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(48 * MIB))
+        .unwrap();
     let report = discover_volumes("disk0", open(&path));
     let names: Vec<_> = report.volumes.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["disk0p1"], "{:?}", report.problems);
@@ -245,18 +206,11 @@ fn looping_ebr_chain_is_reported() {
     // The first EBR sits at the extended start (10240); its second entry
     // points at the next EBR relative to that start. Point that EBR's
     // "next" entry back at the first EBR (relative offset 0).
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(&path)
-        .unwrap();
-    let mut rel = [0u8; 4];
-    f.read_exact_at(&mut rel, 10240 * 512 + 446 + 16 + 8)
-        .unwrap();
-    let second_ebr = (10240 + u64::from(u32::from_le_bytes(rel))) * 512;
-    f.write_all_at(&0u32.to_le_bytes(), second_ebr + 446 + 16 + 8)
-        .unwrap();
+    let ebr = 10240 * 512 + 446 + 16 + 8;
+    let bytes = std::fs::read(&path).unwrap();
+    let rel = u32::from_le_bytes(bytes[ebr..ebr + 4].try_into().unwrap());
+    let second_ebr = (10240 + u64::from(rel)) * 512;
+    write_at(&path, second_ebr + 446 + 16 + 8, &0u32.to_le_bytes());
     let report = discover_volumes("disk0", open(&path));
     let all = report.problems.join("\n");
     assert!(

@@ -7,8 +7,9 @@ mod qcow2_support;
 
 use lifeboat_formats::open_image;
 use lifeboat_formats::qcow2::layout;
+use lifeboat_testsupport::{patch_file, qemu_img, qemu_img_from_raw};
 use lifeboat_vdisk::{Error, ReadDisk};
-use qcow2_support::{path_str, run, source_pattern, write_file};
+use qcow2_support::{path_str, source_pattern, write_file};
 use std::path::Path;
 
 fn be64(b: &[u8], off: usize) -> u64 {
@@ -19,10 +20,7 @@ fn be64(b: &[u8], off: usize) -> u64 {
 fn image(dir: &Path, name: &str, opts: &[&str]) -> String {
     let raw = write_file(dir, &format!("{name}.raw"), &source_pattern());
     let out = path_str(&dir.join(format!("{name}.qcow2")));
-    let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
-    args.extend_from_slice(opts);
-    args.extend_from_slice(&[&raw, &out]);
-    run("qemu-img", &args);
+    qemu_img_from_raw(Path::new(&raw), Path::new(&out), "qcow2", opts);
     out
 }
 
@@ -46,9 +44,9 @@ fn read_all(disk: &dyn ReadDisk) -> Result<(), Error> {
 }
 
 fn patch(path: &str, offset: u64, bytes: &[u8]) {
-    let mut data = std::fs::read(path).unwrap();
-    data[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
-    std::fs::write(path, data).unwrap();
+    patch_file(Path::new(path), |data| {
+        data[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes)
+    });
 }
 
 fn assert_corrupt(err: &Error, path: &str, needle: &str) {
@@ -218,18 +216,15 @@ fn qcow2_feature_bits_are_honoured() {
     );
     let data_file = path_str(&dir.path().join("data.raw"));
     let img = path_str(&dir.path().join("external.qcow2"));
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-o",
-            &format!("data_file={data_file}"),
-            &img,
-            "1M",
-        ],
-    );
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        &format!("data_file={data_file}"),
+        &img,
+        "1M",
+    ]);
     let err = open_err(&img);
     assert!(
         matches!(err, Error::Unsupported { .. }) && err.to_string().contains("external data file"),

@@ -6,19 +6,17 @@ mod qcow2_support;
 
 use lifeboat_formats::open_image;
 use lifeboat_formats::qcow2::Qcow2Disk;
+use lifeboat_testsupport::{qemu_img, qemu_img_from_raw, qemu_io};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
-use qcow2_support::{path_str, run, source_pattern, write_file};
+use qcow2_support::{path_str, qcow2_overlay, source_pattern, write_file};
 use std::path::Path;
 
 fn convert_and_check(dir: &Path, raw: &str, expected: &[u8], name: &str, opts: &[&str]) {
     let out = path_str(&dir.join(format!("{name}.qcow2")));
-    let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
-    args.extend_from_slice(opts);
-    args.extend_from_slice(&[raw, &out]);
-    run("qemu-img", &args);
+    qemu_img_from_raw(Path::new(raw), Path::new(&out), "qcow2", opts);
     if opts.contains(&"-c") {
-        let map = run("qemu-img", &["map", "--output=json", &out]);
+        let map = qemu_img(&["map", "--output=json", &out]);
         let map = String::from_utf8_lossy(&map.stdout);
         assert!(
             map.contains("\"compressed\": true"),
@@ -69,11 +67,8 @@ fn qcow2_v2_and_v3_report_their_version() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = path_str(&dir.path().join("v2.qcow2"));
     let v3 = path_str(&dir.path().join("v3.qcow2"));
-    run(
-        "qemu-img",
-        &["create", "-f", "qcow2", "-o", "compat=0.10", &v2, "1M"],
-    );
-    run("qemu-img", &["create", "-f", "qcow2", &v3, "1M"]);
+    qemu_img(&["create", "-f", "qcow2", "-o", "compat=0.10", &v2, "1M"]);
+    qemu_img(&["create", "-f", "qcow2", &v3, "1M"]);
     assert_eq!(Qcow2Disk::open(Path::new(&v2)).unwrap().version(), 2);
     let disk = Qcow2Disk::open(Path::new(&v3)).unwrap();
     assert_eq!(disk.version(), 3);
@@ -88,37 +83,19 @@ fn qcow2_backing_chain_reads_like_qemu_img_convert() {
     let raw = write_file(d, "src.raw", &source_pattern());
     let base = path_str(&d.join("base.qcow2"));
     let top = path_str(&d.join("top.qcow2"));
-    run(
-        "qemu-img",
-        &["convert", "-f", "raw", "-O", "qcow2", &raw, &base],
-    );
+    qemu_img(&["convert", "-f", "raw", "-O", "qcow2", &raw, &base]);
     // A relative backing name: resolved against the overlay's directory.
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "qcow2",
-            &top,
-        ],
-    );
+    qcow2_overlay(&top, "base.qcow2", "qcow2", &[]);
     for cmd in [
         "write -P 0x77 1M 64k",
         "write -z 2M 128k",
         "write -P 0x55 3000 1000",
         "write -P 0x66 4194000 70000",
     ] {
-        run("qemu-io", &["-f", "qcow2", "-c", cmd, &top]);
+        qemu_io(&["-f", "qcow2", "-c", cmd, &top]);
     }
     let flat = path_str(&d.join("top.raw"));
-    run(
-        "qemu-img",
-        &["convert", "-f", "qcow2", "-O", "raw", &top, &flat],
-    );
+    qemu_img(&["convert", "-f", "qcow2", "-O", "raw", &top, &flat]);
     let expected = std::fs::read(&flat).unwrap();
 
     let disk = open_image(Path::new(&top)).unwrap();
@@ -139,29 +116,10 @@ fn qcow2_backing_file_smaller_than_the_image_reads_zeros_past_its_end() {
     let small: Vec<u8> = lifeboat_vdisk::testsuite::pattern_with_holes((1 << 20) + 512, 65536);
     write_file(d, "small.raw", &small);
     let top = path_str(&d.join("big.qcow2"));
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "small.raw",
-            "-F",
-            "raw",
-            &top,
-            "3M",
-        ],
-    );
-    run(
-        "qemu-io",
-        &["-f", "qcow2", "-c", "write -P 0x11 2M 4k", &top],
-    );
+    qcow2_overlay(&top, "small.raw", "raw", &["3M"]);
+    qemu_io(&["-f", "qcow2", "-c", "write -P 0x11 2M 4k", &top]);
     let flat = path_str(&d.join("big.raw"));
-    run(
-        "qemu-img",
-        &["convert", "-f", "qcow2", "-O", "raw", &top, &flat],
-    );
+    qemu_img(&["convert", "-f", "qcow2", "-O", "raw", &top, &flat]);
     let expected = std::fs::read(&flat).unwrap();
     let disk = open_image(Path::new(&top)).unwrap();
     check_read_disk(disk.as_ref(), &expected);
@@ -177,26 +135,17 @@ fn qcow2_backing_loops_are_refused() {
     let b = path_str(&d.join("b.qcow2"));
     let c = path_str(&d.join("c.qcow2"));
     for img in [&a, &b, &c] {
-        run("qemu-img", &["create", "-f", "qcow2", img, "1M"]);
+        qemu_img(&["create", "-f", "qcow2", img, "1M"]);
     }
-    run(
-        "qemu-img",
-        &[
-            "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", &a,
-        ],
-    );
-    run(
-        "qemu-img",
-        &[
-            "rebase", "-u", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", &b,
-        ],
-    );
-    run(
-        "qemu-img",
-        &[
-            "rebase", "-u", "-f", "qcow2", "-b", "c.qcow2", "-F", "qcow2", &c,
-        ],
-    );
+    qemu_img(&[
+        "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", &a,
+    ]);
+    qemu_img(&[
+        "rebase", "-u", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", &b,
+    ]);
+    qemu_img(&[
+        "rebase", "-u", "-f", "qcow2", "-b", "c.qcow2", "-F", "qcow2", &c,
+    ]);
     for img in [&a, &b, &c] {
         let err = open_image(Path::new(img))
             .err()
@@ -215,20 +164,8 @@ fn qcow2_declared_backing_format_must_match_the_file() {
     let d = dir.path();
     let base = path_str(&d.join("base.qcow2"));
     let top = path_str(&d.join("top.qcow2"));
-    run("qemu-img", &["create", "-f", "qcow2", &base, "1M"]);
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "raw",
-            &top,
-        ],
-    );
+    qemu_img(&["create", "-f", "qcow2", &base, "1M"]);
+    qcow2_overlay(&top, "base.qcow2", "raw", &[]);
     let err = open_image(Path::new(&top))
         .err()
         .expect("format mismatch must be refused");
@@ -241,20 +178,11 @@ fn qcow2_reads_from_many_threads_agree() {
     let expected = source_pattern();
     let raw = write_file(dir.path(), "src.raw", &expected);
     let img = path_str(&dir.path().join("c.qcow2"));
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            "-c",
-            "-o",
-            "cluster_size=4096",
-            &raw,
-            &img,
-        ],
+    qemu_img_from_raw(
+        Path::new(&raw),
+        Path::new(&img),
+        "qcow2",
+        &["-c", "-o", "cluster_size=4096"],
     );
     let disk = open_image(Path::new(&img)).unwrap();
     std::thread::scope(|s| {
@@ -285,20 +213,8 @@ fn qcow2_missing_backing_file_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let base = path_str(&dir.path().join("gone.qcow2"));
     let top = path_str(&dir.path().join("top.qcow2"));
-    run("qemu-img", &["create", "-f", "qcow2", &base, "1M"]);
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "gone.qcow2",
-            "-F",
-            "qcow2",
-            &top,
-        ],
-    );
+    qemu_img(&["create", "-f", "qcow2", &base, "1M"]);
+    qcow2_overlay(&top, "gone.qcow2", "qcow2", &[]);
     std::fs::remove_file(&base).unwrap();
     let err = open_image(Path::new(&top))
         .err()

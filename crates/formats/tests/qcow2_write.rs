@@ -6,9 +6,10 @@ mod qcow2_support;
 
 use lifeboat_formats::open_image;
 use lifeboat_formats::qcow2::Qcow2Writer;
+use lifeboat_testsupport::{output, qemu_img, tool};
 use lifeboat_vdisk::testsuite::{check_read_disk, check_write_disk};
 use lifeboat_vdisk::{Error, ExtentKind, ReadDisk, WriteDisk};
-use qcow2_support::{path_str, run, run_status, source_pattern, write_file};
+use qcow2_support::{path_str, source_pattern, write_file};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,10 +34,9 @@ fn write_parallel(writer: &Qcow2Writer, data: &[u8], piece: usize) {
 }
 
 fn check_with_qemu(out: &str, raw: &str) {
-    run("qemu-img", &["check", "-f", "qcow2", out]);
-    let cmp = run_status(
-        "qemu-img",
-        &["compare", "-f", "qcow2", "-F", "raw", out, raw],
+    qemu_img(&["check", "-f", "qcow2", out]);
+    let cmp = output(
+        tool("qemu-img", "qemu-utils").args(["compare", "-f", "qcow2", "-F", "raw", out, raw]),
     );
     assert!(
         cmp.status.success(),
@@ -99,7 +99,7 @@ fn qcow2_writer_does_not_allocate_zero_clusters() {
         len <= 6 * 65536,
         "zero writes allocated clusters: file is {len} bytes"
     );
-    run("qemu-img", &["check", "-f", "qcow2", &out]);
+    qemu_img(&["check", "-f", "qcow2", &out]);
     let disk = open_image(Path::new(&out)).unwrap();
     let extents = disk.extents(0, size).unwrap();
     assert!(
@@ -147,7 +147,7 @@ fn qcow2_writer_large_sparse_image_has_multiple_l2_tables() {
         writer.write_at(&block, off).unwrap();
     }
     writer.finish().unwrap();
-    run("qemu-img", &["check", "-f", "qcow2", &out]);
+    qemu_img(&["check", "-f", "qcow2", &out]);
     let disk = open_image(Path::new(&out)).unwrap();
     for off in [0u64, (1 << 30) + 4096, size - (1 << 20)] {
         let mut buf = vec![0u8; block.len()];

@@ -2,28 +2,17 @@
 //! the structure, never a panic. Images come from qemu-img, then get broken
 //! (with checksums recomputed where the test wants the damage to be "valid").
 
+mod fault_support;
+
+use fault_support::read_through;
 use lifeboat_formats::vhdx::layout as l;
 use lifeboat_formats::vhdx::VhdxDisk;
+use lifeboat_testsupport::{patch_file, qemu_img_from_raw};
 use lifeboat_vdisk::testsuite::{check_read_disk, pattern_with_holes};
 use lifeboat_vdisk::{Error, ReadDisk};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
-
-fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("qemu-img not runnable ({e}): install qemu-utils (apt-get install qemu-utils)")
-        });
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A 6 MiB dynamic VHDX with 1 MiB blocks made by qemu-img from the test
 /// pattern, and the pattern.
@@ -32,15 +21,12 @@ fn make(dir: &Path) -> (PathBuf, Vec<u8>) {
     let src = dir.join("src.raw");
     std::fs::write(&src, &expected).unwrap();
     let dst = dir.join("d.vhdx");
-    qemu_img(&[
-        "convert",
-        "-O",
+    qemu_img_from_raw(
+        &src,
+        &dst,
         "vhdx",
-        "-o",
-        "subformat=dynamic,block_size=1M",
-        src.to_str().unwrap(),
-        dst.to_str().unwrap(),
-    ]);
+        &["-o", "subformat=dynamic,block_size=1M"],
+    );
     (dst, expected)
 }
 
@@ -50,12 +36,6 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
-fn patch(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = std::fs::read(path).unwrap();
-    edit(&mut bytes);
-    std::fs::write(path, &bytes).unwrap();
 }
 
 /// Recomputes the CRC-32C of the `len`-byte structure at `at` ([MS-VHDX] 2.2.2.1).
@@ -86,24 +66,11 @@ fn metadata_item(b: &[u8], guid: &[u8; 16]) -> usize {
 }
 
 fn open_and_read(path: &Path) -> Result<(), Error> {
-    let disk = VhdxDisk::open(path)?;
-    let mut buf = vec![0u8; disk.size().min(8 << 20) as usize];
-    disk.read_at(&mut buf, 0)?;
-    disk.extents(0, disk.size())?;
-    Ok(())
+    read_through(&VhdxDisk::open(path)?)
 }
 
 fn expect_error(path: &Path, words: &[&str]) -> Error {
-    let err = open_and_read(path).expect_err("a damaged image must fail");
-    let text = err.to_string();
-    assert!(
-        text.contains(&path.display().to_string()),
-        "the error names no file: {text}"
-    );
-    for w in words {
-        assert!(text.contains(w), "the error {text:?} does not say {w:?}");
-    }
-    err
+    fault_support::expect_error(open_and_read(path), path, words)
 }
 
 #[test]
@@ -123,7 +90,7 @@ fn vhdx_truncated_file_and_bad_signature_are_errors() {
 fn vhdx_with_both_header_crcs_broken_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = make(dir.path());
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         for h in l::HEADER_OFFSETS {
             b[h as usize + 100] ^= 0xff;
         }
@@ -137,7 +104,7 @@ fn vhdx_with_one_header_broken_uses_the_other() {
     let dir = tempfile::tempdir().unwrap();
     for broken in l::HEADER_OFFSETS {
         let (path, expected) = make(dir.path());
-        patch(&path, |b| b[broken as usize + 8] ^= 0x01); // sequence number, CRC now wrong
+        patch_file(&path, |b| b[broken as usize + 8] ^= 0x01); // sequence number, CRC now wrong
         let disk = VhdxDisk::open(&path).unwrap();
         check_read_disk(&disk, &expected);
     }
@@ -177,11 +144,11 @@ fn vhdx_needing_log_replay_is_refused() {
 fn vhdx_with_both_region_tables_broken_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let (path, expected) = make(dir.path());
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         b[l::REGION_TABLE_OFFSETS[0] as usize + 20] ^= 0xff
     });
     check_read_disk(&VhdxDisk::open(&path).unwrap(), &expected); // table 2 still good
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         b[l::REGION_TABLE_OFFSETS[1] as usize + 20] ^= 0xff
     });
     expect_error(&path, &["both region tables are damaged"]);

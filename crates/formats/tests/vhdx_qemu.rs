@@ -3,41 +3,16 @@
 
 use lifeboat_formats::vhdx::VhdxDisk;
 use lifeboat_formats::{detect_format, open_image, ImageFormat};
+use lifeboat_testsupport::qemu_img_from_raw;
 use lifeboat_vdisk::testsuite::{check_read_disk, pattern_with_holes};
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
 
-/// Runs qemu-img with `args`, failing the test with an install hint when it is missing.
-fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("qemu-img not runnable ({e}): install qemu-utils (apt-get install qemu-utils)")
-        });
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn convert_vhdx(dir: &Path, src: &Path, options: &str) -> PathBuf {
     let dst = dir.join(format!("{}.vhdx", options.replace([',', '='], "_")));
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vhdx",
-        "-o",
-        options,
-        src.to_str().unwrap(),
-        dst.to_str().unwrap(),
-    ]);
+    qemu_img_from_raw(src, &dst, "vhdx", &["-o", options]);
     dst
 }
 

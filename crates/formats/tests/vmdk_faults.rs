@@ -1,12 +1,15 @@
 //! Damaged VMDK images: every fault is a clear error naming the file and
 //! the structure, never a panic. Images come from qemu-img, then get broken.
 
+mod fault_support;
+
+use fault_support::read_through;
 use lifeboat_formats::open_image;
 use lifeboat_formats::vmdk::VmdkDisk;
+use lifeboat_testsupport::{patch_file, qemu_img_from_raw};
 use lifeboat_vdisk::testsuite::pattern_with_holes;
 use lifeboat_vdisk::{Error, ReadDisk};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
 
@@ -16,34 +19,17 @@ const CAPACITY_AT: usize = 12;
 const GTES_AT: usize = 44;
 const GD_OFFSET_AT: usize = 56;
 
-fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("qemu-img not runnable ({e}): install qemu-utils (apt-get install qemu-utils)")
-        });
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A 6 MiB image of `subformat` made by qemu-img from the test pattern.
 fn make(dir: &Path, subformat: &str) -> PathBuf {
     let src = dir.join("src.raw");
     std::fs::write(&src, pattern_with_holes(6 * MIB, MIB)).unwrap();
     let dst = dir.join(format!("{subformat}.vmdk"));
-    qemu_img(&[
-        "convert",
-        "-O",
+    qemu_img_from_raw(
+        &src,
+        &dst,
         "vmdk",
-        "-o",
-        &format!("subformat={subformat}"),
-        src.to_str().unwrap(),
-        dst.to_str().unwrap(),
-    ]);
+        &["-o", &format!("subformat={subformat}")],
+    );
     dst
 }
 
@@ -55,21 +41,10 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// Rewrites `path` with `edit` applied to its bytes.
-fn patch(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = std::fs::read(path).unwrap();
-    edit(&mut bytes);
-    std::fs::write(path, &bytes).unwrap();
-}
-
 /// Opens the image and reads it whole (or its first 8 MiB when a damaged
 /// header claims more); returns the first error.
 fn open_and_read(path: &Path) -> Result<(), Error> {
-    let disk = VmdkDisk::open(path)?;
-    let mut buf = vec![0u8; disk.size().min(8 << 20) as usize];
-    disk.read_at(&mut buf, 0)?;
-    disk.extents(0, disk.size())?;
-    Ok(())
+    read_through(&VmdkDisk::open(path)?)
 }
 
 /// Opens the image and reads 64 KiB at a few places; returns the first error.
@@ -86,16 +61,7 @@ fn open_and_probe(path: &Path) -> Result<(), Error> {
 }
 
 fn expect_error(path: &Path, words: &[&str]) -> Error {
-    let err = open_and_read(path).expect_err("a damaged image must fail");
-    let text = err.to_string();
-    assert!(
-        text.contains(&path.display().to_string()),
-        "the error names no file: {text}"
-    );
-    for w in words {
-        assert!(text.contains(w), "the error {text:?} does not say {w:?}");
-    }
-    err
+    fault_support::expect_error(open_and_read(path), path, words)
 }
 
 #[test]
@@ -116,11 +82,11 @@ fn vmdk_truncated_header_is_an_error() {
 fn vmdk_bad_magic_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "monolithicSparse");
-    patch(&path, |b| b[0..4].copy_from_slice(b"KDMW"));
+    patch_file(&path, |b| b[0..4].copy_from_slice(b"KDMW"));
     expect_error(&path, &["KDMV"]);
     let extent = make(dir.path(), "twoGbMaxExtentSparse");
     let s001 = dir.path().join("twoGbMaxExtentSparse-s001.vmdk");
-    patch(&s001, |b| b[0..4].copy_from_slice(b"XXXX"));
+    patch_file(&s001, |b| b[0..4].copy_from_slice(b"XXXX"));
     let text = open_and_read(&extent).unwrap_err().to_string();
     assert!(
         text.contains("magic") && text.contains(&s001.display().to_string()),
@@ -139,13 +105,13 @@ fn vmdk_absurd_header_values_are_errors() {
     ];
     for (at, value, words) in cases {
         let path = make(dir.path(), "monolithicSparse");
-        patch(&path, |b| {
+        patch_file(&path, |b| {
             b[at..at + 8].copy_from_slice(&value.to_le_bytes())
         });
         expect_error(&path, &[words]);
     }
     let path = make(dir.path(), "monolithicSparse");
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         b[GTES_AT..GTES_AT + 4].copy_from_slice(&0u32.to_le_bytes())
     });
     expect_error(&path, &["grain table entries"]);
@@ -155,7 +121,7 @@ fn vmdk_absurd_header_values_are_errors() {
 fn vmdk_grain_table_pointer_past_eof_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "monolithicSparse");
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         let gd = u64_at(b, GD_OFFSET_AT) as usize * 512;
         b[gd..gd + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
     });
@@ -166,7 +132,7 @@ fn vmdk_grain_table_pointer_past_eof_is_an_error() {
 fn vmdk_grain_pointer_past_eof_is_an_error_at_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "monolithicSparse");
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         let gd = u64_at(b, GD_OFFSET_AT) as usize * 512;
         let gt = u32_at(b, gd) as usize * 512;
         // Grain 16 (1 MiB into the disk) holds data in the pattern.
@@ -213,7 +179,7 @@ fn vmdk_flat_extent_shorter_than_described_is_an_error() {
 fn vmdk_inflate_failure_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "streamOptimized");
-    patch(&path, |b| {
+    patch_file(&path, |b| {
         let gd = u64_at(b, GD_OFFSET_AT) as usize * 512;
         let gt = u32_at(b, gd) as usize * 512;
         let grain = u32_at(b, gt + 16 * 4) as usize * 512;

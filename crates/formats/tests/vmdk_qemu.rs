@@ -3,47 +3,21 @@
 
 use lifeboat_formats::vmdk::VmdkDisk;
 use lifeboat_formats::{detect_format, open_image, ImageFormat};
+use lifeboat_testsupport::{qemu_img, qemu_img_from_raw, write_file};
 use lifeboat_vdisk::testsuite::{check_read_disk, pattern_with_holes};
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
 
-/// Runs qemu-img with `args`, failing the test with an install hint when it is missing.
-fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("qemu-img not runnable ({e}): install qemu-utils (apt-get install qemu-utils)")
-        });
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write_raw(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, data).unwrap();
-    path
-}
-
 fn convert_vmdk(dir: &Path, src: &Path, subformat: &str) -> PathBuf {
     let dst = dir.join(format!("{subformat}.vmdk"));
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
+    qemu_img_from_raw(
+        src,
+        &dst,
         "vmdk",
-        "-o",
-        &format!("subformat={subformat}"),
-        src.to_str().unwrap(),
-        dst.to_str().unwrap(),
-    ]);
+        &["-o", &format!("subformat={subformat}")],
+    );
     dst
 }
 
@@ -58,7 +32,7 @@ fn check_subformat(subformat: &str, sparse: bool) {
     for size in [6 * MIB, 5 * MIB + 512] {
         let dir = tempfile::tempdir().unwrap();
         let expected = pattern_with_holes(size, MIB);
-        let src = write_raw(dir.path(), "src.raw", &expected);
+        let src = write_file(dir.path(), "src.raw", &expected);
         let image = convert_vmdk(dir.path(), &src, subformat);
         assert_eq!(detect_format(&image).unwrap(), ImageFormat::Vmdk);
         let disk = open_image(&image).unwrap();
@@ -107,7 +81,7 @@ fn vmdk_two_gb_max_extent_flat_matches_qemu() {
 fn vmdk_stream_optimized_with_footer_reads_like_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let expected = pattern_with_holes(6 * MIB, MIB);
-    let src = write_raw(dir.path(), "src.raw", &expected);
+    let src = write_file(dir.path(), "src.raw", &expected);
     let image = convert_vmdk(dir.path(), &src, "streamOptimized");
     let mut bytes = std::fs::read(&image).unwrap();
     let header: Vec<u8> = bytes[..512].to_vec();
@@ -138,8 +112,8 @@ fn vmdk_descriptor_concatenates_flat_and_zero_extents() {
         .map(|x| x ^ 0x5A)
         .collect::<Vec<u8>>();
     b_file.extend_from_slice(&b);
-    write_raw(dir.path(), "part a.raw", &a);
-    write_raw(dir.path(), "b.raw", &b_file);
+    write_file(dir.path(), "part a.raw", &a);
+    write_file(dir.path(), "b.raw", &b_file);
     let descriptor = format!(
         "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
          createType=\"twoGbMaxExtentFlat\"\n\n# Extent description\n\
@@ -148,7 +122,7 @@ fn vmdk_descriptor_concatenates_flat_and_zero_extents() {
         a.len() / 512,
         b.len() / 512
     );
-    let desc = write_raw(dir.path(), "disk.vmdk", descriptor.as_bytes());
+    let desc = write_file(dir.path(), "disk.vmdk", descriptor.as_bytes());
     let mut expected = a.clone();
     expected.extend_from_slice(&[0u8; 512 * 1024]);
     expected.extend_from_slice(&b);
@@ -164,7 +138,7 @@ fn vmdk_descriptor_concatenates_flat_and_zero_extents() {
 fn vmdk_sparse_with_several_grain_tables_matches_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let expected = pattern_with_holes(40 * MIB, 3 * MIB);
-    let src = write_raw(dir.path(), "src.raw", &expected);
+    let src = write_file(dir.path(), "src.raw", &expected);
     for sub in ["monolithicSparse", "streamOptimized"] {
         let image = convert_vmdk(dir.path(), &src, sub);
         let disk = open_image(&image).unwrap();
@@ -190,7 +164,7 @@ fn vmdk_sparse_with_several_grain_tables_matches_qemu() {
 fn vmdk_stream_optimized_reads_from_many_threads() {
     let dir = tempfile::tempdir().unwrap();
     let expected = pattern_with_holes(8 * MIB, MIB / 2);
-    let src = write_raw(dir.path(), "src.raw", &expected);
+    let src = write_file(dir.path(), "src.raw", &expected);
     let image = convert_vmdk(dir.path(), &src, "streamOptimized");
     let disk = open_image(&image).unwrap();
     std::thread::scope(|s| {

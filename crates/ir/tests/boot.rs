@@ -10,19 +10,18 @@
 mod common;
 use common::*;
 use lifeboat_ir::{Request, Response};
+use lifeboat_testsupport::repo::repo_snapshot;
+use lifeboat_testsupport::serial;
 use lifeboat_testvm::{read_guest_file, try_guest_fixture, BootOptions, DriveSpec, Vm};
-use std::sync::Mutex;
 use std::time::Duration;
-
-/// TCG is CPU-bound and the machine has 2 cores: one guest at a time.
-static ONE_VM: Mutex<()> = Mutex::new(());
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn guest_boots_from_nfs_writes_to_the_overlay_and_migrates() {
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    // TCG is CPU-bound and the machine has 2 cores: one guest at a time.
+    let _one = serial();
     let fixture = try_guest_fixture().unwrap_or_else(|e| panic!("test guest: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let (repo, manifest) = backup(dir.path(), "guest", &fixture.image);
@@ -96,7 +95,8 @@ fn guest_boots_from_nfs_writes_to_the_overlay_and_migrates() {
 
 #[test]
 fn guest_boots_from_nbd() {
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    // TCG is CPU-bound and the machine has 2 cores: one guest at a time.
+    let _one = serial();
     let fixture = try_guest_fixture().unwrap_or_else(|e| panic!("test guest: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let (repo, manifest) = backup(dir.path(), "guest", &fixture.image);

@@ -5,37 +5,22 @@
 //! untouched.
 mod common;
 use common::*;
+use lifeboat_testsupport::nfs::{addr, connect, file_handle, read, write};
+use lifeboat_testsupport::repo::repo_snapshot;
+use lifeboat_testsupport::run_ignored_in_tmpfs;
 
 #[test]
 fn a_full_cache_folder_gives_nospc_and_leaves_the_restore_point_alone() {
-    let exe = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size=1m lifeboat-ir-test '{}' && exec '{}' --ignored --exact \
-         nospc_inside_a_small_tmpfs --nocapture",
-        cache.display(),
-        exe.display()
-    );
-    let out = std::process::Command::new("unshare")
-        .args(["-Urm", "sh", "-c", &script])
-        .env("LIFEBOAT_IR_FULL_DIR", dir.path())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run unshare ({e}): install util-linux (apt-get install util-linux)")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_ignored_in_tmpfs(
+        "nospc_inside_a_small_tmpfs",
+        &cache,
+        "1m",
+        ("LIFEBOAT_IR_FULL_DIR", dir.path()),
     );
     println!("{text}");
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "the NOSPC test needs `unshare -Urm` and a tmpfs mount (enable user namespaces: \
-         sysctl kernel.unprivileged_userns_clone=1); output:\n{text}"
-    );
 }
 
 #[test]
@@ -64,7 +49,7 @@ fn nospc_inside_a_small_tmpfs() {
     let mut status = 0;
     let mut written = 0u64;
     while written < (8 << 20) {
-        status = write(&mut conn, &fh, written, &block);
+        status = write(&mut conn, &fh, written, &block, 2).0;
         if status != 0 {
             break;
         }
@@ -85,10 +70,10 @@ fn nospc_inside_a_small_tmpfs() {
         "{lines:?}"
     );
     // Blocks written before still read back; the failed one reads the base.
-    let (st, got) = read(&mut conn, &fh, 0, 4096);
+    let (st, got, _) = read(&mut conn, &fh, 0, 4096);
     assert_eq!(st, 0);
     assert!(got.iter().all(|&b| b == 0x5a));
-    let (st, got) = read(&mut conn, &fh, written + (64 << 10), 4096);
+    let (st, got, _) = read(&mut conn, &fh, written + (64 << 10), 4096);
     assert_eq!(st, 0);
     let at = (written + (64 << 10)) as usize;
     assert!(got == bytes[at..at + 4096]);

@@ -6,6 +6,9 @@
 mod common;
 use common::*;
 use lifeboat_ir::{Request, Response, StartRequest};
+use lifeboat_testsupport::nfs::*;
+use lifeboat_testsupport::repo::repo_snapshot;
+use lifeboat_testsupport::{run, tool};
 use std::time::Instant;
 
 const SIZE: usize = 8 << 20;
@@ -35,19 +38,17 @@ fn a_session_is_served_written_and_survives_a_restart() {
         .qemu_drive(disk)
         .contains(&format!("/lifeboat/{}/web01-disk0-flat.vmdk", s.id)));
 
-    let ls = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(url(&s, &s.id)))).unwrap();
+    let ls = String::from_utf8(run(nfs_tool("nfs-ls").arg(url(&s, &s.id))).stdout).unwrap();
     assert!(ls.lines().any(|l| l.ends_with(&disk.file)), "{ls}");
     assert!(ls.lines().any(|l| l.ends_with("web01-disk0.vmdk")), "{ls}");
-    let root = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(url(&s, "")))).unwrap();
+    let root = String::from_utf8(run(nfs_tool("nfs-ls").arg(url(&s, ""))).stdout).unwrap();
     assert!(root.contains(&s.id), "{root}");
 
     let copy = dir.path().join("copy.raw");
     let t = Instant::now();
-    run_ok(
-        nfs_tool("nfs-cp")
-            .arg(url(&s, &format!("{}/{}", s.id, disk.file)))
-            .arg(&copy),
-    );
+    run(nfs_tool("nfs-cp")
+        .arg(url(&s, &format!("{}/{}", s.id, disk.file)))
+        .arg(&copy));
     println!("nfs-cp of {} MiB: {:?}", SIZE >> 20, t.elapsed());
     assert!(
         std::fs::read(&copy).unwrap() == bytes,
@@ -62,7 +63,7 @@ fn a_session_is_served_written_and_survives_a_restart() {
     let fh = file_handle(mount, nfs, &s.id, &disk.file);
     let data: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 253) as u8).collect();
     let at = (1 << 20) + 100;
-    assert_eq!(write(&mut connect(nfs), &fh, at as u64, &data), 0);
+    assert_eq!(write(&mut connect(nfs), &fh, at as u64, &data, 2).0, 0);
     bytes[at..at + data.len()].copy_from_slice(&data);
     let listed = list(&cache);
     assert_eq!(listed.len(), 1);
@@ -89,10 +90,10 @@ fn a_session_is_served_written_and_survives_a_restart() {
         fh,
         "same handle after a restart"
     );
-    let (st, got) = read(&mut connect(nfs), &fh, at as u64, data.len() as u32);
+    let (st, got, _) = read(&mut connect(nfs), &fh, at as u64, data.len() as u32);
     assert_eq!(st, 0);
     assert!(got == data, "the old handle reads the written bytes");
-    let cat = run_ok(nfs_tool("nfs-cat").arg(url(s2, &format!("{}/{}", s.id, disk.file))));
+    let cat = run(nfs_tool("nfs-cat").arg(url(s2, &format!("{}/{}", s.id, disk.file)))).stdout;
     assert!(cat == bytes, "nfs-cat after the restart differs");
 
     // Migrate while the session runs: base + overlay.
@@ -118,12 +119,10 @@ fn a_session_is_served_written_and_survives_a_restart() {
         "migrated raw image differs"
     );
     let converted = dir.path().join("converted.raw");
-    run_ok(
-        std::process::Command::new(tool("qemu-img", "qemu-utils"))
-            .args(["convert", "-f", "qcow2", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&converted),
-    );
+    run(tool("qemu-img", "qemu-utils")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(&qcow)
+        .arg(&converted));
     assert!(
         std::fs::read(&converted).unwrap() == bytes,
         "migrated qcow2 image differs"
@@ -157,7 +156,7 @@ fn a_session_is_served_written_and_survives_a_restart() {
     assert!(matches!(stop, Response::Stopped { .. }), "{stop:?}");
     assert!(!overlay.exists());
     assert!(list(&cache).is_empty());
-    let (st, _) = read(&mut connect(nfs), &fh, 0, 512);
+    let (st, _, _) = read(&mut connect(nfs), &fh, 0, 512);
     assert_eq!(st, 70, "handles of a stopped session are STALE");
     drop(svc);
 
@@ -273,8 +272,7 @@ fn clients_off_the_allow_list_are_refused_on_nfs_and_nbd() {
         "/lifeboat",
     );
     assert_eq!(st, 13, "MNT3ERR_ACCES");
-    let nbd = tool("nbdinfo", "libnbd-bin");
-    let out = std::process::Command::new(nbd)
+    let out = tool("nbdinfo", "libnbd-bin")
         .arg(s.nbd_url(&s.disks[0]).unwrap())
         .output()
         .unwrap();
@@ -336,6 +334,6 @@ fn starting_a_session_over_a_64_gib_sparse_disk_is_instant() {
         addr("127.0.0.1", s.service.nfs_port),
     );
     let fh = file_handle(mount, nfs, &s.id, &s.disks[0].file);
-    let (st, got) = read(&mut connect(nfs), &fh, (64 << 30) - 4096, 7);
+    let (st, got, _) = read(&mut connect(nfs), &fh, (64 << 30) - 4096, 7);
     assert_eq!((st, got.as_slice()), (0, &b"the end"[..]));
 }

@@ -5,8 +5,9 @@
 mod common;
 use common::*;
 use lifeboat_ir::{Request, Response, ServiceLog, SessionInfo, StartRequest};
+use lifeboat_testsupport::nfs::*;
+use lifeboat_testsupport::{run, tool};
 use std::path::Path;
-use std::process::Command;
 
 const SIZE: usize = 2 << 20;
 
@@ -28,7 +29,7 @@ fn start(cache: &Path, allow: &[&str]) -> SessionInfo {
 }
 
 fn nbdinfo(s: &SessionInfo) -> std::process::Output {
-    Command::new(tool("nbdinfo", "libnbd-bin"))
+    tool("nbdinfo", "libnbd-bin")
         .arg(s.nbd_url(&s.disks[0]).unwrap())
         .output()
         .unwrap()
@@ -38,9 +39,9 @@ fn nbdinfo(s: &SessionInfo) -> std::process::Output {
 /// and session `b` (only 10.9.9.9 is).
 fn check(a: &SessionInfo, b: &SessionInfo, bytes: &[u8], log: &ServiceLog) {
     let disk = |s: &SessionInfo| url(s, &format!("{}/{}", s.id, s.disks[0].file));
-    let got = run_ok(nfs_tool("nfs-cat").arg(disk(a)));
+    let got = run(nfs_tool("nfs-cat").arg(disk(a))).stdout;
     assert!(got == bytes, "nfs-cat of session A differs from the disk");
-    let ls = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(url(a, &a.id)))).unwrap();
+    let ls = String::from_utf8(run(nfs_tool("nfs-ls").arg(url(a, &a.id))).stdout).unwrap();
     assert!(ls.contains(&a.disks[0].file), "{ls}");
 
     for (tool, url) in [("nfs-cat", disk(b)), ("nfs-ls", url(b, &b.id))] {
@@ -51,7 +52,7 @@ fn check(a: &SessionInfo, b: &SessionInfo, bytes: &[u8], log: &ServiceLog) {
         );
     }
 
-    let root = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(url(a, "")))).unwrap();
+    let root = String::from_utf8(run(nfs_tool("nfs-ls").arg(url(a, ""))).stdout).unwrap();
     assert!(root.contains(&a.id), "{root}");
     assert!(
         !root.contains(&b.id),

@@ -4,20 +4,21 @@
 mod common;
 
 use common::*;
+use lifeboat_testsupport::{output, require_tool, run_stdout, tool};
 use std::process::Command;
 
-fn nbdinfo() -> std::path::PathBuf {
+fn nbdinfo() -> Command {
     tool("nbdinfo", "libnbd-bin")
 }
 
-fn qemu_img() -> std::path::PathBuf {
+fn qemu_img() -> Command {
     tool("qemu-img", "qemu-utils")
 }
 
 #[test]
 fn nbdinfo_shows_size_name_and_description() {
     let f = Fixture::new();
-    let out = run_ok(Command::new(nbdinfo()).arg("--json").arg(f.url("sparse")));
+    let out = run_stdout(nbdinfo().arg("--json").arg(f.url("sparse")));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let e = &v["exports"][0];
     assert_eq!(e["export-name"], "sparse", "{out}");
@@ -31,12 +32,12 @@ fn nbdinfo_shows_size_name_and_description() {
     let contexts = e["contexts"].as_array().expect("contexts listed");
     assert!(contexts.iter().any(|c| c == "base:allocation"), "{out}");
 
-    let rw = run_ok(Command::new(nbdinfo()).arg("--json").arg(f.url("rw")));
+    let rw = run_stdout(nbdinfo().arg("--json").arg(f.url("rw")));
     let v: serde_json::Value = serde_json::from_str(&rw).unwrap();
     assert_eq!(v["exports"][0]["is_read_only"], false, "{rw}");
     assert_eq!(v["exports"][0]["can_zero"], true, "{rw}");
 
-    let list = run_ok(Command::new(nbdinfo()).arg("--list").arg(f.url("")));
+    let list = run_stdout(nbdinfo().arg("--list").arg(f.url("")));
     for name in ["sparse", "mem", "rw", "broken"] {
         assert!(
             list.contains(&format!("export=\"{name}\"")),
@@ -48,11 +49,7 @@ fn nbdinfo_shows_size_name_and_description() {
 #[test]
 fn nbdinfo_map_reports_holes_where_the_pattern_is_zero() {
     let f = Fixture::new();
-    let out = run_ok(
-        Command::new(nbdinfo())
-            .args(["--map", "--json"])
-            .arg(f.url("sparse")),
-    );
+    let out = run_stdout(nbdinfo().args(["--map", "--json"]).arg(f.url("sparse")));
     let map: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     // Every 64 KiB block whose index is a multiple of 3 is a hole+zero (3),
     // the others data (0).
@@ -76,11 +73,7 @@ fn nbdinfo_map_reports_holes_where_the_pattern_is_zero() {
     assert!(map.len() > 10, "holes were not reported: {out}");
 
     // A MemDisk knows no holes: everything is data.
-    let out = run_ok(
-        Command::new(nbdinfo())
-            .args(["--map", "--json"])
-            .arg(f.url("mem")),
-    );
+    let out = run_stdout(nbdinfo().args(["--map", "--json"]).arg(f.url("mem")));
     let map: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(map.len(), 1, "{out}");
     assert_eq!(map[0]["type"], 0, "{out}");
@@ -89,16 +82,16 @@ fn nbdinfo_map_reports_holes_where_the_pattern_is_zero() {
 #[test]
 fn qemu_img_info_and_map_see_the_export() {
     let f = Fixture::new();
-    let out = run_ok(
-        Command::new(qemu_img())
+    let out = run_stdout(
+        qemu_img()
             .args(["info", "--output=json"])
             .arg(f.url("sparse")),
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["virtual-size"], SIZE as u64, "{out}");
 
-    let out = run_ok(
-        Command::new(qemu_img())
+    let out = run_stdout(
+        qemu_img()
             .args(["map", "--output=json", "-f", "raw"])
             .arg(f.url("sparse")),
     );
@@ -122,8 +115,8 @@ fn qemu_img_convert_and_nbdcopy_copy_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     for export in ["sparse", "mem"] {
         let out = dir.path().join(format!("{export}.raw"));
-        run_ok(
-            Command::new(qemu_img())
+        run_stdout(
+            qemu_img()
                 .args(["convert", "-f", "raw", "-O", "raw"])
                 .arg(f.url(export))
                 .arg(&out),
@@ -134,11 +127,7 @@ fn qemu_img_convert_and_nbdcopy_copy_bit_exact() {
         );
     }
     let out = dir.path().join("nbdcopy.raw");
-    run_ok(
-        Command::new(tool("nbdcopy", "libnbd-bin"))
-            .arg(f.url("sparse"))
-            .arg(&out),
-    );
+    run_stdout(tool("nbdcopy", "libnbd-bin").arg(f.url("sparse")).arg(&out));
     assert!(
         std::fs::read(&out).unwrap() == f.bytes,
         "nbdcopy output differs"
@@ -148,8 +137,8 @@ fn qemu_img_convert_and_nbdcopy_copy_bit_exact() {
 #[test]
 fn qemu_io_writes_land_on_a_writable_export_and_not_on_a_read_only_one() {
     let f = Fixture::new();
-    let qemu_io = tool("qemu-io", "qemu-utils");
-    run_ok(
+    let qemu_io = require_tool("qemu-io", "qemu-utils");
+    run_stdout(
         Command::new(&qemu_io)
             .args(["-f", "raw"])
             .arg(f.url("rw"))
@@ -181,7 +170,7 @@ fn qemu_io_writes_land_on_a_writable_export_and_not_on_a_read_only_one() {
     );
 
     // Read back through NBD too.
-    let out = run_ok(
+    let out = run_stdout(
         Command::new(&qemu_io)
             .args(["-f", "raw"])
             .arg(f.url("rw"))
@@ -192,10 +181,12 @@ fn qemu_io_writes_land_on_a_writable_export_and_not_on_a_read_only_one() {
     // A read-only export: qemu sees NBD_FLAG_READ_ONLY and refuses to open
     // it writable ("Permission denied"); the raw EPERM replies are checked
     // in tests/bad_input.rs.
-    let out = run(Command::new(&qemu_io)
-        .args(["-f", "raw"])
-        .arg(f.url("mem"))
-        .args(["-c", "write -P 0x55 0 64k"]));
+    let out = output(
+        Command::new(&qemu_io)
+            .args(["-f", "raw"])
+            .arg(f.url("mem"))
+            .args(["-c", "write -P 0x55 0 64k"]),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -217,10 +208,12 @@ fn a_failing_disk_fails_the_copy_instead_of_copying_wrong_bytes() {
     let f = Fixture::new();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("broken.raw");
-    let r = run(Command::new(qemu_img())
-        .args(["convert", "-f", "raw", "-O", "raw"])
-        .arg(f.url("broken"))
-        .arg(&out));
+    let r = output(
+        qemu_img()
+            .args(["convert", "-f", "raw", "-O", "raw"])
+            .arg(f.url("broken"))
+            .arg(&out),
+    );
     assert!(
         !r.status.success(),
         "qemu-img convert of a failing disk succeeded"

@@ -6,6 +6,7 @@ use common::*;
 use lifeboat_nfs::rpc::msg::{decode_reply, Credential, ReplyHeader};
 use lifeboat_nfs::xdr::{XdrReader, XdrWrite};
 use lifeboat_nfs::{AllowList, HandleKey, NfsConfig, NfsService, SessionTree};
+use lifeboat_testsupport::{run_stdout, tool};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -258,13 +259,10 @@ fn portmapper_answers_getport_over_udp_and_tcp() {
 
 #[test]
 fn rpcinfo_lists_the_registered_programs() {
-    let rpcinfo = tool("rpcinfo", "rpcbind");
+    let mut rpcinfo = tool("rpcinfo", "rpcbind");
     // rpcinfo only talks to port 111: this test gets its own loopback address.
     let f = Fixture::build(&["127.0.0.0/8"], "127.0.0.10", 111);
-    let out = String::from_utf8(run_ok(
-        std::process::Command::new(rpcinfo).args(["-p", "127.0.0.10"]),
-    ))
-    .unwrap();
+    let out = run_stdout(rpcinfo.args(["-p", "127.0.0.10"]));
     for (prog, port) in [
         (NFS, f.service.nfs_addr().port()),
         (MOUNT, f.service.mount_addr().port()),

@@ -1,13 +1,14 @@
 //! End-to-end tests with the real libnfs tools (nfs-ls, nfs-cat, nfs-cp).
 mod common;
 use common::*;
+use lifeboat_testsupport::{output, run};
 
 #[test]
 fn nfs_ls_lists_the_session_folder_with_sizes() {
     let f = Fixture::new();
-    let root = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(f.url("")))).unwrap();
+    let root = String::from_utf8(run(nfs_tool("nfs-ls").arg(f.url(""))).stdout).unwrap();
     assert!(root.contains(SESSION), "root listing: {root}");
-    let out = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(f.url(SESSION)))).unwrap();
+    let out = String::from_utf8(run(nfs_tool("nfs-ls").arg(f.url(SESSION))).stdout).unwrap();
     eprintln!("{out}");
     let flat = out
         .lines()
@@ -23,23 +24,21 @@ fn nfs_ls_lists_the_session_folder_with_sizes() {
 #[test]
 fn nfs_cat_and_nfs_cp_copy_disk_files_out_bit_exact() {
     let f = Fixture::new();
-    let cat = run_ok(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/{FLAT}"))));
+    let cat = run(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/{FLAT}")))).stdout;
     assert!(
         cat == f.bytes,
         "nfs-cat of the overlay disk differs ({} bytes)",
         cat.len()
     );
     let local = f.dir.path().join("copy.raw");
-    run_ok(
-        nfs_tool("nfs-cp")
-            .arg(f.url(&format!("{SESSION}/web01-disk1-flat.vmdk")))
-            .arg(&local),
-    );
+    run(nfs_tool("nfs-cp")
+        .arg(f.url(&format!("{SESSION}/web01-disk1-flat.vmdk")))
+        .arg(&local));
     assert!(
         std::fs::read(&local).unwrap() == f.bytes,
         "nfs-cp of the memory disk differs"
     );
-    let desc = run_ok(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/{DESC}"))));
+    let desc = run(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/{DESC}")))).stdout;
     let desc = String::from_utf8(desc).unwrap();
     assert!(
         desc.contains(&format!("RW {} VMFS \"{FLAT}\"", SIZE / 512)),
@@ -53,22 +52,20 @@ fn nfs_cp_into_the_session_folder_lands_in_the_cache_dir() {
     let local = f.dir.path().join("web01.vmx");
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&local, &content).unwrap();
-    run_ok(
-        nfs_tool("nfs-cp")
-            .arg(&local)
-            .arg(f.url(&format!("{SESSION}/web01.vmx"))),
-    );
+    run(nfs_tool("nfs-cp")
+        .arg(&local)
+        .arg(f.url(&format!("{SESSION}/web01.vmx"))));
     assert_eq!(
         std::fs::read(f.files_dir().join("web01.vmx")).unwrap(),
         content
     );
-    let ls = String::from_utf8(run_ok(nfs_tool("nfs-ls").arg(f.url(SESSION)))).unwrap();
+    let ls = String::from_utf8(run(nfs_tool("nfs-ls").arg(f.url(SESSION))).stdout).unwrap();
     assert!(
         ls.lines()
             .any(|l| l.ends_with("web01.vmx") && l.contains("10000")),
         "{ls}"
     );
-    let back = run_ok(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/web01.vmx"))));
+    let back = run(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/web01.vmx")))).stdout;
     assert_eq!(back, content);
 }
 
@@ -88,7 +85,7 @@ fn writing_the_flat_file_goes_to_the_overlay_and_the_base_is_unchanged() {
     assert_eq!((st, n, committed), (0, 100_000, 2), "FILE_SYNC write");
     assert_eq!(verf, verf2, "the verifier is stable for the instance");
     assert_eq!(verf, f.service.write_verifier().to_vec());
-    let cat = run_ok(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/{FLAT}"))));
+    let cat = run(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/{FLAT}")))).stdout;
     assert_eq!(cat.len(), SIZE, "the disk file keeps its size");
     assert!(
         cat[..patch.len()] == patch[..],
@@ -111,7 +108,7 @@ fn writing_the_flat_file_goes_to_the_overlay_and_the_base_is_unchanged() {
 #[test]
 fn a_client_not_on_the_allow_list_is_refused() {
     let f = Fixture::with_allow(&["10.0.0.0/8"]);
-    let out = run(nfs_tool("nfs-ls").arg(f.url(SESSION)));
+    let out = output(nfs_tool("nfs-ls").arg(f.url(SESSION)));
     assert!(
         !out.status.success(),
         "nfs-ls from 127.0.0.1 succeeded: {out:?}"
@@ -132,7 +129,7 @@ fn a_client_not_on_the_allow_list_is_refused() {
 #[test]
 fn a_corrupt_chunk_fails_the_read_instead_of_returning_bytes() {
     let f = Fixture::new();
-    let out = run(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/web01-bad-flat.vmdk"))));
+    let out = output(nfs_tool("nfs-cat").arg(f.url(&format!("{SESSION}/web01-bad-flat.vmdk"))));
     assert!(!out.status.success(), "nfs-cat of a corrupt disk succeeded");
     assert!(
         out.stdout.len() <= 1 << 20,

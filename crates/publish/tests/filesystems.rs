@@ -23,12 +23,12 @@ fn make_fs(
 ) -> PathBuf {
     let image = dirs.path(&format!("{name}.img"));
     sparse_file(&image, size);
-    sh(mkfs.arg(&image));
+    run_stdout(mkfs.arg(&image));
     let dir = dirs.path(&format!("populate-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
-    sh(mount_cmd.arg(&image).arg(&dir));
+    run_stdout(mount_cmd.arg(&image).arg(&dir));
     let written = write_tree(&dir, name, name.len() as u32);
-    sh(Command::new("umount").arg(&dir));
+    run_stdout(Command::new("umount").arg(&dir));
     written.unwrap();
     image
 }
@@ -86,7 +86,7 @@ fn xfs_btrfs_and_ntfs_are_published_read_only_and_read_back_exact() {
     for (img, p) in [(&xfs, &parts[0]), (&btrfs, &parts[1]), (&ntfs, &parts[2])] {
         write_image(&disk, p.start, img);
     }
-    backup(&dirs.repo, "files01", &[("disk0", &disk)]);
+    backed_up(&dirs.repo, "files01", &[("disk0", &disk)]);
 
     let s = Published::new(&dirs, "files01@latest");
     assert!(s.state.problems.is_empty(), "{:?}", s.state.problems);

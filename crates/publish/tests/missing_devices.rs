@@ -34,7 +34,7 @@ fn restore_point(dirs: &Dirs) {
     let img = dirs.path("p1.ext4");
     ext4_image(&img, &src, parts[0].size);
     write_image(&disk, parts[0].start, &img);
-    backup(&dirs.repo, "web01", &[("disk0", &disk)]);
+    backed_up(&dirs.repo, "web01", &[("disk0", &disk)]);
 }
 
 fn options_in(dir: &Path) -> PublishOptions {
@@ -142,9 +142,11 @@ fn without_a_free_loop_device_publish_fails_naming_it() {
         .unwrap()
         .set_len(MIB)
         .unwrap();
-    let busy = sh(Command::new("losetup")
-        .args(["-f", "--show", "-r"])
-        .arg(&scratch))
+    let busy = run_stdout(
+        Command::new("losetup")
+            .args(["-f", "--show", "-r"])
+            .arg(&scratch),
+    )
     .trim()
     .to_string();
     let sys = busy.trim_start_matches("/dev/");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_clean, backup, daemon, leftovers, require, sh, CHUNK, MIB};
+use common::{assert_clean, backed_up, daemon, leftovers, require, run_stdout, CHUNK, MIB};
 use lifeboat_publish::{
     publish, published, unpublish, unpublish_all, DaemonRequest, PublishOptions, SessionState,
     HANG_HOOK,
@@ -54,29 +54,35 @@ fn fixture() -> Fixture {
     std::fs::write(src.join("hello.txt"), b"hello from ext4\n").unwrap();
     std::fs::write(src.join("sub/data.bin"), data_bytes()).unwrap();
     let ext4 = t.join("ext4.img");
-    sh(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&src)
-        .arg(&ext4)
-        .arg("16M"));
+    run_stdout(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&src)
+            .arg(&ext4)
+            .arg("16M"),
+    );
     let vfat = t.join("vfat.img");
-    sh(Command::new("mkfs.vfat").arg("-C").arg(&vfat).arg("8192"));
+    run_stdout(Command::new("mkfs.vfat").arg("-C").arg(&vfat).arg("8192"));
     let note = t.join("note.txt");
     std::fs::write(&note, b"hello from vfat\r\n").unwrap();
-    sh(Command::new("mcopy")
-        .arg("-i")
-        .arg(&vfat)
-        .arg(&note)
-        .arg("::/NOTE.TXT"));
+    run_stdout(
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(&vfat)
+            .arg(&note)
+            .arg("::/NOTE.TXT"),
+    );
 
     let disk = t.join("disk.img");
     std::fs::File::create(&disk)
         .unwrap()
         .set_len(DISK_SIZE)
         .unwrap();
-    sh(Command::new("sgdisk")
-        .args(["-n1:2048:+16M", "-t1:8300", "-n2:34816:+8M", "-t2:0700"])
-        .arg(&disk));
+    run_stdout(
+        Command::new("sgdisk")
+            .args(["-n1:2048:+16M", "-t1:8300", "-n2:34816:+8M", "-t2:0700"])
+            .arg(&disk),
+    );
     let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
     f.write_all_at(&std::fs::read(&ext4).unwrap(), P1_START)
         .unwrap();
@@ -85,7 +91,7 @@ fn fixture() -> Fixture {
     drop(f);
 
     let repo_dir = t.join("repo");
-    backup(&repo_dir, "web01", &[("disk0", &disk)]);
+    backed_up(&repo_dir, "web01", &[("disk0", &disk)]);
     Fixture {
         repo: repo_dir,
         mount_root: t.join("mnt"),
@@ -126,9 +132,11 @@ fn publish_read_readonly_unpublish() {
 
         // lsblk sees read-only loop devices mounted where the state says.
         for m in [ext, fat] {
-            let out = sh(Command::new("lsblk")
-                .args(["-n", "-o", "TYPE,RO,MOUNTPOINT"])
-                .arg(&m.device));
+            let out = run_stdout(
+                Command::new("lsblk")
+                    .args(["-n", "-o", "TYPE,RO,MOUNTPOINT"])
+                    .arg(&m.device),
+            );
             assert!(out.starts_with("loop"), "{out}");
             assert!(out.contains(" 1 ") || out.contains(" 1\t"), "not RO: {out}");
             // A kernel mount shows on its loop device (fusefat's does not).
@@ -234,7 +242,7 @@ fn a_publisher_killed_mid_publish_is_cleaned_up() {
     }
     hanging.kill().unwrap(); // SIGKILL
     hanging.wait().unwrap();
-    sh(Command::new("kill").args(["-9", &first.daemon_pid.to_string()]));
+    run_stdout(Command::new("kill").args(["-9", &first.daemon_pid.to_string()]));
     std::thread::sleep(std::time::Duration::from_millis(200));
     let (mounts, loops) = leftovers(&fx.mount_root);
     assert!(

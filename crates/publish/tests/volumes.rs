@@ -12,6 +12,7 @@
 mod common;
 
 use common::*;
+use lifeboat_testsupport::{create_vg, lvm_conf, Loops};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,7 +48,7 @@ fn mbr_primary_and_logical_partitions_are_all_published() {
         ext4_image(&img, &src, p.size);
         write_image(&disk, p.start, &img);
     }
-    backup(&dirs.repo, "web01", &[("disk0", &disk)]);
+    backed_up(&dirs.repo, "web01", &[("disk0", &disk)]);
 
     let s = Published::new(&dirs, "web01@latest");
     assert_eq!(s.state.loops.len(), 3, "{:#?}", s.state);
@@ -125,75 +126,24 @@ fn write_striped(image: &Path, stripes: [(&Path, u64); 2]) -> Vec<u8> {
     bytes
 }
 
-/// Loop devices detached when dropped, also when the test fails.
-struct Loops(Vec<String>);
-
-impl Drop for Loops {
-    fn drop(&mut self) {
-        for dev in &self.0 {
-            let _ = Command::new("losetup").arg("-d").arg(dev).status();
-        }
-    }
-}
-
 /// Writes real LVM2 metadata for VG `vg` onto the two PVs `pvs` (a disk
 /// image and the byte range of the PV in it: a partition, or the whole
 /// disk) with pvcreate/vgcreate/vgcfgrestore (no device-mapper needed),
 /// the LVs given as a `logical_volumes` block; returns the byte offset of
 /// the first extent within each PV.
-fn make_vg(dirs: &Dirs, pvs: [(&Path, &Part); 2], vg: &str, lvs: &str) -> u64 {
-    let mut loops = Loops(Vec::new());
+fn make_vg(dirs: &Dirs, pvs: [(&Path, &Partition); 2], vg: &str, lvs: &str) -> u64 {
+    let mut loops = Loops::default();
     for (disk, p) in pvs {
-        let dev = sh(Command::new("losetup")
-            .args(["-f", "--show", "--offset"])
-            .arg(p.start.to_string())
-            .arg("--sizelimit")
-            .arg(p.size.to_string())
-            .arg(disk));
-        loops.0.push(dev.trim().to_string());
+        loops.attach(disk, p.start, Some(p.size));
     }
-    let conf = dirs.path("lvm");
-    std::fs::create_dir_all(&conf).unwrap();
-    let filter = format!(
-        "[ \"a|^{}$|\", \"a|^{}$|\", \"r|.*|\" ]",
-        loops.0[0], loops.0[1]
-    );
-    std::fs::write(
-        conf.join("lvm.conf"),
-        format!(
-            "devices {{ obtain_device_list_from_udev = 0 filter = {filter} global_filter = {filter} }}\n\
-             activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 }}\n\
-             global {{ locking_dir = \"{}\" }}\n",
-            conf.join("lock").display()
-        ),
-    )
-    .unwrap();
-    let lvm = |tool: &str, args: &[&str]| {
-        assert!(
-            lifeboat_publish::system::which(tool).is_some(),
-            "`{tool}` is missing: apt-get install lvm2"
-        );
-        sh(Command::new(tool)
-            .args(args)
-            .env("LVM_SYSTEM_DIR", &conf)
-            .env("LVM_SUPPRESS_FD_WARNINGS", "1"))
-    };
-    let (l0, l1) = (loops.0[0].as_str(), loops.0[1].as_str());
-    lvm("pvcreate", &["-ff", "-y", l0, l1]);
-    lvm("vgcreate", &["-s", "1M", vg, l0, l1]);
-    let backup = dirs.path("vg.txt");
-    let backup_s = backup.to_str().unwrap();
-    lvm("vgcfgbackup", &["-f", backup_s, vg]);
-    let text = std::fs::read_to_string(&backup).unwrap();
+    let conf = lvm_conf(dirs.tmp.path(), &[&loops.0[0], &loops.0[1]]);
+    let text = create_vg(&conf, vg, &[&loops.0[0], &loops.0[1]], lvs);
     assert!(text.contains("extent_size = 2048"), "{text}");
     let pe_start: u64 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("pe_start = "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no pe_start in {text}"));
-    let end = text.rfind('}').unwrap();
-    std::fs::write(&backup, format!("{}{lvs}{}", &text[..end], &text[end..])).unwrap();
-    lvm("vgcfgrestore", &["-f", backup_s, vg]);
     pe_start * 512
 }
 
@@ -225,7 +175,7 @@ fn lvm_linear_and_striped_lvs_are_published() {
         &striped,
         [(&disk, first_extent(0, 10)), (&disk, first_extent(1, 0))],
     );
-    backup(&dirs.repo, "db01", &[("disk0", &disk)]);
+    backed_up(&dirs.repo, "db01", &[("disk0", &disk)]);
 
     let s = Published::new(&dirs, "db01@latest");
     assert!(s.state.problems.is_empty(), "{:?}", s.state.problems);
@@ -268,7 +218,7 @@ fn an_lv_spanning_two_disks_is_published() {
     );
     let disk1 = dirs.path("disk1.img");
     sparse_file(&disk1, 16 * MIB);
-    let whole = Part {
+    let whole = Partition {
         node: disk1.display().to_string(),
         start: 0,
         size: 16 * MIB,
@@ -302,7 +252,7 @@ fn an_lv_spanning_two_disks_is_published() {
     let wide = dirs.path("wide.ext4");
     ext4_image(&wide, &source_tree(&dirs, "wide", 4), 8 * MIB);
     let wide_bytes = write_striped(&wide, [(&disk0, on0(10)), (&disk1, on1(10))]);
-    backup(&dirs.repo, "app01", &[("disk0", &disk0), ("disk1", &disk1)]);
+    backed_up(&dirs.repo, "app01", &[("disk0", &disk0), ("disk1", &disk1)]);
 
     let s = Published::new(&dirs, "app01@latest");
     assert!(s.state.problems.is_empty(), "{:?}", s.state.problems);
@@ -369,16 +319,18 @@ fn a_filesystem_that_will_not_mount_is_reported_and_the_rest_published() {
     let f = std::fs::OpenOptions::new().write(true).open(&bad).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 4096], 4096).unwrap();
     drop(f);
-    let seen = sh(Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "TYPE"])
-        .arg(&bad));
+    let seen = run_stdout(
+        Command::new("blkid")
+            .args(["-p", "-o", "value", "-s", "TYPE"])
+            .arg(&bad),
+    );
     assert_eq!(
         seen.trim(),
         "ext4",
         "the corrupt image must still look like ext4"
     );
     write_image(&disk, parts[1].start, &bad);
-    backup(&dirs.repo, "web02", &[("disk0", &disk)]);
+    backed_up(&dirs.repo, "web02", &[("disk0", &disk)]);
 
     let s = Published::new(&dirs, "web02@latest");
     assert_eq!(s.state.status, lifeboat_publish::SessionStatus::Ready);

@@ -5,9 +5,11 @@ use crate::crypto;
 use crate::digest::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::TMP_PREFIX;
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, OFlags};
+use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// `n` random lowercase hex digits.
@@ -74,11 +76,61 @@ pub(crate) fn write_temp(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
     write_temp_with(dir, bytes, true)
 }
 
-/// Like [`write_temp`] but without the fsync: for chunks, which a backup
-/// makes durable all at once with [`sync_filesystem`] before its indexes
-/// and manifest are written.
+/// Alignment of buffers, offsets and lengths of `O_DIRECT` writes.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// Like [`write_temp`] but without the fsync, and bypassing the page cache
+/// where it can: for chunks, which a backup makes durable all at once with
+/// [`fsync_files`] before its indexes and manifest are written.
+///
+/// When `bytes` starts on a [`DIRECT_ALIGN`] boundary, its aligned prefix
+/// is written with `O_DIRECT` and only the short tail (< 4 KiB) through the
+/// page cache. Buffered chunk writes cost a kernel copy and page-cache
+/// allocation, and left ~1.7 GB of dirty pages for the commit's fsync to
+/// write while the CPUs sat idle (2.5 s at the end of the bench backup);
+/// direct writes reach the disk while the workers compress the next chunks.
+/// Where the filesystem refuses `O_DIRECT` (tmpfs), everything is buffered.
 pub(crate) fn write_temp_unsynced(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    write_temp_with(dir, bytes, false)
+    let aligned = bytes.len() - bytes.len() % DIRECT_ALIGN;
+    if aligned == 0 || bytes.as_ptr().align_offset(DIRECT_ALIGN) != 0 {
+        return write_temp_with(dir, bytes, false);
+    }
+    let tmp = temp_path(dir)?;
+    let direct = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(OFlags::DIRECT.bits() as i32)
+        .open(&tmp);
+    let mut f = match direct {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
+            let _ = std::fs::remove_file(&tmp);
+            return write_temp_with(dir, bytes, false);
+        }
+        Err(e) => return Err(Error::io(&tmp, e)),
+    };
+    let res = (|| {
+        let mut done = 0;
+        while done < aligned {
+            match f.write(&bytes[done..aligned]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Refused (or a short write left us unaligned): the rest
+                // goes through the page cache.
+                Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let flags = rustix::fs::fcntl_getfl(&f)?;
+        rustix::fs::fcntl_setfl(&f, flags - OFlags::DIRECT)?;
+        f.write_all(&bytes[done..])
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    Ok(tmp)
 }
 
 fn write_temp_with(dir: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
@@ -164,5 +216,45 @@ impl ExclusiveLock {
         let file = open_lock_file(path)?;
         flock(&file, FlockOperation::LockExclusive, path)?;
         Ok(ExclusiveLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer holding `len` patterned bytes from an aligned start.
+    fn aligned_bytes(storage: &mut Vec<u8>, len: usize) -> &[u8] {
+        storage.clear();
+        storage.reserve(len + DIRECT_ALIGN);
+        let pad = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        storage.resize(pad, 0);
+        storage.extend((0..len).map(|i| (i % 253) as u8));
+        &storage[pad..]
+    }
+
+    #[test]
+    fn unsynced_temp_files_hold_exactly_the_bytes_aligned_or_not() {
+        // /dev/shm is tmpfs (no O_DIRECT): the buffered fallback.
+        let dirs: Vec<tempfile::TempDir> = [std::env::temp_dir(), "/dev/shm".into()]
+            .iter()
+            .filter_map(|d| tempfile::tempdir_in(d).ok())
+            .collect();
+        assert!(!dirs.is_empty());
+        let mut storage = Vec::new();
+        for dir in &dirs {
+            for len in [0, 100, 4096, 3 * 4096 + 17, (1 << 20) + 5] {
+                let bytes = aligned_bytes(&mut storage, len);
+                for b in [bytes, &bytes[1.min(len)..]] {
+                    let tmp = write_temp_unsynced(dir.path(), b).unwrap();
+                    assert_eq!(std::fs::read(&tmp).unwrap(), b, "len {}", b.len());
+                    assert!(tmp
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(TMP_PREFIX));
+                }
+            }
+        }
     }
 }

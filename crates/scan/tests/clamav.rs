@@ -11,12 +11,7 @@ use lifeboat_scan::{ClamAvScanner, Engine, Scan, ScanCache, ScanState};
 
 #[test]
 fn clamscan_finds_planted_samples_at_their_paths() {
-    require_clamscan();
-    let t = tempfile::tempdir().unwrap();
-    let db = make_clamav_db(&t.path().join("db"));
-    let root = t.path().join("vol");
-    make_infected_tree(&root);
-    let clam = ClamAvScanner::new(Some(db));
+    let (_t, root, clam) = clam_fixture(true);
     assert!(!clam.uses_clamd());
     let out = clam.scan_tree(&root).unwrap();
     let mut hits: Vec<_> = out
@@ -43,12 +38,7 @@ fn clamscan_finds_planted_samples_at_their_paths() {
 
 #[test]
 fn clean_tree_reports_clean() {
-    require_clamscan();
-    let t = tempfile::tempdir().unwrap();
-    let db = make_clamav_db(&t.path().join("db"));
-    let root = t.path().join("vol");
-    make_clean_tree(&root);
-    let clam = ClamAvScanner::new(Some(db));
+    let (_t, root, clam) = clam_fixture(false);
     let out = clam.scan_tree(&root).unwrap();
     assert!(
         out.detections.is_empty() && out.unreadable.is_empty(),
@@ -66,12 +56,7 @@ fn clean_tree_reports_clean() {
 
 #[test]
 fn scan_report_names_restore_point_disk_volume_and_path() {
-    require_clamscan();
-    let t = tempfile::tempdir().unwrap();
-    let db = make_clamav_db(&t.path().join("db"));
-    let root = t.path().join("vol");
-    make_infected_tree(&root);
-    let clam = ClamAvScanner::new(Some(db));
+    let (_t, root, clam) = clam_fixture(true);
     let mut cache = ScanCache::in_memory();
     let mut scan = Scan::new("web01@3", Some(&clam), None, &mut cache).unwrap();
     scan.scan_tree("disk0", "lvm/root", &root).unwrap();
@@ -105,13 +90,8 @@ fn scan_report_names_restore_point_disk_volume_and_path() {
 /// covered by the parser unit tests on captured lines).
 #[test]
 fn file_clamscan_cannot_access_is_unreadable_not_clean() {
-    require_clamscan();
-    let t = tempfile::tempdir().unwrap();
-    let db = make_clamav_db(&t.path().join("db"));
-    let root = t.path().join("vol");
-    make_infected_tree(&root);
+    let (_t, root, clam) = clam_fixture(true);
     let gone = root.join("vanished.bin");
-    let clam = ClamAvScanner::new(Some(db));
     let out = clam
         .scan_files(&[root.join("tmp/eicar.com"), gone.clone()])
         .unwrap();

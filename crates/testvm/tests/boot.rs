@@ -4,14 +4,11 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_testsupport::{serial, tool};
 use lifeboat_testvm::{read_guest_file, try_guest_fixture, BootOptions, DriveSpec, Vm};
-
-/// TCG is CPU-bound and the machine has 2 cores: one guest at a time.
-static ONE_VM: Mutex<()> = Mutex::new(());
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,7 +33,8 @@ fn write_marker(vm: &mut Vm, content: &str) {
 
 #[test]
 fn boots_from_local_file_and_writes_to_its_disk() {
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    // TCG is CPU-bound and the machine has 2 cores: one guest at a time.
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let (disk, offset) = guest_copy(dir.path());
 
@@ -71,7 +69,7 @@ impl QemuNbd {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = Command::new("qemu-nbd")
+        let child = tool("qemu-nbd", "qemu-utils")
             .args(["-f", "raw", "-x", "guest", "-b", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .arg("--persistent")
@@ -113,7 +111,8 @@ impl Drop for QemuNbd {
 
 #[test]
 fn boots_from_nbd_url_served_by_qemu_nbd() {
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    // TCG is CPU-bound and the machine has 2 cores: one guest at a time.
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let (disk, offset) = guest_copy(dir.path());
     let server = QemuNbd::start(&disk);
@@ -135,7 +134,8 @@ fn boots_from_nbd_url_served_by_qemu_nbd() {
 
 #[test]
 fn wait_for_port22_reports_a_guest_that_never_boots() {
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    // TCG is CPU-bound and the machine has 2 cores: one guest at a time.
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let blank = dir.path().join("blank.raw");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();

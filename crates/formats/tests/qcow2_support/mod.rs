@@ -1,50 +1,15 @@
-//! Helpers shared by the qcow2 tests: finding and running QEMU's tools (the
-//! oracles), and building raw source images from the trait suite's pattern.
+//! Helpers shared by the qcow2 tests: the raw source image made from the
+//! trait suite's pattern, qcow2 overlays over a backing file, and paths as
+//! owned strings for the qemu-img command lines (the tools themselves run
+//! through lifeboat-testsupport).
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// The path of a QEMU tool (`qemu-img`, `qemu-io`); panics with how to
-/// install it when it is missing.
-pub fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("{name} not found in PATH: install qemu-utils (apt-get install qemu-utils)");
-}
-
-/// Runs a QEMU tool and returns its output, whatever the exit status.
-pub fn run_status(name: &str, args: &[&str]) -> Output {
-    Command::new(tool(name))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {name}: {e}"))
-}
-
-/// Runs a QEMU tool and panics (with its stderr) unless it succeeds.
-pub fn run(name: &str, args: &[&str]) -> Output {
-    let out = run_status(name, args);
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::path::Path;
 
 /// Writes `data` to `dir/name` and returns the path as a string.
 pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, data).unwrap();
-    path.to_str().unwrap().to_string()
+    path_str(&lifeboat_testsupport::write_file(dir, name, data))
 }
 
 /// The pattern used as source disk: 5 MiB + 4096 bytes (not a multiple of
@@ -63,6 +28,25 @@ pub fn source_pattern() -> Vec<u8> {
     v
 }
 
+/// `qemu-img create -f qcow2 -b backing -F backing_format top [size]`: a
+/// qcow2 overlay at `top` over `backing` (relative names resolve against
+/// the overlay's folder); `size` is empty or the virtual size.
+pub fn qcow2_overlay(top: &str, backing: &str, backing_format: &str, size: &[&str]) {
+    let mut args = vec![
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        backing,
+        "-F",
+        backing_format,
+        top,
+    ];
+    args.extend_from_slice(size);
+    lifeboat_testsupport::qemu_img(&args);
+}
+
+/// `p` as an owned string (test paths are UTF-8).
 pub fn path_str(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
+    lifeboat_testsupport::path_str(p).to_string()
 }

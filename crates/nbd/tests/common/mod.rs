@@ -1,66 +1,29 @@
 //! Shared fixtures of the integration tests: exports built from the vdisk
-//! test pattern, a server on an ephemeral port, the real client tools, and
-//! a tiny raw-TCP NBD client for the bad-input tests.
+//! test pattern, a server on an ephemeral port, and a tiny raw-TCP NBD
+//! client for the bad-input tests (the real client tools run through
+//! lifeboat-testsupport).
 #![allow(dead_code)]
 
 use lifeboat_nbd::proto::consts::*;
 use lifeboat_nbd::{spawn, Export, ExportTable, ServerHandle};
+use lifeboat_testsupport::write_sparse;
 use lifeboat_vdisk::testsuite::pattern_with_holes;
 use lifeboat_vdisk::{Error, FileDisk, MemDisk, ReadDisk, Result as DiskResult};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const SIZE: usize = 4 << 20;
 pub const BLOCK: usize = 64 << 10;
 
-/// Finds `name` on the PATH; fails the test when it is missing, saying how
-/// to install it.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found: install {package} (apt-get install -y {package})")
-        })
-}
-
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    out
-}
-
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A sparse raw file holding `pattern_with_holes(SIZE, BLOCK)`: the zero
 /// blocks (every third) are real holes, so `FileDisk::extents` reports them.
 pub fn sparse_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     let bytes = pattern_with_holes(SIZE, BLOCK);
     let path = dir.join("disk.raw");
-    let f = std::fs::File::create(&path).unwrap();
-    f.set_len(SIZE as u64).unwrap();
-    use std::os::unix::fs::FileExt;
-    for (i, chunk) in bytes.chunks(BLOCK).enumerate() {
-        if i % 3 != 0 {
-            f.write_all_at(chunk, (i * BLOCK) as u64).unwrap();
-        }
-    }
-    f.sync_all().unwrap();
+    write_sparse(&path, &bytes, BLOCK);
     (path, bytes)
 }
 

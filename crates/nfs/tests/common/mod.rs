@@ -1,20 +1,18 @@
 //! Shared fixtures of the integration tests: a session tree over the vdisk
-//! test pattern, a service on ephemeral ports, the libnfs tools, and a tiny
-//! raw RPC client for the bad-input tests.
+//! test pattern and a service on ephemeral ports; the libnfs tools and the
+//! raw RPC client for the bad-input tests come from lifeboat-testsupport.
 #![allow(dead_code)]
 
-use lifeboat_nfs::rpc::msg::{
-    decode_reply, encode_call, AuthSys, CallHeader, Credential, ReplyHeader,
-};
 use lifeboat_nfs::{AllowList, HandleKey, NfsConfig, NfsService, NfsServiceHandle, SessionTree};
 use lifeboat_vdisk::testsuite::pattern_with_holes;
 use lifeboat_vdisk::{
     Error, FileDisk, MemDisk, OverlayDisk, ReadDisk, Result as DiskResult, WriteDisk,
 };
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+pub use lifeboat_testsupport::nfs::*;
+use lifeboat_testsupport::write_sparse;
 use std::sync::Arc;
 
 pub const SIZE: usize = 4 << 20;
@@ -24,50 +22,11 @@ pub const VM: &str = "web01";
 pub const FLAT: &str = "web01-disk0-flat.vmdk";
 pub const DESC: &str = "web01-disk0.vmdk";
 
-/// Finds `name` on the PATH; fails the test when it is missing, saying how
-/// to install it.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found: install {package} (apt-get install -y {package})")
-        })
-}
-
-pub fn nfs_tool(name: &str) -> Command {
-    Command::new(tool(name, "libnfs-utils"))
-}
-
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// A sparse raw file holding `pattern_with_holes(SIZE, BLOCK)`.
 pub fn sparse_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     let bytes = pattern_with_holes(SIZE, BLOCK);
     let path = dir.join("base.raw");
-    let f = std::fs::File::create(&path).unwrap();
-    f.set_len(SIZE as u64).unwrap();
-    use std::os::unix::fs::FileExt;
-    for (i, chunk) in bytes.chunks(BLOCK).enumerate() {
-        if i % 3 != 0 {
-            f.write_all_at(chunk, (i * BLOCK) as u64).unwrap();
-        }
-    }
+    write_sparse(&path, &bytes, BLOCK);
     (path, bytes)
 }
 
@@ -183,127 +142,6 @@ impl Fixture {
     }
 }
 
-pub fn sys_cred() -> Credential {
-    Credential::Sys(AuthSys {
-        stamp: 1,
-        machine: "test".into(),
-        uid: 0,
-        gid: 0,
-        gids: vec![],
-    })
-}
-
-/// Encodes a call record (one fragment).
-pub fn call_record(
-    xid: u32,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    cred: Credential,
-    args: &[u8],
-) -> Vec<u8> {
-    let mut msg = Vec::new();
-    encode_call(
-        &mut msg,
-        &CallHeader {
-            xid,
-            prog,
-            vers,
-            proc_,
-            cred,
-        },
-    );
-    msg.extend_from_slice(args);
-    let mut rec = (0x8000_0000u32 | msg.len() as u32).to_be_bytes().to_vec();
-    rec.extend_from_slice(&msg);
-    rec
-}
-
-/// Reads one reply record.
-pub fn read_record(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let mut h = [0u8; 4];
-        s.read_exact(&mut h)?;
-        let v = u32::from_be_bytes(h);
-        let at = out.len();
-        out.resize(at + (v & 0x7fff_ffff) as usize, 0);
-        s.read_exact(&mut out[at..])?;
-        if v & 0x8000_0000 != 0 {
-            return Ok(out);
-        }
-    }
-}
-
-/// One call over a fresh or given connection; returns the reply header and body.
-pub fn rpc(
-    s: &mut TcpStream,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    cred: Credential,
-    args: &[u8],
-) -> (ReplyHeader, Vec<u8>) {
-    s.write_all(&call_record(42, prog, vers, proc_, cred, args))
-        .unwrap();
-    let rec = read_record(s).unwrap();
-    let (h, body) = decode_reply(&rec).unwrap();
-    (h, body.to_vec())
-}
-
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    s
-}
-
-use lifeboat_nfs::xdr::{XdrReader, XdrWrite};
-
-pub const NFS: u32 = 100_003;
-pub const MOUNT: u32 = 100_005;
-
-/// The accept_stat of an accepted reply (panics on a denial).
-pub fn accepted(h: &ReplyHeader) -> u32 {
-    match h {
-        ReplyHeader::Accepted { stat, .. } => *stat,
-        other => panic!("denied: {other:?}"),
-    }
-}
-
-/// MNT of `path`: (mountstat, handle).
-pub fn mnt(s: &mut TcpStream, path: &str) -> (u32, Vec<u8>) {
-    let mut a = Vec::new();
-    a.put_string(path);
-    let (h, body) = rpc(s, MOUNT, 3, 1, sys_cred(), &a);
-    assert_eq!(accepted(&h), 0);
-    let mut r = XdrReader::new(&body);
-    let st = r.u32("mountstat").unwrap();
-    let fh = if st == 0 {
-        r.opaque(64, "fh").unwrap().to_vec()
-    } else {
-        vec![]
-    };
-    (st, fh)
-}
-
-/// LOOKUP of `name` in `dir`: (status, handle).
-pub fn lookup(s: &mut TcpStream, dir: &[u8], name: &str) -> (u32, Vec<u8>) {
-    let mut a = Vec::new();
-    a.put_opaque(dir);
-    a.put_string(name);
-    let (h, body) = rpc(s, NFS, 3, 3, sys_cred(), &a);
-    assert_eq!(accepted(&h), 0);
-    let mut r = XdrReader::new(&body);
-    let st = r.u32("status").unwrap();
-    let fh = if st == 0 {
-        r.opaque(64, "fh").unwrap().to_vec()
-    } else {
-        vec![]
-    };
-    (st, fh)
-}
-
 /// The handle of `name` in the session folder, via MNT of the export.
 pub fn session_file(s: &mut TcpStream, name: &str) -> Vec<u8> {
     let (st, root) = mnt(s, "/lifeboat");
@@ -313,59 +151,4 @@ pub fn session_file(s: &mut TcpStream, name: &str) -> Vec<u8> {
     let (st, fh) = lookup(s, &dir, name);
     assert_eq!(st, 0, "lookup {name}");
     fh
-}
-
-/// WRITE: (status, count, committed, verifier).
-pub fn write(
-    s: &mut TcpStream,
-    fh: &[u8],
-    offset: u64,
-    data: &[u8],
-    stable: u32,
-) -> (u32, u32, u32, Vec<u8>) {
-    let mut a = Vec::new();
-    a.put_opaque(fh);
-    a.put_u64(offset);
-    a.put_u32(data.len() as u32);
-    a.put_u32(stable);
-    a.put_opaque(data);
-    let (h, body) = rpc(s, NFS, 3, 7, sys_cred(), &a);
-    assert_eq!(accepted(&h), 0);
-    let mut r = XdrReader::new(&body);
-    let st = r.u32("status").unwrap();
-    if st != 0 {
-        return (st, 0, 0, vec![]);
-    }
-    assert!(!r.bool("pre").unwrap());
-    assert!(r.bool("post").unwrap());
-    r.opaque_fixed(84, "fattr3").unwrap();
-    let count = r.u32("count").unwrap();
-    let committed = r.u32("committed").unwrap();
-    (
-        st,
-        count,
-        committed,
-        r.opaque_fixed(8, "verf").unwrap().to_vec(),
-    )
-}
-
-/// READ: (status, data, eof).
-pub fn read(s: &mut TcpStream, fh: &[u8], offset: u64, count: u32) -> (u32, Vec<u8>, bool) {
-    let mut a = Vec::new();
-    a.put_opaque(fh);
-    a.put_u64(offset);
-    a.put_u32(count);
-    let (h, body) = rpc(s, NFS, 3, 6, sys_cred(), &a);
-    assert_eq!(accepted(&h), 0);
-    let mut r = XdrReader::new(&body);
-    let st = r.u32("status").unwrap();
-    if st != 0 {
-        return (st, vec![], false);
-    }
-    if r.bool("post").unwrap() {
-        r.opaque_fixed(84, "fattr3").unwrap();
-    }
-    let _n = r.u32("count").unwrap();
-    let eof = r.bool("eof").unwrap();
-    (st, r.opaque(1 << 20, "data").unwrap().to_vec(), eof)
 }

@@ -1,8 +1,9 @@
-//! Shared helpers of the publish integration tests: tool checks with
-//! install advice, building partitioned test disks, backing disk images up
-//! into a repository, a guard that unpublishes a session even when a test
-//! fails, and leftover checks (mounts in /proc/self/mountinfo, loop devices
-//! in `losetup -a`).
+//! Shared helpers of the publish integration tests (the general ones,
+//! tools, commands, partitioned disks, ext4 images and backups, come from
+//! lifeboat-testsupport): the requirements of a publishing test, the test
+//! tree written into filesystems and checked back, a guard that unpublishes
+//! a session even when a test fails, and leftover checks (mounts in
+//! /proc/self/mountinfo, loop devices in `losetup -a`).
 //!
 //! Every test that publishes holds [`serial`] so one test binary never has
 //! more than one session's loop devices and mounts at a time.
@@ -10,32 +11,26 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use lifeboat_publish::{publish, unpublish, MountEntry, PublishOptions, SessionState};
-use lifeboat_repo::{DiskIndex, DiskStats, InitOptions, NewDisk, Repository};
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use lifeboat_testsupport::{partitioned_disk, require_root, require_tool, write_at};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::Command;
+use std::sync::MutexGuard;
 
-pub const MIB: u64 = 1 << 20;
-pub const CHUNK: u32 = 256 << 10;
+// Re-exported for the test files; each binary uses its own subset.
+#[allow(unused_imports)]
+pub use lifeboat_testsupport::repo::backed_up;
+#[allow(unused_imports)]
+pub use lifeboat_testsupport::{ext4_image, run_stdout, serial, sparse_file, Partition, MIB};
+
+/// The chunk size of the test repositories ([`backed_up`]).
+pub const CHUNK: u32 = lifeboat_testsupport::repo::BACKUP_CHUNK;
 /// The errno of a write to a read-only filesystem.
 pub const EROFS: i32 = 30;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One publishing test at a time within a test binary.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Asserts root, /dev/fuse and the given `(tool, apt package)` pairs, with
 /// install advice for whatever is missing.
 pub fn require(tools: &[(&str, &str)]) {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests need root (loop devices and mounts)"
-    );
+    require_root("loop devices and mounts");
     assert!(
         Path::new("/dev/fuse").exists(),
         "these tests need /dev/fuse (modprobe fuse)"
@@ -47,42 +42,8 @@ pub fn require(tools: &[(&str, &str)]) {
         ("mkfs.ext4", "e2fsprogs"),
     ];
     for (tool, pkg) in base.iter().chain(tools) {
-        assert!(
-            lifeboat_publish::system::which(tool).is_some(),
-            "`{tool}` is missing: apt-get install {pkg}"
-        );
+        require_tool(tool, pkg);
     }
-}
-
-/// Runs `cmd`, panicking with its stderr when it fails; returns stdout.
-pub fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `cmd` with `input` on its stdin; returns stdout.
-pub fn sh_in(cmd: &mut Command, input: &str) -> String {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Deterministic file content of `len` bytes.
@@ -117,94 +78,9 @@ pub fn check_tree(dir: &Path, tag: &str, seed: u32) {
     assert_read_only(dir, "new.txt", "hello.txt");
 }
 
-/// A sparse file of `size` bytes.
-pub fn sparse_file(path: &Path, size: u64) {
-    std::fs::File::create(path).unwrap().set_len(size).unwrap();
-}
-
-/// A partition as `sfdisk --json` reports it, in bytes.
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub node: String,
-    pub start: u64,
-    pub size: u64,
-}
-
-/// Creates a sparse `size`-byte disk image and partitions it with the
-/// sfdisk `script`; returns the partitions sfdisk made.
-pub fn partitioned_disk(path: &Path, size: u64, script: &str) -> Vec<Part> {
-    sparse_file(path, size);
-    sh_in(Command::new("sfdisk").arg("-q").arg(path), script);
-    let json = sh(Command::new("sfdisk").arg("--json").arg(path));
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v["partitiontable"]["partitions"]
-        .as_array()
-        .expect("sfdisk --json lists partitions")
-        .iter()
-        .map(|p| Part {
-            node: p["node"].as_str().unwrap_or_default().to_string(),
-            start: p["start"].as_u64().unwrap() * 512,
-            size: p["size"].as_u64().unwrap() * 512,
-        })
-        .collect()
-}
-
 /// Writes the file `image` into `disk` at byte `offset`.
 pub fn write_image(disk: &Path, offset: u64, image: &Path) {
-    let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
-    f.write_all_at(&std::fs::read(image).unwrap(), offset)
-        .unwrap();
-}
-
-/// An ext4 image of `size` bytes holding the files of `src`.
-pub fn ext4_image(path: &Path, src: &Path, size: u64) {
-    sh(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-d"])
-        .arg(src)
-        .arg(path)
-        .arg(format!("{}k", size / 1024)));
-}
-
-/// Backs the disk images up into a new repository at `repo_dir` as one
-/// restore point of `vm` (disks named as given). All-zero chunks are
-/// holes, as a real backup stores them.
-pub fn backup(repo_dir: &Path, vm: &str, disks: &[(&str, &Path)]) {
-    let mut opts = InitOptions::new(None);
-    opts.chunk_size = CHUNK;
-    let repo = Repository::init(repo_dir, opts).unwrap();
-    let w = repo.begin_backup().unwrap();
-    let mut new = Vec::new();
-    for (name, path) in disks {
-        let mut f = std::fs::File::open(path).unwrap();
-        let size = f.metadata().unwrap().len();
-        let mut digests = Vec::new();
-        let mut buf = vec![0u8; CHUNK as usize];
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(u64::from(CHUNK)) as usize;
-            f.read_exact(&mut buf[..n]).unwrap();
-            let c = &buf[..n];
-            if c.iter().all(|b| *b == 0) {
-                digests.push(None);
-            } else {
-                let d = repo.digest(c);
-                w.store_chunk(&d, c).unwrap();
-                digests.push(Some(d));
-            }
-            left -= n as u64;
-        }
-        new.push(NewDisk {
-            name: name.to_string(),
-            source: format!("raw {}", path.display()),
-            index: DiskIndex {
-                chunk_size: CHUNK,
-                disk_size: size,
-                digests,
-            },
-            stats: DiskStats::default(),
-        });
-    }
-    w.commit(vm, new).unwrap();
+    write_at(disk, offset, &std::fs::read(image).unwrap());
 }
 
 /// The directories of one test: repository, mount root, state dir.
@@ -229,7 +105,7 @@ impl Dirs {
 
     /// A disk image `name` of `size` bytes partitioned by the sfdisk
     /// `script`, with its partitions.
-    pub fn disk(&self, name: &str, size: u64, script: &str) -> (PathBuf, Vec<Part>) {
+    pub fn disk(&self, name: &str, size: u64, script: &str) -> (PathBuf, Vec<Partition>) {
         let path = self.path(name);
         let parts = partitioned_disk(&path, size, script);
         (path, parts)
@@ -329,7 +205,7 @@ pub fn leftovers(root: &Path) -> (Vec<String>, Vec<String>) {
         .filter(|l| l.contains(&root))
         .map(String::from)
         .collect();
-    let loops = sh(Command::new("losetup").arg("-a"))
+    let loops = run_stdout(Command::new("losetup").arg("-a"))
         .lines()
         .filter(|l| l.contains(&root))
         .map(String::from)

@@ -1,23 +1,22 @@
 //! Helpers shared by the integration tests: repositories in tempdirs with
-//! cheap Argon2 parameters, and a tiny backup loop (fixed-size chunks,
-//! zero chunks skipped) standing in for the engine.
+//! cheap Argon2 parameters (made by lifeboat-testsupport), and a tiny
+//! backup loop (fixed-size chunks, zero chunks skipped) standing in for
+//! the engine.
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
 use lifeboat_repo::*;
+use lifeboat_testsupport::repo::{chunk_files, chunk_path, init_repo};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 pub const PASS: &str = "correct horse battery staple";
 pub const CHUNK: u32 = 64 * 1024;
 
+/// A repository at `path` with [`CHUNK`] chunks, encrypted with [`PASS`]
+/// when asked.
 pub fn init(path: &Path, encrypted: bool) -> Repository {
-    let opts = InitOptions {
-        passphrase: encrypted.then(|| PASS.to_string()),
-        chunk_size: CHUNK,
-        zstd_level: 3,
-    };
-    Repository::init_with_kdf(path, opts, KdfParams::insecure_for_tests()).unwrap()
+    init_repo(path, encrypted.then_some(PASS), CHUNK)
 }
 
 /// Chunks `data` and stores it through `w`; returns the disk to commit.
@@ -90,37 +89,19 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// Path of a chunk file (layout: chunks/<first 2 hex>/<64 hex>).
 pub fn chunk_file(repo: &Repository, d: &Digest) -> std::path::PathBuf {
-    let hex = d.to_string();
-    repo.path().join("chunks").join(&hex[..2]).join(&hex)
+    chunk_path(repo.path(), d)
 }
 
 /// Sets the mtime of every chunk file to `age` ago (simulates old chunks).
 pub fn age_all_chunks(repo: &Repository, age: Duration) {
     let when = SystemTime::now() - age;
-    for prefix in std::fs::read_dir(repo.path().join("chunks")).unwrap() {
-        for f in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
-            let f = f.unwrap();
-            let name = f.file_name().into_string().unwrap();
-            if name.len() == 64 {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(f.path())
-                    .unwrap();
-                file.set_modified(when).unwrap();
-            }
-        }
+    for f in chunk_files(repo.path()) {
+        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+        file.set_modified(when).unwrap();
     }
 }
 
 /// Number of chunk files in the repository.
 pub fn count_chunks(repo: &Repository) -> usize {
-    let mut n = 0;
-    for prefix in std::fs::read_dir(repo.path().join("chunks")).unwrap() {
-        for f in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
-            if f.unwrap().file_name().len() == 64 {
-                n += 1;
-            }
-        }
-    }
-    n
+    chunk_files(repo.path()).len()
 }

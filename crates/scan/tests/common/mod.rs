@@ -1,37 +1,43 @@
-//! Shared fixtures: planted samples and a generated ClamAV database (the
-//! public one cannot be downloaded on the test machine).
+//! Shared fixtures: planted samples, a generated ClamAV database (the
+//! public one cannot be downloaded on the test machine), and a scanner
+//! over both.
 #![allow(dead_code)]
 
+use lifeboat_scan::ClamAvScanner;
+use lifeboat_testsupport::{require_tool, run_stdout, tool};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 pub const MARKER: &str = "LIFEBOAT-TEST-MARKER-7f3a";
 
 /// Fails the test with an install hint when clamscan is missing.
 pub fn require_clamscan() {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "clamscan not found: install clamav (apt-get install -y clamav)"
-    );
+    require_tool("clamscan", "clamav");
 }
 
 fn md5_hex(path: &Path) -> String {
-    let out = Command::new("md5sum")
-        .arg(path)
-        .output()
-        .expect("md5sum (coreutils) runs");
-    assert!(out.status.success(), "md5sum {}", path.display());
-    String::from_utf8(out.stdout)
-        .unwrap()
+    run_stdout(tool("md5sum", "coreutils").arg(path))
         .split_whitespace()
         .next()
-        .unwrap()
+        .expect("md5sum prints a digest")
         .to_string()
+}
+
+/// Checks for clamscan, generates the database in a new temporary folder
+/// and plants a tree at `<tmp>/vol` ([`make_infected_tree`] or
+/// [`make_clean_tree`]); returns the folder, the tree and a ClamAV scanner
+/// over the database.
+pub fn clam_fixture(infected: bool) -> (tempfile::TempDir, PathBuf, ClamAvScanner) {
+    require_clamscan();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = make_clamav_db(&tmp.path().join("db"));
+    let root = tmp.path().join("vol");
+    if infected {
+        make_infected_tree(&root);
+    } else {
+        make_clean_tree(&root);
+    }
+    (tmp, root, ClamAvScanner::new(Some(db)))
 }
 
 /// Writes `dir/test.ndb` (hex signature of [`MARKER`]) and `dir/test.hdb`

@@ -229,30 +229,12 @@ fn concurrent_partial_writes_to_the_same_blocks_all_land() {
 /// an unprivileged user where user namespaces are enabled).
 #[test]
 fn a_full_cache_folder_gives_an_io_error_naming_the_overlay() {
-    let exe = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().display().to_string();
-    let script = format!(
-        "mount -t tmpfs -o size=512k lifeboat-test '{mnt}' && exec '{}' --ignored --exact \
-         overlay::tests::enospc_in_a_small_tmpfs --nocapture",
-        exe.display()
-    );
-    let out = std::process::Command::new("unshare")
-        .args(["-Urm", "sh", "-c", &script])
-        .env("LIFEBOAT_ENOSPC_DIR", &mnt)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run unshare ({e}): install util-linux (apt-get install util-linux)")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "the ENOSPC test needs `unshare -Urm` and a tmpfs mount (enable user namespaces: \
-         sysctl kernel.unprivileged_userns_clone=1); output:\n{text}"
+    lifeboat_testsupport::run_ignored_in_tmpfs(
+        "overlay::tests::enospc_in_a_small_tmpfs",
+        dir.path(),
+        "512k",
+        ("LIFEBOAT_ENOSPC_DIR", dir.path()),
     );
 }
 
