@@ -125,7 +125,9 @@ impl RestorePointVolumes {
                 .map(|v| match v.disks.as_slice() {
                     // Volume names are unique across the restore point;
                     // naming the disk too only helps for partitions.
-                    [one] if v.type_hint != "lvm2-lv" => format!("--disk {one} --volume {}", v.name),
+                    [one] if v.type_hint != "lvm2-lv" => {
+                        format!("--disk {one} --volume {}", v.name)
+                    }
                     _ => format!("--volume {}", v.name),
                 })
                 .collect::<Vec<_>>()
