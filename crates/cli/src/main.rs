@@ -1,9 +1,12 @@
 //! `lifeboat`: the one binary whose subcommands play every role.
 //!
 //! Exit codes scripts can rely on (see docs/cli.md):
-//! 0 success, 1 error, 2 bad usage, 3 damage found (verify) or a restore
-//! that met a missing/corrupt chunk, 4 wrong or missing passphrase,
-//! 5 not found (repository or restore point), 6 refused because locked.
+//! 0 success (a clean scan), 1 error, 2 bad usage, 3 damage found (verify),
+//! a restore that met a missing/corrupt chunk, or an incomplete scan,
+//! 4 wrong or missing passphrase, 5 not found (repository or restore point;
+//! `scan --find-clean` found no clean point), 6 refused because locked,
+//! 7 infected (`scan` found malware), 130 interrupted (SIGINT/SIGTERM
+//! during `scan`).
 
 mod args;
 mod commands;

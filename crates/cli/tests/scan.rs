@@ -4,7 +4,8 @@
 //! scanned with clamscan (a signature database the test generates) and the
 //! built-in YARA rules over the published restore points. Checks the
 //! detections (disk, volume, path, signature), the exit codes, the scan
-//! state `list`/`show` print, `--find-clean`, the dedup-aware re-scan,
+//! state `list`/`show` print, `--find-clean`, the dedup-aware re-scan
+//! (unchanged files recognised by their extents, not read),
 //! custom YARA rules, that nothing stays published, and that a corrupt
 //! chunk under a file makes the scan incomplete, never clean.
 
@@ -129,6 +130,14 @@ fn make_disk(dir: &Path, name: &str, infected: bool, big: Option<&[u8]>) -> Path
     let disk = dir.join(format!("{name}.raw"));
     gpt_disk(&disk, &[&img]);
     disk
+}
+
+/// `dir/custom.yar`: one YARA rule `name` matching the text `needle`.
+fn rule_file(dir: &Path, name: &str, needle: &str) -> PathBuf {
+    let rules = dir.join("custom.yar");
+    let text = format!("rule {name} {{ strings: $a = \"{needle}\" condition: $a }}\n");
+    std::fs::write(&rules, text).unwrap();
+    rules
 }
 
 /// (disk, volume, path, engine, signature) of each detection.
@@ -308,12 +317,7 @@ fn scan_reports_samples_records_state_and_finds_the_clean_point() {
     assert!(show.contains("scan          infected"), "{show}");
 
     // Custom YARA rules (with the built-in ones), YARA only.
-    let rules = dir.path().join("custom.yar");
-    std::fs::write(
-        &rules,
-        "rule Custom_Localhost { strings: $a = \"localhost\" condition: $a }\n",
-    )
-    .unwrap();
+    let rules = rule_file(dir.path(), "Custom_Localhost", "localhost");
     let out = env.scan(7, &[&rp1, "--yara", s(&rules), "--json"]);
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -322,6 +326,131 @@ fn scan_reports_samples_records_state_and_finds_the_clean_point() {
     );
     assert_eq!(r["engines"].as_array().unwrap().len(), 1, "{out}");
     assert_eq!(env.states()[0], (rp1.clone(), "infected".to_string()));
+    env.assert_unpublished();
+}
+
+/// The numbers of a report: (files scanned, bytes scanned, skipped files,
+/// skipped bytes, skipped unread files, skipped unread bytes).
+fn counts(r: &Value) -> [u64; 6] {
+    [
+        "files_scanned",
+        "bytes_scanned",
+        "skipped_unchanged_files",
+        "skipped_unchanged_bytes",
+        "skipped_unread_files",
+        "skipped_unread_bytes",
+    ]
+    .map(|k| r[k].as_u64().unwrap_or_else(|| panic!("no {k} in {r}")))
+}
+
+/// Overwrites, in the raw disk image `raw`, the bytes of a file whose
+/// content is `content` at `content[at..]` with `new` (in place: the
+/// filesystem's metadata is untouched).
+fn overwrite_file_bytes(raw: &mut [u8], content: &[u8], at: usize, new: &[u8]) {
+    let probe = &content[at..at + 4096];
+    let pos = raw
+        .windows(probe.len())
+        .position(|w| w == probe)
+        .expect("the file's bytes are in the image");
+    raw[pos..pos + new.len()].copy_from_slice(new);
+}
+
+#[test]
+fn rescan_skips_unchanged_files_unread_and_rereads_changed_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(dir.path());
+    let root = dir.path().join("tree");
+    samples::make_clean_tree(&root);
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    const MIB: usize = 1 << 20;
+    let names = ["changed", "plant", "a", "b", "c", "d"];
+    let contents: Vec<Vec<u8>> = (0..names.len())
+        .map(|i| pseudo_random(MIB, 200 + 2 * i as u64))
+        .collect();
+    for (n, c) in names.iter().zip(&contents) {
+        std::fs::write(root.join(format!("srv/{n}.bin")), c).unwrap();
+    }
+    let total_files = 7 + names.len() as u64;
+    let total_bytes = (0..5u64).map(|i| 10_000 + i).sum::<u64>()
+        + "127.0.0.1 localhost\n".len() as u64
+        + "web01\n".len() as u64
+        + (names.len() * MIB) as u64;
+    let img = dir.path().join("v1.ext4");
+    mkfs_ext4(&root, &img, 32);
+    let disk1 = dir.path().join("v1.raw");
+    gpt_disk(&disk1, &[&img]);
+    // rp2: the same disk with 4 KiB overwritten in the middle of
+    // changed.bin and the test marker written in the middle of plant.bin.
+    // Each 1 MiB file is contiguous, so the 256 KiB chunk under its middle
+    // holds none of the other files' blocks.
+    let mut raw = std::fs::read(&disk1).unwrap();
+    overwrite_file_bytes(&mut raw, &contents[0], MIB / 2, &pseudo_random(4096, 7));
+    let marker = format!("\n{}\n", samples::MARKER);
+    overwrite_file_bytes(&mut raw, &contents[1], MIB / 2, marker.as_bytes());
+    let disk2 = dir.path().join("v2.raw");
+    std::fs::write(&disk2, raw).unwrap();
+    let rp1 = backup(&env.repo, "app01", &[("disk0", &disk1)]);
+    let rp2 = backup(&env.repo, "app01", &[("disk0", &disk2)]);
+    let db = s(&env.db);
+    let scan_json = |code: i32, rp: &str| -> Value {
+        let out = env.scan(code, &[rp, "--clamav-db", db, "--json"]);
+        serde_json::from_str(&out).unwrap()
+    };
+
+    // First scan: every file read, by both engines.
+    let r = scan_json(0, &rp1);
+    assert_eq!(counts(&r), [total_files, total_bytes, 0, 0, 0, 0], "{r}");
+    assert_eq!(r["engines"].as_array().unwrap().len(), 2, "{r}");
+    // The same restore point again: nothing is read.
+    let r = scan_json(0, &rp1);
+    let all_unread = [0, 0, total_files, total_bytes, total_files, total_bytes];
+    assert_eq!(counts(&r), all_unread, "{r}");
+
+    // rp2: the two files whose blocks changed are read and scanned (the
+    // marker planted only in rp2 is found by both engines); the others are
+    // skipped without being read.
+    let r = scan_json(7, &rp2);
+    let unchanged = total_bytes - 2 * MIB as u64;
+    assert_eq!(
+        counts(&r),
+        [
+            2,
+            2 * MIB as u64,
+            total_files - 2,
+            unchanged,
+            total_files - 2,
+            unchanged
+        ],
+        "{r}"
+    );
+    let found = vec![
+        det(
+            "/srv/plant.bin",
+            "clamav",
+            "Lifeboat.Test.Marker.UNOFFICIAL",
+        ),
+        det("/srv/plant.bin", "yara", "Lifeboat_Test_Marker"),
+    ];
+    assert_eq!(detections(&r), found);
+    assert_eq!(r["unreadable"].as_array().unwrap().len(), 0, "{r}");
+    // Again: the detections come back from the cache, nothing is read.
+    let r = scan_json(7, &rp2);
+    assert_eq!(counts(&r), all_unread, "{r}");
+    assert_eq!(detections(&r), found);
+    let text = env.scan(0, &[&rp1, "--clamav-db", db]);
+    assert!(
+        text.contains(&format!(
+            "scanned 0 files (0 B); skipped {total_files} unchanged files"
+        )) && text.contains(&format!("{total_files} of them")),
+        "{text}"
+    );
+    env.assert_unpublished();
+
+    // A rule set not seen before: every file is read again.
+    let rules = rule_file(dir.path(), "Custom_Web01", "web01");
+    let out = env.scan(7, &[&rp2, "--yara", s(&rules), "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(counts(&r), [total_files, total_bytes, 0, 0, 0, 0], "{r}");
     env.assert_unpublished();
 }
 

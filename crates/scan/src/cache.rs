@@ -3,8 +3,9 @@
 //! restore point that shares content with a scanned one skips the same bytes.
 //!
 //! Key: `ENGINE:FINGERPRINT:CONTENT` where CONTENT is a [`ContentKey`] (BLAKE3
-//! of the bytes, or of the repository chunk digest list when the caller has
-//! it). Value: the matching signature names (empty = clean). Unreadable
+//! of the bytes, of the repository chunk digest list when the caller has
+//! it, or an extent key, see [`extent_key`](crate::extent_key)). Value:
+//! the matching signature names (empty = clean). Unreadable
 //! files are never cached.
 //!
 //! On disk: `scan-cache.jsonl` in the given directory, one JSON object per
@@ -44,6 +45,11 @@ impl ContentKey {
             h.update(d);
         }
         ContentKey(format!("chunks:{}", h.finalize().to_hex()))
+    }
+
+    /// A key made elsewhere in this crate (e.g. an extent key).
+    pub(crate) fn from_text(text: String) -> Self {
+        ContentKey(text)
     }
 
     /// The key text.

@@ -6,6 +6,10 @@
 //!   default) over file contents in memory, with built-in rules.
 //! - [`cache`]: dedup-aware cache of results keyed by content digest, engine
 //!   and rule-set fingerprint, persisted as JSON lines in a directory.
+//! - [`fiemap`]: the extent map of a file on a mounted volume (FIEMAP).
+//! - [`extent_key`]: a file's identity from its extents and the repository
+//!   chunk digests under them, so unchanged files are skipped unread.
+//! - [`walk`]: listing a tree's files with a few threads, in inode order.
 //! - [`scan`]: the driver tying engines and cache into a [`ScanReport`].
 //! - [`report`]: JSON report types and the restore point scan state.
 //!
@@ -15,13 +19,18 @@
 pub mod cache;
 pub mod clamav;
 pub mod error;
+pub mod extent_key;
+pub mod fiemap;
 pub mod report;
 pub mod scan;
+pub mod walk;
 pub mod yara;
 
 pub use cache::{ContentKey, ScanCache};
 pub use clamav::{ClamAvScanner, ClamOutcome};
 pub use error::{Result, ScanError};
+pub use extent_key::{DiskChunks, VolumeChunks};
+pub use fiemap::{file_extents, FileExtent};
 pub use report::{Detection, Engine, Location, ScanReport, ScanState, Unreadable};
 pub use scan::Scan;
 pub use yara::{YaraScanner, BUILTIN_RULES};

@@ -97,6 +97,12 @@ pub struct ScanReport {
     /// and rules (found in the scan cache), so were not scanned again.
     pub skipped_unchanged_files: u64,
     pub skipped_unchanged_bytes: u64,
+    /// Of the skipped files, those recognised by their extent key (extents
+    /// and repository chunk digests) without being read at all.
+    #[serde(default)]
+    pub skipped_unread_files: u64,
+    #[serde(default)]
+    pub skipped_unread_bytes: u64,
 }
 
 impl ScanReport {
@@ -111,6 +117,8 @@ impl ScanReport {
             bytes_scanned: 0,
             skipped_unchanged_files: 0,
             skipped_unchanged_bytes: 0,
+            skipped_unread_files: 0,
+            skipped_unread_bytes: 0,
         }
     }
 

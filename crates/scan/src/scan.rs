@@ -2,7 +2,8 @@
 //! directory tree or over (path, reader) items, consults and fills the
 //! [`ScanCache`], and builds the [`ScanReport`] of a restore point.
 //!
-//! Tree scans read each regular file once (symlinks are not followed): the
+//! Tree scans list the files with a few threads and take them in inode
+//! order (see [`crate::walk`]), then read each regular file once: the
 //! bytes give the content key and feed YARA in memory; files whose content
 //! ClamAV has not seen (in the cache or earlier in this run) are passed to one
 //! `clamscan --file-list` run. A file counts as skipped when every engine had
@@ -10,10 +11,18 @@
 //! never cached. Item scans (for file contents read from the repository)
 //! run YARA only: ClamAV needs files on disk.
 //!
+//! With the volume's place on a restore-point disk
+//! ([`Scan::scan_tree_mapped`]), each file's extent key (FIEMAP + chunk
+//! digests, see [`crate::extent_key`]) is looked up first: when every engine
+//! has a result for it the file is skipped unread (`skipped_unread_*` in the
+//! report); a file that is read gets its results stored under its extent
+//! key as well, after ClamAV ran.
+//!
 //! A cancel flag ([`Scan::with_cancel`], e.g. set by SIGINT) is checked
 //! before each file; once set, scans end with [`ScanError::Cancelled`].
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +31,10 @@ use std::sync::Arc;
 use crate::cache::{ContentKey, ScanCache};
 use crate::clamav::ClamAvScanner;
 use crate::error::{Result, ScanError};
+use crate::extent_key::VolumeChunks;
+use crate::fiemap::file_extents;
 use crate::report::{Detection, Engine, Location, ScanReport, Unreadable};
+use crate::walk::{list_files, Listing};
 use crate::yara::{YaraScanner, YaraSession};
 
 /// One scan of a restore point, possibly over several disks and volumes.
@@ -195,13 +207,35 @@ impl<'a> Scan<'a> {
         }
     }
 
+    fn count_unread(&mut self, len: u64) {
+        self.count(true, len);
+        self.report.skipped_unread_files += 1;
+        self.report.skipped_unread_bytes = self.report.skipped_unread_bytes.saturating_add(len);
+    }
+
     /// Scans every regular file under `root` (a mounted volume); paths in
     /// the report are relative to `root`, starting with `/`.
     pub fn scan_tree(&mut self, disk: &str, volume: &str, root: &Path) -> Result<()> {
+        self.scan_tree_mapped(disk, volume, root, None)
+    }
+
+    /// [`Scan::scan_tree`] over a volume whose place on a restore-point disk
+    /// is `chunks`: a file whose extent key (see [`crate::extent_key`]) has
+    /// a result for every engine in the cache is counted as skipped without
+    /// being read; a file that is read has its results stored under its
+    /// extent key too. Files without an extent map are read as usual.
+    pub fn scan_tree_mapped(
+        &mut self,
+        disk: &str,
+        volume: &str,
+        root: &Path,
+        chunks: Option<&VolumeChunks<'_>>,
+    ) -> Result<()> {
         let loc = self.location(disk, volume);
-        let mut files = Vec::new();
-        let mut dir_errors = Vec::new();
-        walk(root, &mut files, &mut dir_errors);
+        let Listing {
+            files,
+            errors: dir_errors,
+        } = list_files(root);
         for (dir, e) in dir_errors {
             let rel = rel_path(root, &dir);
             self.unreadable(&loc, &rel, e);
@@ -209,17 +243,35 @@ impl<'a> Scan<'a> {
         let mut pending: Vec<Pending> = Vec::new();
         let mut pending_keys: HashMap<ContentKey, ()> = HashMap::new();
         let mut waiting: Vec<(String, ContentKey)> = Vec::new();
-        for path in files {
+        // (extent key, content key) of the files read.
+        let mut aliases: Vec<(ContentKey, ContentKey)> = Vec::new();
+        for (_, path) in files {
             self.check_cancel()?;
             let rel = rel_path(root, &path);
-            let data = match std::fs::read(&path) {
-                Ok(d) => d,
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
                 Err(e) => {
                     self.unreadable(&loc, &rel, e.to_string());
                     continue;
                 }
             };
+            let extent = chunks.and_then(|c| extent_key(c, &file));
+            if let Some((ek, size)) = &extent {
+                if self.replay_cached(&loc, &rel, ek) {
+                    self.count_unread(*size);
+                    continue;
+                }
+            }
+            let mut data = Vec::new();
+            if let Err(e) = file.read_to_end(&mut data) {
+                self.unreadable(&loc, &rel, e.to_string());
+                continue;
+            }
+            drop(file);
             let key = ContentKey::of_bytes(&data);
+            if let Some((ek, _)) = extent {
+                aliases.push((ek, key.clone()));
+            }
             let mut skipped = self.yara_bytes(&loc, &rel, &key, &data)?;
             if let Some((_, fp)) = &self.clamav {
                 if let Some(sigs) = self.cache.get(Engine::Clamav, fp, &key) {
@@ -242,7 +294,49 @@ impl<'a> Scan<'a> {
             }
             self.count(skipped, data.len() as u64);
         }
-        self.run_clamav(&loc, root, pending, waiting)
+        self.run_clamav(&loc, root, pending, waiting)?;
+        self.store_aliases(&aliases);
+        Ok(())
+    }
+
+    /// When every engine has a cached result for `key`, reports its
+    /// detections at `path` and returns true.
+    fn replay_cached(&mut self, loc: &Location, path: &str, key: &ContentKey) -> bool {
+        let mut found: Vec<(Engine, &[String])> = Vec::new();
+        if let Some((_, fp)) = &self.clamav {
+            match self.cache.get(Engine::Clamav, fp, key) {
+                Some(s) => found.push((Engine::Clamav, s)),
+                None => return false,
+            }
+        }
+        if let Some((_, fp)) = &self.yara {
+            match self.cache.get(Engine::Yara, fp, key) {
+                Some(s) => found.push((Engine::Yara, s)),
+                None => return false,
+            }
+        }
+        for (engine, sigs) in found {
+            for s in sigs {
+                self.report
+                    .detections
+                    .push(Detection::new(loc, path, engine, s));
+            }
+        }
+        true
+    }
+
+    /// Stores each content key's results (every engine that has one) under
+    /// its extent key as well.
+    fn store_aliases(&mut self, aliases: &[(ContentKey, ContentKey)]) {
+        let engines = self.engines();
+        for (extent, content) in aliases {
+            for (engine, fp) in &engines {
+                if let Some(sigs) = self.cache.get(*engine, fp, content) {
+                    let sigs = sigs.to_vec();
+                    self.cache.insert(*engine, fp, extent, sigs);
+                }
+            }
+        }
     }
 
     fn run_clamav(
@@ -325,6 +419,14 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// The extent key and size of an open file, when its filesystem maps it
+/// plainly and every extent lies inside the volume.
+fn extent_key(chunks: &VolumeChunks<'_>, file: &File) -> Option<(ContentKey, u64)> {
+    let size = file.metadata().ok()?.len();
+    let map = file_extents(file)?;
+    Some((chunks.key(size, &map)?, size))
+}
+
 /// `/`-prefixed path of `path` below `root` (lossy UTF-8).
 fn rel_path(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
@@ -333,35 +435,6 @@ fn rel_path(root: &Path, path: &Path) -> String {
         s.into_owned()
     } else {
         format!("/{s}")
-    }
-}
-
-/// Collects regular files under `dir` (not following symlinks), sorted;
-/// directories that cannot be listed go to `errors`.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf, String)>) {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) => {
-            errors.push((dir.to_path_buf(), e.to_string()));
-            return;
-        }
-    };
-    let mut entries: Vec<_> = Vec::new();
-    for entry in rd {
-        match entry {
-            Ok(e) => entries.push(e),
-            Err(e) => errors.push((dir.to_path_buf(), e.to_string())),
-        }
-    }
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => walk(&path, files, errors),
-            Ok(t) if t.is_file() => files.push(path),
-            Ok(_) => {}
-            Err(err) => errors.push((path, err.to_string())),
-        }
     }
 }
 

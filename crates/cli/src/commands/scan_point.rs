@@ -5,15 +5,30 @@
 //! `lifeboat unpublish --all --state-dir ...` removes).
 //!
 //! What publishing could not serve never counts as clean: a filesystem that
-//! did not mount and every problem of volume discovery (damaged partition
-//! table, LVM metadata...) are added to the report as unreadable, so the
-//! state is at best `incomplete`. Volumes without any filesystem and swap
-//! are not files to scan; they are only mentioned as notes.
+//! did not mount and every problem of volume discovery that leaves data
+//! unserved (unreadable partition table, skipped partition, LVM metadata,
+//! missing PV...) are added to the report as unreadable, so the state is at
+//! best `incomplete`. Problems that serve everything all the same (the
+//! backup GPT used in place of a damaged primary, an empty partition entry,
+//! a VG renamed for a clash), volumes without any filesystem and swap are
+//! only mentioned as notes.
+//!
+//! Dedup-aware re-scan without reading: a volume served by a loop device at
+//! an offset into a restore-point disk file (partitions, linear LVs on one
+//! disk) holding ext2/3/4 or XFS (whose FIEMAP gives device addresses) is
+//! scanned with its place on that disk and the disk's chunk digests
+//! (`Scan::scan_tree_mapped`), so unchanged files are skipped unread. Other
+//! volumes (btrfs, whose FIEMAP gives btrfs logical addresses; FUSE
+//! filesystems; LVs served from a file of their own) have their files read.
 
 use anyhow::Context;
+use lifeboat_publish::LoopEntry;
 use lifeboat_publish::{PublishOptions, SessionState};
-use lifeboat_repo::Manifest;
-use lifeboat_scan::{ClamAvScanner, Engine, Scan, ScanCache, ScanReport, Unreadable, YaraScanner};
+use lifeboat_repo::{Manifest, Repository};
+use lifeboat_scan::{
+    ClamAvScanner, DiskChunks, Engine, Scan, ScanCache, ScanReport, Unreadable, YaraScanner,
+};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -76,8 +91,12 @@ fn unpublish_advice(state_dir: &Path, session: &str) -> String {
     )
 }
 
+/// Filesystems whose FIEMAP gives addresses on their block device.
+const DEVICE_MAPPED_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs"];
+
 /// Publishes `manifest`, scans every mounted volume, unpublishes.
 pub fn scan_point(
+    repo: &Repository,
     place: &PublishPlace,
     manifest: &Manifest,
     engines: &Engines,
@@ -111,19 +130,94 @@ pub fn scan_point(
     let mut scan = Scan::new(&name, engines.clamav.as_ref(), engines.yara.as_ref(), cache)?
         .with_cancel(cancel.clone());
     let engines_used = scan.engines();
+    let mut notes = Vec::new();
+    let mut disks: HashMap<String, Option<DiskChunks>> = HashMap::new();
     for m in state.mounts.iter().filter(|m| m.mounted) {
-        scan.scan_tree(&m.disk, &m.volume, &m.mount_point)
+        let place = disk_place(&state, &manifest.vm, &m.device, &m.fstype);
+        let chunks = match &place {
+            Some(l) => disks
+                .entry(l.disk.clone())
+                .or_insert_with(|| disk_chunks(repo, manifest, &l.disk, &mut notes))
+                .as_ref()
+                .and_then(|c| c.volume(l.offset, l.size)),
+            None => None,
+        };
+        if chunks.is_none() {
+            notes.push(format!(
+                "{} ({}): files read to recognise unchanged ones (no extent map on a \
+                 restore-point disk)",
+                m.volume, m.fstype
+            ));
+        }
+        scan.scan_tree_mapped(&m.disk, &m.volume, &m.mount_point, chunks.as_ref())
             .with_context(|| format!("scanning {} {}", name, m.volume))?;
     }
     let mut report = scan.finish();
     guard.finish()?;
-    let notes = add_publish_problems(&mut report, &state);
+    notes.extend(add_publish_problems(&mut report, &state));
     report.finish();
     Ok(PointScan {
         report,
         engines: engines_used,
         notes,
     })
+}
+
+/// The loop device serving `device` when it is a window of a restore-point
+/// disk file (not a file of its own) and `fstype` maps files to device
+/// addresses.
+fn disk_place<'s>(
+    state: &'s SessionState,
+    vm: &str,
+    device: &str,
+    fstype: &str,
+) -> Option<&'s LoopEntry> {
+    if !DEVICE_MAPPED_FS.contains(&fstype) {
+        return None;
+    }
+    let l = state
+        .loops
+        .iter()
+        .find(|l| l.device.as_deref() == Some(device))?;
+    // The publisher names the file of disk D `<vm>-<D>.raw`; an LV served
+    // from a file of its own (striped, spread over disks) has another name.
+    let disk_file = state.fuse_mount.join(format!("{vm}-{}.raw", l.disk));
+    (!l.disk.contains('+') && l.backing == disk_file).then_some(l)
+}
+
+/// The chunk digests of `disk`; `None` (and a note) when its index cannot
+/// be loaded.
+fn disk_chunks(
+    repo: &Repository,
+    manifest: &Manifest,
+    disk: &str,
+    notes: &mut Vec<String>,
+) -> Option<DiskChunks> {
+    let index = match repo.load_index(manifest, disk) {
+        Ok(i) => i,
+        Err(e) => {
+            notes.push(format!("{disk}: files read, index not loaded: {e}"));
+            return None;
+        }
+    };
+    let digests = index.digests.iter().map(|d| d.map(|d| d.0)).collect();
+    DiskChunks::new(index.chunk_size, index.disk_size, digests)
+}
+
+/// True when a problem of publishing leaves data unserved; false for those
+/// that still serve everything.
+fn leaves_data_unserved(problem: &str) -> bool {
+    const HARMLESS: &[&str] = &[
+        // The backup GPT is used: every partition is there.
+        ": using the backup",
+        // A partition entry of length 0 holds no data.
+        " is empty",
+        // Same-named VGs: the LVs are served under suffixed names.
+        "another VG has the same name",
+        // Nothing to mount (only a note).
+        "no filesystem found",
+    ];
+    !HARMLESS.iter().any(|h| problem.contains(h))
 }
 
 /// Adds what publishing could not serve to `report` as unreadable; returns
@@ -147,7 +241,7 @@ fn add_publish_problems(report: &mut ScanReport, state: &SessionState) -> Vec<St
         });
     }
     for p in &state.problems {
-        if p.contains("no filesystem found") {
+        if !leaves_data_unserved(p) {
             notes.push(p.clone());
         } else if !p.contains(": not mounted: ") {
             // Mount failures were added above, with their disk and volume.
@@ -180,9 +274,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unpublished_volumes_are_never_clean() {
-        let state = SessionState {
+    fn session(
+        loops: Vec<LoopEntry>,
+        mounts: Vec<MountEntry>,
+        problems: Vec<String>,
+    ) -> SessionState {
+        SessionState {
             session: "vm-1".into(),
             restore_point: "vm@1".into(),
             repo: "/r".into(),
@@ -193,18 +290,30 @@ mod tests {
             since: chrono::Utc::now(),
             status: SessionStatus::Ready,
             files: vec![],
-            loops: vec![],
-            mounts: vec![
+            loops,
+            mounts,
+            problems,
+        }
+    }
+
+    #[test]
+    fn unpublished_volumes_are_never_clean() {
+        let state = session(
+            vec![],
+            vec![
                 mount("disk0p1", "ext4", true),
                 mount("disk0p2", "xfs", false),
                 mount("disk0p3", "swap", false),
             ],
-            problems: vec![
+            vec![
                 "disk0p2 (/dev/loop9, xfs): not mounted: bad superblock".into(),
                 "disk0p4 (/dev/loop8): no filesystem found, not mounted".into(),
                 "disk0p5: LVM: bad metadata".into(),
+                "disk0: primary GPT invalid (bad CRC): using the backup".into(),
+                "disk0p6 skipped: partition 6 is empty".into(),
+                "disk0p7 skipped: partition 7 (LBA 10..=20) lies outside the usable LBAs".into(),
             ],
-        };
+        );
         let mut r = ScanReport::new("vm@1");
         let notes = add_publish_problems(&mut r, &state);
         r.finish();
@@ -218,10 +327,60 @@ mod tests {
             got,
             vec![
                 ("", "not published: disk0p5: LVM: bad metadata"),
+                (
+                    "",
+                    "not published: disk0p7 skipped: partition 7 (LBA 10..=20) lies outside \
+                     the usable LBAs"
+                ),
                 ("disk0p2", "xfs filesystem not mounted: bad superblock"),
             ]
         );
-        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes.len(), 4, "{notes:?}");
         assert!(notes[0].contains("swap") && notes[1].contains("disk0p4"));
+        assert!(notes[2].contains("using the backup") && notes[3].contains("is empty"));
+
+        // Problems that serve everything alone: clean.
+        let mut only_notes = state.clone();
+        only_notes.mounts.truncate(1);
+        only_notes.problems = vec![
+            "disk0: primary GPT invalid (bad CRC): using the backup".into(),
+            "LVM VG vg0 (UUID abc): another VG has the same name; its LVs are named <vg>-<lv>_abc"
+                .into(),
+        ];
+        let mut r = ScanReport::new("vm@1");
+        let notes = add_publish_problems(&mut r, &only_notes);
+        r.finish();
+        assert_eq!(r.state, ScanState::Clean, "{:?}", r.unreadable);
+        assert_eq!(notes.len(), 2);
+    }
+
+    #[test]
+    fn only_disk_windows_of_device_mapped_filesystems_get_extent_keys() {
+        let lp = |volume: &str, disk: &str, file: &str, dev: &str| LoopEntry {
+            volume: volume.into(),
+            disk: disk.into(),
+            backing: format!("/m/s/.disks/{file}").into(),
+            offset: 1 << 20,
+            size: 8 << 20,
+            device: Some(dev.into()),
+        };
+        let state = session(
+            vec![
+                lp("disk0p1", "disk0", "vm-disk0.raw", "/dev/loop1"),
+                lp("vg0-striped", "disk0", "vm-vg0-striped.raw", "/dev/loop2"),
+                lp("vg0-span", "disk0+disk1", "vm-vg0-span.raw", "/dev/loop3"),
+                lp("vg0-lin", "disk1", "vm-disk1.raw", "/dev/loop4"),
+            ],
+            vec![],
+            vec![],
+        );
+        let place = |dev: &str, fs: &str| disk_place(&state, "vm", dev, fs).map(|l| &l.volume);
+        assert_eq!(place("/dev/loop1", "ext4"), Some(&"disk0p1".to_string()));
+        assert_eq!(place("/dev/loop4", "xfs"), Some(&"vg0-lin".to_string()));
+        assert_eq!(place("/dev/loop1", "btrfs"), None);
+        assert_eq!(place("/dev/loop1", "vfat"), None);
+        assert_eq!(place("/dev/loop2", "ext4"), None);
+        assert_eq!(place("/dev/loop3", "ext4"), None);
+        assert_eq!(place("/dev/loop9", "ext4"), None);
     }
 }
