@@ -20,10 +20,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Cache in front of each disk of the restore point.
-const CACHE_BYTES: u64 = 128 << 20;
-const CACHE_BLOCK: u32 = 256 << 10;
-const READ_AHEAD_BLOCKS: u32 = 8;
+/// Cache in front of each disk of the restore point: blocks of one
+/// repository chunk (a miss authenticates and decompresses a whole chunk,
+/// so a smaller block would throw most of that work away: directory and
+/// inode blocks of a filesystem walk are spread over nearly every chunk),
+/// at least this many bytes and 8 chunks, reading 2 chunks ahead.
+const CACHE_BYTES: u64 = 256 << 20;
+const READ_AHEAD_BLOCKS: u32 = 2;
 
 /// Environment variable that makes the publisher hang after its first
 /// loop device (tests of a publisher killed mid-publish).
@@ -91,9 +94,10 @@ fn setup(
             continue;
         }
         let raw: Arc<dyn ReadDisk> = Arc::new(repo.open_disk(&manifest, &entry.name)?);
-        let cached: Arc<dyn ReadDisk> = Arc::new(
-            CachedDisk::new(raw, CACHE_BLOCK, CACHE_BYTES)?.with_read_ahead(READ_AHEAD_BLOCKS),
-        );
+        let block = entry.chunk_size.max(4096);
+        let capacity = CACHE_BYTES.max(u64::from(block) * 8);
+        let cached: Arc<dyn ReadDisk> =
+            Arc::new(CachedDisk::new(raw, block, capacity)?.with_read_ahead(READ_AHEAD_BLOCKS));
         files.push(DiskFile {
             name: disk_file_name(&manifest.vm, &entry.name),
             disk: cached.clone(),
