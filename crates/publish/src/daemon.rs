@@ -33,7 +33,7 @@ const READ_AHEAD_BLOCKS: u32 = 2;
 pub const HANG_HOOK: &str = "LIFEBOAT_PUBLISH_TEST_HANG_AFTER_LOOP";
 
 /// The FUSE file of a disk or volume: `<vm>-<name>.raw`.
-fn disk_file_name(vm: &str, name: &str) -> String {
+pub fn disk_file_name(vm: &str, name: &str) -> String {
     format!("{vm}-{name}.raw")
 }
 

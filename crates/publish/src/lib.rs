@@ -38,7 +38,7 @@ pub mod state;
 pub mod system;
 mod unpublish;
 
-pub use daemon::{run_daemon, HANG_HOOK};
+pub use daemon::{disk_file_name, run_daemon, HANG_HOOK};
 pub use error::{Error, Result};
 pub use fusefs::{DiskFile, DiskFs};
 pub use state::{LoopEntry, MountEntry, SessionState, SessionStatus, DEFAULT_STATE_DIR};

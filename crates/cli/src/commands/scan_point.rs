@@ -179,9 +179,11 @@ fn disk_place<'s>(
         .loops
         .iter()
         .find(|l| l.device.as_deref() == Some(device))?;
-    // The publisher names the file of disk D `<vm>-<D>.raw`; an LV served
-    // from a file of its own (striped, spread over disks) has another name.
-    let disk_file = state.fuse_mount.join(format!("{vm}-{}.raw", l.disk));
+    // The publisher's file of disk D; an LV served from a file of its own
+    // (striped, spread over disks) has another name.
+    let disk_file = state
+        .fuse_mount
+        .join(lifeboat_publish::disk_file_name(vm, &l.disk));
     (!l.disk.contains('+') && l.backing == disk_file).then_some(l)
 }
 
