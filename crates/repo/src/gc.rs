@@ -20,7 +20,7 @@
 //! | writer touches X while gc sweeps prefix xx         | touch holds the SHARED prefix lock: it runs before gc's stat (new mtime, kept) or after gc's unlink (X absent, so the writer writes it anew) |
 //! | forget during gc                                   | chunks only become unreferenced; a later gc takes them |
 //! | gc killed                                          | it only ever unlinked unreferenced old chunks and temp files |
-//! | registration being created                         | written as `.tmp-*`, flock taken before the rename: gc never sees it unlocked |
+//! | registration being created                         | written as `.tmp-*`, flock taken right after creating it and before the rename; gc counts a `.tmp-*` registration younger than 10 minutes as a live writer from the epoch (that run removes nothing) instead of as dead, and removes older unlocked ones |
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -59,6 +59,21 @@ fn remove_file(path: &Path) -> Result<bool> {
     }
 }
 
+/// A registration temp file younger than this may be one whose writer has
+/// not taken its flock yet.
+const YOUNG_REGISTRATION: Duration = Duration::from_secs(600);
+
+/// Whether `path` was modified within [`YOUNG_REGISTRATION`] (a file gone
+/// meanwhile counts as young: there is nothing to remove).
+fn is_young(path: &Path) -> Result<bool> {
+    Ok(match mtime(path)? {
+        Some((t, _)) => SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < YOUNG_REGISTRATION),
+        None => true,
+    })
+}
+
 /// Removes `.tmp-*` files in `dir` older than `cutoff`.
 fn sweep_temps(dir: &Path, cutoff: SystemTime, report: &mut GcReport) -> Result<()> {
     for name in dir_names(dir)? {
@@ -90,6 +105,14 @@ impl Repository {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, e)),
             };
+            if name.starts_with(TMP_PREFIX) && is_young(&path)? {
+                // A registration being created: its writer opens it and
+                // takes the flock a moment later, so unlocked does not mean
+                // dead yet. Count it as live from the epoch: this run keeps
+                // everything.
+                oldest = Some(SystemTime::UNIX_EPOCH);
+                continue;
+            }
             if fsutil::try_lock_exclusive(&file, &path)? {
                 // Nobody holds it: the writer died. Remove while we hold the lock.
                 if remove_file(&path)? && name.starts_with(TMP_PREFIX) {

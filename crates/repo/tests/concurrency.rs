@@ -107,11 +107,20 @@ fn gc_running_beside_a_backup_of_the_same_garbage_keeps_the_new_restore_point_in
                 }
                 runs
             });
+            // Stops the gc loop also when this thread panics (else the
+            // scope would wait for it forever).
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let stop_guard = StopOnDrop(&stop);
             let w = repo.begin_backup().unwrap();
             let disk = store_disk(&repo, &w, "disk0", &data);
             let rewritten = disk.stats.new_chunks;
             let m = w.commit("vm", vec![disk]).unwrap();
-            stop.store(true, Ordering::Relaxed);
+            drop(stop_guard);
             let runs = gc.join().unwrap();
             assert!(runs >= 1);
             eprintln!(
