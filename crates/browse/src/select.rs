@@ -10,7 +10,7 @@
 use crate::{detect, probe, Error, Filesystem, FsType, Result};
 use lifeboat_formats::volumes::{discover_volumes_multi, MultiDiscoveryReport, Volume};
 use lifeboat_repo::{Manifest, Repository};
-use lifeboat_vdisk::{CachedDisk, ReadDisk};
+use lifeboat_vdisk::ReadDisk;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -61,10 +61,10 @@ impl SelectedVolume {
 pub fn open_restore_point(repo: &Repository, manifest: &Manifest) -> Result<RestorePointVolumes> {
     let mut disks: Vec<(String, Arc<dyn ReadDisk>)> = Vec::new();
     for entry in &manifest.disks {
-        let raw: Arc<dyn ReadDisk> = Arc::new(repo.open_disk(manifest, &entry.name)?);
-        let block = entry.chunk_size.max(4096);
-        let capacity = CACHE_BYTES.max(u64::from(block) * 8);
-        let cached: Arc<dyn ReadDisk> = Arc::new(CachedDisk::new(raw, block, capacity)?);
+        let cached: Arc<dyn ReadDisk> = Arc::new(
+            repo.open_disk(manifest, &entry.name)?
+                .into_chunk_cache(CACHE_BYTES, 8)?,
+        );
         disks.push((entry.name.clone(), cached));
     }
     Ok(RestorePointVolumes {

@@ -28,7 +28,7 @@ use lifeboat_engine::{restore_to_file, NoProgress, RestoreFormat};
 use lifeboat_nbd::Export;
 use lifeboat_nfs::AllowList;
 use lifeboat_repo::Manifest;
-use lifeboat_vdisk::{CachedDisk, OverlayDisk, ReadDisk, WriteDisk};
+use lifeboat_vdisk::{OverlayDisk, ReadDisk, WriteDisk};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,14 +138,13 @@ impl Inner {
             })?;
         let chunk_size = rp.index().chunk_size;
         let n = record.disks.len().max(1) as u64;
-        let capacity = (self.cache_bytes / n).max(u64::from(chunk_size) * 4);
         let read_ahead = if chunk_size <= 1 << 20 {
             READ_AHEAD_SMALL
         } else {
             READ_AHEAD_LARGE
         };
         let cached: Arc<dyn ReadDisk> = Arc::new(
-            CachedDisk::new(Arc::new(rp), chunk_size, capacity)
+            rp.into_chunk_cache(self.cache_bytes / n, 4)
                 .map_err(derr)?
                 .with_read_ahead(read_ahead),
         );

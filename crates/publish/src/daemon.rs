@@ -15,16 +15,15 @@ use crate::{system, unpublish, DaemonRequest};
 use chrono::Utc;
 use lifeboat_formats::volumes::discover_volumes_multi;
 use lifeboat_repo::Repository;
-use lifeboat_vdisk::{CachedDisk, ReadDisk};
+use lifeboat_vdisk::ReadDisk;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Cache in front of each disk of the restore point: blocks of one
-/// repository chunk (a miss authenticates and decompresses a whole chunk,
-/// so a smaller block would throw most of that work away: directory and
-/// inode blocks of a filesystem walk are spread over nearly every chunk),
-/// at least this many bytes and 8 chunks, reading 2 chunks ahead.
+/// Cache in front of each disk of the restore point (blocks of one chunk,
+/// `RestorePointDisk::into_chunk_cache`: directory and inode blocks of a
+/// filesystem walk are spread over nearly every chunk): at least this many
+/// bytes and 8 chunks, reading 2 chunks ahead.
 const CACHE_BYTES: u64 = 256 << 20;
 const READ_AHEAD_BLOCKS: u32 = 2;
 
@@ -93,11 +92,11 @@ fn setup(
         if !req.disks.is_empty() && !req.disks.contains(&entry.name) {
             continue;
         }
-        let raw: Arc<dyn ReadDisk> = Arc::new(repo.open_disk(&manifest, &entry.name)?);
-        let block = entry.chunk_size.max(4096);
-        let capacity = CACHE_BYTES.max(u64::from(block) * 8);
-        let cached: Arc<dyn ReadDisk> =
-            Arc::new(CachedDisk::new(raw, block, capacity)?.with_read_ahead(READ_AHEAD_BLOCKS));
+        let cached: Arc<dyn ReadDisk> = Arc::new(
+            repo.open_disk(&manifest, &entry.name)?
+                .into_chunk_cache(CACHE_BYTES, 8)?
+                .with_read_ahead(READ_AHEAD_BLOCKS),
+        );
         files.push(DiskFile {
             name: disk_file_name(&manifest.vm, &entry.name),
             disk: cached.clone(),

@@ -10,7 +10,7 @@
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::model::DiskIndex;
-use lifeboat_vdisk::{check_range, push_merged, Extent, ReadDisk};
+use lifeboat_vdisk::{check_range, push_merged, CachedDisk, Extent, ReadDisk};
 use std::sync::Arc;
 
 /// digest -> plaintext bytes. The repository implements it; remote and
@@ -42,6 +42,20 @@ impl RestorePointDisk {
 
     pub fn index(&self) -> &DiskIndex {
         &self.index
+    }
+
+    /// This disk behind a read cache whose block is one repository chunk (a
+    /// miss authenticates and decompresses a whole chunk, so a smaller block
+    /// would throw most of that work away), holding at least `bytes` and at
+    /// least `min_chunks` chunks.
+    pub fn into_chunk_cache(
+        self,
+        bytes: u64,
+        min_chunks: u64,
+    ) -> lifeboat_vdisk::Result<CachedDisk> {
+        let block = self.index.chunk_size.max(4096);
+        let capacity = bytes.max(u64::from(block).saturating_mul(min_chunks));
+        CachedDisk::new(Arc::new(self), block, capacity)
     }
 
     /// Digest slot `i` of the index, or a corruption error when the index

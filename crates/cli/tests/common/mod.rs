@@ -119,19 +119,9 @@ pub fn list_names(repo: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Fails the test with install advice when `tool` is not on PATH.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} not found: install it with `apt-get install {package}` (scripts/test.sh does)"
-    );
-}
+/// Fails with install advice when `tool` is missing.
+#[allow(unused_imports)] // not every test binary that includes this module needs it
+pub use lifeboat_testsupport::require_tool;
 
 /// `len` incompressible pseudo-random bytes (BLAKE3 output keyed by `seed`),
 /// so every chunk is new and stores at full size.
