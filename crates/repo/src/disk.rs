@@ -58,6 +58,27 @@ impl RestorePointDisk {
         CachedDisk::new(Arc::new(self), block, capacity)
     }
 
+    /// Chunk `i` (digest `d`) decoded, checked to be as long as the index
+    /// says that chunk is.
+    fn chunk(&self, i: u64, d: &Digest) -> lifeboat_vdisk::Result<Vec<u8>> {
+        let data = self
+            .reader
+            .read_chunk(d)
+            .map_err(|e| lifeboat_vdisk::Error::source(self.describe(), e))?;
+        let chunk_len = self.index.chunk_len(i);
+        if data.len() as u64 != chunk_len {
+            return Err(lifeboat_vdisk::Error::corrupt(
+                self.describe(),
+                format!(
+                    "chunk {d} at offset {} holds {} bytes, expected {chunk_len}",
+                    i * u64::from(self.index.chunk_size),
+                    data.len()
+                ),
+            ));
+        }
+        Ok(data)
+    }
+
     /// Digest slot `i` of the index, or a corruption error when the index
     /// is shorter than the disk (an index built by hand without `check`).
     fn slot(&self, i: u64) -> lifeboat_vdisk::Result<Option<Digest>> {
@@ -95,26 +116,30 @@ impl ReadDisk for RestorePointDisk {
             match self.slot(i)? {
                 None => out.fill(0),
                 Some(d) => {
-                    let data = self
-                        .reader
-                        .read_chunk(&d)
-                        .map_err(|e| lifeboat_vdisk::Error::source(self.describe(), e))?;
-                    if data.len() != chunk_len {
-                        return Err(lifeboat_vdisk::Error::corrupt(
-                            self.describe(),
-                            format!(
-                                "chunk {d} at offset {} holds {} bytes, expected {chunk_len}",
-                                i * cs,
-                                data.len()
-                            ),
-                        ));
-                    }
+                    let data = self.chunk(i, &d)?;
                     out.copy_from_slice(&data[within..within + n]);
                 }
             }
             done += n;
         }
         Ok(())
+    }
+
+    /// A read of exactly one whole data chunk returns the decoded chunk
+    /// itself (the cache's block is one chunk: no zero-fill, no copy).
+    fn read_owned(&self, offset: u64, len: usize) -> lifeboat_vdisk::Result<Vec<u8>> {
+        let cs = u64::from(self.index.chunk_size);
+        if cs > 0 && offset.is_multiple_of(cs) && offset < self.size() {
+            let i = offset / cs;
+            if len as u64 == self.index.chunk_len(i) {
+                if let Some(d) = self.slot(i)? {
+                    return self.chunk(i, &d);
+                }
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.read_at(&mut buf, offset)?;
+        Ok(buf)
     }
 
     fn extents(&self, offset: u64, len: u64) -> lifeboat_vdisk::Result<Vec<Extent>> {

@@ -56,6 +56,16 @@ pub trait ReadDisk: Send + Sync {
     /// [`ReadDisk::size`] fails with [`Error::OutOfRange`].
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
 
+    /// The `len` bytes at `offset` in a buffer of their own. The default
+    /// allocates and calls [`ReadDisk::read_at`]; a disk that produces
+    /// whole blocks anyway (a restore point decoding a chunk) hands its
+    /// buffer over instead, sparing a cache the zero-fill and the copy.
+    fn read_owned(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
     /// What the range `offset..offset+len` holds, as sorted, adjacent,
     /// non-overlapping extents covering exactly that range (clamped to the
     /// disk's size). The default says "all data"; disks that know better
@@ -97,6 +107,9 @@ impl<T: ReadDisk + ?Sized> ReadDisk for Arc<T> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         (**self).read_at(buf, offset)
     }
+    fn read_owned(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        (**self).read_owned(offset, len)
+    }
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         (**self).extents(offset, len)
     }
@@ -114,6 +127,9 @@ impl<T: ReadDisk + ?Sized> ReadDisk for Box<T> {
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         (**self).read_at(buf, offset)
+    }
+    fn read_owned(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        (**self).read_owned(offset, len)
     }
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         (**self).extents(offset, len)

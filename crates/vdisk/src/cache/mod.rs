@@ -14,6 +14,17 @@
 //!   of reading the lower disk again.
 //! - Errors from the lower disk go to the reader and are never cached: a
 //!   failed flight makes its waiters fetch again themselves.
+//! - Blocks the lower disk reports as all-zero extents (holes, zero chunks
+//!   of a restore point) are served from one shared zero block and never
+//!   cached: a disk that is half holes would otherwise spend half the cache
+//!   on zeros and evict data to hold them.
+//! - A miss asks the lower disk for the block as an owned buffer
+//!   ([`ReadDisk::read_owned`]): a restore point hands over the chunk it
+//!   just decoded, with no zero-fill and no copy.
+//! - Scan resistance: blocks of a sequential stream (read-ahead, and reads
+//!   that start where the previous one ended) fill free slots but, once a
+//!   shard is full, only replace that shard's last stream block (shard.rs),
+//!   so re-reading a disk larger than the cache still hits most of it.
 //! - Read-ahead ([`CachedDisk::with_read_ahead`]): when a read starts where
 //!   the previous one ended, the next N blocks after it are handed to a small
 //!   pool of threads (a bounded crossbeam channel of fetch tickets). A full
@@ -31,7 +42,7 @@ mod shard;
 #[cfg(test)]
 mod tests;
 
-use crate::{check_depth, check_range, Error, Extent, ReadDisk, Result};
+use crate::{check_depth, check_range, Error, Extent, ExtentKind, ReadDisk, Result};
 use crossbeam_channel::{Sender, TrySendError};
 use shard::{Block, Lookup, Shard, Ticket};
 use std::panic::AssertUnwindSafe;
@@ -54,6 +65,9 @@ pub struct CacheStats {
     pub misses: u64,
     /// Blocks read from the lower disk by read-ahead.
     pub prefetched: u64,
+    /// Blocks served as zeros because the lower disk reports them as holes
+    /// (not read, not cached; also counted as hits or misses).
+    pub zeros: u64,
 }
 
 /// The state shared with the prefetch threads.
@@ -65,6 +79,9 @@ struct Inner {
     hits: AtomicU64,
     misses: AtomicU64,
     prefetched: AtomicU64,
+    zeros: AtomicU64,
+    /// One block of zeros, shared by every hole block of the disk.
+    zero_block: std::sync::OnceLock<Block>,
     /// Set when the disk is dropped: queued prefetches are discarded.
     closed: AtomicBool,
 }
@@ -110,6 +127,8 @@ impl CachedDisk {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 prefetched: AtomicU64::new(0),
+                zeros: AtomicU64::new(0),
+                zero_block: std::sync::OnceLock::new(),
                 closed: AtomicBool::new(false),
             }),
             read_ahead: 0,
@@ -164,6 +183,7 @@ impl CachedDisk {
             hits: self.inner.hits.load(Ordering::Relaxed),
             misses: self.inner.misses.load(Ordering::Relaxed),
             prefetched: self.inner.prefetched.load(Ordering::Relaxed),
+            zeros: self.inner.zeros.load(Ordering::Relaxed),
         }
     }
 
@@ -180,7 +200,8 @@ impl CachedDisk {
         let blocks = self.inner.size.div_ceil(self.inner.block_size);
         let last = first.saturating_add(u64::from(self.read_ahead)).min(blocks);
         for block in first..last {
-            if let Lookup::Fetch(ticket) = self.inner.lookup(block) {
+            if let Lookup::Fetch(mut ticket) = self.inner.lookup(block) {
+                ticket.scan = true;
                 match tx.try_send(ticket) {
                     Ok(()) => {}
                     // The ticket comes back and is dropped: its flight fails
@@ -206,22 +227,55 @@ impl Inner {
     }
 
     /// Reads the block of `ticket` from the lower disk, caches it and wakes
-    /// its waiters. On error nothing is cached and the waiters retry.
+    /// its waiters. On error nothing is cached and the waiters retry. A
+    /// block the lower disk reports as all zeros is neither read nor cached.
     fn fetch(&self, ticket: Ticket) -> Result<Block> {
         let start = ticket.block * self.block_size;
         let len = self.block_size.min(self.size.saturating_sub(start)) as usize;
-        let mut buf = vec![0u8; len];
-        let result = self.lower.read_at(&mut buf, start).map(|()| Arc::new(buf));
+        let (result, keep) = match self.zero_block(start, len) {
+            Some(zeros) => (Ok(zeros), false),
+            None => (self.lower.read_owned(start, len).map(Arc::new), true),
+        };
+        if let Ok(b) = &result {
+            if b.len() != len {
+                // A lower disk breaking the read_owned contract must not
+                // leave a short block behind.
+                return Err(Error::corrupt(
+                    self.lower.describe(),
+                    format!("read of {len} bytes at {start} returned {}", b.len()),
+                ));
+            }
+        }
         self.shard(ticket.block)
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .complete(&ticket, result.as_ref().ok());
+            .complete(&ticket, result.as_ref().ok().filter(|_| keep));
         ticket.flight.finish(result.as_ref().ok().cloned());
         result
     }
 
-    /// The block, from the cache, a fetch in flight, or the lower disk.
-    fn block(&self, block: u64) -> Result<Block> {
+    /// The shared zero block when `start..start+len` is all zero extents on
+    /// the lower disk (an error asking counts as "not known to be zero":
+    /// the read then reports it).
+    fn zero_block(&self, start: u64, len: usize) -> Option<Block> {
+        let extents = self.lower.extents(start, len as u64).ok()?;
+        if extents.is_empty() || extents.iter().any(|e| e.kind != ExtentKind::Zero) {
+            return None;
+        }
+        self.zeros.fetch_add(1, Ordering::Relaxed);
+        if len as u64 != self.block_size {
+            return Some(Arc::new(vec![0u8; len])); // the disk's short last block
+        }
+        Some(
+            self.zero_block
+                .get_or_init(|| Arc::new(vec![0u8; len]))
+                .clone(),
+        )
+    }
+
+    /// The block, from the cache, a fetch in flight, or the lower disk;
+    /// `scan`: the read continues a sequential stream (shard.rs).
+    fn block(&self, block: u64, scan: bool) -> Result<Block> {
         loop {
             match self.lookup(block) {
                 Lookup::Hit(data) => {
@@ -235,7 +289,8 @@ impl Inner {
                     }
                     // That fetch failed: look again (and fetch it ourselves).
                 }
-                Lookup::Fetch(ticket) => {
+                Lookup::Fetch(mut ticket) => {
+                    ticket.scan = scan;
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     return self.fetch(ticket);
                 }
@@ -260,14 +315,15 @@ impl ReadDisk for CachedDisk {
             return Ok(());
         }
         let end = offset + buf.len() as u64;
-        if self.read_ahead > 0 && self.last_end.swap(end, Ordering::Relaxed) == offset {
+        let sequential = self.last_end.swap(end, Ordering::Relaxed) == offset;
+        if sequential && self.read_ahead > 0 {
             self.read_ahead_from(end);
         }
         let bs = self.inner.block_size;
         let mut pos = offset;
         while pos < end {
             let block = pos / bs;
-            let data = self.inner.block(block)?;
+            let data = self.inner.block(block, sequential)?;
             let within = (pos - block * bs) as usize;
             let n = ((end - pos) as usize).min(data.len().saturating_sub(within));
             let Some(src) = data.get(within..within + n).filter(|_| n > 0) else {

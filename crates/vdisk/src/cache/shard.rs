@@ -1,6 +1,16 @@
 //! One shard of the block cache: a CLOCK cache (an approximation of LRU that
 //! needs no list surgery on a hit) plus the blocks being fetched right now.
 //!
+//! Scan resistance: a block fetched for a sequential stream (a *scan*
+//! block) takes a free slot while there is one; once the shard is full it
+//! replaces the shard's most recent scan block instead of running the
+//! CLOCK. A stream longer than the cache therefore churns one slot per
+//! shard and leaves the rest of the cache alone, so a second pass over a
+//! disk larger than the cache finds most of the cache's blocks still there
+//! (plain CLOCK, like LRU, would have evicted each block just before the
+//! pass came back to it, and hit nothing). Blocks that readers fetch
+//! out of sequence run the ordinary CLOCK and may evict scan blocks.
+//!
 //! A block being fetched has a [`Flight`] in `inflight`; other readers of that
 //! block wait on its condition variable instead of reading the lower disk
 //! again. Lock order: a shard's mutex may be held while taking a flight's
@@ -74,6 +84,8 @@ impl Flight {
 pub struct Ticket {
     pub block: u64,
     pub flight: Arc<Flight>,
+    /// Fetched for a sequential stream (see the module doc).
+    pub scan: bool,
 }
 
 impl Drop for Ticket {
@@ -96,6 +108,7 @@ struct Slot {
     block: u64,
     data: Block,
     referenced: bool,
+    scan: bool,
 }
 
 /// A CLOCK cache of at most `capacity` blocks.
@@ -105,6 +118,9 @@ pub struct Shard {
     hand: usize,
     capacity: usize,
     inflight: HashMap<u64, Arc<Flight>>,
+    /// The slot of the scan block inserted last, which the next scan block
+    /// replaces once the shard is full.
+    mru_scan: Option<usize>,
 }
 
 impl Shard {
@@ -115,6 +131,7 @@ impl Shard {
             hand: 0,
             capacity: capacity.max(1),
             inflight: HashMap::new(),
+            mru_scan: None,
         }
     }
 
@@ -131,7 +148,11 @@ impl Shard {
         }
         let flight = Flight::new();
         self.inflight.insert(block, flight.clone());
-        Lookup::Fetch(Ticket { block, flight })
+        Lookup::Fetch(Ticket {
+            block,
+            flight,
+            scan: false,
+        })
     }
 
     /// Ends the fetch of `ticket`: caches `data` if it is `Some`.
@@ -144,7 +165,7 @@ impl Shard {
             self.inflight.remove(&ticket.block);
         }
         if let Some(d) = data {
-            self.insert(ticket.block, d.clone());
+            self.insert(ticket.block, d.clone(), ticket.scan);
         }
     }
 
@@ -154,22 +175,44 @@ impl Shard {
         self.index.contains_key(&block)
     }
 
-    fn insert(&mut self, block: u64, data: Block) {
+    fn insert(&mut self, block: u64, data: Block, scan: bool) {
         if let Some(slot) = self.index.get(&block).and_then(|&i| self.slots.get_mut(i)) {
             slot.data = data;
             slot.referenced = true;
             return;
         }
+        let new = Slot {
+            block,
+            data,
+            referenced: false,
+            scan,
+        };
         if self.slots.len() < self.capacity {
             self.index.insert(block, self.slots.len());
-            self.slots.push(Slot {
-                block,
-                data,
-                referenced: false,
-            });
+            if scan {
+                self.mru_scan = Some(self.slots.len());
+            }
+            self.slots.push(new);
             return;
         }
-        // CLOCK: clear reference bits until an unreferenced slot comes round.
+        let victim = match self
+            .mru_scan
+            .filter(|&i| scan && self.slots.get(i).is_some_and(|s| s.scan))
+        {
+            Some(i) => i,
+            None => self.clock_victim(),
+        };
+        if self.mru_scan == Some(victim) || scan {
+            self.mru_scan = scan.then_some(victim);
+        }
+        self.index.remove(&self.slots[victim].block);
+        self.slots[victim] = new;
+        self.index.insert(block, victim);
+    }
+
+    /// CLOCK: clears reference bits until an unreferenced slot comes round.
+    /// Only called on a full shard (at least one slot).
+    fn clock_victim(&mut self) -> usize {
         let n = self.slots.len();
         loop {
             let hand = self.hand % n;
@@ -179,14 +222,7 @@ impl Shard {
                 slot.referenced = false;
                 continue;
             }
-            self.index.remove(&slot.block);
-            *slot = Slot {
-                block,
-                data,
-                referenced: false,
-            };
-            self.index.insert(block, hand);
-            return;
+            return hand;
         }
     }
 }
@@ -196,8 +232,13 @@ mod tests {
     use super::*;
 
     fn fill(shard: &mut Shard, block: u64) {
+        fill_as(shard, block, false)
+    }
+
+    fn fill_as(shard: &mut Shard, block: u64, scan: bool) {
         match shard.lookup(block) {
-            Lookup::Fetch(t) => {
+            Lookup::Fetch(mut t) => {
+                t.scan = scan;
                 let data: Block = Arc::new(vec![block as u8; 4]);
                 shard.complete(&t, Some(&data));
                 t.flight.finish(Some(data));
@@ -229,5 +270,31 @@ mod tests {
         drop(t);
         assert!(f.wait().is_none());
         assert!(matches!(s.lookup(7), Lookup::Fetch(_)));
+    }
+
+    #[test]
+    fn a_scan_longer_than_the_shard_churns_one_slot_and_keeps_the_rest() {
+        let mut s = Shard::new(4);
+        for pass in 0..2 {
+            for b in 0..10 {
+                if pass == 1 && b < 3 {
+                    assert!(matches!(s.lookup(b), Lookup::Hit(_)), "block {b}");
+                    continue;
+                }
+                if !s.contains(b) {
+                    fill_as(&mut s, b, true);
+                }
+            }
+        }
+        assert!(s.contains(0) && s.contains(1) && s.contains(2) && s.contains(9));
+        // An out-of-sequence block runs the CLOCK: the blocks the second
+        // pass used are referenced, so it takes the stream's block.
+        fill(&mut s, 100);
+        assert!(s.contains(100) && !s.contains(9) && s.contains(1) && s.contains(2));
+        // The next stream block takes a slot by CLOCK, the one after it
+        // replaces that one.
+        fill_as(&mut s, 11, true);
+        fill_as(&mut s, 12, true);
+        assert!(s.contains(12) && !s.contains(11) && s.contains(100));
     }
 }
