@@ -272,26 +272,7 @@ fn commands_without_a_service_say_how_to_start_one() {
         &["instant-recovery", "list", "--cache-dir", s(dir.path())],
     );
     assert!(err.contains("lifeboat nfs serve"), "{err}");
-    let err = fails_with(
-        5,
-        &[
-            "nfs",
-            "serve",
-            "--repo",
-            s(&dir.path().join("nope")),
-            "--cache-dir",
-            s(dir.path()),
-            "--listen",
-            "127.0.0.1",
-            "--portmap-port",
-            "0",
-            "--mount-port",
-            "0",
-            "--nfs-port",
-            "0",
-            "--nbd-port",
-            "0",
-        ],
-    );
+    let nope = dir.path().join("nope");
+    let err = fails_with(5, &nfs_serve_args(&nope, dir.path()));
     assert!(err.contains("nope"), "{err}");
 }

@@ -4,19 +4,36 @@
 //! connection; a connection may send several requests in turn. The client
 //! side ([`request`]) is what the CLI calls.
 //!
-//! Only one service may own a cache folder: at start the service connects
-//! to an existing socket first; an answer means another service runs there
-//! (refused), no answer means a stale socket (removed).
+//! Only one service may own a cache folder ([`lock_cache`]): it holds an
+//! exclusive lock on `<cache>/service.lock` (flock, released by the kernel
+//! when the process ends, however it ends) for its whole life; the file
+//! holds its pid for the refusal message. The socket alone cannot decide
+//! ownership: it can be deleted or replaced under a running service. With
+//! the lock held, the service still connects to an existing socket first
+//! ([`claim`]); an answer means a service that does not take the lock runs
+//! there (refused), no answer means a stale socket (removed).
+//!
+//! Stopping does not depend on the socket path either: the accept loop
+//! polls a non-blocking listener and its stop flag, so it ends even when
+//! `control.sock` was deleted or replaced (a wake-up connection to the path
+//! would then reach nobody, or another service, and the stop would hang).
+//! On drop the socket file is removed only if it is still the one this
+//! server bound (same inode).
 
 use crate::error::{Error, Result};
 use crate::protocol::{Request, Response, MAX_LINE};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the accept loop looks at its stop flag when idle.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// What answers a request (the service).
 pub(crate) type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -31,6 +48,50 @@ fn control_err(path: &Path, reason: impl Into<String>) -> Error {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
+}
+
+/// The lock file of the service using `cache_dir`.
+pub(crate) fn lock_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("service.lock")
+}
+
+/// Takes the exclusive lock of `cache_dir` (see the module doc) and writes
+/// this process's pid into it; fails when another service holds it. The
+/// lock lasts as long as the returned file is open.
+pub(crate) fn lock_cache(cache_dir: &Path) -> Result<File> {
+    let path = lock_path(cache_dir);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let who = match pid.trim() {
+                "" => "another service".to_string(),
+                pid => format!("another service (pid {pid})"),
+            };
+            return Err(Error::Invalid(format!(
+                "cache folder {}: {who} is running on it (it holds {}); stop it, or use another --cache-dir",
+                cache_dir.display(),
+                path.display()
+            )));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(file)
 }
 
 /// Fails when a service already answers on `path`; removes a stale socket.
@@ -48,52 +109,83 @@ pub(crate) fn claim(path: &Path) -> Result<()> {
     }
 }
 
-/// The running control server; dropping it stops it and removes the socket.
+/// The running control server; dropping it stops it and removes the socket
+/// (if it is still this server's).
 pub(crate) struct ControlServer {
     path: PathBuf,
+    /// (device, inode) of the socket file this server bound.
+    bound: (u64, u64),
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The (device, inode) of `path` itself (not following a symlink).
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 impl ControlServer {
     pub(crate) fn start(path: &Path, handler: Handler) -> Result<Self> {
         let listener = UnixListener::bind(path)
             .map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        let setup = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| listener.set_nonblocking(true))
+            .and_then(|()| file_id(path));
+        let bound = match setup {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(Error::io(format!("setting up {}", path.display()), e));
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ir-control".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if flag.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = conn else { continue };
-                    let h = handler.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("ir-control-conn".into())
-                        .spawn(move || serve(stream, &h));
-                }
-            })
+            .spawn(move || accept_loop(&listener, &handler, &flag))
             .map_err(|e| Error::io("starting the control thread", e))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
+            bound,
             stop,
             thread: Some(thread),
         })
     }
 }
 
+/// Accepts until `stop` is set, one thread per connection.
+fn accept_loop(listener: &UnixListener, handler: &Handler, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            // Nobody waiting (WouldBlock), out of descriptors, an aborted
+            // connection: look at the stop flag again a little later.
+            Err(_) => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+        };
+        // Connections are served with blocking I/O.
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        let h = handler.clone();
+        let _ = std::thread::Builder::new()
+            .name("ir-control-conn".into())
+            .spawn(move || serve(stream, &h));
+    }
+}
+
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        // A socket bound there by someone else since is left alone.
+        if file_id(&self.path).is_ok_and(|id| id == self.bound) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -210,6 +302,49 @@ mod tests {
         // A stale socket file is removed.
         std::fs::write(&path, b"").unwrap();
         claim(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_lock_refuses_a_second_owner_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_cache(dir.path()).unwrap();
+        let pid = std::fs::read_to_string(lock_path(dir.path())).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        let err = lock_cache(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "another service (pid {}) is running",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        drop(first);
+        lock_cache(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn stopping_does_not_depend_on_the_socket_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(dir.path());
+        let handler: Handler = Arc::new(|_| Response::Error {
+            message: String::new(),
+        });
+        // Deleted under the server: it still stops.
+        let server = ControlServer::start(&path, handler.clone()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        drop(server);
+        // Replaced by another socket: it stops and leaves that one alone.
+        let server = ControlServer::start(&path, handler.clone()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let other = ControlServer::start(&path, handler).unwrap();
+        drop(server);
+        assert!(path.exists(), "the other server's socket was removed");
+        assert!(matches!(
+            request(dir.path(), &Request::List),
+            Ok(Response::Error { .. })
+        ));
+        drop(other);
         assert!(!path.exists());
     }
 }

@@ -50,8 +50,8 @@
 //! own `allow` entries (recorded in session.json, so they survive a
 //! restart) narrow that for the session: the tree gets them
 //! (`SessionTree::add_session_for`: MNT3ERR_ACCES, NFS3ERR_ACCES, hidden
-//! from the root listing) and so does the NBD listener (the session's
-//! exports are withheld from other clients, see nbd.rs).
+//! from the root listing) and so does the NBD listener (other clients are
+//! refused the session's exports with NBD_REP_ERR_POLICY, see nbd.rs).
 
 mod cache_size;
 mod control;

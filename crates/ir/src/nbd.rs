@@ -5,16 +5,17 @@
 //!
 //! Per-session client lists ([`ExportClients`]): a session started with
 //! `--allow` records, for each of its exports, the clients that may use
-//! it. A peer that is off some of those lists is served from a table of
-//! its own, a snapshot of the exports it may use: the others do not exist
-//! for it (NBD_OPT_LIST leaves them out, NBD_OPT_GO/INFO answer
-//! NBD_REP_ERR_UNKNOWN, since `lifeboat-nbd` has no per-client policy
-//! hook to answer NBD_REP_ERR_POLICY) and the service logs which exports
-//! were withheld from whom. A peer that may use none of the exports is
-//! closed before the greeting, with a log line. Peers that no session
-//! restricts share the live table.
+//! it. The server asks them through its `AccessPolicy` hook
+//! ([`SessionPolicy`]) for every connection: a peer off an export's list
+//! does not see it in NBD_OPT_LIST, NBD_OPT_GO / NBD_OPT_INFO (and the
+//! meta-context options) naming it are answered NBD_REP_ERR_POLICY ("not
+//! permitted to this client by server policy"), NBD_OPT_EXPORT_NAME naming
+//! it closes the connection, and the service logs each refusal with the
+//! export and the peer. All peers share the live export table; exports of
+//! sessions without a list of their own are open to every peer the service
+//! admits.
 
-use lifeboat_nbd::{Export, ExportTable, NbdServer};
+use lifeboat_nbd::{AccessPolicy, ExportTable, NbdServer};
 use lifeboat_nfs::{AllowList, ServiceLog};
 use std::collections::BTreeMap;
 use std::io;
@@ -29,16 +30,6 @@ use std::time::Duration;
 #[derive(Default)]
 pub(crate) struct ExportClients {
     lists: RwLock<BTreeMap<String, AllowList>>,
-}
-
-/// What one peer may see of the export table.
-pub(crate) enum View {
-    /// Every export: no session restricts this peer.
-    All,
-    /// Only these exports; the names of the withheld ones.
-    Some(Arc<ExportTable>, Vec<String>),
-    /// No export at all (every one is withheld).
-    Nothing(Vec<String>),
 }
 
 impl ExportClients {
@@ -56,30 +47,33 @@ impl ExportClients {
             .remove(export);
     }
 
-    /// The part of `table` that `peer` may use.
-    pub(crate) fn view(&self, table: &ExportTable, peer: IpAddr) -> View {
-        let lists = self.lists.read().unwrap_or_else(|e| e.into_inner());
-        let exports = table.exports();
-        let (allowed, withheld): (Vec<_>, Vec<_>) = exports.into_iter().partition(|e| {
-            lists
-                .get(e.name())
-                .is_none_or(|clients| clients.allows(peer))
-        });
-        let withheld: Vec<String> = withheld.iter().map(|e| e.name().to_owned()).collect();
-        if withheld.is_empty() {
-            return View::All;
-        }
-        if allowed.is_empty() {
-            return View::Nothing(withheld);
-        }
-        let own = ExportTable::new();
-        for e in allowed {
-            own.insert(
-                Export::new(e.name(), e.reader().clone(), e.writer().cloned())
-                    .with_description(e.description()),
-            );
-        }
-        View::Some(Arc::new(own), withheld)
+    /// Whether `peer` may use `export`: it is on the export's list, or the
+    /// export has none.
+    pub(crate) fn permits(&self, export: &str, peer: IpAddr) -> bool {
+        self.lists
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(export)
+            .is_none_or(|clients| clients.allows(peer))
+    }
+}
+
+/// The NBD server's access policy: the session lists, and a log line for
+/// each refusal.
+pub(crate) struct SessionPolicy {
+    clients: Arc<ExportClients>,
+    log: Arc<ServiceLog>,
+}
+
+impl AccessPolicy for SessionPolicy {
+    fn permits(&self, export: &str, peer: IpAddr) -> bool {
+        self.clients.permits(export, peer)
+    }
+
+    fn refused(&self, export: &str, peer: IpAddr) {
+        self.log.line(format!(
+            "nbd: refused export {export} to {peer}: not on the allow list of its session (NBD_REP_ERR_POLICY)"
+        ));
     }
 }
 
@@ -147,8 +141,12 @@ impl Drop for NbdListener {
 }
 
 fn accept_loop(listener: TcpListener, shared: Shared, stop: Arc<AtomicBool>) {
-    let server = NbdServer::new(shared.exports.clone());
     let log = &shared.log;
+    let policy = SessionPolicy {
+        clients: shared.clients.clone(),
+        log: log.clone(),
+    };
+    let server = NbdServer::new(shared.exports.clone()).with_policy(Arc::new(policy));
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
@@ -167,23 +165,7 @@ fn accept_loop(listener: TcpListener, shared: Shared, stop: Arc<AtomicBool>) {
             ));
             continue;
         }
-        let conn_server = match shared.clients.view(&shared.exports, peer.ip()) {
-            View::All => server.clone(),
-            View::Some(own, withheld) => {
-                log.line(format!(
-                    "nbd: {peer} is not on the allow list of session export(s) {}: withheld from this connection",
-                    withheld.join(", ")
-                ));
-                NbdServer::new(own)
-            }
-            View::Nothing(withheld) => {
-                log.line(format!(
-                    "nbd: refused connection from {peer}: not on the allow list of any export ({})",
-                    withheld.join(", ")
-                ));
-                continue;
-            }
-        };
+        let conn_server = server.clone();
         let conn_log = log.clone();
         let spawned = std::thread::Builder::new()
             .name("ir-nbd-conn".into())
@@ -202,44 +184,31 @@ fn accept_loop(listener: TcpListener, shared: Shared, stop: Arc<AtomicBool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_vdisk::MemDisk;
 
     #[test]
-    fn peers_see_the_exports_their_sessions_admit() {
-        let table = ExportTable::new();
-        for name in ["a-disk0", "b-disk0"] {
-            table.insert(Export::writable(
-                name,
-                Arc::new(MemDisk::new(name, vec![0; 512])),
-            ));
-        }
-        let clients = ExportClients::default();
+    fn peers_may_use_the_exports_their_sessions_admit() {
+        let clients = Arc::new(ExportClients::default());
         clients.restrict("b-disk0", AllowList::parse(["10.9.9.9"]).unwrap());
-        let names = |t: &ExportTable| -> Vec<String> {
-            t.exports().iter().map(|e| e.name().to_owned()).collect()
+        let policy = SessionPolicy {
+            clients: clients.clone(),
+            log: Arc::new(ServiceLog::default()),
         };
-        assert!(matches!(
-            clients.view(&table, "10.9.9.9".parse().unwrap()),
-            View::All
-        ));
-        match clients.view(&table, "127.0.0.1".parse().unwrap()) {
-            View::Some(own, withheld) => {
-                assert_eq!(names(&own), ["a-disk0"]);
-                assert!(own.get("a-disk0").unwrap().writer().is_some());
-                assert_eq!(withheld, ["b-disk0"]);
-            }
-            _ => panic!("127.0.0.1 should see a-disk0 only"),
-        }
-        clients.restrict("a-disk0", AllowList::parse(["10.9.9.9"]).unwrap());
-        assert!(matches!(
-            clients.view(&table, "127.0.0.1".parse().unwrap()),
-            View::Nothing(w) if w.len() == 2
-        ));
-        clients.forget("a-disk0");
+        let (listed, local): (IpAddr, IpAddr) =
+            ("10.9.9.9".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        assert!(policy.permits("a-disk0", local), "a has no list: open");
+        assert!(policy.permits("b-disk0", listed));
+        assert!(!policy.permits("b-disk0", local));
+
+        policy.refused("b-disk0", local);
+        let lines = policy.log.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("refused export b-disk0 to 127.0.0.1")),
+            "{lines:?}"
+        );
+
         clients.forget("b-disk0");
-        assert!(matches!(
-            clients.view(&table, "127.0.0.1".parse().unwrap()),
-            View::All
-        ));
+        assert!(policy.permits("b-disk0", local), "forgotten: open again");
     }
 }

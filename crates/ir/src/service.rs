@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! Service::start
+//!   lock <cache>/service.lock (refuse if another service holds it; held
+//!     until the service is dropped or the process ends)
 //!   claim <cache>/control.sock (refuse if another service answers)
 //!   open the repository; HandleKey <cache>/handle.key; SessionTree
-//!   NfsService (portmapper, MOUNT, NFS)      NbdListener (allow lists at accept)
+//!   NfsService (portmapper, MOUNT, NFS)      NbdListener (service allow list at
+//!                                              accept, session lists by policy)
 //!   re-open every <cache>/sessions/*/session.json (sessions.rs)
 //!   ControlServer: requests → Inner::handle
 //! ```
@@ -14,8 +17,9 @@
 //! insert, look up and remove, never during I/O, so a long migrate does not
 //! block `list` or `start`. Dropping the service stops the control socket,
 //! removes every session from the NFS tree and the NBD table (their overlays
-//! are flushed and closed once no connection holds them) and stops the
-//! listeners.
+//! are flushed and closed once no connection holds them), stops the
+//! listeners and releases the lock. None of this depends on
+//! `control.sock` still being in place (see [`crate::control`]).
 
 use crate::control::{self, ControlServer};
 use crate::error::{Error, Result};
@@ -29,6 +33,7 @@ use lifeboat_nfs::{
 };
 use lifeboat_repo::Repository;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -117,6 +122,9 @@ pub struct Service {
     control: Option<ControlServer>,
     nbd: Option<NbdListener>,
     nfs: Option<NfsServiceHandle>,
+    /// The open `<cache>/service.lock`: the lock is released when this
+    /// field is dropped, after everything else has stopped.
+    _lock: File,
 }
 
 fn host_name() -> Option<String> {
@@ -132,6 +140,7 @@ impl Service {
         let cache = config.cache_dir.clone();
         std::fs::create_dir_all(sessions_dir(&cache))
             .map_err(|e| Error::io(format!("creating {}", sessions_dir(&cache).display()), e))?;
+        let lock = control::lock_cache(&cache)?;
         let sock = control::socket_path(&cache);
         control::claim(&sock)?;
         let repo =
@@ -227,6 +236,7 @@ impl Service {
             control: Some(control),
             nbd,
             nfs: Some(nfs),
+            _lock: lock,
         })
     }
 

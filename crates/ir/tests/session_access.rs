@@ -1,7 +1,8 @@
 //! Per-session access with real clients: a session started with `--allow`
 //! admits only those clients on NFS (libnfs: nfs-ls, nfs-cat) and NBD
-//! (nbdinfo), other sessions stay reachable, the root listing hides what a
-//! client may not use, and the list survives a restart of the service.
+//! (nbdinfo, which gets NBD_REP_ERR_POLICY), other sessions stay reachable,
+//! the NFS root listing and the NBD export listing hide what a client may
+//! not use, and the list survives a restart of the service.
 mod common;
 use common::*;
 use lifeboat_ir::{Request, Response, ServiceLog, SessionInfo, StartRequest};
@@ -30,9 +31,16 @@ fn start(cache: &Path, allow: &[&str]) -> SessionInfo {
 
 fn nbdinfo(s: &SessionInfo) -> std::process::Output {
     tool("nbdinfo", "libnbd-bin")
+        .env("LIBNBD_DEBUG", "1")
         .arg(s.nbd_url(&s.disks[0]).unwrap())
         .output()
         .unwrap()
+}
+
+fn nbdinfo_list(s: &SessionInfo) -> String {
+    let url = format!("nbd://127.0.0.1:{}/", s.service.nbd_port.unwrap());
+    let out = run(tool("nbdinfo", "libnbd-bin").arg("--list").arg(url)).stdout;
+    String::from_utf8(out).unwrap()
 }
 
 /// What 127.0.0.1 can and cannot do with session `a` (it is on a's list)
@@ -80,13 +88,33 @@ fn check(a: &SessionInfo, b: &SessionInfo, bytes: &[u8], log: &ServiceLog) {
         "nbdinfo of session A: {}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // A refused export exists but is not permitted: NBD_REP_ERR_POLICY,
+    // which libnbd reports as ENOTSUP ("Operation not supported"; an
+    // unknown export would be ENOENT) and whose message it shows in its
+    // debug output.
     let refused = nbdinfo(b);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "nbdinfo of session B succeeded");
+    assert!(
+        stderr.contains("opt_go request: Operation not supported"),
+        "nbdinfo of session B was not refused by policy: {stderr}"
+    );
+    assert!(
+        stderr.contains("is not permitted to this client by server policy"),
+        "nbdinfo did not get the server's policy message: {stderr}"
+    );
+    let listed = nbdinfo_list(a);
+    assert!(listed.contains(&a.id), "{listed}");
+    assert!(
+        !listed.contains(&b.id),
+        "the NBD listing leaks {}: {listed}",
+        b.id
+    );
     assert!(
         log.lines()
             .iter()
-            .any(|l| l.contains("withheld") && l.contains(&b.id)),
-        "no log line names the withheld export: {:?}",
+            .any(|l| l.contains("refused export") && l.contains(&b.id) && l.contains("127.0.0.1")),
+        "no log line names the refused export and peer: {:?}",
         log.lines()
     );
 }

@@ -2,14 +2,14 @@
 //! message, lets [`crate::proto`] decide, runs commands against the disk and
 //! writes the encoded replies. Requests are served one at a time, in order.
 
-use crate::export::{Export, ExportTable};
+use crate::export::{AccessPolicy, ClientView, Export, ExportTable};
 use crate::plan::{clamp, status_descriptors, Piece};
 use crate::proto::consts::*;
 use crate::proto::{self, Command, Parse, ProtoError, Request, TransmissionContext, Verdict};
 use crate::server::ServeError;
 use lifeboat_vdisk::{Error as DiskError, Extent, ReadDisk};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
 /// Size of the pieces WRITE_ZEROES, CACHE and discarded payloads go in.
@@ -18,6 +18,8 @@ const STEP: usize = 1 << 20;
 pub(crate) struct Connection {
     stream: TcpStream,
     peer: String,
+    /// The client's address, for the access policy.
+    peer_ip: Option<IpAddr>,
     /// Bytes received but not parsed yet.
     inbox: Vec<u8>,
     zeros: Vec<u8>,
@@ -25,12 +27,12 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn new(stream: TcpStream, handshake_timeout: Duration) -> Result<Self, ServeError> {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+        let addr = stream.peer_addr().ok();
+        let peer = addr.map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
         let conn = Connection {
             stream,
             peer,
+            peer_ip: addr.map(|a| a.ip()),
             inbox: Vec::new(),
             zeros: Vec::new(),
         };
@@ -131,7 +133,18 @@ impl Connection {
         Ok(())
     }
 
-    pub(crate) fn run(mut self, exports: &ExportTable) -> Result<(), ServeError> {
+    /// Serves the connection to its end; `policy` decides which exports
+    /// this client may use.
+    pub(crate) fn run(
+        mut self,
+        exports: &ExportTable,
+        policy: Option<&dyn AccessPolicy>,
+    ) -> Result<(), ServeError> {
+        let view = ClientView {
+            table: exports,
+            policy,
+            peer: self.peer_ip,
+        };
         let mut out = Vec::new();
         proto::encode_greeting(&mut out);
         self.send(&out)?;
@@ -144,7 +157,12 @@ impl Connection {
                 return Ok(());
             };
             out.clear();
-            let outcome = negotiation.handle(&opt, exports, &mut out);
+            let outcome = negotiation.handle(&opt, &view, &mut out);
+            if let (Some(name), Some(policy), Some(ip)) =
+                (negotiation.take_refused(), policy, self.peer_ip)
+            {
+                policy.refused(&name, ip);
+            }
             // The client may already be gone after NBD_OPT_ABORT.
             let sent = self.send(&out);
             match outcome {
@@ -153,8 +171,10 @@ impl Connection {
                 proto::OptionOutcome::Transmission { export, context } => {
                     sent?;
                     match exports.get(&export.name) {
-                        Some(e) => break (e, context),
-                        None => return Ok(()), // removed during the handshake
+                        // Looked up and checked again: the export may have
+                        // been removed or replaced during the handshake.
+                        Some(e) if view.permits_name(e.name()) => break (e, context),
+                        _ => return Ok(()),
                     }
                 }
             }

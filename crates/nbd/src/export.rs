@@ -1,11 +1,39 @@
-//! [`Export`] (a named disk offered over NBD) and [`ExportTable`] (the set a
+//! [`Export`] (a named disk offered over NBD), [`ExportTable`] (the set a
 //! server offers, changeable while it runs: instant-recovery sessions come
-//! and go).
+//! and go) and [`AccessPolicy`] (which client may use which export), with
+//! the per-connection view of the table that applies it.
 
 use crate::proto::{ExportCatalog, ExportInfo};
 use lifeboat_vdisk::{ReadDisk, WriteDisk};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+
+/// Which client may use which export, asked during negotiation of every
+/// connection of a server that has one (`NbdServer::with_policy`). A
+/// refused export is left out of NBD_OPT_LIST, NBD_OPT_INFO / NBD_OPT_GO /
+/// the meta-context options naming it are answered NBD_REP_ERR_POLICY, and
+/// NBD_OPT_EXPORT_NAME naming it closes the connection (it has no error
+/// reply). A client whose address is unknown is refused every export.
+///
+/// Any `Fn(&str, IpAddr) -> bool` (export name, client address) is a policy.
+pub trait AccessPolicy: Send + Sync {
+    /// Whether the client at `peer` may use the export named `export`.
+    fn permits(&self, export: &str, peer: IpAddr) -> bool;
+
+    /// Told once for every option refused under this policy (not for the
+    /// exports left out of a listing), e.g. to log it. Does nothing unless
+    /// overridden.
+    fn refused(&self, export: &str, peer: IpAddr) {
+        let _ = (export, peer);
+    }
+}
+
+impl<F: Fn(&str, IpAddr) -> bool + Send + Sync> AccessPolicy for F {
+    fn permits(&self, export: &str, peer: IpAddr) -> bool {
+        self(export, peer)
+    }
+}
 
 /// One export: a name, a disk, optionally a writable view of the same disk,
 /// and a description shown by `nbdinfo`.
@@ -154,6 +182,40 @@ impl ExportCatalog for ExportTable {
     }
 }
 
+/// The table as one client sees it: every export, but [`AccessPolicy`]
+/// decides which it may use.
+pub(crate) struct ClientView<'a> {
+    pub(crate) table: &'a ExportTable,
+    pub(crate) policy: Option<&'a dyn AccessPolicy>,
+    /// The client's address; `None` when the socket could not say.
+    pub(crate) peer: Option<IpAddr>,
+}
+
+impl ClientView<'_> {
+    /// Whether the client may use the export named `name`.
+    pub(crate) fn permits_name(&self, name: &str) -> bool {
+        match (self.policy, self.peer) {
+            (None, _) => true,
+            (Some(policy), Some(peer)) => policy.permits(name, peer),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl ExportCatalog for ClientView<'_> {
+    fn lookup(&self, name: &str) -> Option<ExportInfo> {
+        self.table.lookup(name)
+    }
+
+    fn list(&self) -> Vec<ExportInfo> {
+        self.table.list()
+    }
+
+    fn permits(&self, export: &ExportInfo) -> bool {
+        self.permits_name(&export.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +243,33 @@ mod tests {
         assert_eq!(table.list().len(), 2);
         assert!(table.remove("a").is_some());
         assert!(table.lookup("a").is_none());
+    }
+
+    #[test]
+    fn a_client_view_applies_the_policy_to_known_peers_only() {
+        let table = ExportTable::new();
+        table.insert(Export::read_only(
+            "a",
+            Arc::new(MemDisk::new("a", vec![0; 512])),
+        ));
+        let only_local = |name: &str, peer: IpAddr| name == "a" && peer.is_loopback();
+        let policy: &dyn AccessPolicy = &only_local;
+        let view = |policy, peer: Option<&str>| ClientView {
+            table: &table,
+            policy,
+            peer: peer.map(|p| p.parse().unwrap()),
+        };
+        let a = table.lookup("a").unwrap();
+        assert!(view(None, None).permits(&a));
+        assert!(view(Some(policy), Some("127.0.0.1")).permits(&a));
+        assert!(!view(Some(policy), Some("10.1.2.3")).permits(&a));
+        assert!(
+            !view(Some(policy), None).permits(&a),
+            "unknown peer refused"
+        );
+        // The view still finds and lists the export: refusing is the
+        // negotiation's job (NBD_REP_ERR_POLICY, not ERR_UNKNOWN).
+        assert!(view(Some(policy), Some("10.1.2.3")).lookup("a").is_some());
+        assert_eq!(view(Some(policy), Some("10.1.2.3")).list().len(), 1);
     }
 }

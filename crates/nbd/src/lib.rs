@@ -11,7 +11,8 @@
 //!           classify (request + export -> command | errno). No sockets, no
 //!           disks, no panics: this is what a fuzz target feeds.
 //! plan      extents -> READ chunks / base:allocation descriptors (pure)
-//! export    Export (name, disk, optional writer, description), ExportTable
+//! export    Export (name, disk, optional writer, description), ExportTable,
+//!           AccessPolicy (which client may use which export)
 //! conn      one connection: bytes from the socket into proto, disk I/O,
 //!           replies back out
 //! server    accept loop, one std thread per connection, ServerHandle
@@ -31,7 +32,7 @@
 //!  │        ├─ LIST, INFO, STRUCTURED_REPLY, LIST/SET_META_CONTEXT,
 //!  │        │  unknown (ERR_UNSUP), malformed (ERR_INVALID) ──> reply ──┐
 //!  │        ├─ ABORT ──> ACK, close                                      │
-//!  │        ├─ EXPORT_NAME unknown ──> close                             │
+//!  │        ├─ EXPORT_NAME unknown or refused by policy ──> close       │
 //!  │        └─ GO ok / EXPORT_NAME ok ──> transmission                  │
 //!  └────────────────────────────────────────────────────────────────────┘
 //!
@@ -53,6 +54,9 @@
 //!   STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT for
 //!   `base:allocation`. Not supported (ERR_UNSUP): STARTTLS,
 //!   EXTENDED_HEADERS, anything newer.
+//! - Per-client policy ([`AccessPolicy`], `NbdServer::with_policy`): a
+//!   refused export is hidden from LIST, INFO/GO/meta-context answer
+//!   NBD_REP_ERR_POLICY, EXPORT_NAME closes the connection.
 //! - Commands: READ (structured: holes from `ReadDisk::extents` as
 //!   OFFSET_HOLE, data as OFFSET_DATA, then NONE+DONE; DF gives one data
 //!   chunk), WRITE (+FUA), FLUSH, DISC, TRIM (advisory: accepted and
@@ -73,5 +77,5 @@ mod plan;
 pub mod proto;
 mod server;
 
-pub use export::{Export, ExportTable};
+pub use export::{AccessPolicy, Export, ExportTable};
 pub use server::{serve, spawn, NbdServer, ServeError, ServerHandle, ServerStats};

@@ -4,7 +4,7 @@
 //! [`crate::conn`].
 
 use crate::conn::Connection;
-use crate::export::ExportTable;
+use crate::export::{AccessPolicy, ExportTable};
 use crate::proto::ProtoError;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -67,10 +67,12 @@ impl ServerStats {
     }
 }
 
-/// An NBD server over a table of exports.
+/// An NBD server over a table of exports, optionally with an
+/// [`AccessPolicy`] deciding which client may use which export.
 #[derive(Clone)]
 pub struct NbdServer {
     exports: Arc<ExportTable>,
+    policy: Option<Arc<dyn AccessPolicy>>,
     stats: Arc<ServerStats>,
     /// How long a client may take between bytes before transmission starts.
     handshake_timeout: Duration,
@@ -80,9 +82,17 @@ impl NbdServer {
     pub fn new(exports: Arc<ExportTable>) -> Self {
         NbdServer {
             exports,
+            policy: None,
             stats: Arc::default(),
             handshake_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Lets `policy` decide, for every connection, which exports its
+    /// client may use (see [`AccessPolicy`]).
+    pub fn with_policy(mut self, policy: Arc<dyn AccessPolicy>) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// The counters of this server.
@@ -92,7 +102,7 @@ impl NbdServer {
 
     /// Serves one connection to its end, in the calling thread.
     pub fn serve_connection(&self, stream: TcpStream) -> Result<(), ServeError> {
-        Connection::new(stream, self.handshake_timeout)?.run(&self.exports)
+        Connection::new(stream, self.handshake_timeout)?.run(&self.exports, self.policy.as_deref())
     }
 
     /// Accepts connections forever (until `stop` is set), one thread each.

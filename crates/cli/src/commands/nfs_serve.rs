@@ -3,7 +3,11 @@
 //! sessions found in the cache folder, answers `lifeboat instant-recovery`
 //! on `<cache-dir>/control.sock`, logs to stderr, and stops cleanly on
 //! SIGTERM or SIGINT (signal-hook sets a flag the main thread polls: the
-//! service's own threads never see the signal).
+//! service's own threads never see the signal). Stopping does not depend
+//! on `control.sock` still being there (lifeboat-ir's control module); if
+//! a clean stop still hung, a second SIGTERM/SIGINT exits at once (code
+//! 130, [`exit::INTERRUPTED`]). A second service on the same cache folder
+//! is refused while this one runs (`<cache-dir>/service.lock`).
 
 use crate::args::RepoArgs;
 use crate::exit;
@@ -87,7 +91,10 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
     let NfsCommand::Serve(a) = command;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
+        // Registered first, so it sees the flag before this signal sets it:
+        // only a second signal exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
             .with_context(|| format!("installing the handler of signal {sig}"))?;
     }
     let allow = if a.allow.is_empty() {
@@ -130,7 +137,8 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    log_line("signal received, stopping");
+    log_line("signal received, stopping (a second signal exits at once)");
     drop(service);
+    log_line("stopped");
     Ok(exit::OK)
 }

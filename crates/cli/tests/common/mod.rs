@@ -226,3 +226,25 @@ pub fn chunk_path(repo: &Path, digest: &lifeboat_repo::Digest) -> PathBuf {
     let hex = digest.to_string();
     repo.join("chunks").join(&hex[..2]).join(hex)
 }
+
+/// Arguments of `lifeboat nfs serve` on 127.0.0.1 with every port
+/// ephemeral and no portmapper.
+pub fn nfs_serve_args<'a>(repo: &'a Path, cache: &'a Path) -> Vec<&'a str> {
+    vec![
+        "nfs",
+        "serve",
+        "--repo",
+        s(repo),
+        "--cache-dir",
+        s(cache),
+        "--listen",
+        "127.0.0.1",
+        "--mount-port",
+        "0",
+        "--nfs-port",
+        "0",
+        "--nbd-port",
+        "0",
+        "--no-portmap",
+    ]
+}

@@ -16,6 +16,13 @@
 //! single context `base:allocation`. Anything else (STARTTLS, EXTENDED_HEADERS,
 //! options from the future) is answered NBD_REP_ERR_UNSUP and negotiation
 //! goes on. Malformed payloads get NBD_REP_ERR_INVALID.
+//!
+//! Per-client policy: an export the catalog does not
+//! [permit](ExportCatalog::permits) to this client is left out of
+//! NBD_OPT_LIST; INFO, GO and LIST/SET_META_CONTEXT naming it are answered
+//! NBD_REP_ERR_POLICY (no NBD_REP_INFO first) and negotiation goes on;
+//! EXPORT_NAME, which has no error reply, closes the connection. Each such
+//! refusal is recorded for [`Negotiation::take_refused`].
 
 use super::consts::*;
 use super::handshake::{encode_export_name_reply, encode_option_reply, OptionRequest};
@@ -42,6 +49,13 @@ pub trait ExportCatalog {
     fn lookup(&self, name: &str) -> Option<ExportInfo>;
     /// Every export, for NBD_OPT_LIST.
     fn list(&self) -> Vec<ExportInfo>;
+    /// Whether this client may use `export` (server policy). Refused
+    /// exports are hidden from NBD_OPT_LIST and answered
+    /// NBD_REP_ERR_POLICY. Every export is permitted unless overridden.
+    fn permits(&self, export: &ExportInfo) -> bool {
+        let _ = export;
+        true
+    }
 }
 
 /// What the server does after an option was answered.
@@ -65,6 +79,8 @@ pub struct Negotiation {
     structured: bool,
     /// The canonical name of the export `base:allocation` was selected for.
     meta_export: Option<String>,
+    /// The export of the last option refused by policy, not yet taken.
+    refused: Option<String>,
 }
 
 /// The transmission flags of an export.
@@ -97,6 +113,12 @@ impl Negotiation {
         self.structured
     }
 
+    /// The canonical name of the export the last option was refused by
+    /// policy ([`ExportCatalog::permits`]), once: for the server's log.
+    pub fn take_refused(&mut self) -> Option<String> {
+        self.refused.take()
+    }
+
     /// Answers `opt`, appending the replies to `out`.
     pub fn handle(
         &mut self,
@@ -113,6 +135,11 @@ impl Negotiation {
                 else {
                     return OptionOutcome::Close;
                 };
+                // No error reply exists for EXPORT_NAME: the spec says close.
+                if !catalog.permits(&export) {
+                    self.refused = Some(export.name);
+                    return OptionOutcome::Close;
+                }
                 let context = self.context(&export);
                 let flags = transmission_flags(export.writable, self.structured);
                 encode_export_name_reply(out, export.size, flags, self.no_zeroes);
@@ -126,7 +153,7 @@ impl Negotiation {
                 if !opt.data.is_empty() {
                     return invalid(out, code, "NBD_OPT_LIST takes no data");
                 }
-                for e in catalog.list() {
+                for e in catalog.list().into_iter().filter(|e| catalog.permits(e)) {
                     let mut data = Vec::new();
                     data.extend_from_slice(&(e.name.len() as u32).to_be_bytes());
                     data.extend_from_slice(e.name.as_bytes());
@@ -190,9 +217,7 @@ impl Negotiation {
         if c.remaining() != 0 {
             return invalid(out, code, "trailing bytes after information requests");
         }
-        let Some(export) = catalog.lookup(&name) else {
-            let msg = format!("no export named {name:?}");
-            encode_option_reply(out, code, NBD_REP_ERR_UNKNOWN, msg.as_bytes());
+        let Some(export) = self.select(code, &name, catalog, out) else {
             return OptionOutcome::Continue;
         };
         let flags = transmission_flags(export.writable, self.structured);
@@ -227,6 +252,33 @@ impl Negotiation {
         }
     }
 
+    /// The export option `code` names, or `None` after answering
+    /// NBD_REP_ERR_UNKNOWN (no such export) or NBD_REP_ERR_POLICY (not
+    /// permitted to this client).
+    fn select(
+        &mut self,
+        code: u32,
+        name: &str,
+        catalog: &dyn ExportCatalog,
+        out: &mut Vec<u8>,
+    ) -> Option<ExportInfo> {
+        let Some(export) = catalog.lookup(name) else {
+            let msg = format!("no export named {name:?}");
+            encode_option_reply(out, code, NBD_REP_ERR_UNKNOWN, msg.as_bytes());
+            return None;
+        };
+        if !catalog.permits(&export) {
+            let msg = format!(
+                "access to export {:?} is not permitted to this client by server policy",
+                export.name
+            );
+            encode_option_reply(out, code, NBD_REP_ERR_POLICY, msg.as_bytes());
+            self.refused = Some(export.name);
+            return None;
+        }
+        Some(export)
+    }
+
     fn meta_context(
         &mut self,
         opt: &OptionRequest,
@@ -259,9 +311,11 @@ impl Negotiation {
         if c.remaining() != 0 {
             return invalid(out, code, "trailing bytes after queries");
         }
-        let Some(export) = catalog.lookup(&name) else {
-            let msg = format!("no export named {name:?}");
-            encode_option_reply(out, code, NBD_REP_ERR_UNKNOWN, msg.as_bytes());
+        let Some(export) = self.select(code, &name, catalog, out) else {
+            if set {
+                // A failed SET replaces the selection too.
+                self.meta_export = None;
+            }
             return OptionOutcome::Continue;
         };
         // LIST with no query lists everything; "base:" lists the namespace.
@@ -311,6 +365,28 @@ mod tests {
         }
         fn list(&self) -> Vec<ExportInfo> {
             self.lookup("disk").into_iter().collect()
+        }
+    }
+
+    /// Two exports, "open" and "secret"; the client may only use "open".
+    struct Guarded;
+    impl ExportCatalog for Guarded {
+        fn lookup(&self, name: &str) -> Option<ExportInfo> {
+            ["open", "secret"].contains(&name).then(|| ExportInfo {
+                name: name.into(),
+                description: String::new(),
+                size: 4096,
+                writable: true,
+            })
+        }
+        fn list(&self) -> Vec<ExportInfo> {
+            ["open", "secret"]
+                .iter()
+                .filter_map(|n| self.lookup(n))
+                .collect()
+        }
+        fn permits(&self, export: &ExportInfo) -> bool {
+            export.name == "open"
         }
     }
 
@@ -465,5 +541,72 @@ mod tests {
             panic!("no transmission")
         };
         assert!(context.structured && context.base_allocation);
+    }
+
+    #[test]
+    fn refused_exports_get_err_policy_and_are_hidden_from_list() {
+        let mut n = Negotiation::new(true);
+        let mut out = Vec::new();
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_LIST, vec![]), &Guarded, &mut out),
+            OptionOutcome::Continue
+        );
+        let rs = replies(&out);
+        assert_eq!(rs.len(), 2, "only the permitted export is listed");
+        assert_eq!((rs[0].1, &rs[0].2[4..]), (NBD_REP_SERVER, &b"open"[..]));
+        assert_eq!(rs[1].1, NBD_REP_ACK);
+        assert_eq!(n.take_refused(), None, "LIST is not a refusal");
+
+        n.handle(&opt(NBD_OPT_STRUCTURED_REPLY, vec![]), &Guarded, &mut out);
+        for option in [NBD_OPT_INFO, NBD_OPT_GO] {
+            out.clear();
+            let data = go_data("secret", &[NBD_INFO_NAME]);
+            assert_eq!(
+                n.handle(&opt(option, data), &Guarded, &mut out),
+                OptionOutcome::Continue,
+                "option {option}"
+            );
+            let rs = replies(&out);
+            assert_eq!(rs.len(), 1, "no NBD_REP_INFO before the error");
+            assert_eq!((rs[0].0, rs[0].1), (option, NBD_REP_ERR_POLICY));
+            let msg = String::from_utf8(rs[0].2.clone()).unwrap();
+            assert!(msg.contains("\"secret\" is not permitted"), "{msg}");
+            assert_eq!(n.take_refused().as_deref(), Some("secret"));
+            assert_eq!(n.take_refused(), None, "taken once");
+        }
+        for option in [NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT] {
+            out.clear();
+            let data = meta_data("secret", &[BASE_ALLOCATION]);
+            n.handle(&opt(option, data), &Guarded, &mut out);
+            let types: Vec<u32> = replies(&out).iter().map(|r| r.1).collect();
+            assert_eq!(types, [NBD_REP_ERR_POLICY], "option {option}");
+            assert_eq!(n.take_refused().as_deref(), Some("secret"));
+        }
+
+        // A name that does not exist is still NBD_REP_ERR_UNKNOWN.
+        out.clear();
+        n.handle(&opt(NBD_OPT_GO, go_data("nope", &[])), &Guarded, &mut out);
+        assert_eq!(replies(&out)[0].1, NBD_REP_ERR_UNKNOWN);
+        assert_eq!(n.take_refused(), None);
+
+        // EXPORT_NAME cannot carry an error: the connection is closed
+        // without a reply.
+        out.clear();
+        assert_eq!(
+            n.handle(
+                &opt(NBD_OPT_EXPORT_NAME, b"secret".to_vec()),
+                &Guarded,
+                &mut out
+            ),
+            OptionOutcome::Close
+        );
+        assert!(out.is_empty());
+        assert_eq!(n.take_refused().as_deref(), Some("secret"));
+
+        // The permitted export is served as before.
+        let r = n.handle(&opt(NBD_OPT_GO, go_data("open", &[])), &Guarded, &mut out);
+        assert!(
+            matches!(r, OptionOutcome::Transmission { ref export, .. } if export.name == "open")
+        );
     }
 }
