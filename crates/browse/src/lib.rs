@@ -30,6 +30,8 @@ mod xfs;
 pub use error::{Error, Result};
 pub use ext4::Ext4Fs;
 pub use fat::{DiskIo, FatFs};
+/// Problems of volume discovery, as [`RestorePointVolumes::problems`] lists them.
+pub use lifeboat_formats::{ProblemKind, VolumeProblem};
 pub use ntfs::NtfsFs;
 pub use probe::{detect, probe, FsType};
 pub use select::{open_restore_point, RestorePointVolumes, SelectedVolume, VolumeInfo};

@@ -9,6 +9,7 @@
 
 use crate::{detect, probe, Error, Filesystem, FsType, Result};
 use lifeboat_formats::volumes::{discover_volumes_multi, MultiDiscoveryReport, Volume};
+use lifeboat_formats::VolumeProblem;
 use lifeboat_repo::{Manifest, Repository};
 use lifeboat_vdisk::ReadDisk;
 use serde::Serialize;
@@ -75,9 +76,10 @@ pub fn open_restore_point(repo: &Repository, manifest: &Manifest) -> Result<Rest
 }
 
 impl RestorePointVolumes {
-    /// Problems discovery reported (bad partition entries, damaged LVM).
-    pub fn problems(&self) -> Vec<String> {
-        self.report.problems.clone()
+    /// Problems discovery reported (bad partition entries, damaged LVM),
+    /// each saying whether it leaves data unread or is only a note.
+    pub fn problems(&self) -> &[VolumeProblem] {
+        &self.report.problems
     }
 
     /// Every volume of every disk, with the filesystem found on it.

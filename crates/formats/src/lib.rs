@@ -17,9 +17,11 @@ mod fileio;
 pub mod gpt;
 pub mod lvm;
 pub mod partition;
+pub mod problem;
 pub mod qcow2;
 pub mod vhdx;
 pub mod vmdk;
 pub mod volumes;
 
 pub use detect::{detect_format, open_image, open_image_as, ImageFormat};
+pub use problem::{ProblemKind, VolumeProblem};

@@ -16,10 +16,12 @@
 //! not to mount them. Nothing here fails: every problem (a bad table entry,
 //! damaged LVM metadata, a PV missing from the restore point, an I/O error
 //! while probing) lands in the report's `problems` and the rest is still
-//! returned.
+//! returned. Each problem says whether it leaves data unserved or is only a
+//! note ([`VolumeProblem`], chosen where the problem is found).
 
 use crate::lvm::{self, FoundPv};
 use crate::partition::{self, Scheme};
+use crate::problem::VolumeProblem;
 use lifeboat_vdisk::ReadDisk;
 use std::sync::Arc;
 
@@ -84,7 +86,7 @@ pub struct DiscoveryReport {
     /// The partition scheme of the disk.
     pub scheme: Option<Scheme>,
     pub volumes: Vec<Volume>,
-    pub problems: Vec<String>,
+    pub problems: Vec<VolumeProblem>,
 }
 
 impl DiscoveryReport {
@@ -112,7 +114,7 @@ pub struct MultiDiscoveryReport {
     pub schemes: Vec<(String, Option<Scheme>)>,
     /// Partitions (or whole disks) disk by disk, then every LV.
     pub volumes: Vec<Volume>,
-    pub problems: Vec<String>,
+    pub problems: Vec<VolumeProblem>,
 }
 
 impl MultiDiscoveryReport {
@@ -175,17 +177,19 @@ pub fn discover_volumes_multi<S: AsRef<str>>(
 fn disk_candidates(
     disk_name: &str,
     disk: &Arc<dyn ReadDisk>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<VolumeProblem>,
 ) -> (Option<Scheme>, Vec<Volume>) {
     let table = match partition::read_partition_table(disk.as_ref()) {
         Ok(t) => t,
         Err(e) => {
-            problems.push(format!("{disk_name}: reading the partition table: {e}"));
+            problems.push(VolumeProblem::unserved(format!(
+                "{disk_name}: reading the partition table: {e}"
+            )));
             return (None, Vec::new());
         }
     };
     for p in &table.problems {
-        problems.push(format!("{disk_name}: {p}"));
+        problems.push(p.prefixed(&format!("{disk_name}: ")));
     }
     let mut candidates = Vec::new();
     if table.scheme == Scheme::None {
@@ -205,7 +209,7 @@ fn disk_candidates(
         let name = partition_name(disk_name, p.number);
         if !p.usable() {
             for why in &p.problems {
-                problems.push(format!("{name} skipped: {why}"));
+                problems.push(why.prefixed(&format!("{name} skipped: ")));
             }
             continue;
         }
@@ -221,7 +225,7 @@ fn disk_candidates(
                 label: p.label.clone(),
                 disk: slice,
             }),
-            Err(e) => problems.push(format!("{name} skipped: {e}")),
+            Err(e) => problems.push(VolumeProblem::unserved(format!("{name} skipped: {e}"))),
         }
     }
     (Some(table.scheme), candidates)
@@ -233,14 +237,14 @@ fn find_pvs(
     disk_name: &str,
     candidates: &mut [Volume],
     pvs: &mut Vec<FoundPv>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<VolumeProblem>,
 ) {
     for v in candidates {
         match lvm::read_pv_label(v.disk.as_ref()) {
             Ok(Some(mut label)) => {
                 v.type_hint = "lvm2-pv".to_string();
                 if let Some(e) = label.metadata_problem.take() {
-                    problems.push(format!("{}: LVM: {e}", v.name));
+                    problems.push(VolumeProblem::unserved(format!("{}: LVM: {e}", v.name)));
                 }
                 pvs.push(FoundPv {
                     disk_name: disk_name.to_string(),
@@ -251,7 +255,7 @@ fn find_pvs(
                 });
             }
             Ok(None) => {}
-            Err(e) => problems.push(format!("{}: LVM: {e}", v.name)),
+            Err(e) => problems.push(VolumeProblem::unserved(format!("{}: LVM: {e}", v.name))),
         }
     }
 }

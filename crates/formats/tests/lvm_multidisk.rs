@@ -18,6 +18,7 @@
 
 mod lvm_support;
 
+use lifeboat_formats::problem::{self, ProblemKind};
 use lifeboat_formats::volumes::{discover_volumes, discover_volumes_multi, MultiDiscoveryReport};
 use lifeboat_testsupport::{lvm, lvm_conf, sfdisk, sparse_file, Loops, MIB};
 use lifeboat_vdisk::testsuite::check_read_disk;
@@ -312,10 +313,18 @@ fn a_vg_spanning_two_disks_reads_as_lvm2_mapped_it() {
         ("disk1", f.open(1)),
         ("disk2", f.open(1)),
     ]);
-    let all = cloned.problems.join("\n");
+    let all = problem::join(&cloned.problems, "\n");
     assert!(
         all.contains(&f.pvs[1].uuid) && all.contains("both disk1 and disk2"),
         "{all}"
+    );
+    assert!(
+        cloned
+            .problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::Unserved),
+        "{:?}",
+        cloned.problems
     );
     let span = cloned.volume("mdvg-span").unwrap();
     assert_eq!(span.disks, both);
@@ -339,17 +348,18 @@ fn a_missing_pv_is_named_and_the_lvs_on_present_pvs_still_read() {
             report.volume("mpvg-home").unwrap().disk.as_ref(),
             &f.expected("home"),
         );
-        let all = report.problems.join("\n");
+        let all = problem::join(&report.problems, "\n");
         for lv in ["span", "fast", "solo"] {
             let line = report
                 .problems
                 .iter()
-                .find(|p| p.starts_with(&format!("LVM VG mpvg LV {lv}:")))
+                .find(|p| p.message.starts_with(&format!("LVM VG mpvg LV {lv}:")))
                 .unwrap_or_else(|| panic!("no problem for {lv}: {all}"));
             assert!(
-                line.contains(&f.pvs[1].uuid) && line.contains("missing"),
+                line.message.contains(&f.pvs[1].uuid) && line.message.contains("missing"),
                 "{line}"
             );
+            assert_eq!(line.kind, ProblemKind::Unserved, "{line}");
         }
         assert!(
             all.contains(&format!(
@@ -366,7 +376,7 @@ fn a_missing_pv_is_named_and_the_lvs_on_present_pvs_still_read() {
     let solo = report.volume("mpvg-solo").unwrap();
     assert_eq!(solo.disks, ["disk1"]);
     check_read_disk(solo.disk.as_ref(), &f.expected("solo"));
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("LVM VG mpvg LV span")
             && all.contains(&f.pvs[0].uuid)
@@ -379,7 +389,7 @@ fn a_missing_pv_is_named_and_the_lvs_on_present_pvs_still_read() {
         Arc::new(lifeboat_vdisk::MemDisk::new("blank", vec![0; 1 << 20]));
     let report = discover_volumes_multi(&[("disk0", f.open(0)), ("disk9", blank)]);
     assert_eq!(lv_names(&report), ["mpvg-home"]);
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("not on any disk of the restore point (disk0, disk9)"),
         "{all}"

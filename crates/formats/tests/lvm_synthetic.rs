@@ -3,6 +3,7 @@
 //! the metadata area's circular buffer, and a damaged label.
 
 use lifeboat_formats::lvm::label::{lvm_crc, INITIAL_CRC};
+use lifeboat_formats::problem;
 use lifeboat_formats::volumes::{discover_volumes, VolumeKind};
 use lifeboat_vdisk::testsuite::{check_read_disk, pattern_with_holes};
 use lifeboat_vdisk::{MemDisk, ReadDisk};
@@ -82,14 +83,14 @@ fn damaged_label_and_mda_header_are_reported() {
     let mut bytes = pv_disk();
     bytes[512 + 40] ^= 1;
     let report = discover_volumes("disk1", Arc::new(MemDisk::new("pv", bytes)));
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(all.contains("LVM label in sector 1: CRC mismatch"), "{all}");
     assert_eq!(report.volumes.len(), 1);
 
     let mut bytes = pv_disk();
     bytes[MDA_START + 30] ^= 1;
     let report = discover_volumes("disk1", Arc::new(MemDisk::new("pv", bytes)));
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("metadata area at 4096") && all.contains("header CRC mismatch"),
         "{all}"

@@ -15,6 +15,7 @@
 mod lvm_support;
 
 use lifeboat_formats::lvm::label::{lvm_crc, INITIAL_CRC};
+use lifeboat_formats::problem::{self, ProblemKind};
 use lifeboat_formats::volumes::{discover_volumes, DiscoveryReport, VolumeKind};
 use lifeboat_testsupport::{create_vg, lvm_conf, sfdisk, sparse_file, Loops, MIB};
 use lifeboat_vdisk::testsuite::check_read_disk;
@@ -265,7 +266,7 @@ fn corrupt_metadata_is_reported_naming_the_vg() {
     f.read_exact_at(&mut b, at + 10).unwrap();
     f.write_all_at(&[b[0] ^ 0x20], at + 10).unwrap();
     let report = discover(&img);
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("disk0p1") && all.contains("VG cvg: checksum mismatch"),
         "{all}"
@@ -281,7 +282,7 @@ fn corrupt_metadata_is_reported_naming_the_vg() {
         report
             .problems
             .iter()
-            .filter(|p| p.contains("checksum mismatch"))
+            .filter(|p| p.message.contains("checksum mismatch") && p.kind == ProblemKind::Unserved)
             .count(),
         2,
         "{:?}",
@@ -305,7 +306,7 @@ fn bad_segments_are_refused_per_lv() {
         });
     }
     let report = discover(&img);
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("LVM VG svg LV data") && all.contains("lie outside PV pv1"),
         "{all}"
@@ -334,7 +335,7 @@ fn pv_on_another_disk_and_syntax_errors_are_clear() {
         });
     }
     let report = discover(&img);
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("LVM VG mvg LV data") && all.contains("not on this disk"),
         "{all}"
@@ -347,7 +348,7 @@ fn pv_on_another_disk_and_syntax_errors_are_clear() {
         });
     }
     let report = discover(&img);
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("LVM VG mvg") && all.contains("syntax error at line"),
         "{all}"

@@ -5,8 +5,9 @@
 //! primary GPT, no table at all) are reported and the good partitions kept.
 
 use lifeboat_formats::partition::{read_partition_table, Scheme};
+use lifeboat_formats::problem::{self, ProblemKind};
 use lifeboat_formats::volumes::{discover_volumes, VolumeKind};
-use lifeboat_testsupport::{run_stdout, sfdisk, sparse_file, tool, write_at, MIB};
+use lifeboat_testsupport::{run_stdout, sfdisk, sparse_file, tool, write_at, Loops, MIB};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{FileDisk, ReadDisk};
 use std::path::{Path, PathBuf};
@@ -160,9 +161,43 @@ fn gpt_matches_sfdisk_and_survives_a_damaged_primary() {
     write_at(&path, 512 + 60, &[0xAB]);
     let table = check(true);
     assert!(
-        table.problems[0].contains("using the backup"),
+        table.problems[0].message.contains("using the backup")
+            && table.problems[0].kind == ProblemKind::Note,
         "{:?}",
         table.problems
+    );
+}
+
+/// A GPT of 4096-byte blocks (made by sfdisk on a loop device of 4096-byte
+/// sectors) is read at 4096; finding no GPT at 512-byte blocks is a note.
+#[test]
+fn a_gpt_of_4096_byte_blocks_serves_everything() {
+    lifeboat_testsupport::require_root("losetup --sector-size 4096");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("4k.img");
+    sparse_file(&path, 64 * MIB);
+    let mut loops = Loops::default();
+    let mut attach = tool("losetup", "util-linux");
+    attach
+        .args(["-f", "--show", "--sector-size", "4096"])
+        .arg(&path);
+    loops.0.push(run_stdout(&mut attach).trim().to_string());
+    sfdisk(
+        Path::new(&loops.0[0]),
+        "label: gpt\nstart=256, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
+    );
+    drop(loops);
+    let report = discover_volumes("disk0", open(&path));
+    let p1 = report.volume("disk0p1").map(|v| (v.start, v.length));
+    assert_eq!(p1, Some((256 * 4096, 2048 * 4096)), "{:?}", report.problems);
+    let kinds: Vec<_> = report.problems.iter().map(|p| p.kind).collect();
+    assert_eq!(kinds, [ProblemKind::Note], "{:?}", report.problems);
+    assert!(
+        report.problems[0]
+            .message
+            .starts_with("disk0: 512-byte blocks: primary GPT: no "),
+        "{}",
+        report.problems[0]
     );
 }
 
@@ -186,12 +221,20 @@ fn overlapping_and_out_of_range_partitions_are_skipped() {
     let report = discover_volumes("disk0", open(&path));
     let names: Vec<_> = report.volumes.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["disk0p1"], "{:?}", report.problems);
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("disk0p2 skipped: partition 2") && all.contains("overlaps partition 3"),
         "{all}"
     );
     assert!(all.contains("disk0p3 skipped"), "{all}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::Unserved),
+        "{:?}",
+        report.problems
+    );
     assert!(
         all.contains("disk0p4 skipped: partition 4") && all.contains("past the end"),
         "{all}"
@@ -212,7 +255,7 @@ fn looping_ebr_chain_is_reported() {
     let second_ebr = (10240 + u64::from(rel)) * 512;
     write_at(&path, second_ebr + 446 + 16 + 8, &0u32.to_le_bytes());
     let report = discover_volumes("disk0", open(&path));
-    let all = report.problems.join("\n");
+    let all = problem::join(&report.problems, "\n");
     assert!(
         all.contains("EBR chain loops back to sector 10240"),
         "{all}"

@@ -7,6 +7,9 @@
 //! created (see `state.rs`). A fatal error (no free loop device, the FUSE
 //! mount refused) tears down what was created; a volume that merely fails
 //! to mount is recorded in `problems` and the rest is still published.
+//! Problems are typed (`VolumeProblem`): a mount failure is `NotMounted`
+//! (its mount entry says which volume), a volume holding no filesystem a
+//! `Note`, a volume whose filesystem could not be probed `Unserved`.
 
 use crate::error::{Error, Result};
 use crate::fusefs::{DiskFile, DiskFs};
@@ -14,6 +17,7 @@ use crate::state::{LoopEntry, MountEntry, SessionState, SessionStatus};
 use crate::{system, unpublish, DaemonRequest};
 use chrono::Utc;
 use lifeboat_formats::volumes::discover_volumes_multi;
+use lifeboat_formats::{ProblemKind, VolumeProblem};
 use lifeboat_repo::Repository;
 use lifeboat_vdisk::ReadDisk;
 use std::io::Write;
@@ -235,14 +239,27 @@ fn attach_and_mount(
         let fstype = match system::fs_type(&dev) {
             Ok(Some(t)) => t,
             Ok(None) => {
-                state.problems.push(format!(
-                    "{} ({dev}): no filesystem found, not mounted",
-                    p.volume
-                ));
+                // Nothing found is only harmless if blkid could read where
+                // signatures live.
+                state
+                    .problems
+                    .push(match system::check_readable(&dev, p.size) {
+                        Ok(()) => VolumeProblem::note(format!(
+                            "{} ({dev}): no filesystem found, not mounted",
+                            p.volume
+                        )),
+                        Err(e) => VolumeProblem::unserved(format!(
+                            "{} ({dev}): no filesystem found and the volume is unreadable: {e}",
+                            p.volume
+                        )),
+                    });
                 continue;
             }
             Err(e) => {
-                state.problems.push(format!("{} ({dev}): {e}", p.volume));
+                state.problems.push(VolumeProblem::unserved(format!(
+                    "{} ({dev}): {e}",
+                    p.volume
+                )));
                 continue;
             }
         };
@@ -266,7 +283,9 @@ fn attach_and_mount(
                 Err(e) => {
                     let msg = format!("{} ({dev}, {fstype}): not mounted: {e}", p.volume);
                     last.error = Some(e.to_string());
-                    state.problems.push(msg);
+                    state
+                        .problems
+                        .push(VolumeProblem::new(ProblemKind::NotMounted, msg));
                     let _ = std::fs::remove_dir(&target);
                 }
             }

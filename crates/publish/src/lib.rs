@@ -41,6 +41,7 @@ mod unpublish;
 pub use daemon::{disk_file_name, run_daemon, HANG_HOOK};
 pub use error::{Error, Result};
 pub use fusefs::{DiskFile, DiskFs};
+pub use lifeboat_formats::{ProblemKind, VolumeProblem};
 pub use state::{LoopEntry, MountEntry, SessionState, SessionStatus, DEFAULT_STATE_DIR};
 pub use unpublish::{daemon_alive, unpublish, unpublish_all};
 

@@ -5,9 +5,14 @@
 //! exists, so that `unpublish` can clean up after a publisher killed at any
 //! point. Files are written to a temporary name and renamed, so a reader
 //! never sees half a file.
+//!
+//! `problems` are typed ([`VolumeProblem`]: kind and message). State files
+//! written before problems had kinds hold them as bare strings; those still
+//! load, each as kind `unserved`.
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
+use lifeboat_formats::VolumeProblem;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -78,8 +83,9 @@ pub struct SessionState {
     pub files: Vec<PathBuf>,
     pub loops: Vec<LoopEntry>,
     pub mounts: Vec<MountEntry>,
-    /// Things that could not be published, and why.
-    pub problems: Vec<String>,
+    /// Things that could not be published, and why; each says whether it
+    /// leaves data unserved or is only a note.
+    pub problems: Vec<VolumeProblem>,
 }
 
 /// The state file of `session` in `dir`.
@@ -141,6 +147,7 @@ pub fn list_sessions(dir: &Path) -> Result<(Vec<SessionState>, Vec<Error>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lifeboat_formats::ProblemKind;
 
     fn sample(name: &str) -> SessionState {
         SessionState {
@@ -181,6 +188,58 @@ mod tests {
             back,
             good.iter().find(|s| s.session == "a").unwrap().clone()
         );
+    }
+
+    #[test]
+    fn typed_problems_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sample("p");
+        s.problems = vec![
+            VolumeProblem::unserved("disk0p5: LVM: bad metadata"),
+            VolumeProblem::note("disk0p4 (/dev/loop8): no filesystem found, not mounted"),
+            VolumeProblem::new(ProblemKind::NotMounted, "disk0p2: not mounted: bad fs"),
+        ];
+        s.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(state_path(dir.path(), "p")).unwrap();
+        assert!(text.contains("\"kind\": \"not_mounted\""), "{text}");
+        assert_eq!(SessionState::load(&state_path(dir.path(), "p")).unwrap(), s);
+    }
+
+    #[test]
+    fn an_old_state_file_with_plain_string_problems_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{
+  "session": "web01-1",
+  "restore_point": "web01@abc",
+  "repo": "/r",
+  "session_dir": "/mnt/x",
+  "fuse_mount": "/mnt/x/.disks",
+  "fuse_mounted": true,
+  "daemon_pid": 42,
+  "since": "2024-05-01T10:00:00Z",
+  "status": "ready",
+  "files": ["/mnt/x/.disks/web01-disk0.raw"],
+  "loops": [],
+  "mounts": [],
+  "problems": [
+    "disk0p5: LVM: bad metadata",
+    "disk0p6 skipped: partition 6 is empty"
+  ]
+}"#;
+        let path = state_path(dir.path(), "web01-1");
+        std::fs::write(&path, old).unwrap();
+        let s = SessionState::load(&path).unwrap();
+        assert_eq!(s.status, SessionStatus::Ready);
+        // Without a recorded kind, nothing can be taken for harmless.
+        assert_eq!(
+            s.problems,
+            [
+                VolumeProblem::unserved("disk0p5: LVM: bad metadata"),
+                VolumeProblem::unserved("disk0p6 skipped: partition 6 is empty"),
+            ]
+        );
+        let (good, bad) = list_sessions(dir.path()).unwrap();
+        assert_eq!((good.len(), bad.len()), (1, 0));
     }
 
     #[test]

@@ -214,6 +214,25 @@ pub fn fs_type(dev: &str) -> Result<Option<String>> {
     }
 }
 
+/// Reads the first and the last 128 KiB of block device `dev` (`size`
+/// bytes), where blkid and the mounts look for signatures: when blkid finds
+/// nothing, this tells an empty or unknown volume (readable) from one whose
+/// signatures could not be read (a damaged chunk under it: EIO).
+pub fn check_readable(dev: &str, size: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    const PROBE: u64 = 128 << 10;
+    let io = |source| Error::Io {
+        path: PathBuf::from(dev),
+        source,
+    };
+    let f = std::fs::File::open(dev).map_err(io)?;
+    let len = PROBE.min(size);
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, 0).map_err(io)?;
+    f.read_exact_at(&mut buf, size - len).map_err(io)?;
+    Ok(())
+}
+
 /// Mounts `dev` (filesystem `fstype`) read-only on `target`, with the
 /// options that refuse journal replay. Returns the options used.
 pub fn mount_ro(dev: &str, fstype: &str, target: &Path) -> Result<String> {

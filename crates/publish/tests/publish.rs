@@ -293,7 +293,18 @@ fn a_corrupt_chunk_reads_as_eio_and_the_rest_is_published() {
             "{s:#?}"
         );
         assert!(
-            s.problems.iter().any(|p| p.contains("disk0p2")),
+            s.problems
+                .iter()
+                .any(|p| p.message.contains("disk0p2") && p.kind.leaves_data_unserved()),
+            "{:?}",
+            s.problems
+        );
+        // blkid finding nothing on an unreadable volume is not a harmless
+        // "no filesystem found".
+        assert!(
+            !s.problems
+                .iter()
+                .any(|p| p.message.contains("disk0p2") && !p.kind.leaves_data_unserved()),
             "{:?}",
             s.problems
         );

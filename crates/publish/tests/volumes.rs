@@ -288,7 +288,7 @@ fn an_lv_spanning_two_disks_is_published() {
     let mut opts = dirs.options("app01@latest");
     opts.disks = vec!["disk1".into()];
     let state = lifeboat_publish::publish(&opts, None, daemon()).unwrap();
-    let problems = state.problems.join("\n");
+    let problems = lifeboat_formats::problem::join(&state.problems, "\n");
     lifeboat_publish::unpublish(&dirs.state_dir, &state.session).unwrap();
     assert_clean(&dirs.mount_root);
     assert!(state.loops.is_empty(), "{state:#?}");
@@ -351,7 +351,9 @@ fn a_filesystem_that_will_not_mount_is_reported_and_the_rest_published() {
         s.state
             .problems
             .iter()
-            .any(|p| p.contains("disk0p2") && p.contains("not mounted")),
+            .any(|p| p.message.contains("disk0p2")
+                && p.message.contains("not mounted")
+                && p.kind == lifeboat_publish::ProblemKind::NotMounted),
         "{:?}",
         s.state.problems
     );

@@ -94,7 +94,12 @@ fn ls(a: LsArgs) -> anyhow::Result<i32> {
     let m = repo.resolve(&t.restore_point)?;
     let rp = open_restore_point(&repo, &m)?;
     for p in rp.problems() {
-        eprintln!("warning: {p}");
+        let level = if p.kind.leaves_data_unserved() {
+            "warning"
+        } else {
+            "note"
+        };
+        eprintln!("{level}: {p}");
     }
     let Some(path) = a.path.as_deref() else {
         let with_fs = rp.volumes().iter().filter(|v| v.fs.is_some()).count();

@@ -94,7 +94,12 @@ fn print_session(s: &SessionState) {
         }
     }
     for p in &s.problems {
-        println!("  problem: {p}");
+        let what = if p.kind.leaves_data_unserved() {
+            "problem"
+        } else {
+            "note"
+        };
+        println!("  {what}: {p}");
     }
 }
 

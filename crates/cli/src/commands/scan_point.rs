@@ -11,7 +11,9 @@
 //! best `incomplete`. Problems that serve everything all the same (the
 //! backup GPT used in place of a damaged primary, an empty partition entry,
 //! a VG renamed for a clash), volumes without any filesystem and swap are
-//! only mentioned as notes.
+//! only mentioned as notes. Which is which is the problem's
+//! [`ProblemKind`], chosen where the problem was found; messages are never
+//! matched.
 //!
 //! Dedup-aware re-scan without reading: a volume served by a loop device at
 //! an offset into a restore-point disk file (partitions, linear LVs on one
@@ -23,7 +25,7 @@
 
 use anyhow::Context;
 use lifeboat_publish::LoopEntry;
-use lifeboat_publish::{PublishOptions, SessionState};
+use lifeboat_publish::{ProblemKind, PublishOptions, SessionState};
 use lifeboat_repo::{Manifest, Repository};
 use lifeboat_scan::{
     ClamAvScanner, DiskChunks, Engine, Scan, ScanCache, ScanReport, Unreadable, YaraScanner,
@@ -206,22 +208,6 @@ fn disk_chunks(
     DiskChunks::new(index.chunk_size, index.disk_size, digests)
 }
 
-/// True when a problem of publishing leaves data unserved; false for those
-/// that still serve everything.
-fn leaves_data_unserved(problem: &str) -> bool {
-    const HARMLESS: &[&str] = &[
-        // The backup GPT is used: every partition is there.
-        ": using the backup",
-        // A partition entry of length 0 holds no data.
-        " is empty",
-        // Same-named VGs: the LVs are served under suffixed names.
-        "another VG has the same name",
-        // Nothing to mount (only a note).
-        "no filesystem found",
-    ];
-    !HARMLESS.iter().any(|h| problem.contains(h))
-}
-
 /// Adds what publishing could not serve to `report` as unreadable; returns
 /// notes on volumes that hold no files.
 fn add_publish_problems(report: &mut ScanReport, state: &SessionState) -> Vec<String> {
@@ -243,16 +229,16 @@ fn add_publish_problems(report: &mut ScanReport, state: &SessionState) -> Vec<St
         });
     }
     for p in &state.problems {
-        if !leaves_data_unserved(p) {
-            notes.push(p.clone());
-        } else if !p.contains(": not mounted: ") {
-            // Mount failures were added above, with their disk and volume.
-            report.unreadable.push(Unreadable {
+        match p.kind {
+            ProblemKind::Note => notes.push(p.to_string()),
+            // Added above from the mount list, with their disk and volume.
+            ProblemKind::NotMounted => {}
+            ProblemKind::Unserved => report.unreadable.push(Unreadable {
                 disk: String::new(),
                 volume: String::new(),
                 path: String::new(),
                 reason: format!("not published: {p}"),
-            });
+            }),
         }
     }
     notes
@@ -261,7 +247,7 @@ fn add_publish_problems(report: &mut ScanReport, state: &SessionState) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_publish::{MountEntry, SessionStatus};
+    use lifeboat_publish::{MountEntry, SessionStatus, VolumeProblem};
     use lifeboat_scan::ScanState;
 
     fn mount(volume: &str, fstype: &str, mounted: bool) -> MountEntry {
@@ -279,7 +265,7 @@ mod tests {
     fn session(
         loops: Vec<LoopEntry>,
         mounts: Vec<MountEntry>,
-        problems: Vec<String>,
+        problems: Vec<VolumeProblem>,
     ) -> SessionState {
         SessionState {
             session: "vm-1".into(),
@@ -308,12 +294,17 @@ mod tests {
                 mount("disk0p3", "swap", false),
             ],
             vec![
-                "disk0p2 (/dev/loop9, xfs): not mounted: bad superblock".into(),
-                "disk0p4 (/dev/loop8): no filesystem found, not mounted".into(),
-                "disk0p5: LVM: bad metadata".into(),
-                "disk0: primary GPT invalid (bad CRC): using the backup".into(),
-                "disk0p6 skipped: partition 6 is empty".into(),
-                "disk0p7 skipped: partition 7 (LBA 10..=20) lies outside the usable LBAs".into(),
+                VolumeProblem::new(
+                    ProblemKind::NotMounted,
+                    "disk0p2 (/dev/loop9, xfs): not mounted: bad superblock",
+                ),
+                VolumeProblem::note("disk0p4 (/dev/loop8): no filesystem found, not mounted"),
+                VolumeProblem::unserved("disk0p5: LVM: bad metadata"),
+                VolumeProblem::note("disk0: primary GPT invalid (bad CRC): using the backup"),
+                VolumeProblem::note("disk0p6 skipped: partition 6 is empty"),
+                VolumeProblem::unserved(
+                    "disk0p7 skipped: partition 7 (LBA 10..=20) lies outside the usable LBAs",
+                ),
             ],
         );
         let mut r = ScanReport::new("vm@1");
@@ -345,15 +336,51 @@ mod tests {
         let mut only_notes = state.clone();
         only_notes.mounts.truncate(1);
         only_notes.problems = vec![
-            "disk0: primary GPT invalid (bad CRC): using the backup".into(),
-            "LVM VG vg0 (UUID abc): another VG has the same name; its LVs are named <vg>-<lv>_abc"
-                .into(),
+            VolumeProblem::note("disk0: primary GPT invalid (bad CRC): using the backup"),
+            VolumeProblem::note(
+                "LVM VG vg0 (UUID abc): another VG has the same name; its LVs are named \
+                 <vg>-<lv>_abc",
+            ),
         ];
         let mut r = ScanReport::new("vm@1");
         let notes = add_publish_problems(&mut r, &only_notes);
         r.finish();
         assert_eq!(r.state, ScanState::Clean, "{:?}", r.unreadable);
         assert_eq!(notes.len(), 2);
+    }
+
+    #[test]
+    fn each_problem_kind_lands_in_its_place() {
+        // The same words under each kind: only the kind decides.
+        let text = "disk0p3 skipped: partition 3 is empty";
+        let place = |kind: ProblemKind| {
+            let state = session(vec![], vec![], vec![VolumeProblem::new(kind, text)]);
+            let mut r = ScanReport::new("vm@1");
+            let notes = add_publish_problems(&mut r, &state);
+            r.finish();
+            let unreadable: Vec<_> = r.unreadable.iter().map(|u| u.reason.clone()).collect();
+            (unreadable, notes, r.state)
+        };
+        assert_eq!(
+            place(ProblemKind::Unserved),
+            (
+                vec![format!("not published: {text}")],
+                vec![],
+                ScanState::Incomplete
+            )
+        );
+        assert_eq!(
+            place(ProblemKind::Note),
+            (vec![], vec![text.to_string()], ScanState::Clean)
+        );
+        // Counted from the mount list (with disk and volume), not twice.
+        assert_eq!(
+            place(ProblemKind::NotMounted),
+            (vec![], vec![], ScanState::Clean)
+        );
+        // A state file from before kinds: a bare string is unserved.
+        let old: VolumeProblem = serde_json::from_str(&format!("{text:?}")).unwrap();
+        assert_eq!(old.kind, ProblemKind::Unserved);
     }
 
     #[test]

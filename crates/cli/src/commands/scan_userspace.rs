@@ -7,12 +7,16 @@
 //! As with publishing, what cannot be read never counts as clean: a volume
 //! whose filesystem cannot be probed or opened, a directory that cannot be
 //! listed, a file that cannot be read, and every volume discovery problem
-//! are listed as unreadable. Volumes without a known filesystem, swap and
-//! LVM physical volumes are only mentioned as notes.
+//! that leaves data unread are listed as unreadable. Volumes without a
+//! known filesystem, swap, LVM physical volumes and discovery problems of
+//! kind [`ProblemKind::Note`] (an empty partition entry, the backup GPT in
+//! use, a VG renamed for a clash) are only mentioned as notes.
 
 use super::scan_point::PointScan;
 use anyhow::Context;
-use lifeboat_browse::{open_restore_point, EntryKind, Filesystem, FsType};
+use lifeboat_browse::{
+    open_restore_point, EntryKind, Filesystem, FsType, ProblemKind, VolumeProblem,
+};
 use lifeboat_repo::{Manifest, Repository};
 use lifeboat_scan::{Scan, ScanCache, Unreadable, YaraScanner};
 use std::sync::atomic::AtomicBool;
@@ -68,14 +72,7 @@ pub fn scan_point_userspace(
             }
         }
     }
-    for p in volumes.problems() {
-        unreadable.push(Unreadable {
-            disk: String::new(),
-            volume: String::new(),
-            path: String::new(),
-            reason: format!("not read: {p}"),
-        });
-    }
+    add_discovery_problems(volumes.problems(), &mut unreadable, &mut notes);
     let mut report = scan.finish();
     report.unreadable.extend(unreadable);
     report.finish();
@@ -84,6 +81,27 @@ pub fn scan_point_userspace(
         engines,
         notes,
     })
+}
+
+/// Sorts the problems of volume discovery by kind: data left unread goes
+/// to `unreadable`, the rest to `notes`.
+fn add_discovery_problems(
+    problems: &[VolumeProblem],
+    unreadable: &mut Vec<Unreadable>,
+    notes: &mut Vec<String>,
+) {
+    for p in problems {
+        match p.kind {
+            ProblemKind::Note => notes.push(p.to_string()),
+            // Nothing is mounted here, but a volume not mounted is unread.
+            ProblemKind::Unserved | ProblemKind::NotMounted => unreadable.push(Unreadable {
+                disk: String::new(),
+                volume: String::new(),
+                path: String::new(),
+                reason: format!("not read: {p}"),
+            }),
+        }
+    }
 }
 
 /// A depth-first walk of one filesystem feeding the scan.
@@ -127,5 +145,37 @@ impl Walk<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_problems_are_sorted_by_kind() {
+        let problems = [
+            VolumeProblem::unserved("disk0: reading the partition table: I/O error"),
+            VolumeProblem::note("disk0p6 skipped: partition 6 is empty"),
+            VolumeProblem::new(ProblemKind::NotMounted, "disk0p2: not mounted: bad fs"),
+            VolumeProblem::note("LVM VG vg0 (UUID abc): another VG has the same name"),
+        ];
+        let (mut unreadable, mut notes) = (Vec::new(), Vec::new());
+        add_discovery_problems(&problems, &mut unreadable, &mut notes);
+        let reasons: Vec<_> = unreadable.iter().map(|u| u.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "not read: disk0: reading the partition table: I/O error",
+                "not read: disk0p2: not mounted: bad fs"
+            ]
+        );
+        assert_eq!(
+            notes,
+            [
+                "disk0p6 skipped: partition 6 is empty",
+                "LVM VG vg0 (UUID abc): another VG has the same name"
+            ]
+        );
     }
 }

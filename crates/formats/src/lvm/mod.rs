@@ -18,7 +18,9 @@
 //! on two volumes (a cloned disk) is reported and the first one is used.
 //! Two VGs of one name (different UUIDs) get their LVs' names suffixed
 //! with the VG UUID's first characters so every name stays unique. Every
-//! problem is a message naming the VG (and LV) and never stops the others.
+//! problem is a message naming the VG (and LV) and never stops the others;
+//! a VG renamed for a clash is a note, every other problem leaves data
+//! unserved ([`crate::problem::ProblemKind`]).
 
 pub mod disks;
 pub mod label;
@@ -29,6 +31,7 @@ pub use disks::{ConcatDisk, StripedDisk};
 pub use label::{read_pv_label, PvLabel};
 pub use metadata::{parse_vg, LogicalVolume, PhysicalVolume, Segment, VolumeGroup};
 
+use crate::problem::VolumeProblem;
 use lifeboat_vdisk::{Error, ReadDisk, Result, SliceDisk};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,7 +68,7 @@ pub struct LvDisk {
 #[derive(Default)]
 pub struct VgScan {
     pub lvs: Vec<LvDisk>,
-    pub problems: Vec<String>,
+    pub problems: Vec<VolumeProblem>,
 }
 
 /// The device-mapper name of `lv` in `vg`.
@@ -112,13 +115,14 @@ pub fn assemble_vgs(pvs: &[FoundPv], scanned: &[String]) -> VgScan {
     };
     for pv in pvs {
         match index.by_uuid.get(pv.label.uuid.as_str()) {
-            Some(first) => scan.problems.push(format!(
+            // The other copy may differ from the one served.
+            Some(first) => scan.problems.push(VolumeProblem::unserved(format!(
                 "LVM PV {} is on both {} and {} (a cloned disk?); using {}",
                 display_uuid(&pv.label.uuid),
                 first.volume,
                 pv.volume,
                 first.volume
-            )),
+            ))),
             None => {
                 index.by_uuid.insert(pv.label.uuid.as_str(), pv);
             }
@@ -143,7 +147,9 @@ pub fn assemble_vgs(pvs: &[FoundPv], scanned: &[String]) -> VgScan {
                     }
                 }
             }
-            Err(e) => scan.problems.push(format!("PV on {}: {e}", pv.volume)),
+            Err(e) => scan
+                .problems
+                .push(VolumeProblem::unserved(format!("PV on {}: {e}", pv.volume))),
         }
     }
     let mut names_seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -154,25 +160,26 @@ pub fn assemble_vgs(pvs: &[FoundPv], scanned: &[String]) -> VgScan {
         let shared_name = names_seen.get(vg.name.as_str()).is_some_and(|&n| n > 1);
         let suffix = if shared_name {
             let short: String = vg.id.chars().take(6).collect();
-            scan.problems.push(format!(
+            // Every LV is still served, under a suffixed name.
+            scan.problems.push(VolumeProblem::note(format!(
                 "LVM VG {} (UUID {}): another VG has the same name; its LVs are named \
                  <vg>-<lv>_{short}",
                 vg.name,
                 display_uuid(&vg.id)
-            ));
+            )));
             format!("_{short}")
         } else {
             String::new()
         };
         for pv in &vg.pvs {
             if !index.by_uuid.contains_key(pv.id.as_str()) {
-                scan.problems.push(format!(
+                scan.problems.push(VolumeProblem::unserved(format!(
                     "LVM VG {}: PV {} (UUID {}) is missing: not on {}; LVs using it are not served",
                     vg.name,
                     pv.name,
                     display_uuid(&pv.id),
                     index.scope
-                ));
+                )));
             }
         }
         for lv in vg.lvs.iter().filter(|l| l.visible) {
@@ -181,7 +188,7 @@ pub fn assemble_vgs(pvs: &[FoundPv], scanned: &[String]) -> VgScan {
                     built.dm_name.push_str(&suffix);
                     scan.lvs.push(built);
                 }
-                Err(e) => scan.problems.push(e.to_string()),
+                Err(e) => scan.problems.push(VolumeProblem::unserved(e.to_string())),
             }
         }
     }

@@ -11,6 +11,7 @@
 //! Logical blocks of 512 and 4096 bytes are probed.
 
 use super::{Partition, PartitionTable, Scheme};
+use crate::problem::VolumeProblem;
 use lifeboat_vdisk::{ReadDisk, Result};
 
 /// "EFI PART".
@@ -73,69 +74,101 @@ struct Header {
     entry_size: usize,
 }
 
+/// Why the header at an LBA is not valid.
+struct BadHeader {
+    /// No header at all (no signature, or the LBA lies outside the disk),
+    /// as opposed to a damaged one.
+    absent: bool,
+    why: String,
+}
+
+impl BadHeader {
+    fn absent(why: String) -> Self {
+        BadHeader { absent: true, why }
+    }
+
+    fn damaged(why: String) -> Self {
+        BadHeader { absent: false, why }
+    }
+}
+
+impl std::fmt::Display for BadHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
 /// Reads and checks the header at `lba`; `Ok(Err(why))` when it is not valid.
 fn read_header(
     disk: &dyn ReadDisk,
     ss: u64,
     lba: u64,
-) -> Result<std::result::Result<Header, String>> {
+) -> Result<std::result::Result<Header, BadHeader>> {
     let size = disk.size();
     let Some(at) = lba.checked_mul(ss).filter(|a| a.saturating_add(ss) <= size) else {
-        return Ok(Err(format!("header LBA {lba} is outside the disk")));
+        return Ok(Err(BadHeader::absent(format!(
+            "header LBA {lba} is outside the disk"
+        ))));
     };
     let mut h = vec![0u8; ss as usize];
     disk.read_at(&mut h, at)?;
     if &h[0..8] != SIGNATURE {
-        return Ok(Err(format!("no \"EFI PART\" signature at LBA {lba}")));
+        return Ok(Err(BadHeader::absent(format!(
+            "no \"EFI PART\" signature at LBA {lba}"
+        ))));
     }
     let header_size = u32_at(&h, 12) as usize;
     if !(92..=h.len()).contains(&header_size) {
-        return Ok(Err(format!("header size {header_size} is invalid")));
+        return Ok(Err(BadHeader::damaged(format!(
+            "header size {header_size} is invalid"
+        ))));
     }
     let stored = u32_at(&h, 16);
     let mut copy = h[..header_size].to_vec();
     copy[16..20].fill(0);
     let computed = crc32fast::hash(&copy);
     if stored != computed {
-        return Ok(Err(format!(
+        return Ok(Err(BadHeader::damaged(format!(
             "header CRC mismatch at LBA {lba} (stored {stored:#010x}, computed {computed:#010x})"
-        )));
+        ))));
     }
     if u64_at(&h, 24) != lba {
-        return Ok(Err(format!(
+        return Ok(Err(BadHeader::damaged(format!(
             "header at LBA {lba} says it is at LBA {}",
             u64_at(&h, 24)
-        )));
+        ))));
     }
     let array_lba = u64_at(&h, 72);
     let count = u64::from(u32_at(&h, 80));
     let entry_size = u64::from(u32_at(&h, 84));
     if entry_size < 128 || !entry_size.is_multiple_of(8) || entry_size > 4096 {
-        return Ok(Err(format!("entry size {entry_size} is invalid")));
+        return Ok(Err(BadHeader::damaged(format!(
+            "entry size {entry_size} is invalid"
+        ))));
     }
     let array_len = count.saturating_mul(entry_size);
     if array_len > MAX_ARRAY {
-        return Ok(Err(format!(
+        return Ok(Err(BadHeader::damaged(format!(
             "entry array of {count} x {entry_size} bytes is larger than {MAX_ARRAY}"
-        )));
+        ))));
     }
     let Some(array_at) = array_lba
         .checked_mul(ss)
         .filter(|a| a.saturating_add(array_len) <= size)
     else {
-        return Ok(Err(format!(
+        return Ok(Err(BadHeader::damaged(format!(
             "entry array at LBA {array_lba} is outside the disk"
-        )));
+        ))));
     };
     let mut array = vec![0u8; array_len as usize];
     disk.read_at(&mut array, array_at)?;
     let stored = u32_at(&h, 88);
     let computed = crc32fast::hash(&array);
     if stored != computed {
-        return Ok(Err(format!(
+        return Ok(Err(BadHeader::damaged(format!(
             "entry array CRC mismatch for the header at LBA {lba} \
              (stored {stored:#010x}, computed {computed:#010x})"
-        )));
+        ))));
     }
     Ok(Ok(Header {
         first_usable: u64_at(&h, 40),
@@ -158,14 +191,25 @@ pub fn read_gpt(disk: &dyn ReadDisk) -> Result<Option<PartitionTable>> {
             Ok(h) => h,
             Err(primary) => match read_header(disk, ss, sectors - 1)? {
                 Ok(h) => {
-                    problems.push(format!("primary GPT invalid ({primary}): using the backup"));
+                    // Every partition is still there: only a note.
+                    problems.push(VolumeProblem::note(format!(
+                        "primary GPT invalid ({primary}): using the backup"
+                    )));
                     h
                 }
                 Err(backup) => {
-                    if ss == 512 || !primary.starts_with("no ") {
-                        problems.push(format!(
+                    // Kept only when a larger block size then finds a valid
+                    // GPT. No GPT at all at 512-byte blocks is what a disk of
+                    // 4096-byte blocks looks like (a note); a damaged one is not.
+                    if ss == 512 || !primary.absent {
+                        let message = format!(
                             "{ss}-byte blocks: primary GPT: {primary}; backup GPT: {backup}"
-                        ));
+                        );
+                        problems.push(if primary.absent && backup.absent {
+                            VolumeProblem::note(message)
+                        } else {
+                            VolumeProblem::unserved(message)
+                        });
                     }
                     continue;
                 }
@@ -208,17 +252,17 @@ fn entries(h: &Header, ss: u64) -> Vec<Partition> {
         ) {
             (Some(s), Some(l)) => (s, l),
             _ => {
-                problems.push(format!(
+                problems.push(VolumeProblem::unserved(format!(
                     "partition {number} has an invalid range (LBA {first}..={last})"
-                ));
+                )));
                 (first.saturating_mul(ss), 0)
             }
         };
         if problems.is_empty() && (first < h.first_usable || last > h.last_usable) {
-            problems.push(format!(
+            problems.push(VolumeProblem::unserved(format!(
                 "partition {number} (LBA {first}..={last}) lies outside the usable LBAs {}..={}",
                 h.first_usable, h.last_usable
-            ));
+            )));
         }
         out.push(Partition {
             number,
@@ -262,7 +306,8 @@ mod tests {
         disk.write_at(&[0xFF], 1024 + 60).unwrap();
         let t = read_gpt(&disk).unwrap().unwrap();
         assert!(
-            t.problems[0].contains("entry array CRC mismatch"),
+            t.problems[0].message.contains("entry array CRC mismatch")
+                && t.problems[0].kind == crate::problem::ProblemKind::Note,
             "{:?}",
             t.problems
         );

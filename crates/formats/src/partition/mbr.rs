@@ -13,6 +13,7 @@
 //! reported as table problems.
 
 use super::{Partition, PartitionTable, Scheme, MBR_SECTOR};
+use crate::problem::VolumeProblem;
 use lifeboat_vdisk::{ReadDisk, Result};
 use std::collections::HashSet;
 
@@ -138,9 +139,9 @@ pub fn read_mbr(disk: &dyn ReadDisk, sector0: &Sector0) -> Result<PartitionTable
         let number = i as u32 + 1;
         if e.is_extended() {
             if extended.is_some() {
-                table.problems.push(format!(
+                table.problems.push(VolumeProblem::unserved(format!(
                     "a second extended partition (entry {number}) is ignored"
-                ));
+                )));
             } else {
                 extended = Some(*e);
             }
@@ -164,31 +165,31 @@ fn read_logical(disk: &dyn ReadDisk, ext: &MbrEntry, table: &mut PartitionTable)
     let mut number = 5u32;
     for step in 0.. {
         if step >= MAX_LOGICAL {
-            table.problems.push(format!(
+            table.problems.push(VolumeProblem::unserved(format!(
                 "EBR chain longer than {MAX_LOGICAL} entries: stopped at sector {ebr_lba}"
-            ));
+            )));
             break;
         }
         if !seen.insert(ebr_lba) {
-            table.problems.push(format!(
+            table.problems.push(VolumeProblem::unserved(format!(
                 "EBR chain loops back to sector {ebr_lba}: stopped after {} logical partitions",
                 number - 5
-            ));
+            )));
             break;
         }
         if ebr_lba >= disk_sectors || ebr_lba < ext_start || ebr_lba >= ext_end {
-            table.problems.push(format!(
+            table.problems.push(VolumeProblem::unserved(format!(
                 "EBR at sector {ebr_lba} lies outside the extended partition \
                  (sectors {ext_start}..{ext_end}) or the disk ({disk_sectors} sectors)"
-            ));
+            )));
             break;
         }
         let mut sector = [0u8; 512];
         disk.read_at(&mut sector, ebr_lba * MBR_SECTOR)?;
         if sector[510] != 0x55 || sector[511] != 0xAA {
-            table.problems.push(format!(
+            table.problems.push(VolumeProblem::unserved(format!(
                 "EBR at sector {ebr_lba} has no boot signature: chain stopped"
-            ));
+            )));
             break;
         }
         let [logical, next, ..] = entries(&sector);
@@ -196,10 +197,10 @@ fn read_logical(disk: &dyn ReadDisk, ext: &MbrEntry, table: &mut PartitionTable)
             let mut p = partition(number, ebr_lba, &logical);
             let end_lba = ebr_lba + u64::from(logical.lba_start) + u64::from(logical.sectors);
             if end_lba > ext_end {
-                p.problems.push(format!(
+                p.problems.push(VolumeProblem::unserved(format!(
                     "logical partition {number} (sectors ..{end_lba}) reaches past its \
                      extended partition (sectors {ext_start}..{ext_end})"
-                ));
+                )));
             }
             table.partitions.push(p);
             number += 1;
@@ -246,7 +247,7 @@ mod tests {
         assert_eq!(table.partitions[1].number, 6);
         assert_eq!(table.partitions[1].start, (3048 + 64) * 512);
         assert!(
-            table.problems[0].contains("loops back"),
+            table.problems[0].message.contains("loops back"),
             "{:?}",
             table.problems
         );

@@ -9,6 +9,9 @@
 //!   container) keeps its entry with a problem list and `usable = false`, and
 //!   only the usable ones become [`Partition::slice`]s. Only I/O errors of the
 //!   disk itself are returned as `Err`.
+//! - Every problem carries its [`crate::problem::ProblemKind`]: an empty entry and the backup
+//!   GPT standing in for a damaged primary are notes (nothing is lost),
+//!   everything else leaves data unserved.
 //! - Sectors are 512 bytes for MBR; GPT is probed at 512 and 4096-byte
 //!   logical blocks (the header must sit at LBA 1).
 //! - Overlaps: when two partitions overlap, both are skipped (there is no way
@@ -19,6 +22,7 @@
 pub mod gpt_read;
 pub mod mbr;
 
+use crate::problem::VolumeProblem;
 use lifeboat_vdisk::{ReadDisk, Result, SliceDisk};
 use std::sync::Arc;
 
@@ -53,7 +57,7 @@ pub struct Partition {
     /// The MBR type byte.
     pub mbr_type: Option<u8>,
     /// Why this partition is not usable (empty when it is).
-    pub problems: Vec<String>,
+    pub problems: Vec<VolumeProblem>,
 }
 
 impl Partition {
@@ -71,7 +75,7 @@ pub struct PartitionTable {
     pub partitions: Vec<Partition>,
     /// Problems with the table itself (bad CRC, fallback to the backup GPT,
     /// a looping EBR chain...).
-    pub problems: Vec<String>,
+    pub problems: Vec<VolumeProblem>,
 }
 
 impl PartitionTable {
@@ -100,9 +104,9 @@ pub fn read_partition_table(disk: &dyn ReadDisk) -> Result<PartitionTable> {
     if wants_gpt || mbr.is_none() {
         if let Some(mut table) = gpt_read::read_gpt(disk)? {
             if !wants_gpt {
-                table
-                    .problems
-                    .push("GPT found without a protective MBR".to_string());
+                table.problems.push(VolumeProblem::unserved(
+                    "GPT found without a protective MBR",
+                ));
             }
             validate(&mut table.partitions, size);
             return Ok(table);
@@ -111,10 +115,9 @@ pub fn read_partition_table(disk: &dyn ReadDisk) -> Result<PartitionTable> {
             return Ok(PartitionTable {
                 scheme: Scheme::Gpt,
                 partitions: Vec::new(),
-                problems: vec![
-                    "protective MBR found but neither the primary nor the backup GPT is valid"
-                        .to_string(),
-                ],
+                problems: vec![VolumeProblem::unserved(
+                    "protective MBR found but neither the primary nor the backup GPT is valid",
+                )],
             });
         }
     }
@@ -136,15 +139,19 @@ pub fn read_partition_table(disk: &dyn ReadDisk) -> Result<PartitionTable> {
 fn validate(parts: &mut [Partition], disk_size: u64) {
     for p in parts.iter_mut() {
         if p.length == 0 {
-            p.problems.push(format!("partition {} is empty", p.number));
+            // Nothing to serve: only a note.
+            p.problems.push(VolumeProblem::note(format!(
+                "partition {} is empty",
+                p.number
+            )));
             continue;
         }
         match p.start.checked_add(p.length) {
             Some(end) if end <= disk_size => {}
-            _ => p.problems.push(format!(
+            _ => p.problems.push(VolumeProblem::unserved(format!(
                 "partition {} ({} bytes at {}) reaches past the end of the disk ({} bytes)",
                 p.number, p.length, p.start, disk_size
-            )),
+            ))),
         }
     }
     let n = parts.len();
@@ -159,12 +166,12 @@ fn validate(parts: &mut [Partition], disk_size: u64) {
             if a.start < b_end && b.start < a_end {
                 let (na, nb) = (a.number, b.number);
                 let (sa, sb) = (a.start, b.start);
-                parts[i].problems.push(format!(
+                parts[i].problems.push(VolumeProblem::unserved(format!(
                     "partition {na} (bytes {sa}..{a_end}) overlaps partition {nb} (bytes {sb}..{b_end})"
-                ));
-                parts[j].problems.push(format!(
+                )));
+                parts[j].problems.push(VolumeProblem::unserved(format!(
                     "partition {nb} (bytes {sb}..{b_end}) overlaps partition {na} (bytes {sa}..{a_end})"
-                ));
+                )));
             }
         }
     }
@@ -183,6 +190,7 @@ pub fn slice(disk: &Arc<dyn ReadDisk>, part: &Partition, name: &str) -> Result<A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::ProblemKind;
 
     fn part(number: u32, start: u64, length: u64) -> Partition {
         Partition {
@@ -208,9 +216,19 @@ mod tests {
         ];
         validate(&mut parts, 1000);
         assert!(parts[0].usable());
-        assert!(parts[1].problems[0].contains("overlaps partition 3"));
-        assert!(parts[2].problems[0].contains("overlaps partition 2"));
-        assert!(parts[3].problems[0].contains("past the end"));
-        assert!(parts[4].problems[0].contains("empty"));
+        let first = |i: usize| {
+            (
+                parts[i].problems[0].kind,
+                parts[i].problems[0].message.clone(),
+            )
+        };
+        let (kind, msg) = first(1);
+        assert!(msg.contains("overlaps partition 3") && kind == ProblemKind::Unserved);
+        let (kind, msg) = first(2);
+        assert!(msg.contains("overlaps partition 2") && kind == ProblemKind::Unserved);
+        let (kind, msg) = first(3);
+        assert!(msg.contains("past the end") && kind == ProblemKind::Unserved);
+        let (kind, msg) = first(4);
+        assert!(msg.contains("empty") && kind == ProblemKind::Note);
     }
 }
