@@ -6,8 +6,10 @@
 //! Layout (UEFI 2.10, section 5.3), for 512-byte sectors:
 //! LBA 0 protective MBR (one partition of type 0xEE over the disk),
 //! LBA 1 header, LBA 2-33 128 entries of 128 bytes, last 33 LBAs the backup
-//! entries and header.
+//! entries and header. The header and entry fields and their CRCs are
+//! encoded by [`crate::partition::gpt_layout`], shared with the reader.
 
+use crate::partition::gpt_layout::{self as layout, Entry, Header};
 use lifeboat_vdisk::{Error, Result, WriteDisk};
 
 /// Bytes per logical block.
@@ -15,15 +17,9 @@ pub const SECTOR: u64 = 512;
 /// Number of entries in the array (the usual 128 × 128 bytes = 16 KiB).
 const ENTRIES: u64 = 128;
 /// Size of one entry.
-const ENTRY_SIZE: u64 = 128;
+const ENTRY_SIZE: u64 = layout::ENTRY_SIZE as u64;
 /// Sectors taken by the entry array.
 const ARRAY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
-/// "EFI PART", the header signature.
-const SIGNATURE: &[u8; 8] = b"EFI PART";
-/// Header revision 1.0.
-const REVISION: u32 = 0x0001_0000;
-/// Size of the header proper.
-const HEADER_SIZE: u32 = 92;
 /// Linux filesystem data, 0FC63DAF-8483-4772-8E79-3D69D8477DE4, in its on-disk (mixed-endian) form.
 pub const LINUX_FILESYSTEM: [u8; 16] = [
     0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4,
@@ -73,16 +69,18 @@ pub fn write_gpt(disk: &dyn WriteDisk, disk_guid: [u8; 16], parts: &[GptPartitio
                 ),
             ));
         }
-        let e = &mut array[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize];
-        e[0..16].copy_from_slice(&p.type_guid);
-        e[16..32].copy_from_slice(&p.unique_guid);
-        e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
-        e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
-        for (j, unit) in p.name.encode_utf16().take(36).enumerate() {
-            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&unit.to_le_bytes());
-        }
+        let entry = Entry {
+            type_guid: p.type_guid,
+            unique_guid: p.unique_guid,
+            first_lba: p.first_lba,
+            last_lba: p.last_lba,
+            attributes: 0,
+            name: p.name.clone(),
+        };
+        array[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize]
+            .copy_from_slice(&entry.encode());
     }
-    let array_crc = crc32fast::hash(&array);
+    let array_crc = layout::array_crc(&array);
 
     let mut mbr = vec![0u8; SECTOR as usize];
     let entry = &mut mbr[446..462];
@@ -99,22 +97,15 @@ pub fn write_gpt(disk: &dyn WriteDisk, disk_guid: [u8; 16], parts: &[GptPartitio
     let backup_lba = sectors - 1;
     let backup_array_lba = backup_lba - ARRAY_SECTORS;
     let header = |my_lba: u64, alt_lba: u64, array_lba: u64| {
-        let mut h = vec![0u8; SECTOR as usize];
-        h[0..8].copy_from_slice(SIGNATURE);
-        h[8..12].copy_from_slice(&REVISION.to_le_bytes());
-        h[12..16].copy_from_slice(&HEADER_SIZE.to_le_bytes());
-        h[24..32].copy_from_slice(&my_lba.to_le_bytes());
-        h[32..40].copy_from_slice(&alt_lba.to_le_bytes());
-        h[40..48].copy_from_slice(&first.to_le_bytes());
-        h[48..56].copy_from_slice(&last.to_le_bytes());
-        h[56..72].copy_from_slice(&disk_guid);
-        h[72..80].copy_from_slice(&array_lba.to_le_bytes());
-        h[80..84].copy_from_slice(&(ENTRIES as u32).to_le_bytes());
-        h[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
-        h[88..92].copy_from_slice(&array_crc.to_le_bytes());
-        let crc = crc32fast::hash(&h[..HEADER_SIZE as usize]);
-        h[16..20].copy_from_slice(&crc.to_le_bytes());
-        h
+        Header {
+            first_usable: first,
+            last_usable: last,
+            disk_guid,
+            entry_count: ENTRIES as u32,
+            array_crc,
+            ..Header::new(my_lba, alt_lba, array_lba)
+        }
+        .encode(SECTOR as usize)
     };
     disk.write_at(&array, 2 * SECTOR)?;
     disk.write_at(&header(1, backup_lba, 2), SECTOR)?;
@@ -126,34 +117,54 @@ pub fn write_gpt(disk: &dyn WriteDisk, disk_guid: [u8; 16], parts: &[GptPartitio
     Ok(())
 }
 
+/// An 8 MiB disk with one partition "root" (LBA 2048 to the last usable
+/// one) written by [`write_gpt`], for the tests of the writer and reader.
+#[cfg(test)]
+pub(crate) fn one_partition_disk() -> lifeboat_vdisk::MemDisk {
+    let disk = lifeboat_vdisk::MemDisk::new("gpt", vec![0; 8 << 20]);
+    let part = GptPartition {
+        type_guid: LINUX_FILESYSTEM,
+        unique_guid: [7; 16],
+        first_lba: 2048,
+        last_lba: last_usable_lba(8 << 20),
+        name: "root".into(),
+    };
+    write_gpt(&disk, [9; 16], &[part]).expect("8 MiB hold a GPT");
+    disk
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_vdisk::{MemDisk, ReadDisk};
+    use layout::{array_crc, header_crc, HEADER_SIZE};
+    use lifeboat_vdisk::ReadDisk;
 
     #[test]
     fn gpt_header_and_entries_have_valid_crcs() {
-        let disk = MemDisk::new("gpt", vec![0; 8 << 20]);
-        let part = GptPartition {
-            type_guid: LINUX_FILESYSTEM,
-            unique_guid: [7; 16],
-            first_lba: 2048,
-            last_lba: last_usable_lba(8 << 20),
-            name: "root".into(),
-        };
-        write_gpt(&disk, [9; 16], &[part]).unwrap();
-        let mut h = vec![0u8; 512];
-        disk.read_at(&mut h, 512).unwrap();
-        assert_eq!(&h[0..8], SIGNATURE);
-        let stored = u32::from_le_bytes(h[16..20].try_into().unwrap());
-        h[16..20].fill(0);
-        assert_eq!(stored, crc32fast::hash(&h[..92]));
-        let mut array = vec![0u8; 16384];
-        disk.read_at(&mut array, 1024).unwrap();
-        assert_eq!(
-            u32::from_le_bytes(h[88..92].try_into().unwrap()),
-            crc32fast::hash(&array)
-        );
-        assert_eq!(u64::from_le_bytes(array[32..40].try_into().unwrap()), 2048);
+        let disk = one_partition_disk();
+        let last_lba = (8 << 20) / SECTOR - 1;
+        for (lba, alternate, array_lba) in [(1, last_lba, 2), (last_lba, 1, last_lba - 32)] {
+            let mut h = vec![0u8; 512];
+            disk.read_at(&mut h, lba * SECTOR).unwrap();
+            let header = Header::decode(&h).unwrap();
+            assert_eq!(Some(header.header_crc), header_crc(&h, HEADER_SIZE));
+            assert_eq!(
+                (header.my_lba, header.alternate_lba, header.array_lba),
+                (lba, alternate, array_lba)
+            );
+            assert_eq!(
+                (header.first_usable, header.last_usable),
+                (34, last_lba - 33)
+            );
+            assert_eq!((header.entry_count, header.entry_size), (128, 128));
+            let mut array = vec![0u8; 16384];
+            disk.read_at(&mut array, array_lba * SECTOR).unwrap();
+            assert_eq!(header.array_crc, array_crc(&array));
+            let entry = Entry::decode(&array).unwrap();
+            assert_eq!((entry.first_lba, entry.name.as_str()), (2048, "root"));
+        }
+        let mut mbr = [0u8; 512];
+        disk.read_at(&mut mbr, 0).unwrap();
+        assert_eq!((mbr[450], mbr[510], mbr[511]), (0xEE, 0x55, 0xAA));
     }
 }

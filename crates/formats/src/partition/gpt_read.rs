@@ -1,21 +1,17 @@
 //! GUID Partition Table reader (the writer is [`crate::gpt`]).
 //!
-//! Layout (UEFI 2.10, section 5.3): header at LBA 1 ("EFI PART", revision,
-//! header size at 12, header CRC32 at 16 computed with that field zeroed,
-//! my LBA at 24, alternate LBA at 32, first/last usable LBA at 40/48, disk
-//! GUID at 56, entry array LBA at 72, entry count at 80, entry size at 84,
-//! entry array CRC32 at 88). Entries: type GUID 0..16 (all zero = unused),
-//! unique GUID 16..32, first/last LBA (inclusive) 32..48, attributes 48..56,
-//! UTF-16LE name 56..128. The backup header sits at the last LBA of the disk
-//! and is used when the primary header or its entries fail their CRC checks.
+//! The on-disk layout of the header and the entries, and their CRCs, are
+//! [`super::gpt_layout`]'s. Checks, in order: the signature, the header
+//! size, the header CRC, "my LBA", the entry size, the array size and
+//! place, the array CRC. The backup header sits at the last LBA of the disk
+//! and is used when the primary header or its entries fail these checks.
 //! Logical blocks of 512 and 4096 bytes are probed.
 
+use super::gpt_layout::{array_crc, header_crc, Entry, Header, ENTRY_SIZE};
 use super::{Partition, PartitionTable, Scheme};
 use crate::problem::VolumeProblem;
 use lifeboat_vdisk::{ReadDisk, Result};
 
-/// "EFI PART".
-const SIGNATURE: &[u8; 8] = b"EFI PART";
 /// The largest entry array read (the usual one is 16 KiB).
 const MAX_ARRAY: u64 = 4 << 20;
 
@@ -54,20 +50,8 @@ pub fn type_hint(guid: &str) -> Option<&'static str> {
     })
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 /// A header that passed its checks, with its entry array.
-struct Header {
+struct Checked {
     first_usable: u64,
     last_usable: u64,
     array: Vec<u8>,
@@ -103,7 +87,7 @@ fn read_header(
     disk: &dyn ReadDisk,
     ss: u64,
     lba: u64,
-) -> Result<std::result::Result<Header, BadHeader>> {
+) -> Result<std::result::Result<Checked, BadHeader>> {
     let size = disk.size();
     let Some(at) = lba.checked_mul(ss).filter(|a| a.saturating_add(ss) <= size) else {
         return Ok(Err(BadHeader::absent(format!(
@@ -112,36 +96,34 @@ fn read_header(
     };
     let mut h = vec![0u8; ss as usize];
     disk.read_at(&mut h, at)?;
-    if &h[0..8] != SIGNATURE {
+    let Some(header) = Header::decode(&h) else {
         return Ok(Err(BadHeader::absent(format!(
             "no \"EFI PART\" signature at LBA {lba}"
         ))));
-    }
-    let header_size = u32_at(&h, 12) as usize;
-    if !(92..=h.len()).contains(&header_size) {
+    };
+    let header_size = header.header_size as usize;
+    // None for a size below the header proper or beyond the block.
+    let Some(computed) = header_crc(&h, header_size) else {
         return Ok(Err(BadHeader::damaged(format!(
             "header size {header_size} is invalid"
         ))));
-    }
-    let stored = u32_at(&h, 16);
-    let mut copy = h[..header_size].to_vec();
-    copy[16..20].fill(0);
-    let computed = crc32fast::hash(&copy);
+    };
+    let stored = header.header_crc;
     if stored != computed {
         return Ok(Err(BadHeader::damaged(format!(
             "header CRC mismatch at LBA {lba} (stored {stored:#010x}, computed {computed:#010x})"
         ))));
     }
-    if u64_at(&h, 24) != lba {
+    if header.my_lba != lba {
         return Ok(Err(BadHeader::damaged(format!(
             "header at LBA {lba} says it is at LBA {}",
-            u64_at(&h, 24)
+            header.my_lba
         ))));
     }
-    let array_lba = u64_at(&h, 72);
-    let count = u64::from(u32_at(&h, 80));
-    let entry_size = u64::from(u32_at(&h, 84));
-    if entry_size < 128 || !entry_size.is_multiple_of(8) || entry_size > 4096 {
+    let array_lba = header.array_lba;
+    let count = u64::from(header.entry_count);
+    let entry_size = u64::from(header.entry_size);
+    if entry_size < ENTRY_SIZE as u64 || !entry_size.is_multiple_of(8) || entry_size > 4096 {
         return Ok(Err(BadHeader::damaged(format!(
             "entry size {entry_size} is invalid"
         ))));
@@ -162,17 +144,17 @@ fn read_header(
     };
     let mut array = vec![0u8; array_len as usize];
     disk.read_at(&mut array, array_at)?;
-    let stored = u32_at(&h, 88);
-    let computed = crc32fast::hash(&array);
+    let stored = header.array_crc;
+    let computed = array_crc(&array);
     if stored != computed {
         return Ok(Err(BadHeader::damaged(format!(
             "entry array CRC mismatch for the header at LBA {lba} \
              (stored {stored:#010x}, computed {computed:#010x})"
         ))));
     }
-    Ok(Ok(Header {
-        first_usable: u64_at(&h, 40),
-        last_usable: u64_at(&h, 48),
+    Ok(Ok(Checked {
+        first_usable: header.first_usable,
+        last_usable: header.last_usable,
         array,
         entry_size: entry_size as usize,
     }))
@@ -225,24 +207,15 @@ pub fn read_gpt(disk: &dyn ReadDisk) -> Result<Option<PartitionTable>> {
     Ok(None)
 }
 
-fn entries(h: &Header, ss: u64) -> Vec<Partition> {
+fn entries(h: &Checked, ss: u64) -> Vec<Partition> {
     let mut out = Vec::new();
-    for (i, e) in h.array.chunks_exact(h.entry_size).enumerate() {
-        let mut type_guid = [0u8; 16];
-        type_guid.copy_from_slice(&e[0..16]);
-        if type_guid == [0; 16] {
+    for (i, slot) in h.array.chunks_exact(h.entry_size).enumerate() {
+        let Some(e) = Entry::decode(slot).filter(|e| !e.is_unused()) else {
             continue;
-        }
+        };
         let number = i as u32 + 1;
-        let guid = guid_text(&type_guid);
-        let first = u64_at(e, 32);
-        let last = u64_at(e, 40);
-        let units: Vec<u16> = e[56..128]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|&u| u != 0)
-            .collect();
-        let name = String::from_utf16_lossy(&units);
+        let guid = guid_text(&e.type_guid);
+        let (first, last, name) = (e.first_lba, e.last_lba, e.name);
         let mut problems = Vec::new();
         let (start, length) = match (
             first.checked_mul(ss),
@@ -281,20 +254,12 @@ fn entries(h: &Header, ss: u64) -> Vec<Partition> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::{last_usable_lba, write_gpt, GptPartition, LINUX_FILESYSTEM};
-    use lifeboat_vdisk::{MemDisk, WriteDisk};
+    use crate::gpt::{one_partition_disk, LINUX_FILESYSTEM};
+    use lifeboat_vdisk::WriteDisk;
 
     #[test]
     fn reads_what_the_writer_wrote_and_falls_back_to_the_backup() {
-        let disk = MemDisk::new("gpt", vec![0; 8 << 20]);
-        let part = GptPartition {
-            type_guid: LINUX_FILESYSTEM,
-            unique_guid: [7; 16],
-            first_lba: 2048,
-            last_lba: last_usable_lba(8 << 20),
-            name: "root".into(),
-        };
-        write_gpt(&disk, [9; 16], &[part]).unwrap();
+        let disk = one_partition_disk();
         let t = read_gpt(&disk).unwrap().unwrap();
         assert!(t.problems.is_empty(), "{:?}", t.problems);
         assert_eq!(t.partitions.len(), 1);

@@ -1,6 +1,7 @@
 //! Partition tables read over any [`ReadDisk`]: GPT ([`gpt_read`]), MBR with
 //! extended/logical partitions ([`mbr`]), or none (the whole disk is one
-//! volume).
+//! volume). [`gpt_layout`] owns the GPT header and entry layout for both the
+//! reader and the writer ([`crate::gpt`]).
 //!
 //! Design notes:
 //! - [`read_partition_table`] never fails on bad content: a damaged table is
@@ -19,6 +20,7 @@
 //!   An MBR extended container is not a volume and is not checked against the
 //!   logical partitions inside it.
 
+pub mod gpt_layout;
 pub mod gpt_read;
 pub mod mbr;
 
