@@ -96,27 +96,28 @@ fn sigkill_during_backup_leaves_no_half_restore_point() {
         "vmb",
         &format!("disk0={}", s(&b)),
     ]);
-    kill_when(&mut child, "the backup stored 16 chunks", || {
-        chunk_files(&repo).len() >= chunks_a.len() + 16
+    // New chunks are staged (`.tmp-*` in the chunk directories) until the
+    // backup commits.
+    kill_when(&mut child, "the backup staged 16 chunks", || {
+        temp_files(&repo.join("chunks")).len() >= 16
     });
     let killed_at = Instant::now();
 
-    // What the killed backup left: chunks no index references, temp files
-    // (chunks being written, its writer registration).
+    // What the killed backup left: staged chunks (temp files no other
+    // backup reuses), its writer registration; no chunk under its name.
     let stale_chunks = chunk_files(&repo).len() - chunks_a.len();
     let temps = temp_files(&repo);
+    let staged = temp_files(&repo.join("chunks")).len();
     let writers: Vec<PathBuf> = std::fs::read_dir(repo.join("writers"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
+    assert_eq!(stale_chunks, 0, "an uncommitted backup names no chunk");
     assert!(
-        stale_chunks >= 16,
-        "the killed backup left {stale_chunks} chunks"
+        staged >= 16,
+        "the killed backup left {staged} staged chunks"
     );
-    assert!(
-        stale_chunks < 768,
-        "the backup was interrupted, not finished"
-    );
+    assert!(staged < 768, "the backup was interrupted, not finished");
     assert_eq!(
         writers.len(),
         1,
@@ -130,11 +131,11 @@ fn sigkill_during_backup_leaves_no_half_restore_point() {
     verify_clean(&repo);
 
     // gc (once the leftovers are older than its safety margin) removes
-    // exactly the chunks and temp files the killed backup left, and its
-    // stale registration.
+    // exactly the temp files the killed backup left, and its stale
+    // registration, and no chunk.
     wait_past_gc_margin(killed_at);
     let (removed, temps_removed) = gc(&repo);
-    assert_eq!(removed, stale_chunks as u64, "gc removes the orphan chunks");
+    assert_eq!(removed, 0, "no orphan chunks to remove");
     assert!(
         temps_removed >= temps.len() as u64,
         "gc removes the {} temp files ({temps:?}), said {temps_removed}",

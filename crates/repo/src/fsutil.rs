@@ -79,7 +79,8 @@ pub(crate) fn write_temp(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
 /// Alignment of buffers, offsets and lengths of `O_DIRECT` writes.
 pub(crate) const DIRECT_ALIGN: usize = 4096;
 
-/// Like [`write_temp`] but without the fsync, and bypassing the page cache
+/// Like [`write_temp`] but into a given new path, without the fsync, and
+/// bypassing the page cache
 /// where it can: for chunks, which a backup makes durable all at once with
 /// [`fsync_files`] before its indexes and manifest are written.
 ///
@@ -90,24 +91,24 @@ pub(crate) const DIRECT_ALIGN: usize = 4096;
 /// write while the CPUs sat idle (2.5 s at the end of the bench backup);
 /// direct writes reach the disk while the workers compress the next chunks.
 /// Where the filesystem refuses `O_DIRECT` (tmpfs), everything is buffered.
-pub(crate) fn write_temp_unsynced(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
+/// The file is created as `tmp`, which must not exist yet.
+pub(crate) fn write_new_unsynced(tmp: &Path, bytes: &[u8]) -> Result<()> {
     let aligned = bytes.len() - bytes.len() % DIRECT_ALIGN;
     if aligned == 0 || bytes.as_ptr().align_offset(DIRECT_ALIGN) != 0 {
-        return write_temp_with(dir, bytes, false);
+        return write_new_with(tmp, bytes, false);
     }
-    let tmp = temp_path(dir)?;
     let direct = OpenOptions::new()
         .write(true)
         .create_new(true)
         .custom_flags(OFlags::DIRECT.bits() as i32)
-        .open(&tmp);
+        .open(tmp);
     let mut f = match direct {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
-            let _ = std::fs::remove_file(&tmp);
-            return write_temp_with(dir, bytes, false);
+            let _ = std::fs::remove_file(tmp);
+            return write_new_with(tmp, bytes, false);
         }
-        Err(e) => return Err(Error::io(&tmp, e)),
+        Err(e) => return Err(Error::io(tmp, e)),
     };
     let res = (|| {
         let mut done = 0;
@@ -127,16 +128,21 @@ pub(crate) fn write_temp_unsynced(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
         f.write_all(&bytes[done..])
     })();
     if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
+        let _ = std::fs::remove_file(tmp);
+        return Err(Error::io(tmp, e));
     }
-    Ok(tmp)
+    Ok(())
 }
 
 fn write_temp_with(dir: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
     let tmp = temp_path(dir)?;
+    write_new_with(&tmp, bytes, sync)?;
+    Ok(tmp)
+}
+
+fn write_new_with(tmp: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
         f.write_all(bytes)?;
         if sync {
             f.sync_all()?;
@@ -144,10 +150,10 @@ fn write_temp_with(dir: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
         Ok(())
     })();
     if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
+        let _ = std::fs::remove_file(tmp);
+        return Err(Error::io(tmp, e));
     }
-    Ok(tmp)
+    Ok(())
 }
 
 /// Atomically replaces `path` with `bytes`: temp file, fsync, rename, fsync
@@ -246,13 +252,11 @@ mod tests {
             for len in [0, 100, 4096, 3 * 4096 + 17, (1 << 20) + 5] {
                 let bytes = aligned_bytes(&mut storage, len);
                 for b in [bytes, &bytes[1.min(len)..]] {
-                    let tmp = write_temp_unsynced(dir.path(), b).unwrap();
+                    let tmp = temp_path(dir.path()).unwrap();
+                    write_new_unsynced(&tmp, b).unwrap();
                     assert_eq!(std::fs::read(&tmp).unwrap(), b, "len {}", b.len());
-                    assert!(tmp
-                        .file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with(TMP_PREFIX));
+                    // The path must be new: an existing file is refused.
+                    assert!(write_new_unsynced(&tmp, b).is_err());
                 }
             }
         }

@@ -1,12 +1,23 @@
 //! [`BackupWriter`]: stores chunks and commits a restore point.
 //!
-//! Write order: chunks (temp + rename, no fsync each; written with
+//! Write order: each new chunk is *staged*: written (no fsync; with
 //! `O_DIRECT` from a per-thread aligned buffer, see
-//! [`fsutil::write_temp_unsynced`]), then at commit the
-//! new chunk files are fsynced together on a few threads, the touched prefix directories are
-//! fsynced, the indexes written (temp + fsync +
-//! rename, directory fsync), and last the manifest (same). Until the
-//! manifest's rename, nothing of the new restore point is visible.
+//! [`fsutil::write_new_unsynced`]) as `chunks/<xx>/.tmp-<tag>-<digest>`,
+//! a name no other backup dedups against. At commit the staged files are
+//! fsynced together on a few threads, then renamed to their chunk names,
+//! and the prefix directories that gained or reused a chunk are fsynced;
+//! then the indexes are written (temp + fsync + rename, directory fsync)
+//! and last the manifest (same). Until the manifest's rename, nothing of
+//! the new restore point is visible.
+//!
+//! Why staging: a chunk file under its final name is always durable (it
+//! was fsynced before the rename), so a backup that finds it present may
+//! reuse it. Had chunks been renamed into place unsynced, a backup that
+//! never committed (power loss) could leave a torn chunk behind that the
+//! next backup dedups against, or a running backup could reuse another's
+//! unsynced chunk, commit, and lose it with the other's crash. The cost:
+//! two backups running at once may both store a chunk neither has
+//! committed yet (the second rename replaces identical bytes).
 //!
 //! GC interplay (see gc.rs for the whole table): a writer registers as
 //! `writers/<uuid>` holding an exclusive flock on it, its start time inside
@@ -107,8 +118,14 @@ pub struct BackupWriter {
     prefixes: Vec<PrefixLock>,
     /// Prefix dirs that received a new chunk: fsynced at commit.
     dirty: Vec<AtomicBool>,
-    /// Chunk files this backup wrote: fsynced together at commit.
-    written: Mutex<Vec<PathBuf>>,
+    /// New chunks of this backup, staged under [`BackupWriter::staged_path`]
+    /// until commit renames them into place.
+    staged: Mutex<HashSet<Digest>>,
+    /// Names this writer's staged files (from its registration name).
+    tag: String,
+    /// Set by commit once the staged files are renamed (drop then has
+    /// nothing to clean up).
+    committed: AtomicBool,
 }
 
 impl std::fmt::Debug for BackupWriter {
@@ -163,6 +180,11 @@ impl Repository {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(&registration_path, e));
         }
+        let tag = registration_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| n.chars().take(16).collect())
+            .unwrap_or_default();
         let mut writer = BackupWriter {
             repo: self.clone(),
             registration: file,
@@ -170,7 +192,9 @@ impl Repository {
             started,
             prefixes: Vec::with_capacity(PREFIX_DIRS),
             dirty: (0..PREFIX_DIRS).map(|_| AtomicBool::new(false)).collect(),
-            written: Mutex::new(Vec::new()),
+            staged: Mutex::new(HashSet::new()),
+            tag,
+            committed: AtomicBool::new(false),
         };
         for i in 0..PREFIX_DIRS {
             let path = prefix_dir(self.path(), i).join(PREFIX_LOCK);
@@ -196,19 +220,15 @@ impl BackupWriter {
             .ok_or_else(|| Error::invalid("backup writer", "prefix lock missing"))
     }
 
-    /// Stores a chunk. If it exists, marks it live for gc and returns
-    /// `Existing` without compressing; otherwise compresses, encrypts and
-    /// writes it (temp + rename; made durable at commit). `digest` must be
+    /// Stores a chunk. If it exists (committed by an earlier backup, or
+    /// staged by this one), marks it live for gc and returns `Existing`
+    /// without compressing; otherwise compresses, encrypts and stages it
+    /// (renamed into place and made durable at commit). `digest` must be
     /// `repo.digest(plain)` (checked in debug builds: hashing twice costs
     /// a second of a 8 GiB backup).
     pub fn store_chunk(&self, digest: &Digest, plain: &[u8]) -> Result<Stored> {
-        let lock = self.prefix(digest)?;
-        let path = self.repo.chunk_path(digest);
-        {
-            let _g = lock.shared()?;
-            if touch(&path)? {
-                return Ok(Stored::Existing);
-            }
+        if self.reuse_chunk(digest)? {
+            return Ok(Stored::Existing);
         }
         if plain.len() > MAX_CHUNK_SIZE as usize {
             return Err(Error::invalid(
@@ -224,8 +244,13 @@ impl BackupWriter {
             *digest,
             "store_chunk called with a digest that is not the data's"
         );
-        let dir = prefix_dir(self.repo.path(), digest.prefix());
-        let (tmp, blob_len) = CHUNK_BUF.with(|cell| -> Result<(PathBuf, usize)> {
+        // Claimed first: another thread of this backup meeting the same
+        // chunk meanwhile takes it as existing (it is, by commit time).
+        if !self.staged_set().insert(*digest) {
+            return Ok(Stored::Existing);
+        }
+        let staged = self.staged_path(digest);
+        let blob_len = CHUNK_BUF.with(|cell| -> Result<usize> {
             let busy = || Error::invalid("backup writer", "chunk buffer of this thread in use");
             let mut buf = cell.try_borrow_mut().map_err(|_| busy())?;
             // Pad so the blob starts on an O_DIRECT boundary; the capacity
@@ -248,35 +273,73 @@ impl BackupWriter {
             )
             .map_err(|e| Error::invalid(format!("chunk {digest}"), e))?;
             let blob = buf.get(pad..).unwrap_or_default();
-            Ok((fsutil::write_temp_unsynced(&dir, blob)?, blob.len()))
-        })?;
-        {
-            let _g = lock.shared()?;
-            if let Err(e) = std::fs::rename(&tmp, &path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(&path, e));
+            fsutil::write_new_unsynced(&staged, blob)?;
+            Ok(blob.len())
+        });
+        match blob_len {
+            Ok(n) => Ok(Stored::New {
+                stored_bytes: n as u64,
+            }),
+            Err(e) => {
+                self.staged_set().remove(digest);
+                Err(e)
             }
         }
-        if let Some(flag) = self.dirty.get(digest.prefix()) {
-            flag.store(true, Ordering::Relaxed);
-        }
-        self.written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(path);
-        Ok(Stored::New {
-            stored_bytes: blob_len as u64,
-        })
     }
 
     /// Marks an existing chunk live for gc without its data (for
     /// incremental backups that reuse digests of a previous index without
     /// reading the disk). Returns `false` when the chunk is not in the
-    /// repository: the caller must then read and store it.
+    /// repository: the caller must then read and store it. A chunk staged
+    /// by this backup counts as present.
     pub fn reuse_chunk(&self, digest: &Digest) -> Result<bool> {
+        if self.staged_set().contains(digest) {
+            return Ok(true);
+        }
         let lock = self.prefix(digest)?;
         let _g = lock.shared()?;
-        touch(&self.repo.chunk_path(digest))
+        let present = touch(&self.repo.chunk_path(digest))?;
+        if present {
+            // The directory entry may be another backup's rename that its
+            // commit has not fsynced yet: commit fsyncs this directory.
+            self.mark_dirty(digest);
+        }
+        Ok(present)
+    }
+
+    fn staged_set(&self) -> std::sync::MutexGuard<'_, HashSet<Digest>> {
+        self.staged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where this backup stages chunk `digest` until commit.
+    fn staged_path(&self, digest: &Digest) -> PathBuf {
+        prefix_dir(self.repo.path(), digest.prefix()).join(format!(
+            "{TMP_PREFIX}{}-{}",
+            self.tag,
+            digest.to_hex()
+        ))
+    }
+
+    fn mark_dirty(&self, digest: &Digest) {
+        if let Some(flag) = self.dirty.get(digest.prefix()) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes the staged chunks durable and renames them into place.
+    fn publish_staged(&self) -> Result<()> {
+        let staged: Vec<Digest> = self.staged_set().iter().copied().collect();
+        let paths: Vec<PathBuf> = staged.iter().map(|d| self.staged_path(d)).collect();
+        fsutil::fsync_files(&paths)?;
+        for (digest, tmp) in staged.iter().zip(&paths) {
+            let path = self.repo.chunk_path(digest);
+            let lock = self.prefix(digest)?;
+            let _g = lock.shared()?;
+            std::fs::rename(tmp, &path).at(&path)?;
+            self.mark_dirty(digest);
+        }
+        self.committed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Writes the indexes, then the manifest, and ends the backup. The
@@ -303,10 +366,9 @@ impl BackupWriter {
                 .check()
                 .map_err(|e| Error::invalid(format!("index of disk {}", d.name), e))?;
         }
-        // Chunks were written without fsync: make them all durable at once
-        // before anything refers to them.
-        let written = std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()));
-        fsutil::fsync_files(&written)?;
+        // Chunks were staged without fsync: make them all durable at once,
+        // then give them their names, before anything refers to them.
+        self.publish_staged()?;
         for (i, flag) in self.dirty.iter().enumerate() {
             if flag.load(Ordering::Relaxed) {
                 fsutil::fsync_dir(&prefix_dir(self.repo.path(), i))?;
@@ -398,6 +460,13 @@ impl BackupWriter {
 impl Drop for BackupWriter {
     /// Unregisters: unlink first, then the lock goes with the file handle.
     fn drop(&mut self) {
+        // A backup that ends without committing leaves no staged chunk
+        // behind (after a kill, gc removes them once the writer is gone).
+        if !self.committed.load(Ordering::Relaxed) {
+            for digest in self.staged_set().iter() {
+                let _ = std::fs::remove_file(self.staged_path(digest));
+            }
+        }
         let _ = std::fs::remove_file(&self.registration_path);
         let _ = rustix::fs::flock(&self.registration, FlockOperation::Unlock);
     }

@@ -196,3 +196,57 @@ fn gc_removes_old_index_dirs_without_a_manifest() {
     assert!(repo.path().join("indexes/vm").join(&m.id).exists());
     assert_eq!(read_back(&repo, &m, "disk0"), noise(1000, 1));
 }
+
+/// `.tmp-*` files in the repository's chunk directories.
+fn staged_files(repo: &Repository) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for prefix in std::fs::read_dir(repo.path().join("chunks")).unwrap() {
+        let prefix = prefix.unwrap().path();
+        if !prefix.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&prefix).unwrap() {
+            let f = f.unwrap();
+            if f.file_name().to_string_lossy().starts_with(".tmp-") {
+                found.push(f.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_backup_never_reuses_chunks_that_another_has_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init(&dir.path().join("repo"), true);
+    let data = noise(4 * CHUNK as usize, 21);
+    let w1 = repo.begin_backup().unwrap();
+    let d1 = store_disk(&repo, &w1, "disk0", &data);
+    assert_eq!(d1.stats.new_chunks, 4);
+    assert_eq!(count_chunks(&repo), 0, "staged chunks are not chunks yet");
+    assert_eq!(staged_files(&repo).len(), 4);
+    // A second backup meanwhile stores its own copies: had it reused w1's
+    // unsynced files, a power loss before w1's commit could tear them under
+    // w2's committed restore point.
+    let w2 = repo.begin_backup().unwrap();
+    let d2 = store_disk(&repo, &w2, "disk0", &data);
+    assert_eq!(d2.stats.new_chunks, 4);
+    // A killed writer's staged files stay staged: never taken for chunks.
+    std::mem::forget(w1);
+    let m2 = w2.commit("vm", vec![d2]).unwrap();
+    assert_eq!(read_back(&repo, &m2, "disk0"), data);
+    assert_eq!(count_chunks(&repo), 4);
+    assert_eq!(staged_files(&repo).len(), 4, "only the killed writer's");
+    // Committed chunks are reused.
+    let w3 = repo.begin_backup().unwrap();
+    assert_eq!(store_disk(&repo, &w3, "disk0", &data).stats.new_chunks, 0);
+    // A backup that ends without committing removes what it staged.
+    let other = noise(2 * CHUNK as usize, 22);
+    let w4 = repo.begin_backup().unwrap();
+    assert_eq!(store_disk(&repo, &w4, "disk0", &other).stats.new_chunks, 2);
+    assert_eq!(staged_files(&repo).len(), 6);
+    drop(w4);
+    assert_eq!(staged_files(&repo).len(), 4);
+    drop(w3);
+    assert!(repo.verify(None).unwrap().is_ok());
+}
