@@ -65,9 +65,21 @@ pub fn build(dir: &Path, size_mib: u64) -> anyhow::Result<DemoDisk> {
     })
 }
 
+/// Where [`change`] writes its new report in the guest.
+pub const REPORT_PATH: &str = "/home/demo/report.txt";
+/// Where [`change`] plants the file the scan step must find.
+pub const PLANTED_PATH: &str = "/home/demo/invoice.txt";
+
+/// Local copies of what [`change`] wrote into the guest.
+pub struct Changes {
+    /// The content of [`REPORT_PATH`].
+    pub report: PathBuf,
+}
+
 /// Changes the filesystem the way a running VM would (a new report, a
-/// rewritten config file) and writes it back into the disk.
-pub fn change(disk: &DemoDisk, dir: &Path) -> anyhow::Result<()> {
+/// rewritten config file, a downloaded file: `planted`) and writes it back
+/// into the disk.
+pub fn change(disk: &DemoDisk, dir: &Path, planted: &str) -> anyhow::Result<Changes> {
     let report = dir.join("report.txt");
     let mut text = String::new();
     for i in 0..40_000 {
@@ -78,16 +90,39 @@ pub fn change(disk: &DemoDisk, dir: &Path) -> anyhow::Result<()> {
     fs::write(&report, text).with_context(|| format!("writing {}", report.display()))?;
     let hostname = dir.join("hostname");
     fs::write(&hostname, "web01-renamed\n")?;
+    let invoice = dir.join("invoice.txt");
+    fs::write(&invoice, planted).with_context(|| format!("writing {}", invoice.display()))?;
     for request in [
-        format!("write {} /home/demo/report.txt", report.display()),
+        format!("write {} {REPORT_PATH}", report.display()),
         "rm /etc/hostname".to_string(),
         format!("write {} /etc/hostname", hostname.display()),
+        format!("write {} {PLANTED_PATH}", invoice.display()),
     ] {
-        run(Command::new("debugfs")
-            .args(["-w", "-R", &request])
-            .arg(&disk.fs_image))?;
+        debugfs(&disk.fs_image, &request)?;
     }
-    assemble(&disk.path, &disk.fs_image, disk.size)
+    assemble(&disk.path, &disk.fs_image, disk.size)?;
+    Ok(Changes { report })
+}
+
+/// Runs one `debugfs -w` request. debugfs exits 0 even when a request
+/// fails, so anything on stderr besides its version banner is an error.
+fn debugfs(fs_image: &Path, request: &str) -> anyhow::Result<()> {
+    let out = run(Command::new("debugfs")
+        .args(["-w", "-R", request])
+        .arg(fs_image))?;
+    let errors: Vec<&str> = std::str::from_utf8(&out.stderr)
+        .unwrap_or("(not UTF-8)")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("debugfs "))
+        .collect();
+    if !errors.is_empty() {
+        bail!(
+            "debugfs {request:?} on {}: {}",
+            fs_image.display(),
+            errors.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Writes the GPT and copies the filesystem image into the partition.
@@ -130,6 +165,7 @@ fn write_tree(root: &Path, size_mib: u64) -> anyhow::Result<(usize, u64)> {
     put("etc/hostname", b"web01\n")?;
     put("etc/hosts", b"127.0.0.1 localhost\n10.0.0.5 web01\n")?;
     put("etc/fstab", b"LABEL=demo-root / ext4 defaults 0 1\n")?;
+    put("home/demo/.profile", b"export PATH=$HOME/bin:$PATH\n")?;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         rng ^= rng << 7;
@@ -167,7 +203,7 @@ fn write_tree(root: &Path, size_mib: u64) -> anyhow::Result<(usize, u64)> {
     Ok((files, bytes))
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
+fn run(cmd: &mut Command) -> anyhow::Result<std::process::Output> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -183,5 +219,5 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(out)
 }

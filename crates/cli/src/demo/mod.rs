@@ -4,9 +4,18 @@
 //! changed chunks are stored), backs up the same disk converted to qcow2
 //! (zero new chunks: digests do not depend on the image format), restores
 //! to raw and qcow2 and proves every restore bit-exact, and verifies the
-//! repository.
+//! repository. Then the other two capabilities, each step checking its own
+//! result: files browsed and copied out of the latest restore point
+//! (browse_step.rs), an Instant Recovery session served by the real service
+//! in-process whose writes land in an overlay while the restore point stays
+//! unchanged (ir_step.rs, nbd_client.rs), and a YARA scan that finds the
+//! file planted between the two backups (scan_step.rs).
 
+mod browse_step;
 mod disk;
+mod ir_step;
+mod nbd_client;
+mod scan_step;
 
 use crate::args::DemoArgs;
 use crate::exit;
@@ -54,7 +63,10 @@ fn step(n: u32, text: &str) {
 }
 
 fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
-    println!("Lifeboat demo: back up a VM disk, change it, back it up again, restore, prove it.");
+    println!("Lifeboat demo: back up a VM disk, change it, back it up again, restore, prove it;");
+    println!(
+        "then browse its files, boot it instantly (Instant Recovery), and scan it for malware."
+    );
     println!("working directory: {}", dir.display());
 
     step(
@@ -98,9 +110,9 @@ fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
 
     step(
         4,
-        "change the VM's filesystem (a new 2 MiB report, a rewritten /etc/hostname)",
+        "change the VM's filesystem (a new 2 MiB report, a rewritten /etc/hostname, a suspicious download)",
     );
-    disk::change(&vm_disk, dir)?;
+    let changes = disk::change(&vm_disk, dir, scan_step::PLANTED_CONTENT)?;
     let changed = fingerprint(&lifeboat_formats::open_image(&vm_disk.path)?)?;
     if changed == original {
         bail!("the change left the disk identical: the demo cannot show an incremental backup");
@@ -178,6 +190,34 @@ fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
     if !report.bad_chunks.is_empty() {
         bail!("verify found {} bad chunks", report.bad_chunks.len());
     }
+
+    step(
+        10,
+        "browse files of web01@latest in userspace (lifeboat files ls/get: no root, no mount)",
+    );
+    browse_step::run(
+        &repo,
+        "web01@latest",
+        "/home/demo",
+        browse_step::Expected {
+            guest_path: disk::REPORT_PATH,
+            local: &changes.report,
+        },
+        &dir.join("report-from-backup.txt"),
+    )?;
+
+    step(
+        11,
+        "Instant VM Recovery: the IR service serves web01@latest, writes go to an overlay",
+    );
+    ir_step::run(&repo, DEMO_PASSPHRASE, &second, dir)?;
+
+    step(
+        12,
+        "scan both backups of web01 for malware (YARA, files read from the repository)",
+    );
+    scan_step::run(&repo, &first, &second, disk::PLANTED_PATH)?;
+
     let usage = lifeboat_engine::restore_point_usage(&repo, &repo.resolve("web01@latest")?)?;
     println!(
         "\nweb01@latest: {} disk, {} of data, stored in {} ({:.2}x smaller)",
@@ -186,7 +226,10 @@ fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
         bytes(usage.stored_bytes),
         usage.reduction_ratio
     );
-    println!("demo finished: every restore matched its source bit for bit.");
+    println!(
+        "demo finished: every restore matched its source bit for bit, the file copied out matched,"
+    );
+    println!("the Instant Recovery session left its backup unchanged, and the scan found the planted file.");
     Ok(())
 }
 
