@@ -123,6 +123,14 @@ fn publish_read_readonly_unpublish() {
     let s = publish(&options(&fx), None, daemon()).unwrap();
     let result = std::panic::catch_unwind(|| {
         assert_eq!(s.loops.len(), 2, "{s:#?}");
+        // Loop devices read the FUSE disk file with direct I/O (no second
+        // page cache under the filesystem's).
+        for l in &s.loops {
+            let dev = l.device.as_deref().expect("attached");
+            let name = dev.trim_start_matches("/dev/");
+            let dio = std::fs::read_to_string(format!("/sys/block/{name}/loop/dio")).unwrap();
+            assert_eq!(dio.trim(), "1", "{dev} is not in direct I/O mode");
+        }
         let ext = mount_of(&s, "disk0p1");
         let fat = mount_of(&s, "disk0p2");
         assert!(ext.mounted && ext.fstype == "ext4", "{ext:?}");
