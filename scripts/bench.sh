@@ -229,7 +229,9 @@ t0=$(now)
 publish_s=$(elapsed "$t0" "$(now)")
 pub_session=$(jq -r .session "$work/publish.json")
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-measure lifeboat_find_cat sh -c "find '$pub_root/$pub_session' -type f -exec cat {} + >/dev/null"
+# The VM's mounted filesystems only (<mount-root>/<session>/<vm>/...), as
+# over the loop mount: not the session's .disks/ (the raw disk files).
+measure lifeboat_find_cat sh -c "find '$pub_root/$pub_session/bench' -type f -exec cat {} + >/dev/null"
 t0=$(now)
 "$lifeboat" unpublish "$pub_session" >/dev/null
 unpublish_s=$(elapsed "$t0" "$(now)")
