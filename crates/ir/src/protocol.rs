@@ -240,6 +240,13 @@ impl SessionInfo {
         )
     }
 
+    /// The QEMU command line that boots the session from its NFS export,
+    /// every disk as a `-drive`.
+    pub fn qemu_command(&self) -> String {
+        let drives: Vec<String> = self.disks.iter().map(|d| self.qemu_drive(d)).collect();
+        format!("qemu-system-x86_64 -m 2048 {}", drives.join(" "))
+    }
+
     /// The esxcli line that mounts the session folder as a datastore.
     pub fn esxcli(&self) -> String {
         format!(

@@ -119,13 +119,11 @@ pub struct BackupWriter {
     /// Prefix dirs that received a new chunk: fsynced at commit.
     dirty: Vec<AtomicBool>,
     /// New chunks of this backup, staged under [`BackupWriter::staged_path`]
-    /// until commit renames them into place.
+    /// until commit renames them into place (and empties the set; what is
+    /// left when the writer is dropped is removed).
     staged: Mutex<HashSet<Digest>>,
     /// Names this writer's staged files (from its registration name).
     tag: String,
-    /// Set by commit once the staged files are renamed (drop then has
-    /// nothing to clean up).
-    committed: AtomicBool,
 }
 
 impl std::fmt::Debug for BackupWriter {
@@ -194,7 +192,6 @@ impl Repository {
             dirty: (0..PREFIX_DIRS).map(|_| AtomicBool::new(false)).collect(),
             staged: Mutex::new(HashSet::new()),
             tag,
-            committed: AtomicBool::new(false),
         };
         for i in 0..PREFIX_DIRS {
             let path = prefix_dir(self.path(), i).join(PREFIX_LOCK);
@@ -338,7 +335,8 @@ impl BackupWriter {
             std::fs::rename(tmp, &path).at(&path)?;
             self.mark_dirty(digest);
         }
-        self.committed.store(true, Ordering::Relaxed);
+        // All in place: nothing left for drop to clean up.
+        self.staged_set().clear();
         Ok(())
     }
 
@@ -462,10 +460,8 @@ impl Drop for BackupWriter {
     fn drop(&mut self) {
         // A backup that ends without committing leaves no staged chunk
         // behind (after a kill, gc removes them once the writer is gone).
-        if !self.committed.load(Ordering::Relaxed) {
-            for digest in self.staged_set().iter() {
-                let _ = std::fs::remove_file(self.staged_path(digest));
-            }
+        for digest in self.staged_set().iter() {
+            let _ = std::fs::remove_file(self.staged_path(digest));
         }
         let _ = std::fs::remove_file(&self.registration_path);
         let _ = rustix::fs::flock(&self.registration, FlockOperation::Unlock);

@@ -167,8 +167,7 @@ fn print_session(s: &SessionInfo) {
         }
     }
     println!("QEMU:");
-    let drives: Vec<String> = s.disks.iter().map(|d| s.qemu_drive(d)).collect();
-    println!("  qemu-system-x86_64 -m 2048 {}", drives.join(" "));
+    println!("  {}", s.qemu_command());
     if let Some(c) = s.qemu_caveat() {
         println!("  (note: {c})");
     }

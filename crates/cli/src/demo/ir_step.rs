@@ -61,10 +61,7 @@ pub fn run(repo: &Repository, passphrase: &str, spec: &str, dir: &Path) -> anyho
         t.elapsed().as_millis()
     );
     println!("    NFS export     {}:{}", info.host, session.nfs_dir);
-    println!(
-        "    QEMU           qemu-system-x86_64 -m 2048 {}",
-        session.qemu_drive(disk)
-    );
+    println!("    QEMU           {}", session.qemu_command());
     if let Some(c) = session.qemu_caveat() {
         println!("                   (note: {c}; `lifeboat nfs serve` uses 111)");
     }

@@ -108,7 +108,6 @@ struct Slot {
     block: u64,
     data: Block,
     referenced: bool,
-    scan: bool,
 }
 
 /// A CLOCK cache of at most `capacity` blocks.
@@ -185,7 +184,6 @@ impl Shard {
             block,
             data,
             referenced: false,
-            scan,
         };
         if self.slots.len() < self.capacity {
             self.index.insert(block, self.slots.len());
@@ -195,15 +193,16 @@ impl Shard {
             self.slots.push(new);
             return;
         }
-        let victim = match self
-            .mru_scan
-            .filter(|&i| scan && self.slots.get(i).is_some_and(|s| s.scan))
-        {
+        // `mru_scan` always names a slot holding a scan block: it is
+        // cleared when an ordinary block takes that slot.
+        let victim = match self.mru_scan.filter(|_| scan) {
             Some(i) => i,
             None => self.clock_victim(),
         };
-        if self.mru_scan == Some(victim) || scan {
-            self.mru_scan = scan.then_some(victim);
+        if scan {
+            self.mru_scan = Some(victim);
+        } else if self.mru_scan == Some(victim) {
+            self.mru_scan = None;
         }
         self.index.remove(&self.slots[victim].block);
         self.slots[victim] = new;
