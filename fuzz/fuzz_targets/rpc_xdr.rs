@@ -128,8 +128,9 @@ fn substitute(msg: &mut [u8], handles: &[Vec<u8>]) {
 fn one_message(d: &Dispatcher, w: &World, msg: &[u8], peer: IpAddr) {
     let mut msg = msg.to_vec();
     substitute(&mut msg, &w.handles);
-    let mut out = Vec::new();
-    let _ = d.handle(&msg, peer, &mut out);
+    let mut reply = lifeboat_nfs::rpc::Reply::new();
+    let _ = d.handle(&msg, peer, &mut reply);
+    let out = reply.to_vec_from(0);
     if !out.is_empty() {
         let (header, _) = decode_reply(&out).expect("the dispatcher's reply must decode");
         let xid = match header {

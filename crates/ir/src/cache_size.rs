@@ -1,23 +1,26 @@
-//! How much memory a session's decoded-chunk cache gets: the default
+//! How much memory the service's decoded-chunk cache gets: the default
 //! (a quarter of the machine's memory, capped) and the `--cache-mem` size
 //! syntax.
 //!
-//! The cache (`lifeboat_vdisk::CachedDisk`, one per disk, the session's
-//! budget split between its disks) holds decompressed chunks, so a re-read
-//! of what fits is a memory copy instead of a decompression; blocks are
-//! allocated as chunks are read and freed when the session stops. A
-//! sequential re-read of a disk larger than the cache gains little (CLOCK
-//! evicts what the scan will need next), so the cache should exceed the
-//! disk for fast repeated full reads.
+//! The cache (`lifeboat_vdisk::CachedDisk`, one per disk, all of them
+//! drawing on one `CacheBudget` of the service) holds decompressed chunks,
+//! so a re-read of what fits is a memory copy instead of a decompression;
+//! blocks are allocated as chunks are read and freed when their session
+//! stops. A booting VM reads a small part of its disk, so sessions rarely
+//! come near the budget; a full copy of a disk (nfs-cp, a migration by the
+//! hypervisor) takes what it needs. A sequential re-read of a disk larger
+//! than the cache is served from the cache only in part (the cache is
+//! scan-resistant, see `lifeboat_vdisk`), so the default should hold the
+//! data of a typical disk.
 
 use crate::error::{Error, Result};
 
-/// Most a session's decoded-chunk cache gets by default.
-pub const MAX_DEFAULT_CACHE_BYTES: u64 = 2 << 30;
+/// Most the service's decoded-chunk cache gets by default.
+pub const MAX_DEFAULT_CACHE_BYTES: u64 = 16 << 30;
 /// The default when the machine's memory cannot be read.
 const FALLBACK_CACHE_BYTES: u64 = 256 << 20;
 
-/// The default decoded-chunk cache of a session: a quarter of the
+/// The default decoded-chunk cache of the service: a quarter of the
 /// machine's memory, at most [`MAX_DEFAULT_CACHE_BYTES`] (256 MiB when
 /// `/proc/meminfo` cannot be read). Memory is taken as chunks are read,
 /// not up front, and given back when the session stops.

@@ -41,6 +41,7 @@ use std::time::Instant;
 
 use crate::cache_size::default_cache_bytes;
 pub use crate::sessions::parse_format;
+use lifeboat_vdisk::CacheBudget;
 
 /// How the service is set up.
 #[derive(Clone)]
@@ -61,9 +62,10 @@ pub struct ServiceConfig {
     /// Host name printed in URLs (default: the listen address, or the
     /// machine's host name when listening on every address).
     pub advertise: Option<String>,
-    /// Decoded-chunk cache of each session (split between its disks),
-    /// bytes; default [`default_cache_bytes`]. A re-read of what fits is
-    /// served from memory instead of being decompressed again.
+    /// Decoded-chunk cache of the service, bytes, shared by every disk of
+    /// every session (the disk being read gets the memory); default
+    /// [`default_cache_bytes`]. A re-read of what fits is served from
+    /// memory instead of being decompressed again.
     pub cache_bytes: u64,
     /// Receives every log line (the CLI prints them to stderr).
     pub log_hook: Option<LogHook>,
@@ -106,7 +108,7 @@ impl ServiceConfig {
 pub(crate) struct Inner {
     pub(crate) repo: Repository,
     pub(crate) cache_dir: PathBuf,
-    pub(crate) cache_bytes: u64,
+    pub(crate) cache_budget: Arc<CacheBudget>,
     pub(crate) info: ServiceInfo,
     pub(crate) tree: Arc<SessionTree>,
     pub(crate) exports: Arc<ExportTable>,
@@ -208,7 +210,7 @@ impl Service {
         let inner = Arc::new(Inner {
             repo,
             cache_dir: cache,
-            cache_bytes: config.cache_bytes,
+            cache_budget: Arc::new(CacheBudget::new(config.cache_bytes)),
             info,
             tree,
             exports,

@@ -137,14 +137,13 @@ impl Inner {
                 source,
             })?;
         let chunk_size = rp.index().chunk_size;
-        let n = record.disks.len().max(1) as u64;
         let read_ahead = if chunk_size <= 1 << 20 {
             READ_AHEAD_SMALL
         } else {
             READ_AHEAD_LARGE
         };
         let cached: Arc<dyn ReadDisk> = Arc::new(
-            rp.into_chunk_cache(self.cache_bytes / n, 4)
+            rp.into_shared_chunk_cache(self.cache_budget.clone())
                 .map_err(derr)?
                 .with_read_ahead(read_ahead),
         );

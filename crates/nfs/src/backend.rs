@@ -18,6 +18,7 @@
 //! verifier that changes when the directory changes; the NFS layer pages
 //! them for READDIR/READDIRPLUS with index cookies.
 
+use lifeboat_vdisk::SharedBytes;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -227,6 +228,20 @@ pub struct FsStat {
     pub avail_files: u64,
 }
 
+/// [`NfsBackend::read_shared`] by copying: one buffer filled by
+/// [`NfsBackend::read`].
+pub fn read_copied<B: NfsBackend + ?Sized>(
+    backend: &B,
+    fh: &[u8],
+    offset: u64,
+    count: usize,
+) -> NfsResult<(Vec<SharedBytes>, bool)> {
+    let mut buf = vec![0u8; count];
+    let (n, eof) = backend.read(fh, offset, &mut buf)?;
+    buf.truncate(n.min(count));
+    Ok((vec![SharedBytes::owned(buf)], eof))
+}
+
 /// The exported tree.
 pub trait NfsBackend: Send + Sync {
     /// The handle of `path` (relative to the export, "" for its root) for
@@ -238,6 +253,18 @@ pub trait NfsBackend: Send + Sync {
     /// Fills `buf` from `offset` (short at the end of the file); returns the
     /// bytes read and whether the end of the file was reached.
     fn read(&self, fh: &[u8], offset: u64, buf: &mut [u8]) -> NfsResult<(usize, bool)>;
+    /// At most `count` bytes from `offset` as views that, end to end, are
+    /// the data (short at the end of the file), and whether the end of the
+    /// file was reached. The default copies through [`NfsBackend::read`];
+    /// a backend whose data sits in a cache hands out views of its blocks.
+    fn read_shared(
+        &self,
+        fh: &[u8],
+        offset: u64,
+        count: usize,
+    ) -> NfsResult<(Vec<SharedBytes>, bool)> {
+        read_copied(self, fh, offset, count)
+    }
     /// Writes `data` at `offset` at least as durably as `stable`; returns
     /// how durable it is and the attributes after.
     fn write(

@@ -15,7 +15,7 @@
 use crate::access::AllowList;
 use crate::backend::{NfsBackend, Status};
 use crate::rpc::msg::AUTH_SYS;
-use crate::rpc::{CallContext, ProcError, RpcProgram};
+use crate::rpc::{CallContext, ProcError, Reply, RpcProgram};
 use crate::xdr::{XdrReader, XdrWrite};
 use std::sync::{Arc, Mutex};
 
@@ -103,7 +103,7 @@ impl RpcProgram for MountProgram {
     fn versions(&self) -> (u32, u32) {
         (VERSION, VERSION)
     }
-    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Vec<u8>) -> Result<(), ProcError> {
+    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Reply) -> Result<(), ProcError> {
         let mut r = XdrReader::new(args);
         let host = ctx.peer.to_string();
         match ctx.header.proc_ {

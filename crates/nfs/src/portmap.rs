@@ -13,7 +13,7 @@
 //! rpcinfo and libnfs then fall back to version 2. The service registers its
 //! own MOUNT and NFS ports at start ([`Portmap::set`]).
 
-use crate::rpc::{CallContext, ProcError, RpcProgram};
+use crate::rpc::{CallContext, ProcError, Reply, RpcProgram};
 use crate::xdr::{XdrReader, XdrWrite};
 use std::sync::Mutex;
 
@@ -101,7 +101,7 @@ impl RpcProgram for Portmap {
     fn versions(&self) -> (u32, u32) {
         (VERSION, VERSION)
     }
-    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Vec<u8>) -> Result<(), ProcError> {
+    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Reply) -> Result<(), ProcError> {
         let mut r = XdrReader::new(args);
         match ctx.header.proc_ {
             0 => {}
@@ -151,9 +151,9 @@ mod tests {
         if let Some(m) = m {
             m.encode(&mut args);
         }
-        let mut out = Vec::new();
+        let mut out = Reply::new();
         pm.call(&ctx, &args, &mut out).unwrap();
-        out
+        out.to_vec_from(0)
     }
 
     #[test]

@@ -24,8 +24,8 @@ use crate::nfs::NfsProgram;
 use crate::portmap::{Mapping, Portmap, IPPROTO_TCP, IPPROTO_UDP};
 use crate::rpc::msg::CallError;
 use crate::rpc::record::{begin_record, finish_record, FragmentHeader, DEFAULT_MAX_RECORD};
-use crate::rpc::Dispatcher;
-use std::io::{self, BufReader, Read, Write};
+use crate::rpc::{Dispatcher, Reply};
+use std::io::{self, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -232,7 +232,7 @@ fn serve_connection(
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(256 << 10, stream);
     let mut msg = Vec::new();
-    let mut out = Vec::new();
+    let mut out = Reply::new();
     loop {
         msg.clear();
         loop {
@@ -266,21 +266,21 @@ fn serve_connection(
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
         finish_record(&mut out, start);
-        writer.write_all(&out)?;
+        out.write_to(&mut writer)?;
     }
 }
 
 fn udp_loop(u: UdpSocket, d: Arc<Dispatcher>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65536];
-    let mut out = Vec::new();
+    let mut out = Reply::new();
     while !stop.load(Ordering::SeqCst) {
         let Ok((n, peer)) = u.recv_from(&mut buf) else {
             continue;
         };
         out.clear();
         let _ = d.handle(&buf[..n], peer.ip(), &mut out);
-        if !out.is_empty() {
-            let _ = u.send_to(&out, peer);
+        if out.total_len() > 0 {
+            let _ = u.send_to(&out.to_vec_from(0), peer);
         }
     }
 }

@@ -10,7 +10,7 @@
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::model::DiskIndex;
-use lifeboat_vdisk::{check_range, push_merged, CachedDisk, Extent, ReadDisk};
+use lifeboat_vdisk::{check_range, push_merged, CacheBudget, CachedDisk, Extent, ReadDisk};
 use std::sync::Arc;
 
 /// digest -> plaintext bytes. The repository implements it; remote and
@@ -56,6 +56,17 @@ impl RestorePointDisk {
         let block = self.index.chunk_size.max(4096);
         let capacity = bytes.max(u64::from(block).saturating_mul(min_chunks));
         CachedDisk::new(Arc::new(self), block, capacity)
+    }
+
+    /// This disk behind a read cache of one chunk per block, as
+    /// [`RestorePointDisk::into_chunk_cache`], whose memory counts against
+    /// `budget`, shared with other disks.
+    pub fn into_shared_chunk_cache(
+        self,
+        budget: Arc<CacheBudget>,
+    ) -> lifeboat_vdisk::Result<CachedDisk> {
+        let block = self.index.chunk_size.max(4096);
+        CachedDisk::with_budget(Arc::new(self), block, budget)
     }
 
     /// Chunk `i` (digest `d`) decoded, checked to be as long as the index

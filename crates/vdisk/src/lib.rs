@@ -1,7 +1,7 @@
 //! Lifeboat's core abstraction: everything that holds blocks is a virtual disk.
 //!
 //! ```text
-//!                 ReadDisk  (size, read_at, extents, describe)
+//!                 ReadDisk  (size, read_at, read_shared, extents, describe)
 //!                    ^
 //!                    |
 //!                 WriteDisk (write_at, flush)
@@ -31,15 +31,17 @@ mod extent;
 mod file;
 mod mem;
 mod overlay;
+mod shared;
 mod slice;
 pub mod testsuite;
 
-pub use cache::{CacheStats, CachedDisk};
+pub use cache::{CacheBudget, CacheStats, CachedDisk};
 pub use error::{Error, Result};
 pub use extent::{push_merged, Extent, ExtentKind};
 pub use file::{FileDisk, DIRECT_ALIGN};
 pub use mem::MemDisk;
 pub use overlay::OverlayDisk;
+pub use shared::{concat_shared, SharedBytes};
 pub use slice::{SliceDisk, SliceDiskMut};
 
 use std::sync::Arc;
@@ -64,6 +66,14 @@ pub trait ReadDisk: Send + Sync {
         let mut buf = vec![0u8; len];
         self.read_at(&mut buf, offset)?;
         Ok(buf)
+    }
+
+    /// The `len` bytes at `offset` as views that, put end to end, are
+    /// exactly those bytes. The default reads them into one buffer
+    /// ([`ReadDisk::read_owned`]); a disk holding blocks in memory (a
+    /// cache) hands out views of them instead of copying.
+    fn read_shared(&self, offset: u64, len: usize) -> Result<Vec<SharedBytes>> {
+        Ok(vec![SharedBytes::owned(self.read_owned(offset, len)?)])
     }
 
     /// What the range `offset..offset+len` holds, as sorted, adjacent,
@@ -109,6 +119,9 @@ impl<T: ReadDisk + ?Sized> ReadDisk for Arc<T> {
     }
     fn read_owned(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         (**self).read_owned(offset, len)
+    }
+    fn read_shared(&self, offset: u64, len: usize) -> Result<Vec<SharedBytes>> {
+        (**self).read_shared(offset, len)
     }
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         (**self).extents(offset, len)

@@ -81,6 +81,17 @@ pub fn check_read_disk(disk: &dyn ReadDisk, expected: &[u8]) {
             buf == expected[o as usize..(o + l) as usize],
             "{name}: bytes differ in the {l} bytes at {o}"
         );
+        let shared = disk
+            .read_shared(o, l as usize)
+            .unwrap_or_else(|e| panic!("{name}: shared read of {l} at {o}: {e}"));
+        assert!(
+            crate::concat_shared(&shared) == expected[o as usize..(o + l) as usize],
+            "{name}: shared views differ from the {l} bytes at {o}"
+        );
+    }
+    match disk.read_shared(size.saturating_sub(1), 2) {
+        Err(Error::OutOfRange { .. }) => {}
+        other => panic!("{name}: shared read across the end gave {other:?}, expected OutOfRange"),
     }
 
     // Reads past the end are refused with OutOfRange, not truncated.

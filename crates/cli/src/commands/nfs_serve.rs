@@ -66,9 +66,10 @@ pub struct ServeArgs {
     /// or this machine's host name when listening on every address)
     #[arg(long)]
     pub advertise: Option<String>,
-    /// Decoded-chunk cache of each session, e.g. 512M or 4G (default: a
-    /// quarter of this machine's memory, at most 2 GiB); a re-read of what
-    /// fits is served from memory instead of being decompressed again
+    /// Decoded-chunk cache of the service, shared by all sessions, e.g.
+    /// 512M or 4G (default: a quarter of this machine's memory, at most
+    /// 16 GiB; taken as chunks are read); a re-read of what fits is served
+    /// from memory instead of being decompressed again
     #[arg(long, value_name = "SIZE", value_parser = parse_cache_mem)]
     pub cache_mem: Option<u64>,
     /// Same as --cache-mem, in MiB (older spelling)
@@ -119,7 +120,7 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
         config.cache_bytes = bytes.max(1 << 20);
     }
     log_line(&format!(
-        "decoded-chunk cache: {} MiB per session",
+        "decoded-chunk cache: {} MiB for all sessions",
         config.cache_bytes >> 20
     ));
     config.log_hook = Some(Arc::new(log_line));

@@ -48,7 +48,7 @@ use crate::access::AllowList;
 use crate::backend::{NfsBackend, NfsError, Status};
 use crate::log::ServiceLog;
 use crate::rpc::msg::{AuthStat, Credential};
-use crate::rpc::{CallContext, ProcError, RpcProgram};
+use crate::rpc::{CallContext, ProcError, Reply, RpcProgram};
 use crate::xdr::{XdrError, XdrReader, XdrWrite};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -155,7 +155,7 @@ impl NfsProgram {
         )
     }
 
-    fn run(&self, peer: IpAddr, proc_: u32, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    fn run(&self, peer: IpAddr, proc_: u32, r: &mut XdrReader, out: &mut Reply) -> ProcResult {
         self.vet_handles(peer, proc_, r.rest())?;
         match proc_ {
             1 => self.getattr(r, out),
@@ -187,7 +187,7 @@ impl RpcProgram for NfsProgram {
     fn versions(&self) -> (u32, u32) {
         (VERSION, VERSION)
     }
-    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Vec<u8>) -> Result<(), ProcError> {
+    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Reply) -> Result<(), ProcError> {
         let proc_ = ctx.header.proc_;
         if proc_ == 0 {
             return Ok(());

@@ -4,7 +4,9 @@
 use super::codec::*;
 use super::{NfsProgram, ProcResult, DIR_PREF, MAX_IO};
 use crate::backend::{Attr, FileType, NfsError, Stable, Status, MAX_NAME};
+use crate::rpc::Reply;
 use crate::xdr::{padded, XdrReader, XdrWrite};
+use lifeboat_vdisk::SharedBytes;
 use std::net::IpAddr;
 
 const ACCESS_READ: u32 = 0x01;
@@ -105,7 +107,7 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn read(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn read(&self, r: &mut XdrReader, out: &mut Reply) -> ProcResult {
         let fh = get_fh(r)?;
         let offset = r.u64("offset3")?;
         let count = r.u32("count3")?.min(MAX_IO) as usize;
@@ -117,12 +119,23 @@ impl NfsProgram {
         put_post_attr(out, Some(&a));
         let fields = out.len();
         out.extend_from_slice(&[0; 12]); // count, eof, data length
-        let data = out.len();
-        out.resize(data + count, 0);
-        let (n, eof) = self.backend.read(fh, offset, &mut out[data..])?;
-        let n = n.min(count);
-        out.truncate(data + n);
-        out.resize(data + padded(n), 0);
+                                         // The data goes out as views of the cache's blocks, not copied.
+        let (parts, eof) = self.backend.read_shared(fh, offset, count)?;
+        let mut n = 0;
+        for p in parts {
+            let take = p.len().min(count - n);
+            if take < p.len() {
+                // A backend returning more than asked: send what was asked.
+                let mut v = p.to_vec();
+                v.truncate(take);
+                out.splice(SharedBytes::owned(v));
+            } else {
+                out.splice(p);
+            }
+            n += take;
+        }
+        let end = out.len() + padded(n) - n;
+        out.resize(end, 0);
         out[fields..fields + 4].copy_from_slice(&(n as u32).to_be_bytes());
         out[fields + 4..fields + 8].copy_from_slice(&(eof as u32).to_be_bytes());
         out[fields + 8..fields + 12].copy_from_slice(&(n as u32).to_be_bytes());

@@ -21,12 +21,14 @@
 
 pub mod msg;
 pub mod record;
+pub mod reply;
 
 use crate::xdr::XdrError;
 use msg::{
     decode_call, encode_accepted, encode_auth_error, encode_prog_mismatch, AcceptStat, AuthStat,
     CallError, CallHeader, Credential,
 };
+pub use reply::Reply;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -61,7 +63,7 @@ pub trait RpcProgram: Send + Sync {
     fn versions(&self) -> (u32, u32);
     /// Runs procedure `ctx.header.proc_` on `args`, appending the result
     /// body to `out` on success.
-    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Vec<u8>) -> Result<(), ProcError>;
+    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Reply) -> Result<(), ProcError>;
 }
 
 /// Routes calls to a set of programs.
@@ -78,7 +80,7 @@ impl Dispatcher {
     /// Handles one message from `peer`, appending its reply to `out`.
     /// An error is returned for the log; a reply was appended unless it is
     /// [`CallError::NotACall`].
-    pub fn handle(&self, msg: &[u8], peer: IpAddr, out: &mut Vec<u8>) -> Result<(), CallError> {
+    pub fn handle(&self, msg: &[u8], peer: IpAddr, out: &mut Reply) -> Result<(), CallError> {
         let (header, args) = match decode_call(msg) {
             Ok(c) => c,
             Err(e) => {

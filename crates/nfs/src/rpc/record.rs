@@ -11,6 +11,8 @@
 //! [`FragmentHeader::decode`] is the incremental form the socket layer uses;
 //! [`begin_record`] / [`finish_record`] frame a reply in place (one fragment).
 
+use super::Reply;
+
 /// The last-fragment bit of a fragment header.
 pub const LAST_FRAGMENT: u32 = 0x8000_0000;
 
@@ -95,9 +97,10 @@ pub fn begin_record(out: &mut Vec<u8>) -> usize {
 }
 
 /// Writes the header reserved at `start`: one last fragment holding
-/// everything after it (replies are far below 2 GiB).
-pub fn finish_record(out: &mut [u8], start: usize) {
-    let len = out.len().saturating_sub(start + 4) as u32 & !LAST_FRAGMENT;
+/// everything after it, spliced views included (replies are far below
+/// 2 GiB).
+pub fn finish_record(out: &mut Reply, start: usize) {
+    let len = out.total_len().saturating_sub(start + 4) as u32 & !LAST_FRAGMENT;
     if let Some(h) = out.get_mut(start..start + 4) {
         h.copy_from_slice(&(len | LAST_FRAGMENT).to_be_bytes());
     }
@@ -132,10 +135,11 @@ mod tests {
 
     #[test]
     fn a_reply_is_framed_in_place() {
-        let mut out = vec![];
+        let mut out = Reply::new();
         let start = begin_record(&mut out);
         out.extend_from_slice(b"hello");
+        out.splice(lifeboat_vdisk::SharedBytes::owned(b"!!".to_vec()));
         finish_record(&mut out, start);
-        assert_eq!(&out[..4], &[0x80, 0, 0, 5]);
+        assert_eq!(&out[..4], &[0x80, 0, 0, 7]);
     }
 }

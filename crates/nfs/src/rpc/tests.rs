@@ -13,7 +13,7 @@ impl RpcProgram for Echo {
     fn versions(&self) -> (u32, u32) {
         (2, 3)
     }
-    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Vec<u8>) -> Result<(), ProcError> {
+    fn call(&self, ctx: &CallContext, args: &[u8], out: &mut Reply) -> Result<(), ProcError> {
         match ctx.header.proc_ {
             0 => Ok(()),
             1 => {
@@ -41,10 +41,10 @@ fn call(prog: u32, vers: u32, proc_: u32, cred: Credential, args: &[u8]) -> Vec<
         },
     );
     msg.extend_from_slice(args);
-    let mut out = Vec::new();
+    let mut out = Reply::new();
     d.handle(&msg, "127.0.0.1".parse().unwrap(), &mut out)
         .unwrap();
-    out
+    out.to_vec_from(0)
 }
 
 fn accepted(out: &[u8]) -> (u32, Option<(u32, u32)>, Vec<u8>) {
@@ -131,7 +131,7 @@ fn parsers_survive_random_input() {
     let mut next = rng(0x9e37_79b9_7f4a_7c15);
     for round in 0..20_000 {
         let buf = mutate(&seed, round, &mut next);
-        let mut out = Vec::new();
+        let mut out = Reply::new();
         let _ = d.handle(&buf, "10.0.0.1".parse().unwrap(), &mut out);
         let _ = decode_call(&buf);
         let _ = decode_reply(&buf);

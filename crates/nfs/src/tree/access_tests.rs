@@ -100,9 +100,10 @@ fn an_empty_session_list_shuts_everyone_out() {
 /// One call of `prog` v3 from `peer`; the reply body after the accepted
 /// header.
 fn call(d: &Dispatcher, peer: &str, prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = crate::rpc::Reply::new();
     d.handle(&call_msg(prog, proc_, args), ip(peer), &mut out)
         .unwrap();
+    let out = out.to_vec_from(0);
     let (h, body) = decode_reply(&out).unwrap();
     assert!(matches!(h, ReplyHeader::Accepted { stat: 0, .. }), "{h:?}");
     body.to_vec()

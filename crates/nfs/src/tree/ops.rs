@@ -7,6 +7,7 @@
 
 use super::{check_name, Node, Session, SessionTree};
 use crate::backend::*;
+use lifeboat_vdisk::SharedBytes;
 use std::fs::{File, FileTimes, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -271,6 +272,29 @@ impl NfsBackend for SessionTree {
                 Ok((n, offset.saturating_add(n as u64) >= size))
             }
             _ => Err(NfsError::new(Status::IsDir, "READ of a directory")),
+        }
+    }
+
+    /// Disk files: views of the cached blocks under the overlay (no copy);
+    /// other files are read into a buffer.
+    fn read_shared(
+        &self,
+        fh: &[u8],
+        offset: u64,
+        count: usize,
+    ) -> NfsResult<(Vec<SharedBytes>, bool)> {
+        match self.resolve(fh)? {
+            Node::Disk(s, i) => {
+                let d = s.disks.get(i).ok_or_else(perm)?;
+                let size = d.disk.size();
+                let n = (size.saturating_sub(offset)).min(count as u64) as usize;
+                let parts = d
+                    .disk
+                    .read_shared(offset, n)
+                    .map_err(|e| NfsError::from_disk(&e))?;
+                Ok((parts, offset.saturating_add(n as u64) >= size))
+            }
+            _ => read_copied(self, fh, offset, count),
         }
     }
 

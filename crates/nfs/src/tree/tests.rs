@@ -116,14 +116,14 @@ pub(super) fn call_msg(prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
 }
 
 fn call(d: &Dispatcher, proc_: u32, args: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = crate::rpc::Reply::new();
     d.handle(
         &call_msg(100_003, proc_, args),
         "127.0.0.1".parse().unwrap(),
         &mut out,
     )
     .unwrap();
-    out
+    out.to_vec_from(0)
 }
 
 fn program(t: Arc<SessionTree>) -> Dispatcher {

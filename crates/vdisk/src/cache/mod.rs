@@ -25,6 +25,9 @@
 //!   that start where the previous one ended) fill free slots but, once a
 //!   shard is full, only replace that shard's last stream block (shard.rs),
 //!   so re-reading a disk larger than the cache still hits most of it.
+//! - Memory: a cache made with [`CachedDisk::new`] has a budget of its
+//!   own; caches made with [`CachedDisk::with_budget`] share one
+//!   [`CacheBudget`] (budget.rs), so the disk being read gets the memory.
 //! - Read-ahead ([`CachedDisk::with_read_ahead`]): when a read starts where
 //!   the previous one ended, the next N blocks after it are handed to a small
 //!   pool of threads (a bounded crossbeam channel of fetch tickets). A full
@@ -38,11 +41,14 @@
 //!   sequential? ──> tickets for the next N blocks ──> channel ──> prefetch threads
 //! ```
 
+mod budget;
 mod shard;
 #[cfg(test)]
 mod tests;
 
-use crate::{check_depth, check_range, Error, Extent, ExtentKind, ReadDisk, Result};
+pub use budget::CacheBudget;
+
+use crate::{check_depth, check_range, Error, Extent, ExtentKind, ReadDisk, Result, SharedBytes};
 use crossbeam_channel::{Sender, TrySendError};
 use shard::{Block, Lookup, Shard, Ticket};
 use std::panic::AssertUnwindSafe;
@@ -99,6 +105,20 @@ impl CachedDisk {
     /// A cache of about `capacity_bytes` (at least one block per shard) in
     /// blocks of `block_size` bytes over `lower`.
     pub fn new(lower: Arc<dyn ReadDisk>, block_size: u32, capacity_bytes: u64) -> Result<Self> {
+        Self::with_budget(
+            lower,
+            block_size,
+            Arc::new(CacheBudget::new(capacity_bytes)),
+        )
+    }
+
+    /// A cache in blocks of `block_size` bytes over `lower` whose blocks
+    /// count against `budget`, which other caches may share (budget.rs).
+    pub fn with_budget(
+        lower: Arc<dyn ReadDisk>,
+        block_size: u32,
+        budget: Arc<CacheBudget>,
+    ) -> Result<Self> {
         let what = format!("cache over {}", lower.describe());
         check_depth(&what, lower.as_ref())?;
         if block_size == 0 || block_size > MAX_CACHE_BLOCK {
@@ -107,6 +127,7 @@ impl CachedDisk {
                 format!("block size {block_size} is not in 1..={MAX_CACHE_BLOCK}"),
             ));
         }
+        let capacity_bytes = budget.limit();
         let blocks = capacity_bytes / u64::from(block_size);
         if blocks == 0 {
             return Err(Error::invalid(
@@ -114,15 +135,20 @@ impl CachedDisk {
                 format!("capacity {capacity_bytes} is smaller than one block of {block_size}"),
             ));
         }
+        // No more blocks than the disk has. Any shard may hold them all:
+        // the budget, not the hash of the block numbers, bounds the total.
+        let blocks = blocks.min(lower.size().div_ceil(u64::from(block_size)).max(1));
         let shards = (blocks as usize).clamp(1, SHARDS);
-        let per_shard = usize::try_from(blocks / shards as u64).unwrap_or(usize::MAX);
+        let per_shard = usize::try_from(blocks).unwrap_or(usize::MAX);
         Ok(CachedDisk {
             inner: Arc::new(Inner {
                 size: lower.size(),
                 lower,
                 block_size: u64::from(block_size),
                 shards: (0..shards)
-                    .map(|_| Mutex::new(Shard::new(per_shard)))
+                    .map(|_| {
+                        Mutex::new(Shard::new(per_shard, budget.clone(), u64::from(block_size)))
+                    })
                     .collect(),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -191,6 +217,46 @@ impl CachedDisk {
     pub fn block_size(&self) -> u32 {
         // Built from a u32 in `new`.
         self.inner.block_size as u32
+    }
+
+    /// Calls `piece(block, range in block, position in the read)` for each
+    /// block piece of the `len` bytes at `offset`, in order, fetching
+    /// blocks as needed (and queuing read-ahead for a sequential read).
+    fn for_each_piece(
+        &self,
+        offset: u64,
+        len: usize,
+        mut piece: impl FnMut(&Block, std::ops::Range<usize>, usize),
+    ) -> Result<()> {
+        check_range(&|| self.describe(), offset, len as u64, self.inner.size)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let end = offset + len as u64;
+        let sequential = self.last_end.swap(end, Ordering::Relaxed) == offset;
+        if sequential && self.read_ahead > 0 {
+            self.read_ahead_from(end);
+        }
+        let bs = self.inner.block_size;
+        let mut pos = offset;
+        while pos < end {
+            let block = pos / bs;
+            let data = self.inner.block(block, sequential)?;
+            let within = (pos - block * bs) as usize;
+            let n = ((end - pos) as usize).min(data.len().saturating_sub(within));
+            if n == 0 {
+                return Err(Error::corrupt(
+                    self.describe(),
+                    format!(
+                        "block {block} is {} bytes, short of offset {pos}",
+                        data.len()
+                    ),
+                ));
+            }
+            piece(&data, within..within + n, (pos - offset) as usize);
+            pos += n as u64;
+        }
+        Ok(())
     }
 
     /// Queues fetches of the blocks after the one holding byte `end - 1`.
@@ -305,41 +371,20 @@ impl ReadDisk for CachedDisk {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(
-            &|| self.describe(),
-            offset,
-            buf.len() as u64,
-            self.inner.size,
-        )?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let end = offset + buf.len() as u64;
-        let sequential = self.last_end.swap(end, Ordering::Relaxed) == offset;
-        if sequential && self.read_ahead > 0 {
-            self.read_ahead_from(end);
-        }
-        let bs = self.inner.block_size;
-        let mut pos = offset;
-        while pos < end {
-            let block = pos / bs;
-            let data = self.inner.block(block, sequential)?;
-            let within = (pos - block * bs) as usize;
-            let n = ((end - pos) as usize).min(data.len().saturating_sub(within));
-            let Some(src) = data.get(within..within + n).filter(|_| n > 0) else {
-                return Err(Error::corrupt(
-                    self.describe(),
-                    format!(
-                        "block {block} is {} bytes, short of offset {pos}",
-                        data.len()
-                    ),
-                ));
-            };
-            let at = (pos - offset) as usize;
-            buf[at..at + n].copy_from_slice(src);
-            pos += n as u64;
-        }
-        Ok(())
+        self.for_each_piece(offset, buf.len(), |data, within, at| {
+            buf[at..at + within.len()].copy_from_slice(&data[within]);
+        })
+    }
+
+    fn read_shared(&self, offset: u64, len: usize) -> Result<Vec<SharedBytes>> {
+        let mut parts = Vec::new();
+        self.for_each_piece(offset, len, |data, within, _| {
+            // `for_each_piece` checked the range against the block.
+            if let Some(p) = SharedBytes::new(data.clone(), within) {
+                parts.push(p);
+            }
+        })?;
+        Ok(parts)
     }
 
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {

@@ -16,6 +16,7 @@
 //! again. Lock order: a shard's mutex may be held while taking a flight's
 //! mutex, never the reverse.
 
+use super::budget::CacheBudget;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -110,7 +111,8 @@ struct Slot {
     referenced: bool,
 }
 
-/// A CLOCK cache of at most `capacity` blocks.
+/// A CLOCK cache of at most `capacity` blocks, each counted as
+/// `slot_bytes` of a budget it may share with other shards and caches.
 pub struct Shard {
     index: HashMap<u64, usize>,
     slots: Vec<Slot>,
@@ -120,10 +122,12 @@ pub struct Shard {
     /// The slot of the scan block inserted last, which the next scan block
     /// replaces once the shard is full.
     mru_scan: Option<usize>,
+    budget: Arc<CacheBudget>,
+    slot_bytes: u64,
 }
 
 impl Shard {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, budget: Arc<CacheBudget>, slot_bytes: u64) -> Self {
         Shard {
             index: HashMap::new(),
             slots: Vec::new(),
@@ -131,6 +135,8 @@ impl Shard {
             capacity: capacity.max(1),
             inflight: HashMap::new(),
             mru_scan: None,
+            budget,
+            slot_bytes,
         }
     }
 
@@ -185,13 +191,16 @@ impl Shard {
             data,
             referenced: false,
         };
-        if self.slots.len() < self.capacity {
+        if self.slots.len() < self.capacity && self.budget.try_take(self.slot_bytes) {
             self.index.insert(block, self.slots.len());
             if scan {
                 self.mru_scan = Some(self.slots.len());
             }
             self.slots.push(new);
             return;
+        }
+        if self.slots.is_empty() {
+            return; // the shared budget is spent elsewhere: not cached
         }
         // `mru_scan` always names a slot holding a scan block: it is
         // cleared when an ordinary block takes that slot.
@@ -210,7 +219,7 @@ impl Shard {
     }
 
     /// CLOCK: clears reference bits until an unreferenced slot comes round.
-    /// Only called on a full shard (at least one slot).
+    /// Only called on a shard with at least one slot.
     fn clock_victim(&mut self) -> usize {
         let n = self.slots.len();
         loop {
@@ -226,9 +235,20 @@ impl Shard {
     }
 }
 
+impl Drop for Shard {
+    fn drop(&mut self) {
+        self.budget
+            .give_back((self.slots.len() as u64).saturating_mul(self.slot_bytes));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shard(capacity: usize) -> Shard {
+        Shard::new(capacity, Arc::new(CacheBudget::new(u64::MAX)), 1)
+    }
 
     fn fill(shard: &mut Shard, block: u64) {
         fill_as(shard, block, false)
@@ -248,7 +268,7 @@ mod tests {
 
     #[test]
     fn clock_evicts_unreferenced_blocks_first() {
-        let mut s = Shard::new(3);
+        let mut s = shard(3);
         for b in 0..3 {
             fill(&mut s, b);
         }
@@ -259,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_second_lookup_waits_and_a_dropped_ticket_lets_the_next_one_fetch() {
-        let mut s = Shard::new(2);
+        let mut s = shard(2);
         let Lookup::Fetch(t) = s.lookup(7) else {
             panic!("expected Fetch")
         };
@@ -273,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_scan_longer_than_the_shard_churns_one_slot_and_keeps_the_rest() {
-        let mut s = Shard::new(4);
+        let mut s = shard(4);
         for pass in 0..2 {
             for b in 0..10 {
                 if pass == 1 && b < 3 {
@@ -295,5 +315,28 @@ mod tests {
         fill_as(&mut s, 11, true);
         fill_as(&mut s, 12, true);
         assert!(s.contains(12) && !s.contains(11) && s.contains(100));
+    }
+
+    #[test]
+    fn shards_sharing_a_budget_replace_their_own_blocks_once_it_is_spent() {
+        let budget = Arc::new(CacheBudget::new(3));
+        let mut a = Shard::new(10, budget.clone(), 1);
+        let mut b = Shard::new(10, budget.clone(), 1);
+        fill(&mut a, 0);
+        fill(&mut a, 1);
+        fill(&mut b, 0);
+        assert_eq!(budget.used(), 3);
+        // `a` is under its capacity but the budget is spent: it replaces
+        // one of its own blocks.
+        fill(&mut a, 2);
+        assert!(a.contains(2) && (a.contains(0) ^ a.contains(1)));
+        assert!(b.contains(0) && budget.used() == 3);
+        drop(b);
+        assert_eq!(budget.used(), 2);
+        let mut c = Shard::new(10, budget.clone(), 1);
+        fill(&mut c, 5);
+        let mut d = Shard::new(10, budget.clone(), 1);
+        fill(&mut d, 6); // nothing left and nothing to replace: not cached
+        assert!(c.contains(5) && !d.contains(6) && budget.used() == 3);
     }
 }

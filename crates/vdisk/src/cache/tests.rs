@@ -298,3 +298,34 @@ fn a_second_sequential_pass_over_a_disk_twice_the_cache_hits_most_of_the_cache()
         "the second pass read {second} of {blocks} blocks again"
     );
 }
+
+#[test]
+fn caches_sharing_a_budget_hold_at_most_the_budget_and_give_it_back_when_dropped() {
+    let block = 65536u64;
+    let content = vec![7u8; 16 * block as usize];
+    let budget = Arc::new(CacheBudget::new(12 * block));
+    let a_lower = Probe::new(content.clone(), block, Duration::ZERO);
+    let b_lower = Probe::new(content.clone(), block, Duration::ZERO);
+    let a = CachedDisk::with_budget(a_lower.clone(), block as u32, budget.clone()).unwrap();
+    let b = CachedDisk::with_budget(b_lower.clone(), block as u32, budget.clone()).unwrap();
+    let mut buf = vec![0u8; block as usize];
+    // `a` alone may take the whole budget (more than a fixed half).
+    for i in 0..10 {
+        a.read_at(&mut buf, i * block).unwrap();
+    }
+    assert_eq!(budget.used(), 10 * block);
+    for i in 0..16 {
+        b.read_at(&mut buf, i * block).unwrap();
+        assert_eq!(buf, content[..block as usize]);
+    }
+    assert!(budget.used() <= 12 * block, "{}", budget.used());
+    // `a` kept what it had: a re-read does not touch its lower disk.
+    for i in 0..10 {
+        a.read_at(&mut buf, i * block).unwrap();
+    }
+    assert_eq!(a_lower.total_reads(), 10);
+    drop(a);
+    assert!(budget.used() <= 2 * block, "{}", budget.used());
+    drop(b);
+    assert_eq!(budget.used(), 0);
+}

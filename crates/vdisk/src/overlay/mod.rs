@@ -54,7 +54,9 @@ mod map;
 #[cfg(test)]
 mod tests;
 
-use crate::{check_depth, check_range, push_merged, Error, Extent, ReadDisk, Result, WriteDisk};
+use crate::{
+    check_depth, check_range, push_merged, Error, Extent, ReadDisk, Result, SharedBytes, WriteDisk,
+};
 use header::{Header, BASE_ID_MAX, HEADER_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use map::Bitmap;
 use std::fs::{File, OpenOptions};
@@ -307,6 +309,24 @@ impl ReadDisk for OverlayDisk {
             }
         }
         Ok(())
+    }
+
+    /// Blocks the overlay holds are read from its file; the rest are the
+    /// base's views (a cache under it hands out its blocks uncopied).
+    fn read_shared(&self, offset: u64, len: usize) -> Result<Vec<SharedBytes>> {
+        check_range(&|| self.describe(), offset, len as u64, self.size())?;
+        let mut parts = Vec::new();
+        for (a, b, allocated) in self.byte_runs(offset, offset + len as u64) {
+            let n = (b - a) as usize;
+            if allocated {
+                let mut buf = vec![0u8; n];
+                self.pread(&mut buf, a)?;
+                parts.push(SharedBytes::owned(buf));
+            } else {
+                parts.extend(self.base.read_shared(a, n)?);
+            }
+        }
+        Ok(parts)
     }
 
     fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
