@@ -28,8 +28,9 @@
 //! - Memory: a cache made with [`CachedDisk::new`] has a budget of its
 //!   own; caches made with [`CachedDisk::with_budget`] share one
 //!   [`CacheBudget`] (budget.rs), so the disk being read gets the memory.
-//! - Read-ahead ([`CachedDisk::with_read_ahead`]): when a read starts where
-//!   the previous one ended, the next N blocks after it are handed to a small
+//! - Read-ahead ([`CachedDisk::with_read_ahead`]): once a sequential run
+//!   (reads each starting where the previous one ended) has read a whole
+//!   block's worth, each of its reads hands the next N blocks to a small
 //!   pool of threads (a bounded crossbeam channel of fetch tickets). A full
 //!   queue drops the request rather than slowing the reader. Readers that
 //!   arrive while a prefetch is in flight wait for it.
@@ -99,6 +100,10 @@ pub struct CachedDisk {
     prefetch: Option<Sender<Ticket>>,
     /// Where the last read ended; a read starting here is sequential.
     last_end: AtomicU64,
+    /// Bytes read by the current sequential run. Read-ahead waits for a
+    /// block's worth: a short run (a directory block, a scanner reading a
+    /// window of a file) must not make the cache decode blocks nobody reads.
+    run: AtomicU64,
 }
 
 impl CachedDisk {
@@ -160,11 +165,13 @@ impl CachedDisk {
             read_ahead: 0,
             prefetch: None,
             last_end: AtomicU64::new(0),
+            run: AtomicU64::new(0),
         })
     }
 
-    /// Prefetches the next `blocks` blocks whenever a read starts where the
-    /// previous one ended. If no thread can be started, read-ahead stays
+    /// Prefetches the next `blocks` blocks on each read of a sequential run
+    /// (reads starting where the previous one ended) that has read a
+    /// block's worth so far. If no thread can be started, read-ahead stays
     /// off (reads still work).
     pub fn with_read_ahead(mut self, blocks: u32) -> Self {
         self.read_ahead = blocks;
@@ -234,7 +241,15 @@ impl CachedDisk {
         }
         let end = offset + len as u64;
         let sequential = self.last_end.swap(end, Ordering::Relaxed) == offset;
-        if sequential && self.read_ahead > 0 {
+        let run = if sequential {
+            self.run
+                .fetch_add(len as u64, Ordering::Relaxed)
+                .saturating_add(len as u64)
+        } else {
+            self.run.store(len as u64, Ordering::Relaxed);
+            len as u64
+        };
+        if sequential && run >= self.inner.block_size && self.read_ahead > 0 {
             self.read_ahead_from(end);
         }
         let bs = self.inner.block_size;

@@ -329,3 +329,31 @@ fn caches_sharing_a_budget_hold_at_most_the_budget_and_give_it_back_when_dropped
     drop(b);
     assert_eq!(budget.used(), 0);
 }
+
+#[test]
+fn a_sequential_run_shorter_than_a_block_prefetches_nothing() {
+    let bs = 65536u64;
+    let content = pattern_with_holes(4 << 20, 4096);
+    let probe = Probe::new(content.clone(), bs, Duration::ZERO);
+    let cache = CachedDisk::new(probe.clone(), bs as u32, 4 << 20)
+        .unwrap()
+        .with_read_ahead(4);
+    let mut buf = vec![0u8; 16384];
+    // A run of three 16 KiB reads in block 10 (a scanner's window).
+    for i in 0..3u64 {
+        let at = 10 * bs + 1000 + i * 16384;
+        cache.read_at(&mut buf, at).unwrap();
+        assert!(buf == content[at as usize..at as usize + 16384]);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(cache.stats().prefetched, 0);
+    assert_eq!(probe.total_reads(), 1);
+    // The fourth read completes a block's worth: read-ahead starts.
+    cache.read_at(&mut buf, 10 * bs + 1000 + 3 * 16384).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().prefetched < 4 {
+        assert!(Instant::now() < deadline, "{:?}", cache.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(probe.reads_of(12), 1);
+}
