@@ -11,9 +11,11 @@
 //! (its mount entry says which volume), a volume holding no filesystem a
 //! `Note`, a volume whose filesystem could not be probed `Unserved`.
 
+use crate::block_store::{BlockStore, DEFAULT_CAP_BYTES};
 use crate::error::{Error, Result};
 use crate::fusefs::{DiskFile, DiskFs};
 use crate::state::{LoopEntry, MountEntry, SessionState, SessionStatus};
+use crate::stored_disk::StoredDisk;
 use crate::{system, unpublish, DaemonRequest};
 use chrono::Utc;
 use lifeboat_formats::volumes::discover_volumes_multi;
@@ -21,8 +23,9 @@ use lifeboat_formats::{ProblemKind, VolumeProblem};
 use lifeboat_repo::Repository;
 use lifeboat_vdisk::ReadDisk;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Cache in front of each disk of the restore point (blocks of one chunk,
 /// `RestorePointDisk::into_chunk_cache`: directory and inode blocks of a
@@ -30,6 +33,12 @@ use std::sync::Arc;
 /// bytes and 8 chunks, reading 2 chunks ahead.
 const CACHE_BYTES: u64 = 256 << 20;
 const READ_AHEAD_BLOCKS: u32 = 2;
+
+/// How often the block store's counters are logged while they change.
+const STATS_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a publisher waits for the block store's lock.
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Environment variable that makes the publisher hang after its first
 /// loop device (tests of a publisher killed mid-publish).
@@ -59,12 +68,19 @@ pub fn run_daemon(
     report: &mut dyn Write,
 ) -> Result<()> {
     match setup(req, passphrase) {
-        Ok((session, state)) => {
+        Ok((session, state, store)) => {
             let _ = writeln!(report, "ready {}", state.session);
             let _ = report.flush();
-            session
+            if let Some(s) = &store {
+                log_stats_while_running(s.clone());
+            }
+            let ended = session
                 .join()
-                .map_err(|e| Error::Daemon(format!("FUSE session ended with an error: {e}")))
+                .map_err(|e| Error::Daemon(format!("FUSE session ended with an error: {e}")));
+            if let Some(s) = &store {
+                eprintln!("block store at exit: {}", s.stats());
+            }
+            ended
         }
         Err(e) => {
             let line = match &e {
@@ -79,10 +95,70 @@ pub fn run_daemon(
     }
 }
 
-fn setup(
-    req: &DaemonRequest,
-    passphrase: Option<&str>,
-) -> Result<(fuser::BackgroundSession, SessionState)> {
+/// Logs the store's counters every [`STATS_EVERY`] while they change
+/// (the session's log is deleted by `unpublish`, and a publisher may be
+/// sent SIGTERM right after its FUSE mount went away, so a line at exit
+/// alone could be lost).
+fn log_stats_while_running(store: Arc<BlockStore>) {
+    let spawned = std::thread::Builder::new()
+        .name("block-store-stats".to_string())
+        .spawn(move || {
+            let mut last = store.stats();
+            loop {
+                std::thread::sleep(STATS_EVERY);
+                let now = store.stats();
+                if now != last {
+                    eprintln!("block store: {now}");
+                    last = now;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("block store: no statistics thread: {e}");
+    }
+}
+
+/// The block store of `repo_id` under `dir`, or `None` (logged) when it is
+/// in use by another process or cannot be opened: publishing goes on
+/// without it. A lock is waited for up to [`STORE_LOCK_WAIT`]: the previous
+/// publisher of a scan of several restore points may still be exiting.
+fn open_store(dir: &Path, repo_id: &str) -> Option<Arc<BlockStore>> {
+    let dir = dir.join(repo_id);
+    let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
+    let mut opened = BlockStore::open(&dir, DEFAULT_CAP_BYTES);
+    while matches!(opened, Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        opened = BlockStore::open(&dir, DEFAULT_CAP_BYTES);
+    }
+    match opened {
+        Ok(Some(s)) => {
+            eprintln!("block store {}: {}", dir.display(), s.stats());
+            s.prefetch();
+            Some(Arc::new(s))
+        }
+        Ok(None) => {
+            eprintln!(
+                "block store {}: in use by another process, publishing without it",
+                dir.display()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("block store {}: {e}; publishing without it", dir.display());
+            None
+        }
+    }
+}
+
+/// What `setup` leaves running: the FUSE session, its state and the block
+/// store in use.
+type Running = (
+    fuser::BackgroundSession,
+    SessionState,
+    Option<Arc<BlockStore>>,
+);
+
+fn setup(req: &DaemonRequest, passphrase: Option<&str>) -> Result<Running> {
     system::preflight()?;
     let repo = Repository::open(&req.repo, passphrase)?;
     let manifest = repo.resolve(&req.restore_point)?;
@@ -90,17 +166,31 @@ fn setup(
     let fuse_mount = session_dir.join(".disks");
     std::fs::create_dir_all(&fuse_mount).map_err(|e| Error::io(&fuse_mount, e))?;
 
+    let store = req
+        .block_store
+        .as_deref()
+        .and_then(|dir| open_store(dir, repo.id()));
     let mut files = Vec::new();
     let mut disks: Vec<(String, Arc<dyn ReadDisk>)> = Vec::new();
     for entry in &manifest.disks {
         if !req.disks.is_empty() && !req.disks.contains(&entry.name) {
             continue;
         }
-        let cached: Arc<dyn ReadDisk> = Arc::new(
-            repo.open_disk(&manifest, &entry.name)?
-                .into_chunk_cache(CACHE_BYTES, 8)?
+        let disk = repo.open_disk(&manifest, &entry.name)?;
+        let chunk_size = disk.index().chunk_size;
+        let digests = disk
+            .index()
+            .digests
+            .iter()
+            .map(|d| d.map(|d| d.0))
+            .collect();
+        let mut cached: Arc<dyn ReadDisk> = Arc::new(
+            disk.into_chunk_cache(CACHE_BYTES, 8)?
                 .with_read_ahead(READ_AHEAD_BLOCKS),
         );
+        if let Some(s) = &store {
+            cached = Arc::new(StoredDisk::new(cached, s.clone(), chunk_size, digests)?);
+        }
         files.push(DiskFile {
             name: disk_file_name(&manifest.vm, &entry.name),
             disk: cached.clone(),
@@ -195,7 +285,7 @@ fn setup(
     }
     state.status = SessionStatus::Ready;
     state.save(&req.state_dir)?;
-    Ok((session, state))
+    Ok((session, state, store))
 }
 
 /// Removes what was created after a fatal error.

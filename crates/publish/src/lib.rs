@@ -8,6 +8,8 @@
 //! <mount-root>/<session>/
 //!     .disks/               FUSE (this crate's DiskFs), read-only
 //!         web01-disk0.raw   disk0 of the restore point, via a CachedDisk
+//!                           (and a StoredDisk with a block store: small
+//!                           reads kept for later publishers, block_store.rs)
 //!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped,
 //!                           or with PVs on several disks: all disks are
 //!                           discovered together, so a VG may span them)
@@ -31,18 +33,22 @@
 //! are needed. State files (see [`state`]) make a killed publisher
 //! recoverable with [`unpublish_all`].
 
+pub mod block_store;
 mod daemon;
 mod error;
 mod fusefs;
 pub mod state;
+mod stored_disk;
 pub mod system;
 mod unpublish;
 
+pub use block_store::{BlockStore, BlockStoreStats};
 pub use daemon::{disk_file_name, run_daemon, HANG_HOOK};
 pub use error::{Error, Result};
 pub use fusefs::{DiskFile, DiskFs};
 pub use lifeboat_formats::{ProblemKind, VolumeProblem};
 pub use state::{LoopEntry, MountEntry, SessionState, SessionStatus, DEFAULT_STATE_DIR};
+pub use stored_disk::{StoredDisk, MAX_STORED_READ};
 pub use unpublish::{daemon_alive, unpublish, unpublish_all};
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +69,9 @@ pub struct PublishOptions {
     pub state_dir: PathBuf,
     /// Only these disks (empty: all).
     pub disks: Vec<String>,
+    /// Keep small blocks read from the repository in a [`BlockStore`] in
+    /// `<block_store>/<repository id>/`, shared with later publishers.
+    pub block_store: Option<PathBuf>,
 }
 
 /// What the publisher process is told (one JSON argument).
@@ -75,6 +84,9 @@ pub struct DaemonRequest {
     pub mount_root: PathBuf,
     pub state_dir: PathBuf,
     pub disks: Vec<String>,
+    /// See [`PublishOptions::block_store`] (absolute).
+    #[serde(default)]
+    pub block_store: Option<PathBuf>,
 }
 
 /// The log file of a session's publisher.
@@ -117,6 +129,10 @@ pub fn publish(
         repo: absolute(&opts.repo)?,
         mount_root: absolute(&opts.mount_root)?,
         state_dir: absolute(&opts.state_dir)?,
+        block_store: match &opts.block_store {
+            Some(p) => Some(std::path::absolute(p).map_err(|e| Error::io(p, e))?),
+            None => None,
+        },
         ..opts.clone()
     };
     let session = pick_session_name(opts, &manifest.vm);
@@ -127,6 +143,7 @@ pub fn publish(
         mount_root: opts.mount_root.clone(),
         state_dir: opts.state_dir.clone(),
         disks: opts.disks.clone(),
+        block_store: opts.block_store.clone(),
     };
     let json = serde_json::to_string(&req).map_err(|e| Error::Invalid(e.to_string()))?;
     let log = log_path(&opts.state_dir, &session);

@@ -44,6 +44,7 @@ fn options_in(dir: &Path) -> PublishOptions {
         mount_root: dir.join("mnt"),
         state_dir: dir.join("state"),
         disks: vec![],
+        block_store: None,
     }
 }
 

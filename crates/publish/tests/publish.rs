@@ -107,6 +107,7 @@ fn options(fx: &Fixture) -> PublishOptions {
         mount_root: fx.mount_root.clone(),
         state_dir: fx.state_dir.clone(),
         disks: vec![],
+        block_store: None,
     }
 }
 
@@ -227,6 +228,7 @@ fn a_publisher_killed_mid_publish_is_cleaned_up() {
         mount_root: fx.mount_root.clone(),
         state_dir: fx.state_dir.clone(),
         disks: vec![],
+        block_store: None,
     };
     let mut hanging = daemon()
         .arg(serde_json::to_string(&req).unwrap())

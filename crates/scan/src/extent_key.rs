@@ -22,9 +22,20 @@
 //! region of the disk gets a new key even if its own bytes did not change:
 //! it is read again, which is conservative. Any extent outside the volume or
 //! the disk gives no key (the caller reads the file).
+//!
+//! Against an older restore point's disk of the same layout (the *base*),
+//! [`VolumeChunks::against`] gives the key the same extents have over the
+//! base's digests (the *base key*: if the base scan cached a result under
+//! it, the base file had exactly these extents and bytes) and the file
+//! ranges whose chunk digests differ between base and new disk: outside
+//! them the file's bytes are the same in both, which is what windowed
+//! re-scans of local rules need (see [`crate::locality`]).
+
+use std::ops::Range;
 
 use crate::cache::ContentKey;
 use crate::fiemap::FileExtent;
+use crate::locality::merged;
 
 /// Domain tag of extent keys.
 const DOMAIN: &[u8] = b"lifeboat-extent-key-v1\0";
@@ -81,45 +92,128 @@ impl VolumeChunks<'_> {
         h.update(&size.to_le_bytes());
         h.update(&(extents.len() as u64).to_le_bytes());
         for e in extents {
-            let end = e.physical.checked_add(e.length)?;
-            if end > self.length {
-                return None;
-            }
             h.update(&e.logical.to_le_bytes());
             h.update(&e.length.to_le_bytes());
             h.update(&[u8::from(e.unwritten)]);
-            let mut at = self.offset.checked_add(e.physical)?;
-            let stop = self.offset.checked_add(end)?;
-            while at < stop {
-                let i = at / self.disk.chunk_size;
-                let within = at % self.disk.chunk_size;
-                let chunk_end = i
-                    .checked_add(1)?
-                    .checked_mul(self.disk.chunk_size)?
-                    .min(self.disk.disk_size);
-                let take = chunk_end.checked_sub(at)?.min(stop - at);
-                if take == 0 {
-                    return None;
-                }
-                match self.disk.digests.get(usize::try_from(i).ok()?)? {
-                    Some(d) => {
+            self.walk(e, |p| {
+                match self.disk.digests.get(p.chunk) {
+                    Some(Some(d)) => {
                         h.update(&[1]);
                         h.update(d);
                     }
-                    None => {
+                    _ => {
                         h.update(&[0]);
                     }
                 }
-                h.update(&within.to_le_bytes());
-                h.update(&take.to_le_bytes());
-                at += take;
-            }
+                h.update(&p.within.to_le_bytes());
+                h.update(&p.take.to_le_bytes());
+            })?;
         }
         Some(ContentKey::from_text(format!(
             "extents:{}",
             h.finalize().to_hex()
         )))
     }
+
+    /// The same file seen on `base`, an older restore point's disk with
+    /// the same chunk and disk sizes, at the same place: its extent key
+    /// there (the key the file had if the base holds the same extents) and
+    /// the file ranges whose chunk digests differ between `base` and this
+    /// disk, sorted and merged (clipped to `size`; unwritten extents and
+    /// holes read as zeros on both, so never differ). `None` when the
+    /// layouts differ or an extent lies outside the volume.
+    pub fn against(
+        &self,
+        base: &VolumeChunks<'_>,
+        size: u64,
+        extents: &[FileExtent],
+    ) -> Option<Rebased> {
+        let same_layout = self.disk.chunk_size == base.disk.chunk_size
+            && self.disk.disk_size == base.disk.disk_size
+            && self.offset == base.offset
+            && self.length == base.length;
+        if !same_layout {
+            return None;
+        }
+        let base_key = base.key(size, extents)?;
+        let mut changed: Vec<Range<u64>> = Vec::new();
+        for e in extents.iter().filter(|e| !e.unwritten) {
+            let mut ok = true;
+            self.walk(e, |p| {
+                if self.disk.digests.get(p.chunk) == base.disk.digests.get(p.chunk) {
+                    return;
+                }
+                let start = e.logical.checked_add(p.into_extent);
+                let end = start.and_then(|s| s.checked_add(p.take));
+                match (start, end) {
+                    (Some(s), Some(t)) if s < size => changed.push(s..t.min(size)),
+                    (Some(_), Some(_)) => {}
+                    _ => ok = false,
+                }
+            })?;
+            if !ok {
+                return None;
+            }
+        }
+        Some(Rebased {
+            base_key,
+            changed: merged(changed),
+        })
+    }
+
+    /// Calls `f` for each piece of `e` inside one disk chunk, in order;
+    /// `None` when the extent lies outside the volume or the disk.
+    fn walk(&self, e: &FileExtent, mut f: impl FnMut(Piece)) -> Option<()> {
+        let end = e.physical.checked_add(e.length)?;
+        if end > self.length {
+            return None;
+        }
+        let first = self.offset.checked_add(e.physical)?;
+        let mut at = first;
+        let stop = self.offset.checked_add(end)?;
+        while at < stop {
+            let i = at / self.disk.chunk_size;
+            let within = at % self.disk.chunk_size;
+            let chunk_end = i
+                .checked_add(1)?
+                .checked_mul(self.disk.chunk_size)?
+                .min(self.disk.disk_size);
+            let take = chunk_end.checked_sub(at)?.min(stop - at);
+            let chunk = usize::try_from(i).ok()?;
+            if take == 0 || chunk >= self.disk.digests.len() {
+                return None;
+            }
+            f(Piece {
+                chunk,
+                within,
+                take,
+                into_extent: at - first,
+            });
+            at += take;
+        }
+        Some(())
+    }
+}
+
+/// One piece of an extent inside one disk chunk.
+struct Piece {
+    chunk: usize,
+    /// Offset inside the chunk.
+    within: u64,
+    /// Bytes taken from the chunk.
+    take: u64,
+    /// Offset of the piece inside its extent.
+    into_extent: u64,
+}
+
+/// A file compared with an older restore point: see
+/// [`VolumeChunks::against`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebased {
+    /// The file's extent key over the base disk's digests.
+    pub base_key: ContentKey,
+    /// File ranges whose chunks differ from the base, sorted and merged.
+    pub changed: Vec<Range<u64>>,
 }
 
 #[cfg(test)]
@@ -261,5 +355,69 @@ mod tests {
         // An empty or all-hole file has a key from its size alone.
         assert!(v.key(0, &[]).is_some());
         assert_ne!(v.key(0, &[]), v.key(4096, &[]));
+    }
+    #[test]
+    fn against_a_base_gives_its_key_and_the_changed_file_ranges() {
+        let d = disk(8, 0);
+        let v = d.volume(1 << 20, 7 << 20).unwrap();
+        // Disk 1.5 MiB..2.5 MiB: chunk 1 holds file 0..512 KiB, chunk 2
+        // file 512 KiB..1 MiB.
+        let map = [ext(0, 512 << 10, 1 << 20)];
+        let k = v.key(1 << 20, &map).unwrap();
+        let same = v.against(&v, 1 << 20, &map).unwrap();
+        assert_eq!(
+            same,
+            Rebased {
+                base_key: k.clone(),
+                changed: vec![]
+            }
+        );
+        let d2 = changed(&d, 2);
+        let v2 = d2.volume(1 << 20, 7 << 20).unwrap();
+        let r = v2.against(&v, 1 << 20, &map).unwrap();
+        assert_eq!(r.base_key, k);
+        assert_eq!(r.changed, vec![(512 << 10)..(1 << 20)]);
+        assert_ne!(v2.key(1 << 20, &map), Some(k));
+        // Two extents with a hole between; the tail clipped to the size.
+        let v0 = d.volume(0, 8 << 20).unwrap();
+        let map = [ext(0, 0, 1 << 20), ext(3 << 20, 4 << 20, 1 << 20)];
+        let size = (7 << 19) - 5;
+        let d4 = changed(&d, 4);
+        let r = d4
+            .volume(0, 8 << 20)
+            .unwrap()
+            .against(&v0, size, &map)
+            .unwrap();
+        assert_eq!(r.base_key, v0.key(size, &map).unwrap());
+        assert_eq!(r.changed, vec![(3 << 20)..size]);
+        // Adjacent changed pieces merge; a zero chunk becoming data counts.
+        let map = [ext(0, 2 << 20, 1 << 20), ext(1 << 20, 3 << 20, 1 << 20)];
+        let d23 = changed(&changed(&d, 2), 3);
+        let r = d23
+            .volume(0, 8 << 20)
+            .unwrap()
+            .against(&v0, 2 << 20, &map)
+            .unwrap();
+        assert_eq!(r.changed, vec![0..(2 << 20)]);
+        // Unwritten extents read as zeros in both: never changed.
+        let mut unwritten = [ext(0, 4 << 20, 1 << 20)];
+        unwritten[0].unwritten = true;
+        let r = d4
+            .volume(0, 8 << 20)
+            .unwrap()
+            .against(&v0, 1 << 20, &unwritten)
+            .unwrap();
+        assert_eq!(r.changed, vec![]);
+        // Another layout or an extent outside the volume: no answer.
+        let other = disk(9, 0);
+        assert!(v0
+            .against(&other.volume(0, 8 << 20).unwrap(), 10, &map)
+            .is_none());
+        let short = d.volume(0, 7 << 20).unwrap();
+        let shifted = d.volume(4096, 7 << 20).unwrap();
+        assert!(short.against(&short, 10, &map).is_some());
+        assert!(short.against(&shifted, 10, &map).is_none());
+        assert!(v0.against(&short, 10, &map).is_none());
+        assert!(v0.against(&v0, 10, &[ext(0, 8 << 20, 1)]).is_none());
     }
 }

@@ -9,7 +9,10 @@
 //! - [`fiemap`]: the extent map of a file on a mounted volume (FIEMAP).
 //! - [`extent_key`]: a file's identity from its extents and the repository
 //!   chunk digests under them, so unchanged files are skipped unread.
+//! - [`locality`]: whether YARA rules can be checked in windows around
+//!   changed bytes, and which windows.
 //! - [`walk`]: listing a tree's files with a few threads, in inode order.
+//! - [`windowed`]: reading those windows with a few threads.
 //! - [`scan`]: the driver tying engines and cache into a [`ScanReport`].
 //! - [`report`]: JSON report types and the restore point scan state.
 //!
@@ -21,15 +24,17 @@ pub mod clamav;
 pub mod error;
 pub mod extent_key;
 pub mod fiemap;
+pub mod locality;
 pub mod report;
 pub mod scan;
 pub mod walk;
+pub mod windowed;
 pub mod yara;
 
 pub use cache::{ContentKey, ScanCache};
 pub use clamav::{ClamAvScanner, ClamOutcome};
 pub use error::{Result, ScanError};
-pub use extent_key::{DiskChunks, VolumeChunks};
+pub use extent_key::{DiskChunks, Rebased, VolumeChunks};
 pub use fiemap::{file_extents, FileExtent};
 pub use report::{Detection, Engine, Location, ScanReport, ScanState, Unreadable};
 pub use scan::Scan;

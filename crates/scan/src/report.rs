@@ -103,6 +103,14 @@ pub struct ScanReport {
     pub skipped_unread_files: u64,
     #[serde(default)]
     pub skipped_unread_bytes: u64,
+    /// Of the scanned files, those changed since an older restore point
+    /// whose copy there was clean, scanned (local YARA rules) in windows
+    /// around the changed chunks only; their `bytes_scanned` share and
+    /// these bytes are the bytes actually read.
+    #[serde(default)]
+    pub window_scanned_files: u64,
+    #[serde(default)]
+    pub window_scanned_bytes: u64,
 }
 
 impl ScanReport {
@@ -119,6 +127,8 @@ impl ScanReport {
             skipped_unchanged_bytes: 0,
             skipped_unread_files: 0,
             skipped_unread_bytes: 0,
+            window_scanned_files: 0,
+            window_scanned_bytes: 0,
         }
     }
 

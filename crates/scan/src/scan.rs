@@ -18,12 +18,27 @@
 //! report); a file that is read gets its results stored under its extent
 //! key as well, after ClamAV ran.
 //!
+//! Windowed re-scan: given also the same volume on an older restore point
+//! of the VM (the *base*), a file whose extent key misses is compared with
+//! the base (see [`VolumeChunks::against`]). When YARA is the only engine
+//! (ClamAV needs whole files), its rule set is local (see
+//! [`crate::locality`]) and the base key has a clean YARA result, only the
+//! windows around the file ranges whose chunks changed are read (positioned
+//! reads) and scanned; the union of the rules matching in them is the
+//! file's result, stored under its extent key. Such files count in
+//! `files_scanned` with the bytes read as `bytes_scanned`, and in
+//! `window_scanned_*`. A read error makes the file unreadable, as always.
+//! These files are scanned after the walk, read by a few threads in the
+//! order of their first window's place on the volume (see
+//! [`crate::windowed`]).
+//!
 //! A cancel flag ([`Scan::with_cancel`], e.g. set by SIGINT) is checked
 //! before each file; once set, scans end with [`ScanError::Cancelled`].
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,9 +47,11 @@ use crate::cache::{ContentKey, ScanCache};
 use crate::clamav::ClamAvScanner;
 use crate::error::{Result, ScanError};
 use crate::extent_key::VolumeChunks;
-use crate::fiemap::file_extents;
+use crate::fiemap::{file_extents, FileExtent};
+use crate::locality::windows;
 use crate::report::{Detection, Engine, Location, ScanReport, Unreadable};
 use crate::walk::{list_files, Listing};
+use crate::windowed::{read_windows, Windowed};
 use crate::yara::{YaraScanner, YaraSession};
 
 /// One scan of a restore point, possibly over several disks and volumes.
@@ -42,6 +59,8 @@ pub struct Scan<'a> {
     restore_point: String,
     clamav: Option<(&'a ClamAvScanner, String)>,
     yara: Option<(YaraSession<'a>, String)>,
+    /// Longest match of the YARA rules when they are local.
+    yara_local: Option<u64>,
     cache: &'a mut ScanCache,
     report: ScanReport,
     cancel: Option<Arc<AtomicBool>>,
@@ -71,11 +90,13 @@ impl<'a> Scan<'a> {
             Some(c) => Some((c, c.fingerprint()?)),
             None => None,
         };
+        let yara_local = yara.and_then(|y| y.local_match_len());
         let yara = yara.map(|y| (y.session(), y.fingerprint().to_string()));
         Ok(Scan {
             restore_point: restore_point.to_string(),
             clamav,
             yara,
+            yara_local,
             cache,
             report: ScanReport::new(restore_point),
             cancel: None,
@@ -216,7 +237,7 @@ impl<'a> Scan<'a> {
     /// Scans every regular file under `root` (a mounted volume); paths in
     /// the report are relative to `root`, starting with `/`.
     pub fn scan_tree(&mut self, disk: &str, volume: &str, root: &Path) -> Result<()> {
-        self.scan_tree_mapped(disk, volume, root, None)
+        self.scan_tree_mapped(disk, volume, root, None, None)
     }
 
     /// [`Scan::scan_tree`] over a volume whose place on a restore-point disk
@@ -224,12 +245,18 @@ impl<'a> Scan<'a> {
     /// a result for every engine in the cache is counted as skipped without
     /// being read; a file that is read has its results stored under its
     /// extent key too. Files without an extent map are read as usual.
+    ///
+    /// `base` is the same volume on an older restore point of the VM (same
+    /// disk layout): with local YARA rules alone, a changed file whose base
+    /// copy was scanned clean has only the windows around its changed
+    /// chunks read and scanned (see the module doc).
     pub fn scan_tree_mapped(
         &mut self,
         disk: &str,
         volume: &str,
         root: &Path,
         chunks: Option<&VolumeChunks<'_>>,
+        base: Option<&VolumeChunks<'_>>,
     ) -> Result<()> {
         let loc = self.location(disk, volume);
         let Listing {
@@ -245,6 +272,7 @@ impl<'a> Scan<'a> {
         let mut waiting: Vec<(String, ContentKey)> = Vec::new();
         // (extent key, content key) of the files read.
         let mut aliases: Vec<(ContentKey, ContentKey)> = Vec::new();
+        let mut windowed: Vec<Windowed> = Vec::new();
         for (_, path) in files {
             self.check_cancel()?;
             let rel = rel_path(root, &path);
@@ -255,13 +283,18 @@ impl<'a> Scan<'a> {
                     continue;
                 }
             };
-            let extent = chunks.and_then(|c| extent_key(c, &file));
-            if let Some((ek, size)) = &extent {
-                if self.replay_cached(&loc, &rel, ek) {
-                    self.count_unread(*size);
+            let mapped = chunks.and_then(|c| mapped_file(c, &file).map(|m| (c, m)));
+            if let Some((c, m)) = &mapped {
+                if self.replay_cached(&loc, &rel, &m.key) {
+                    self.count_unread(m.size);
+                    continue;
+                }
+                if let Some(windows) = base.and_then(|b| self.windows_to_scan(c, b, m)) {
+                    windowed.push(Windowed::new(path, rel, m.key.clone(), &m.extents, windows));
                     continue;
                 }
             }
+            let extent = mapped.map(|(_, m)| m.key);
             let mut data = Vec::new();
             if let Err(e) = file.read_to_end(&mut data) {
                 self.unreadable(&loc, &rel, e.to_string());
@@ -269,7 +302,7 @@ impl<'a> Scan<'a> {
             }
             drop(file);
             let key = ContentKey::of_bytes(&data);
-            if let Some((ek, _)) = extent {
+            if let Some(ek) = extent {
                 aliases.push((ek, key.clone()));
             }
             let mut skipped = self.yara_bytes(&loc, &rel, &key, &data)?;
@@ -294,8 +327,75 @@ impl<'a> Scan<'a> {
             }
             self.count(skipped, data.len() as u64);
         }
+        windowed.sort_by_key(|w| w.at);
+        read_windows(&windowed, |w, read| {
+            self.check_cancel()?;
+            match read {
+                Ok(buffers) => self.scan_windows(&loc, &w.rel, &w.key, &buffers),
+                Err(reason) => {
+                    self.unreadable(&loc, &w.rel, reason);
+                    Ok(())
+                }
+            }
+        })?;
         self.run_clamav(&loc, root, pending, waiting)?;
         self.store_aliases(&aliases);
+        Ok(())
+    }
+
+    /// The windows to read of a mapped file whose extent key missed, when
+    /// YARA with local rules is the only engine and the file's base copy
+    /// (the same extents over `base`'s digests) was scanned clean.
+    fn windows_to_scan(
+        &self,
+        chunks: &VolumeChunks<'_>,
+        base: &VolumeChunks<'_>,
+        file: &MappedFile,
+    ) -> Option<Vec<Range<u64>>> {
+        if self.clamav.is_some() {
+            return None;
+        }
+        let max = self.yara_local?;
+        let (_, fp) = self.yara.as_ref()?;
+        let rebased = chunks.against(base, file.size, &file.extents)?;
+        let clean = self
+            .cache
+            .get(Engine::Yara, fp, &rebased.base_key)?
+            .is_empty();
+        clean.then(|| windows(&rebased.changed, max, file.size))
+    }
+
+    /// Scans the window `buffers` of a file with YARA; the union of the
+    /// matches is the file's result, reported at `path` and stored under
+    /// its extent key `key`.
+    fn scan_windows(
+        &mut self,
+        loc: &Location,
+        path: &str,
+        key: &ContentKey,
+        buffers: &[Vec<u8>],
+    ) -> Result<()> {
+        let Some((session, fp)) = self.yara.as_mut() else {
+            return Ok(());
+        };
+        let mut found: Vec<String> = Vec::new();
+        let mut read = 0u64;
+        for buf in buffers {
+            found.extend(session.scan_bytes(path, buf)?);
+            read = read.saturating_add(buf.len() as u64);
+        }
+        found.sort();
+        found.dedup();
+        let fp = fp.clone();
+        for s in &found {
+            self.report
+                .detections
+                .push(Detection::new(loc, path, Engine::Yara, s));
+        }
+        self.cache.insert(Engine::Yara, &fp, key, found);
+        self.count(false, read);
+        self.report.window_scanned_files += 1;
+        self.report.window_scanned_bytes = self.report.window_scanned_bytes.saturating_add(read);
         Ok(())
     }
 
@@ -419,12 +519,20 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// The extent key and size of an open file, when its filesystem maps it
-/// plainly and every extent lies inside the volume.
-fn extent_key(chunks: &VolumeChunks<'_>, file: &File) -> Option<(ContentKey, u64)> {
+/// An open file with its extent map on a restore-point disk.
+struct MappedFile {
+    key: ContentKey,
+    size: u64,
+    extents: Vec<FileExtent>,
+}
+
+/// The extent key, size and extents of an open file, when its filesystem
+/// maps it plainly and every extent lies inside the volume.
+fn mapped_file(chunks: &VolumeChunks<'_>, file: &File) -> Option<MappedFile> {
     let size = file.metadata().ok()?.len();
-    let map = file_extents(file)?;
-    Some((chunks.key(size, &map)?, size))
+    let extents = file_extents(file)?;
+    let key = chunks.key(size, &extents)?;
+    Some(MappedFile { key, size, extents })
 }
 
 /// `/`-prefixed path of `path` below `root` (lossy UTF-8).

@@ -15,6 +15,8 @@ pub const BUILTIN_RULES: &str = include_str!("../rules/builtin.yar");
 /// Compiled YARA rules.
 pub struct YaraScanner {
     fingerprint: String,
+    /// Longest match when the rule set is local (see [`crate::locality`]).
+    local_match: Option<u64>,
     #[cfg(feature = "yara")]
     rules: yara_x::Rules,
 }
@@ -23,6 +25,7 @@ impl std::fmt::Debug for YaraScanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("YaraScanner")
             .field("fingerprint", &self.fingerprint)
+            .field("local_match", &self.local_match)
             .finish()
     }
 }
@@ -47,7 +50,11 @@ impl YaraScanner {
                 name: name.to_string(),
                 message: e.to_string(),
             })?;
-            Ok(YaraScanner { fingerprint, rules })
+            Ok(YaraScanner {
+                fingerprint,
+                local_match: crate::locality::local_match_len(text),
+                rules,
+            })
         }
         #[cfg(not(feature = "yara"))]
         {
@@ -62,6 +69,13 @@ impl YaraScanner {
     /// Fingerprint of the rule set, for cache keys.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The longest possible match when the rule set is local, i.e. its
+    /// matches can be found in windows around changed bytes (see
+    /// [`crate::locality`]); `None` when files must be scanned whole.
+    pub fn local_match_len(&self) -> Option<u64> {
+        self.local_match
     }
 
     /// Identifiers of the rules matching `data`; `name` appears in errors.
@@ -149,6 +163,8 @@ mod tests {
         let a = YaraScanner::from_rules("rule a { condition: true }").unwrap();
         let b = YaraScanner::from_rules("rule b { condition: true }").unwrap();
         assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.local_match_len(), None);
+        assert_eq!(YaraScanner::builtin().unwrap().local_match_len(), Some(68));
         assert_eq!(a.scan_bytes("x", b"x").unwrap(), vec!["a"]);
     }
 }

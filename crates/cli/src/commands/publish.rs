@@ -23,6 +23,11 @@ pub struct PublishArgs {
     /// Only these disks (comma separated)
     #[arg(long, value_delimiter = ',', value_name = "DISKS")]
     pub disks: Vec<String>,
+    /// Keep small blocks read from the repository (filesystem metadata) in
+    /// DIR/<repository id>/, so later publishers of restore points sharing
+    /// chunks read them without decoding a chunk
+    #[arg(long, value_name = "DIR")]
+    pub block_cache: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -112,6 +117,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
         mount_root: a.mount_root,
         state_dir: a.state.state_dir,
         disks: a.disks,
+        block_store: a.block_cache,
     };
     let exe = std::env::current_exe().context("finding the lifeboat executable")?;
     let mut daemon = std::process::Command::new(exe);

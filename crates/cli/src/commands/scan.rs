@@ -166,6 +166,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
         passphrase: pass,
         mount_root: a.mount_root.clone(),
         state_dir: a.state.state_dir.clone(),
+        block_store: Some(cache_dir.join("blocks")),
     };
     let mut tried = Vec::new();
     let mut clean = None;

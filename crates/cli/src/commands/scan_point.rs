@@ -22,11 +22,16 @@
 //! (`Scan::scan_tree_mapped`), so unchanged files are skipped unread. Other
 //! volumes (btrfs, whose FIEMAP gives btrfs logical addresses; FUSE
 //! filesystems; LVs served from a file of their own) have their files read.
+//! Each such disk also gets a *base*: the same disk (name, chunk size and
+//! size) on the newest older restore point of the VM, whose chunk digests
+//! let files changed since then be scanned only around their changed chunks
+//! when the YARA rules are local (see `lifeboat_scan::locality`). No base
+//! (first backup, index not loaded) just means changed files are read whole.
 
 use anyhow::Context;
 use lifeboat_publish::LoopEntry;
 use lifeboat_publish::{ProblemKind, PublishOptions, SessionState};
-use lifeboat_repo::{Manifest, Repository};
+use lifeboat_repo::{DiskIndex, Manifest, Repository};
 use lifeboat_scan::{
     ClamAvScanner, DiskChunks, Engine, Scan, ScanCache, ScanReport, Unreadable, YaraScanner,
 };
@@ -47,6 +52,8 @@ pub struct PublishPlace {
     pub passphrase: Option<String>,
     pub mount_root: PathBuf,
     pub state_dir: PathBuf,
+    /// The publisher's block store (`PublishOptions::block_store`).
+    pub block_store: Option<PathBuf>,
 }
 
 /// The scan of one restore point.
@@ -112,6 +119,7 @@ pub fn scan_point(
         mount_root: place.mount_root.clone(),
         state_dir: place.state_dir.clone(),
         disks: Vec::new(),
+        block_store: place.block_store.clone(),
     };
     let exe = std::env::current_exe().context("finding the lifeboat executable")?;
     let mut daemon = std::process::Command::new(exe);
@@ -134,15 +142,31 @@ pub fn scan_point(
     let engines_used = scan.engines();
     let mut notes = Vec::new();
     let mut disks: HashMap<String, Option<DiskChunks>> = HashMap::new();
+    let mut bases: HashMap<String, Option<DiskChunks>> = HashMap::new();
+    let mut history: Option<Vec<Manifest>> = None;
     for m in state.mounts.iter().filter(|m| m.mounted) {
         let place = disk_place(&state, &manifest.vm, &m.device, &m.fstype);
-        let chunks = match &place {
-            Some(l) => disks
-                .entry(l.disk.clone())
-                .or_insert_with(|| disk_chunks(repo, manifest, &l.disk, &mut notes))
-                .as_ref()
-                .and_then(|c| c.volume(l.offset, l.size)),
-            None => None,
+        let (chunks, base) = match &place {
+            Some(l) => {
+                let chunks = disks
+                    .entry(l.disk.clone())
+                    .or_insert_with(|| disk_chunks(repo, manifest, &l.disk, &mut notes))
+                    .as_ref()
+                    .and_then(|c| c.volume(l.offset, l.size));
+                let base = bases
+                    .entry(l.disk.clone())
+                    .or_insert_with(|| {
+                        let older = history.get_or_insert_with(|| {
+                            repo.list(Some(&manifest.vm)).unwrap_or_default()
+                        });
+                        let base = base_point(manifest, older, &l.disk)?;
+                        chunks_of(repo.load_index(base, &l.disk).ok()?)
+                    })
+                    .as_ref()
+                    .and_then(|c| c.volume(l.offset, l.size));
+                (chunks, base)
+            }
+            None => (None, None),
         };
         if chunks.is_none() {
             notes.push(format!(
@@ -151,8 +175,14 @@ pub fn scan_point(
                 m.volume, m.fstype
             ));
         }
-        scan.scan_tree_mapped(&m.disk, &m.volume, &m.mount_point, chunks.as_ref())
-            .with_context(|| format!("scanning {} {}", name, m.volume))?;
+        scan.scan_tree_mapped(
+            &m.disk,
+            &m.volume,
+            &m.mount_point,
+            chunks.as_ref(),
+            base.as_ref(),
+        )
+        .with_context(|| format!("scanning {} {}", name, m.volume))?;
     }
     let mut report = scan.finish();
     guard.finish()?;
@@ -204,8 +234,29 @@ fn disk_chunks(
             return None;
         }
     };
+    chunks_of(index)
+}
+
+/// The chunk digests of an index.
+fn chunks_of(index: DiskIndex) -> Option<DiskChunks> {
     let digests = index.digests.iter().map(|d| d.map(|d| d.0)).collect();
     DiskChunks::new(index.chunk_size, index.disk_size, digests)
+}
+
+/// The newest restore point of `history` (the VM's, oldest first) older
+/// than `manifest` with a disk named `disk` of the same chunk size and size.
+fn base_point<'h>(
+    manifest: &Manifest,
+    history: &'h [Manifest],
+    disk: &str,
+) -> Option<&'h Manifest> {
+    let now = manifest.disk(disk)?;
+    history.iter().rev().find(|m| {
+        m.vm == manifest.vm
+            && m.time < manifest.time
+            && m.disk(disk)
+                .is_some_and(|d| d.chunk_size == now.chunk_size && d.size == now.size)
+    })
 }
 
 /// Adds what publishing could not serve to `report` as unreadable; returns
@@ -381,6 +432,58 @@ mod tests {
         // A state file from before kinds: a bare string is unserved.
         let old: VolumeProblem = serde_json::from_str(&format!("{text:?}")).unwrap();
         assert_eq!(old.kind, ProblemKind::Unserved);
+    }
+
+    #[test]
+    fn the_base_is_the_newest_older_point_with_the_same_disk_layout() {
+        let disk = |name: &str, size: u64, chunk_size: u32| lifeboat_repo::DiskEntry {
+            name: name.into(),
+            size,
+            chunk_size,
+            source: "raw /x".into(),
+            stats: Default::default(),
+        };
+        let point = |id: &str, minute: u32, disks: Vec<lifeboat_repo::DiskEntry>| Manifest {
+            format_version: 1,
+            vm: "vm".into(),
+            id: id.into(),
+            time: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 1, 1, 0, minute, 0)
+                .unwrap(),
+            disks,
+            locked_until: None,
+            scan: None,
+        };
+        let history = vec![
+            point(
+                "a",
+                1,
+                vec![
+                    disk("disk0", 8 << 20, 1 << 20),
+                    disk("disk1", 4 << 20, 1 << 20),
+                ],
+            ),
+            point("b", 2, vec![disk("disk0", 8 << 20, 1 << 20)]),
+            point("c", 3, vec![disk("disk0", 9 << 20, 1 << 20)]),
+            point("d", 4, vec![disk("disk0", 8 << 20, 1 << 19)]),
+            point(
+                "e",
+                5,
+                vec![
+                    disk("disk0", 8 << 20, 1 << 20),
+                    disk("disk1", 4 << 20, 1 << 20),
+                ],
+            ),
+            point("f", 6, vec![disk("disk0", 8 << 20, 1 << 20)]),
+        ];
+        let base = |i: usize, d: &str| base_point(&history[i], &history, d).map(|m| m.id.as_str());
+        // Newest older point whose disk has the same size and chunk size.
+        assert_eq!(base(4, "disk0"), Some("b"));
+        assert_eq!(base(4, "disk1"), Some("a"));
+        assert_eq!(base(5, "disk0"), Some("e"));
+        // Never itself or a newer one; none for the first or a missing disk.
+        assert_eq!(base(0, "disk0"), None);
+        assert_eq!(base(5, "disk1"), None);
+        assert_eq!(base(2, "disk0"), None);
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl Dirs {
             mount_root: self.mount_root.clone(),
             state_dir: self.state_dir.clone(),
             disks: vec![],
+            block_store: None,
         }
     }
 }
@@ -150,8 +151,13 @@ pub struct Published<'a> {
 impl<'a> Published<'a> {
     /// Publishes `restore_point` of the repository in `dirs`.
     pub fn new(dirs: &'a Dirs, restore_point: &str) -> Published<'a> {
-        let state = publish(&dirs.options(restore_point), None, daemon())
-            .unwrap_or_else(|e| panic!("publish {restore_point}: {e}"));
+        Published::with(dirs, &dirs.options(restore_point))
+    }
+
+    /// Publishes as `opts` say (in the directories of `dirs`).
+    pub fn with(dirs: &'a Dirs, opts: &PublishOptions) -> Published<'a> {
+        let state = publish(opts, None, daemon())
+            .unwrap_or_else(|e| panic!("publish {}: {e}", opts.restore_point));
         Published {
             state,
             dirs,
