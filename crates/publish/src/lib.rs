@@ -9,7 +9,7 @@
 //!     .disks/               FUSE (this crate's DiskFs), read-only
 //!         web01-disk0.raw   disk0 of the restore point, via a CachedDisk
 //!                           (and a StoredDisk with a block store: small
-//!                           reads kept for later publishers, block_store.rs)
+//!                           reads kept for later publishers, block_store/)
 //!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped,
 //!                           or with PVs on several disks: all disks are
 //!                           discovered together, so a VG may span them)

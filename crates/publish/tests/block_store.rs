@@ -1,9 +1,9 @@
 //! Publishing with a block store, end to end (needs root, /dev/fuse,
 //! util-linux, fdisk, e2fsprogs): a publisher fills the store under
-//! `<dir>/<repository id>/`, the next one loads it and reads the same
-//! files exact, one facing a store whose every block is corrupt still
-//! reads them exact (and logs the mismatch), and one facing a store locked
-//! by another process publishes without it.
+//! `<dir>/<repository id>/`, the next one loads it, reads the same files
+//! exact and records the blocks it reused, one facing a store whose every
+//! block is corrupt still reads them exact (and logs the mismatch), and one
+//! facing a store locked by another process publishes without it.
 
 mod common;
 
@@ -65,6 +65,11 @@ fn publishers_fill_share_and_survive_a_block_store() {
         "store not loaded with its {} blocks:\n{log}",
         first.entries
     );
+    // ... and has written which of them it served as they were hit (read
+    // before any open: opening starts the file over), although it was
+    // sent SIGTERM as soon as its mount was gone.
+    let hits = std::fs::metadata(store_dir.join("hits")).map_or(0, |m| m.len());
+    assert!(hits > 32, "no hits recorded ({hits} bytes):\n{log}");
 
     // Every stored block corrupt: the files still read exact.
     let data = store_dir.join("blocks.dat");

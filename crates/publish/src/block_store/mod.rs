@@ -12,6 +12,7 @@
 //! ```text
 //! <dir>/lock          flock(2)ed while a process uses the store
 //! <dir>/blocks.dat    4 KiB blocks, appended
+//! <dir>/hits          which loaded entries this run hit (hits.rs)
 //! <dir>/blocks.idx    "lifeboat-blocks1" (16 bytes), then 80-byte records:
 //!     0..32   chunk digest
 //!    32..36   block index inside the chunk, u32 LE
@@ -27,11 +28,31 @@
 //! mismatch or short read drops the entry and the caller reads the
 //! repository instead. Writing never fails a read: any write error (ENOSPC
 //! included) is logged once and the store stops adding for the rest of the
-//! run. When the data file is full at open (it reached the cap during an
-//! earlier run) the store starts over empty, so it follows what is read
-//! now; when it fills during a run it stops adding. A store locked by
+//! run. When it fills during a run it stops adding. A store locked by
 //! another process is not used ([`BlockStore::open`] gives `None`).
 //! Messages go to stderr, which is the publisher's log file.
+//!
+//! Full at open (the data file reached the cap in an earlier run): a first
+//! full scan of a restore point fills the store with every small file it
+//! read, so starting over would leave the next publisher (the re-scan)
+//! nothing. Instead each run writes which loaded entries served a read to
+//! `<dir>/hits` (`hits.rs`), and a full store is
+//! - compacted to the entries the previous run hit, in their recorded
+//!   order (what related restore points share: directories, inode tables;
+//!   crash-safe, `compact.rs`), when that run hit any;
+//! - kept as it is (served, nothing added) when it hit none or left no
+//!   usable hits file: the run before was the one that filled it;
+//! - started over empty when no block would remain, or when the hit
+//!   blocks alone take 90% of the cap.
+//!
+//! Files: `index.rs` (the index records), `hits.rs` (the hits file),
+//! `compact.rs` (the full-store policy and compaction).
+
+mod compact;
+mod hits;
+mod index;
+#[cfg(test)]
+mod tests;
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -50,8 +71,6 @@ pub const DEFAULT_CAP_BYTES: u64 = 512 << 20;
 const DATA_FILE: &str = "blocks.dat";
 const LOG_FILE: &str = "blocks.idx";
 const LOCK_FILE: &str = "lock";
-const MAGIC: &[u8; 16] = b"lifeboat-blocks1";
-const RECORD_LEN: usize = 80;
 
 /// Which block: a chunk's digest and the block's index inside the chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +84,8 @@ pub struct BlockKey {
 struct Slot {
     pos: u64,
     hash: [u8; 32],
+    /// Number of its record in the index (see `hits.rs`).
+    rec: u64,
 }
 
 /// What a store did since it was opened.
@@ -82,6 +103,8 @@ pub struct BlockStoreStats {
     pub recorded: u64,
     /// Entries dropped because their block did not match its hash.
     pub bad: u64,
+    /// Distinct entries loaded at open that served a read.
+    pub reused: u64,
     /// Still adding (not full, no write error).
     pub adding: bool,
 }
@@ -91,6 +114,8 @@ struct Writer {
     log: File,
     /// End of the data file: where the next block goes.
     next: u64,
+    /// Number of the next record.
+    records: u64,
     adding: bool,
 }
 
@@ -108,6 +133,7 @@ pub struct BlockStore {
     recorded: AtomicU64,
     bad: AtomicU64,
     warned_bad: AtomicBool,
+    hits: hits::HitLog,
 }
 
 impl BlockStore {
@@ -127,21 +153,12 @@ impl BlockStore {
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
+        compact::recover(dir)?;
         let data_path = dir.join(DATA_FILE);
         let log_path = dir.join(LOG_FILE);
         let data_len = std::fs::metadata(&data_path).map_or(0, |m| m.len());
         if data_len >= cap {
-            eprintln!(
-                "block store {}: full ({data_len} bytes), starting over empty",
-                dir.display()
-            );
-            for p in [&log_path, &data_path] {
-                match std::fs::remove_file(p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(p, e)),
-                }
-            }
+            compact::on_full(dir, cap, data_len)?;
         }
         let data = OpenOptions::new()
             .create(true)
@@ -151,17 +168,19 @@ impl BlockStore {
             .open(&data_path)
             .map_err(|e| Error::io(&data_path, e))?;
         let data_len = data.metadata().map_err(|e| Error::io(&data_path, e))?.len();
-        let (map, log) = load_log(&log_path, data_len)?;
+        let (index, log) = index::load(&log_path, data_len)?;
+        let hits = hits::HitLog::start(dir, index.records);
         // Unreferenced bytes past the last whole block are left alone.
         let next = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
         Ok(Some(BlockStore {
             dir: dir.to_path_buf(),
             data,
             cap,
-            map: RwLock::new(map),
+            map: RwLock::new(index.map),
             writer: Mutex::new(Writer {
                 log,
                 next,
+                records: index.records,
                 adding: next < cap,
             }),
             _lock: lock,
@@ -170,6 +189,7 @@ impl BlockStore {
             recorded: AtomicU64::new(0),
             bad: AtomicU64::new(0),
             warned_bad: AtomicBool::new(false),
+            hits,
         }))
     }
 
@@ -217,7 +237,10 @@ impl BlockStore {
             return false;
         };
         let why = match self.data.read_exact_at(out, slot.pos) {
-            Ok(()) if *blake3::hash(out).as_bytes() == slot.hash => return true,
+            Ok(()) if *blake3::hash(out).as_bytes() == slot.hash => {
+                self.hits.mark(slot.rec);
+                return true;
+            }
             Ok(()) => "does not match its hash".to_string(),
             Err(e) => format!("cannot be read: {e}"),
         };
@@ -267,15 +290,16 @@ impl BlockStore {
         }
         let start = w.next;
         let mut data = Vec::with_capacity(fresh.len() * BLOCK);
-        let mut records = Vec::with_capacity(fresh.len() * RECORD_LEN);
+        let mut records = Vec::with_capacity(fresh.len() * index::RECORD_LEN);
         let mut slots = Vec::with_capacity(fresh.len());
         for (i, &(key, bytes)) in fresh.iter().enumerate() {
             let slot = Slot {
                 pos: start + (i * BLOCK) as u64,
                 hash: *blake3::hash(bytes).as_bytes(),
+                rec: w.records + i as u64,
             };
             data.extend_from_slice(bytes);
-            records.extend_from_slice(&encode(&key, &slot));
+            records.extend_from_slice(&index::encode(&key, &slot));
             slots.push((key, slot));
         }
         // Data first, then the records naming it.
@@ -297,6 +321,7 @@ impl BlockStore {
             return;
         }
         w.next = start + data.len() as u64;
+        w.records += fresh.len() as u64;
         if let Ok(mut m) = self.map.write() {
             m.extend(slots);
         }
@@ -326,6 +351,7 @@ impl BlockStore {
             miss_reads: self.miss_reads.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
             bad: self.bad.load(Ordering::Relaxed),
+            reused: self.hits.count(),
             adding,
         }
     }
@@ -336,11 +362,12 @@ impl std::fmt::Display for BlockStoreStats {
         write!(
             f,
             "{} reads served from the store, {} read from the repository, {} blocks \
-             recorded, {} bad blocks ignored; {} blocks, {} MiB{}",
+             recorded, {} bad blocks ignored, {} stored blocks reused; {} blocks, {} MiB{}",
             self.hit_reads,
             self.miss_reads,
             self.recorded,
             self.bad,
+            self.reused,
             self.entries,
             self.data_bytes >> 20,
             if self.adding { "" } else { " (not adding)" }
@@ -348,266 +375,6 @@ impl std::fmt::Display for BlockStoreStats {
     }
 }
 
-fn encode(key: &BlockKey, slot: &Slot) -> [u8; RECORD_LEN] {
-    let mut r = [0u8; RECORD_LEN];
-    r[0..32].copy_from_slice(&key.digest);
-    r[32..36].copy_from_slice(&key.block.to_le_bytes());
-    r[36..44].copy_from_slice(&slot.pos.to_le_bytes());
-    r[44..76].copy_from_slice(&slot.hash);
-    let check = blake3::hash(&r[0..76]);
-    r[76..80].copy_from_slice(&check.as_bytes()[0..4]);
-    r
-}
-
-/// A record's key and slot, or `None` when its check fails.
-fn decode(r: &[u8]) -> Option<(BlockKey, Slot)> {
-    let field = |a: usize, b: usize| r.get(a..b);
-    let check = blake3::hash(field(0, 76)?);
-    if field(76, 80)? != &check.as_bytes()[0..4] {
-        return None;
-    }
-    Some((
-        BlockKey {
-            digest: field(0, 32)?.try_into().ok()?,
-            block: u32::from_le_bytes(field(32, 36)?.try_into().ok()?),
-        },
-        Slot {
-            pos: u64::from_le_bytes(field(36, 44)?.try_into().ok()?),
-            hash: field(44, 76)?.try_into().ok()?,
-        },
-    ))
-}
-
-/// Loads the records of `path` whose block lies inside a data file of
-/// `data_len` bytes; cuts off a torn last record (or starts the file when
-/// it is absent or not a store log) and returns it open for appending.
-fn load_log(path: &Path, data_len: u64) -> Result<(HashMap<BlockKey, Slot>, File)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut map = HashMap::new();
-    let mut keep = 0u64;
-    if let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) {
-        let whole = body.len() / RECORD_LEN * RECORD_LEN;
-        keep = (MAGIC.len() + whole) as u64;
-        let mut skipped = 0usize;
-        for r in body.chunks_exact(RECORD_LEN) {
-            match decode(r) {
-                Some((key, slot))
-                    if slot.pos.is_multiple_of(BLOCK as u64)
-                        && slot
-                            .pos
-                            .checked_add(BLOCK as u64)
-                            .is_some_and(|e| e <= data_len) =>
-                {
-                    map.insert(key, slot);
-                }
-                _ => skipped += 1,
-            }
-        }
-        if skipped > 0 || whole != body.len() {
-            eprintln!(
-                "block store {}: {skipped} bad records skipped, {} torn bytes cut off",
-                path.display(),
-                body.len() - whole
-            );
-        }
-    } else if !bytes.is_empty() {
-        eprintln!(
-            "block store {}: not a block store index, starting it over",
-            path.display()
-        );
-    }
-    let mut log = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    log.set_len(keep).map_err(|e| Error::io(path, e))?;
-    if keep == 0 {
-        log.write_all_at(MAGIC, 0).map_err(|e| Error::io(path, e))?;
-        keep = MAGIC.len() as u64;
-    }
-    // Appends go after the last whole record.
-    std::io::Seek::seek(&mut log, std::io::SeekFrom::Start(keep))
-        .map_err(|e| Error::io(path, e))?;
-    Ok((map, log))
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(n: u8, block: u32) -> BlockKey {
-        BlockKey {
-            digest: [n; 32],
-            block,
-        }
-    }
-
-    fn block(n: u8) -> Vec<u8> {
-        (0..BLOCK).map(|i| (i as u8).wrapping_mul(7) ^ n).collect()
-    }
-
-    fn open(dir: &Path, cap: u64) -> BlockStore {
-        match BlockStore::open(dir, cap) {
-            Ok(Some(s)) => s,
-            Ok(None) => panic!("{}: locked", dir.display()),
-            Err(e) => panic!("{}: {e}", dir.display()),
-        }
-    }
-
-    fn read(s: &BlockStore, k: &BlockKey) -> Option<Vec<u8>> {
-        let mut out = [0u8; BLOCK];
-        s.get(k, &mut out).then(|| out.to_vec())
-    }
-
-    #[test]
-    fn blocks_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = open(dir.path(), DEFAULT_CAP_BYTES);
-            let (a, b) = (block(1), block(2));
-            s.put(&[(key(1, 0), &a), (key(1, 5), &b), (key(1, 0), &a)]);
-            s.put(&[(key(2, 3), &b[..100])]); // not a whole block: ignored
-            let st = s.stats();
-            assert_eq!((st.entries, st.recorded, st.data_bytes), (2, 2, 8192));
-        }
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(read(&s, &key(1, 0)), Some(block(1)));
-        assert_eq!(read(&s, &key(1, 5)), Some(block(2)));
-        assert_eq!(read(&s, &key(2, 3)), None);
-        // More appends land after the loaded ones.
-        s.put(&[(key(3, 1), &block(3))]);
-        drop(s);
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(s.stats().entries, 3);
-        assert_eq!(read(&s, &key(3, 1)), Some(block(3)));
-        assert_eq!(s.stats().bad, 0);
-    }
-
-    #[test]
-    fn a_torn_last_record_is_skipped_and_cut_off() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = open(dir.path(), DEFAULT_CAP_BYTES);
-            s.put(&[(key(1, 0), &block(1))]);
-            s.put(&[(key(2, 0), &block(2))]);
-        }
-        let log = dir.path().join(LOG_FILE);
-        let len = std::fs::metadata(&log).unwrap().len();
-        let f = OpenOptions::new().write(true).open(&log).unwrap();
-        f.set_len(len - 30).unwrap();
-        drop(f);
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(read(&s, &key(1, 0)), Some(block(1)));
-        assert_eq!(read(&s, &key(2, 0)), None);
-        // The next record is whole and found after reopening.
-        s.put(&[(key(4, 2), &block(4))]);
-        drop(s);
-        assert_eq!(
-            std::fs::metadata(&log).unwrap().len(),
-            (MAGIC.len() + 2 * RECORD_LEN) as u64
-        );
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(read(&s, &key(4, 2)), Some(block(4)));
-        assert_eq!(read(&s, &key(1, 0)), Some(block(1)));
-    }
-
-    #[test]
-    fn a_flipped_data_byte_is_detected_and_the_entry_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = open(dir.path(), DEFAULT_CAP_BYTES);
-            s.put(&[(key(1, 0), &block(1)), (key(1, 1), &block(2))]);
-        }
-        let data = dir.path().join(DATA_FILE);
-        let mut bytes = std::fs::read(&data).unwrap();
-        bytes[BLOCK + 17] ^= 0x40;
-        std::fs::write(&data, &bytes).unwrap();
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(read(&s, &key(1, 0)), Some(block(1)));
-        assert_eq!(read(&s, &key(1, 1)), None);
-        assert!(!s.contains(&key(1, 1)));
-        assert_eq!(s.stats().bad, 1);
-    }
-
-    #[test]
-    fn a_short_data_file_drops_its_records() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = open(dir.path(), DEFAULT_CAP_BYTES);
-            s.put(&[(key(1, 0), &block(1)), (key(1, 1), &block(2))]);
-        }
-        let f = OpenOptions::new()
-            .write(true)
-            .open(dir.path().join(DATA_FILE))
-            .unwrap();
-        f.set_len(BLOCK as u64 + 10).unwrap();
-        drop(f);
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(s.stats().entries, 1);
-        assert_eq!(read(&s, &key(1, 0)), Some(block(1)));
-        // New blocks go after the partial one, never over it.
-        s.put(&[(key(5, 0), &block(5))]);
-        assert_eq!(s.stats().data_bytes, 3 * BLOCK as u64);
-        assert_eq!(read(&s, &key(5, 0)), Some(block(5)));
-    }
-
-    #[test]
-    fn the_cap_stops_adding_and_a_full_store_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let cap = 3 * BLOCK as u64;
-        {
-            let s = open(dir.path(), cap);
-            s.put(&[(key(1, 0), &block(1)), (key(1, 1), &block(2))]);
-            s.put(&[(key(2, 0), &block(3)), (key(2, 1), &block(4))]);
-            let st = s.stats();
-            assert_eq!((st.entries, st.data_bytes, st.adding), (3, cap, false));
-            s.put(&[(key(3, 0), &block(5))]);
-            assert_eq!(s.stats().entries, 3);
-            assert_eq!(read(&s, &key(2, 0)), Some(block(3)));
-            assert_eq!(read(&s, &key(2, 1)), None);
-        }
-        let s = open(dir.path(), cap);
-        let st = s.stats();
-        assert_eq!((st.entries, st.data_bytes, st.adding), (0, 0, true));
-        assert_eq!(read(&s, &key(1, 0)), None);
-        s.put(&[(key(3, 0), &block(5))]);
-        assert_eq!(read(&s, &key(3, 0)), Some(block(5)));
-    }
-
-    #[test]
-    fn a_locked_store_is_not_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert!(matches!(
-            BlockStore::open(dir.path(), DEFAULT_CAP_BYTES),
-            Ok(None)
-        ));
-        drop(first);
-        assert!(matches!(
-            BlockStore::open(dir.path(), DEFAULT_CAP_BYTES),
-            Ok(Some(_))
-        ));
-    }
-
-    #[test]
-    fn a_foreign_index_file_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(LOG_FILE), b"something else entirely").unwrap();
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(s.stats().entries, 0);
-        s.put(&[(key(1, 0), &block(1))]);
-        drop(s);
-        let s = open(dir.path(), DEFAULT_CAP_BYTES);
-        assert_eq!(read(&s, &key(1, 0)), Some(block(1)));
-    }
 }
