@@ -178,17 +178,12 @@ fn setup(req: &DaemonRequest, passphrase: Option<&str>) -> Result<Running> {
         }
         let disk = repo.open_disk(&manifest, &entry.name)?;
         let chunk_size = disk.index().chunk_size;
-        let digests = disk
-            .index()
-            .digests
-            .iter()
-            .map(|d| d.map(|d| d.0))
-            .collect();
+        let digests = store.as_ref().map(|_| disk.index().digest_bytes());
         let mut cached: Arc<dyn ReadDisk> = Arc::new(
             disk.into_chunk_cache(CACHE_BYTES, 8)?
                 .with_read_ahead(READ_AHEAD_BLOCKS),
         );
-        if let Some(s) = &store {
+        if let (Some(s), Some(digests)) = (&store, digests) {
             cached = Arc::new(StoredDisk::new(cached, s.clone(), chunk_size, digests)?);
         }
         files.push(DiskFile {

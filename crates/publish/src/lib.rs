@@ -36,6 +36,7 @@
 pub mod block_store;
 mod daemon;
 mod error;
+mod fsutil;
 mod fusefs;
 pub mod state;
 mod stored_disk;

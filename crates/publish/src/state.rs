@@ -103,9 +103,7 @@ impl SessionState {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        Ok(())
+        crate::fsutil::replace_file(&path, &tmp, &text)
     }
 
     /// Reads one state file.

@@ -132,6 +132,12 @@ pub struct DiskIndex {
 }
 
 impl DiskIndex {
+    /// The digest bytes of every chunk, `None` for an all-zero chunk (for
+    /// crates that key things by chunk content).
+    pub fn digest_bytes(&self) -> Vec<Option<[u8; 32]>> {
+        self.digests.iter().map(|d| d.map(|d| d.0)).collect()
+    }
+
     /// Number of chunks a disk of `disk_size` has at `chunk_size` (0 when chunk_size is 0).
     pub fn chunk_count(disk_size: u64, chunk_size: u32) -> u64 {
         if chunk_size == 0 {

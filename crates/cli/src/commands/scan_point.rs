@@ -239,8 +239,7 @@ fn disk_chunks(
 
 /// The chunk digests of an index.
 fn chunks_of(index: DiskIndex) -> Option<DiskChunks> {
-    let digests = index.digests.iter().map(|d| d.map(|d| d.0)).collect();
-    DiskChunks::new(index.chunk_size, index.disk_size, digests)
+    DiskChunks::new(index.chunk_size, index.disk_size, index.digest_bytes())
 }
 
 /// The newest restore point of `history` (the VM's, oldest first) older

@@ -15,6 +15,7 @@
 use super::index::{self, MAGIC};
 use super::{hits, BlockKey, Slot, BLOCK, DATA_FILE, LOG_FILE};
 use crate::error::{Error, Result};
+use crate::fsutil::{rename, sync_dir};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -207,14 +208,4 @@ fn compact(dir: &Path, kept: &[(BlockKey, Slot)]) -> Result<usize> {
     sync_dir(dir)?;
     finish_committed(dir)?;
     Ok(n)
-}
-
-fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }

@@ -190,8 +190,7 @@ fn entry(header: &[u8; HEADER_LEN], rec: u32) -> [u8; ENTRY_LEN] {
 fn write_header(dir: &Path, header: &[u8; HEADER_LEN]) -> Result<File> {
     let tmp = dir.join(HITS_TMP);
     let path = dir.join(HITS_FILE);
-    std::fs::write(&tmp, header).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    crate::fsutil::replace_file(&path, &tmp, header)?;
     OpenOptions::new()
         .append(true)
         .open(&path)
