@@ -62,12 +62,14 @@ struct Planned {
 /// Runs the publisher: sets everything up, writes `ready <session>`,
 /// `missing <what>` (the target lacks something, [`Error::Missing`]) or
 /// `error <why>` as one line to `report`, then serves until unmounted.
+/// The repository's unlock secret, when `req` says it is encrypted, is the
+/// first line of `secret` (the process's stdin).
 pub fn run_daemon(
     req: &DaemonRequest,
-    passphrase: Option<&str>,
+    secret: &mut dyn std::io::BufRead,
     report: &mut dyn Write,
 ) -> Result<()> {
-    match setup(req, passphrase) {
+    match setup(req, secret) {
         Ok((session, state, store)) => {
             let _ = writeln!(report, "ready {}", state.session);
             let _ = report.flush();
@@ -158,9 +160,17 @@ type Running = (
     Option<Arc<BlockStore>>,
 );
 
-fn setup(req: &DaemonRequest, passphrase: Option<&str>) -> Result<Running> {
+fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Running> {
     system::preflight()?;
-    let repo = Repository::open(&req.repo, passphrase)?;
+    let mut line = String::new();
+    if req.secret_on_stdin {
+        secret.read_line(&mut line).map_err(|e| {
+            Error::Daemon(format!(
+                "reading the repository's unlock secret from stdin: {e}"
+            ))
+        })?;
+    }
+    let repo = Repository::open_unlocked(&req.repo, req.secret_on_stdin.then_some(line.as_str()))?;
     let manifest = repo.resolve(&req.restore_point)?;
     let session_dir = req.mount_root.join(&req.session);
     let fuse_mount = session_dir.join(".disks");

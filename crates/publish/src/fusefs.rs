@@ -11,8 +11,9 @@
 //! the bytes of a restore point never change.
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEntry, ReplyOpen, Request,
 };
 use lifeboat_vdisk::ReadDisk;
 use std::ffi::OsStr;
@@ -79,6 +80,16 @@ impl DiskFs {
 }
 
 impl Filesystem for DiskFs {
+    /// Asks for asynchronous direct I/O: the loop devices over these files
+    /// use direct I/O, and without it the kernel turns each of their
+    /// requests into a synchronous one, so a loop device has one request
+    /// in flight at a time and the reader threads here wait in turn.
+    /// A kernel without it still works, one request at a time.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_ASYNC_DIO);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         if parent.0 != 1 {
             reply.error(Errno::ENOENT);

@@ -20,7 +20,8 @@
 //! Process design: FUSE must be served by a living process, but `lifeboat
 //! publish` should return once the mounts are there. [`publish`] therefore
 //! spawns the publisher as a detached child (own process group, stdin
-//! closed, stderr to `<state-dir>/<session>.log`), given as a command by
+//! closed once the repository's unlock secret is written to it, stderr to
+//! `<state-dir>/<session>.log`), given as a command by
 //! the caller (the CLI passes `lifeboat publish-daemon`), and waits for its
 //! one-line report on a pipe: `ready <session>`, `missing <what>` (kept
 //! as [`Error::Missing`]) or `error <why>`. The child ([`run_daemon`])
@@ -53,7 +54,7 @@ pub use stored_disk::{StoredDisk, MAX_STORED_READ};
 pub use unpublish::{daemon_alive, unpublish, unpublish_all};
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -88,6 +89,11 @@ pub struct DaemonRequest {
     /// See [`PublishOptions::block_store`] (absolute).
     #[serde(default)]
     pub block_store: Option<PathBuf>,
+    /// The repository is encrypted: its unlock secret
+    /// ([`lifeboat_repo::Repository::unlock_secret_hex`]) comes as the first
+    /// line on the publisher's stdin.
+    #[serde(default)]
+    pub secret_on_stdin: bool,
 }
 
 /// The log file of a session's publisher.
@@ -97,16 +103,16 @@ pub fn log_path(state_dir: &Path, session: &str) -> PathBuf {
 
 /// Publishes a restore point: resolves it, picks a session name, starts
 /// `daemon` (a command that ends up in [`run_daemon`]; the request JSON is
-/// appended as its last argument) and waits until it reports. The
-/// passphrase travels in the child's `LIFEBOAT_PASSPHRASE`, never on its
-/// command line or in a file.
+/// appended as its last argument) and waits until it reports. `repo` is
+/// the repository of `opts`, already open: the child gets its unlock
+/// secret through a pipe on its stdin (never on its command line, in its
+/// environment or in a file) and skips the passphrase's key derivation.
 pub fn publish(
     opts: &PublishOptions,
-    passphrase: Option<&str>,
+    repo: &lifeboat_repo::Repository,
     mut daemon: Command,
 ) -> Result<SessionState> {
     system::preflight()?;
-    let repo = lifeboat_repo::Repository::open(&opts.repo, passphrase)?;
     let manifest = repo.resolve(&opts.restore_point)?;
     for d in &opts.disks {
         if manifest.disk(d).is_none() {
@@ -145,6 +151,18 @@ pub fn publish(
         state_dir: opts.state_dir.clone(),
         disks: opts.disks.clone(),
         block_store: opts.block_store.clone(),
+        secret_on_stdin: repo.encrypted(),
+    };
+    let secret = match (repo.encrypted(), repo.unlock_secret_hex()) {
+        (false, _) => None,
+        (true, Some(s)) => Some(s),
+        (true, None) => {
+            return Err(Error::Invalid(
+                "the repository was not opened with its passphrase: cannot unlock it for \
+                 the publisher"
+                    .to_string(),
+            ))
+        }
     };
     let json = serde_json::to_string(&req).map_err(|e| Error::Invalid(e.to_string()))?;
     let log = log_path(&opts.state_dir, &session);
@@ -152,16 +170,22 @@ pub fn publish(
     daemon
         .arg(json)
         .current_dir("/")
-        .stdin(Stdio::null())
+        .stdin(if secret.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(log_file);
-    if let Some(p) = passphrase {
-        daemon.env("LIFEBOAT_PASSPHRASE", p);
-    }
     std::os::unix::process::CommandExt::process_group(&mut daemon, 0);
     let mut child = daemon
         .spawn()
         .map_err(|e| Error::Daemon(format!("starting the publisher {daemon:?}: {e}")))?;
+    if let (Some(secret), Some(mut stdin)) = (&secret, child.stdin.take()) {
+        // A publisher that died at once shows below as one that did not
+        // report; dropping the pipe closes it.
+        let _ = writeln!(stdin, "{secret}");
+    }
     let Some(out) = child.stdout.take() else {
         return Err(Error::Daemon(
             "the publisher has no stdout pipe".to_string(),

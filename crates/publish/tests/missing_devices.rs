@@ -53,7 +53,7 @@ fn options_in(dir: &Path) -> PublishOptions {
 /// session is recorded.
 fn inner(dir: &Path) {
     let opts = options_in(dir);
-    let e = publish(&opts, None, daemon()).expect_err("publish succeeded");
+    let e = publish(&opts, &repo_of(&opts), daemon()).expect_err("publish succeeded");
     println!("{MARK}{e}");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = opts.mount_root.to_string_lossy().to_string();

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{assert_clean, backed_up, daemon, leftovers, require, run_stdout, CHUNK, MIB};
+use common::{
+    assert_clean, backed_up, daemon, leftovers, repo_of, require, run_stdout, CHUNK, MIB,
+};
 use lifeboat_publish::{
     publish, published, unpublish, unpublish_all, DaemonRequest, PublishOptions, SessionState,
     HANG_HOOK,
@@ -121,7 +123,7 @@ fn mount_of<'a>(s: &'a SessionState, volume: &str) -> &'a lifeboat_publish::Moun
 #[test]
 fn publish_read_readonly_unpublish() {
     let fx = fixture();
-    let s = publish(&options(&fx), None, daemon()).unwrap();
+    let s = publish(&options(&fx), &repo_of(&options(&fx)), daemon()).unwrap();
     let result = std::panic::catch_unwind(|| {
         assert_eq!(s.loops.len(), 2, "{s:#?}");
         // Loop devices read the FUSE disk file with direct I/O (no second
@@ -213,7 +215,7 @@ fn publish_read_readonly_unpublish() {
 fn a_publisher_killed_mid_publish_is_cleaned_up() {
     let fx = fixture();
     // One publisher killed after it was ready...
-    let first = publish(&options(&fx), None, daemon()).unwrap();
+    let first = publish(&options(&fx), &repo_of(&options(&fx)), daemon()).unwrap();
     // ...and one killed mid-publish: started directly (no parent to clean
     // up after it), hanging after its first loop device.
     let rp = Repository::open(&fx.repo, None)
@@ -229,6 +231,7 @@ fn a_publisher_killed_mid_publish_is_cleaned_up() {
         state_dir: fx.state_dir.clone(),
         disks: vec![],
         block_store: None,
+        secret_on_stdin: false,
     };
     let mut hanging = daemon()
         .arg(serde_json::to_string(&req).unwrap())
@@ -295,7 +298,7 @@ fn a_corrupt_chunk_reads_as_eio_and_the_rest_is_published() {
     }
     assert!(corrupted > 0);
 
-    let s = publish(&options(&fx), None, daemon()).unwrap();
+    let s = publish(&options(&fx), &repo_of(&options(&fx)), daemon()).unwrap();
     let result = std::panic::catch_unwind(|| {
         assert!(mount_of(&s, "disk0p1").mounted, "{s:#?}");
         assert!(

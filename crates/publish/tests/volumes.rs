@@ -287,7 +287,7 @@ fn an_lv_spanning_two_disks_is_published() {
     // (disk1 is a PV) gets a loop device.
     let mut opts = dirs.options("app01@latest");
     opts.disks = vec!["disk1".into()];
-    let state = lifeboat_publish::publish(&opts, None, daemon()).unwrap();
+    let state = lifeboat_publish::publish(&opts, &repo_of(&opts), daemon()).unwrap();
     let problems = lifeboat_formats::problem::join(&state.problems, "\n");
     lifeboat_publish::unpublish(&dirs.state_dir, &state.session).unwrap();
     assert_clean(&dirs.mount_root);

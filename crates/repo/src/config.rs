@@ -131,8 +131,14 @@ impl Config {
         Ok(config)
     }
 
-    /// Unwraps the master secret with `passphrase`.
-    pub fn unlock(&self, repo: &Path, passphrase: Option<&str>) -> Result<Option<Keys>> {
+    /// Unwraps the master secret with `passphrase`; returns the keys and
+    /// the key-encryption key derived from the passphrase (Argon2id), which
+    /// [`Config::unlock_with_kek`] takes instead.
+    pub fn unlock(
+        &self,
+        repo: &Path,
+        passphrase: Option<&str>,
+    ) -> Result<Option<(Keys, [u8; 32])>> {
         let Some(enc) = &self.encryption else {
             return Ok(None);
         };
@@ -147,17 +153,37 @@ impl Config {
         let salt = unhex(&enc.salt)
             .filter(|s| s.len() == SALT_LEN)
             .ok_or_else(|| Error::corrupt_file(&path, "bad encryption salt"))?;
+        let kek =
+            crypto::kek(pass, &salt, enc.params).map_err(|e| Error::corrupt_file(&path, e))?;
+        Ok(Some((self.unwrap_master(repo, &kek)?, kek)))
+    }
+
+    /// Unwraps the master secret with a key-encryption key from
+    /// [`Config::unlock`]; `None` for an unencrypted repository. A wrong
+    /// key is refused ([`Error::WrongKey`]), as a wrong passphrase is.
+    pub fn unlock_with_kek(&self, repo: &Path, kek: Option<&[u8; 32]>) -> Result<Option<Keys>> {
+        if self.encryption.is_none() {
+            return Ok(None);
+        }
+        let kek = kek.ok_or_else(|| Error::PassphraseRequired { path: repo.into() })?;
+        self.unwrap_master(repo, kek).map(Some)
+    }
+
+    fn unwrap_master(&self, repo: &Path, kek: &[u8; 32]) -> Result<Keys> {
+        let path = repo.join(CONFIG_FILE);
+        let enc = self
+            .encryption
+            .as_ref()
+            .ok_or_else(|| Error::corrupt_file(&path, "not encrypted"))?;
         let mut wrapped = unhex(&enc.wrapped_key)
             .filter(|w| w.len() == MASTER_KEY_LEN + TAG_LEN)
             .ok_or_else(|| Error::corrupt_file(&path, "bad wrapped_key"))?;
-        let kek =
-            crypto::kek(pass, &salt, enc.params).map_err(|e| Error::corrupt_file(&path, e))?;
-        let n = crypto::open(&kek, &wrap_aad(&self.id), &mut wrapped)
+        let n = crypto::open(kek, &wrap_aad(&self.id), &mut wrapped)
             .map_err(|_| Error::WrongKey { path: repo.into() })?;
         let master: [u8; MASTER_KEY_LEN] = wrapped
             .get(..n)
             .and_then(|m| m.try_into().ok())
             .ok_or_else(|| Error::corrupt_file(&path, "wrapped key has the wrong length"))?;
-        Ok(Some(Keys::derive(&master)))
+        Ok(Keys::derive(&master))
     }
 }

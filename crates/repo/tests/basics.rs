@@ -31,6 +31,44 @@ fn init_open_roundtrip_encrypted_and_not() {
 }
 
 #[test]
+fn a_helper_process_opens_with_the_unlock_secret_and_a_wrong_one_is_refused() {
+    for encrypted in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        let repo = init(&path, encrypted);
+        let data = noise(100_000, 3);
+        let m = backup(&repo, "web01", &data);
+        drop(repo);
+        let repo = Repository::open(&path, encrypted.then_some(PASS)).unwrap();
+        let secret = repo.unlock_secret_hex();
+        assert_eq!(secret.is_some(), encrypted);
+        let helper = Repository::open_unlocked(&path, secret.as_deref()).unwrap();
+        assert_eq!(helper.encrypted(), encrypted);
+        assert_eq!(read_back(&helper, &m, "disk0"), data);
+        // The helper can hand it on in turn.
+        assert_eq!(helper.unlock_secret_hex(), secret);
+        if encrypted {
+            let mut wrong = secret.unwrap().into_bytes();
+            wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
+            let wrong = String::from_utf8(wrong).unwrap();
+            for bad in [Some(wrong.as_str()), Some("abc"), Some("zz")] {
+                assert!(
+                    matches!(
+                        Repository::open_unlocked(&path, bad),
+                        Err(Error::WrongKey { .. })
+                    ),
+                    "{bad:?}"
+                );
+            }
+            assert!(matches!(
+                Repository::open_unlocked(&path, None),
+                Err(Error::PassphraseRequired { .. })
+            ));
+        }
+    }
+}
+
+#[test]
 fn wrong_or_missing_passphrase_and_bad_paths() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");

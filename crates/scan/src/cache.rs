@@ -9,8 +9,13 @@
 //! files are never cached.
 //!
 //! On disk: `scan-cache.jsonl` in the given directory, one JSON object per
-//! line `{"key": "...", "signatures": [...]}`; later lines win. Saved by
-//! writing a temporary file and renaming it over the old one.
+//! line `{"key": "...", "signatures": [...]}`; later lines win. A save
+//! appends the results added since the file was read (a re-scan adds a few
+//! thousand lines to a file of hundreds of thousands) and syncs them; it
+//! rewrites the whole file (a temporary file renamed over the old one) when
+//! superseded lines would outnumber the live ones, or when the file ended
+//! in a torn line (a save cut short by a crash: that line is dropped on
+//! load, every complete line before it is kept).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -58,9 +63,18 @@ impl ContentKey {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Line {
-    key: String,
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    key: &'a str,
+    signatures: &'a [String],
+}
+
+/// A line as read: the key borrowed from the file's text where it holds no
+/// escapes.
+#[derive(Debug, Deserialize)]
+struct LineIn<'a> {
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
     signatures: Vec<String>,
 }
 
@@ -69,7 +83,12 @@ struct Line {
 pub struct ScanCache {
     path: Option<PathBuf>,
     entries: HashMap<String, Vec<String>>,
-    dirty: bool,
+    /// Keys added or changed since the file was read or written, in order.
+    unsaved: Vec<String>,
+    /// Lines in the file, superseded ones included.
+    file_lines: usize,
+    /// The file ends with a complete line: a save may append to it.
+    appendable: bool,
 }
 
 impl ScanCache {
@@ -78,40 +97,56 @@ impl ScanCache {
         Self::default()
     }
 
-    /// Loads `dir/scan-cache.jsonl` (an absent file is an empty cache).
+    /// Opens (or starts) the cache file in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(CACHE_FILE);
-        let mut entries = HashMap::new();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                for (i, l) in text.lines().enumerate() {
-                    if l.trim().is_empty() {
-                        continue;
-                    }
-                    let line: Line =
-                        serde_json::from_str(l).map_err(|e| ScanError::CacheCorrupt {
-                            path: path.clone(),
-                            line: i.saturating_add(1),
-                            message: e.to_string(),
-                        })?;
-                    entries.insert(line.key, line.signatures);
+        let mut cache = ScanCache {
+            path: Some(path.clone()),
+            appendable: true,
+            ..Self::default()
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
+            Err(e) => return Err(ScanError::io(&path, e)),
+        };
+        let mut lines = text.split('\n').enumerate().peekable();
+        while let Some((i, l)) = lines.next() {
+            let last = lines.peek().is_none();
+            if l.trim().is_empty() {
+                continue;
+            }
+            if let Some(key) = clean_line_key(l) {
+                cache.entries.insert(key.to_string(), Vec::new());
+                cache.file_lines = cache.file_lines.saturating_add(1);
+                continue;
+            }
+            match serde_json::from_str::<LineIn>(l) {
+                Ok(line) => {
+                    cache.entries.insert(line.key.into_owned(), line.signatures);
+                    cache.file_lines = cache.file_lines.saturating_add(1);
+                }
+                // No newline after it: a torn append, dropped (the next
+                // save rewrites the file).
+                Err(_) if last => cache.appendable = false,
+                Err(e) => {
+                    return Err(ScanError::CacheCorrupt {
+                        path: path.clone(),
+                        line: i.saturating_add(1),
+                        message: e.to_string(),
+                    })
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ScanError::io(&path, e)),
         }
-        Ok(ScanCache {
-            path: Some(path),
-            entries,
-            dirty: false,
-        })
+        Ok(cache)
     }
 
     fn key(engine: Engine, fingerprint: &str, content: &ContentKey) -> String {
         format!("{}:{}:{}", engine.as_str(), fingerprint, content.as_str())
     }
 
-    /// The cached signatures for this content, engine and rule set.
+    /// The cached result of `content` under `engine` with rule set /
+    /// database `fingerprint`.
     pub fn get(
         &self,
         engine: Engine,
@@ -123,7 +158,7 @@ impl ScanCache {
             .map(Vec::as_slice)
     }
 
-    /// Records a scan result (empty `signatures` = clean).
+    /// Records a result (empty `signatures` = clean).
     pub fn insert(
         &mut self,
         engine: Engine,
@@ -131,9 +166,12 @@ impl ScanCache {
         content: &ContentKey,
         signatures: Vec<String>,
     ) {
-        self.entries
-            .insert(Self::key(engine, fingerprint, content), signatures);
-        self.dirty = true;
+        let key = Self::key(engine, fingerprint, content);
+        if self.entries.get(&key) == Some(&signatures) {
+            return;
+        }
+        self.entries.insert(key.clone(), signatures);
+        self.unsaved.push(key);
     }
 
     /// Number of cached results.
@@ -146,35 +184,144 @@ impl ScanCache {
         self.entries.is_empty()
     }
 
-    /// Writes the cache back to its file (no-op for in-memory caches or when
-    /// nothing changed).
+    /// Writes what changed back to the cache file (no-op for in-memory
+    /// caches or when nothing changed): appended, or the whole file
+    /// rewritten (see the module doc).
     pub fn save(&mut self) -> Result<()> {
-        let Some(path) = &self.path else {
+        let Some(path) = self.path.clone() else {
             return Ok(());
         };
-        if !self.dirty {
+        if self.unsaved.is_empty() {
             return Ok(());
         }
+        let lines_after = self.file_lines.saturating_add(self.unsaved.len());
+        if self.appendable && lines_after <= self.entries.len().saturating_mul(2) {
+            self.append(&path)?;
+            self.file_lines = lines_after;
+        } else {
+            self.rewrite(&path)?;
+            self.file_lines = self.entries.len();
+            self.appendable = true;
+        }
+        self.unsaved.clear();
+        Ok(())
+    }
+
+    /// Appends the unsaved results (in insertion order; a key changed twice
+    /// is written twice, the later line wins on load).
+    fn append(&self, path: &Path) -> Result<()> {
+        let mut buf = Vec::new();
+        for k in &self.unsaved {
+            self.write_line(&mut buf, k, path)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| ScanError::io(path, e))?;
+        f.write_all(&buf)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| ScanError::io(path, e))
+    }
+
+    /// Writes every result, sorted by key, to a temporary file renamed over
+    /// the cache file.
+    fn rewrite(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("jsonl.tmp");
         let mut keys: Vec<&String> = self.entries.keys().collect();
         keys.sort();
         let mut buf = Vec::new();
         for k in keys {
-            let line = Line {
-                key: k.clone(),
-                signatures: self.entries.get(k).cloned().unwrap_or_default(),
-            };
-            serde_json::to_writer(&mut buf, &line).map_err(|e| ScanError::io(&tmp, e.into()))?;
-            buf.push(b'\n');
+            self.write_line(&mut buf, k, &tmp)?;
         }
         let mut f = std::fs::File::create(&tmp).map_err(|e| ScanError::io(&tmp, e))?;
         f.write_all(&buf)
             .and_then(|_| f.sync_all())
             .map_err(|e| ScanError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| ScanError::io(path, e))?;
-        self.dirty = false;
+        std::fs::rename(&tmp, path).map_err(|e| ScanError::io(path, e))
+    }
+
+    /// One line (with its newline) of key `k` into `buf`.
+    fn write_line(&self, buf: &mut Vec<u8>, k: &str, path: &Path) -> Result<()> {
+        let line = Line {
+            key: k,
+            signatures: self.entries.get(k).map_or(&[], Vec::as_slice),
+        };
+        serde_json::to_writer(&mut *buf, &line).map_err(|e| ScanError::io(path, e.into()))?;
+        buf.push(b'\n');
         Ok(())
     }
+}
+
+/// A scan cache read by a thread of its own ([`LoadingCache::start`]): a
+/// large cache file (hundreds of thousands of lines after a full scan)
+/// takes a few tenths of a second to read, which then overlaps the
+/// caller's other start-up work (publishing the restore point).
+pub struct LoadingCache {
+    dir: PathBuf,
+    state: LoadState,
+}
+
+enum LoadState {
+    Loading(std::thread::JoinHandle<Result<ScanCache>>),
+    Ready(ScanCache),
+    /// The load failed and its error was returned.
+    Failed,
+}
+
+impl LoadingCache {
+    /// Starts reading the cache in `dir` (see [`ScanCache::open`]).
+    pub fn start(dir: &Path) -> Self {
+        let owned = dir.to_path_buf();
+        LoadingCache {
+            dir: dir.to_path_buf(),
+            state: LoadState::Loading(std::thread::spawn(move || ScanCache::open(&owned))),
+        }
+    }
+
+    /// The cache, once read; the first call after a failed read returns its
+    /// error, later calls an error pointing to it.
+    pub fn get(&mut self) -> Result<&mut ScanCache> {
+        match std::mem::replace(&mut self.state, LoadState::Failed) {
+            LoadState::Loading(t) => {
+                let loaded = t.join().unwrap_or_else(|_| {
+                    Err(ScanError::io(
+                        &self.dir,
+                        std::io::Error::other("the thread reading the scan cache panicked"),
+                    ))
+                });
+                self.state = LoadState::Ready(loaded?);
+            }
+            other => self.state = other,
+        }
+        match &mut self.state {
+            LoadState::Ready(c) => Ok(c),
+            _ => Err(ScanError::io(
+                self.dir.join(CACHE_FILE),
+                std::io::Error::other("not read (see the error above)"),
+            )),
+        }
+    }
+
+    /// Saves the cache when it was read (see [`ScanCache::save`]); nothing
+    /// to do when it never was.
+    pub fn save(&mut self) -> Result<()> {
+        match &mut self.state {
+            LoadState::Ready(c) => c.save(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The key of a line exactly as [`ScanCache::save`] writes a clean result
+/// with a key that needs no escaping (`{"key":"K","signatures":[]}`, the
+/// bulk of every cache file), read without a JSON parser; `None` for any
+/// other line, which then goes through serde.
+fn clean_line_key(line: &str) -> Option<&str> {
+    let key = line
+        .strip_prefix("{\"key\":\"")?
+        .strip_suffix("\",\"signatures\":[]}")?;
+    (!key.contains(['"', '\\']) && !key.chars().any(char::is_control)).then_some(key)
 }
 
 #[cfg(test)]
@@ -204,6 +351,130 @@ mod tests {
         assert!(c2
             .get(Engine::Yara, "fp1", &ContentKey::of_bytes(b"hellO"))
             .is_none());
+    }
+
+    fn lines(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join(CACHE_FILE))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn saves_append_what_changed_and_rewrite_when_superseded_lines_pile_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = |i: u32| ContentKey::of_bytes(&i.to_le_bytes());
+        let mut c = ScanCache::open(dir.path()).unwrap();
+        for i in 0..10 {
+            c.insert(Engine::Yara, "fp", &k(i), vec![]);
+        }
+        c.save().unwrap();
+        assert_eq!(lines(dir.path()).len(), 10);
+        // Re-inserting the same result is no change: nothing written.
+        let mut c = ScanCache::open(dir.path()).unwrap();
+        c.insert(Engine::Yara, "fp", &k(3), vec![]);
+        c.insert(Engine::Yara, "fp", &k(10), vec![]);
+        c.insert(Engine::Yara, "fp", &k(4), vec!["Evil".into()]);
+        c.save().unwrap();
+        let l = lines(dir.path());
+        assert_eq!(l.len(), 12, "appended the two changes: {l:?}");
+        let c = ScanCache::open(dir.path()).unwrap();
+        assert_eq!(c.len(), 11);
+        assert_eq!(c.get(Engine::Yara, "fp", &k(4)).unwrap(), ["Evil"]);
+        assert_eq!(c.get(Engine::Yara, "fp", &k(10)), Some(&[][..]));
+        // Changing results over and over: once superseded lines would
+        // outnumber live ones, the file is rewritten with one line each.
+        let mut c = ScanCache::open(dir.path()).unwrap();
+        for round in 0..3 {
+            for i in 0..11 {
+                c.insert(Engine::Yara, "fp", &k(i), vec![format!("S{round}")]);
+            }
+            c.save().unwrap();
+        }
+        assert!(lines(dir.path()).len() <= 22, "{}", lines(dir.path()).len());
+        let c = ScanCache::open(dir.path()).unwrap();
+        assert_eq!(c.len(), 11);
+        assert_eq!(c.get(Engine::Yara, "fp", &k(0)).unwrap(), ["S2"]);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_the_next_save_rewrites_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ContentKey::of_bytes(b"a");
+        let b = ContentKey::of_bytes(b"b");
+        let mut c = ScanCache::open(dir.path()).unwrap();
+        c.insert(Engine::Yara, "fp", &a, vec![]);
+        c.save().unwrap();
+        // A crash in the middle of an append.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(CACHE_FILE))
+            .unwrap();
+        f.write_all(b"{\"key\":\"yara:fp:b3:12").unwrap();
+        let mut c = ScanCache::open(dir.path()).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get(Engine::Yara, "fp", &a), Some(&[][..]));
+        c.insert(Engine::Yara, "fp", &b, vec![]);
+        c.save().unwrap();
+        assert_eq!(
+            lines(dir.path()).len(),
+            2,
+            "rewritten without the torn line"
+        );
+        let c = ScanCache::open(dir.path()).unwrap();
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn the_fast_path_reads_only_lines_it_can_read_exactly() {
+        let c = clean_line_key;
+        assert_eq!(
+            c(r#"{"key":"yara:fp:b3:00ab","signatures":[]}"#),
+            Some("yara:fp:b3:00ab")
+        );
+        assert_eq!(c(r#"{"key":"yara:fp:b3:00ab","signatures":["X"]}"#), None);
+        assert_eq!(c(r#"{"key":"a\"b","signatures":[]}"#), None);
+        assert_eq!(c(r#"{"key":"a"b","signatures":[]}"#), None);
+        assert_eq!(c(r#"{"signatures":[],"key":"a"}"#), None);
+        // Whatever the path, a saved cache reads back the same.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ScanCache::open(dir.path()).unwrap();
+        let odd = ContentKey::from_text("b3:quote\"back\\slash\ttab".to_string());
+        let plain = ContentKey::of_bytes(b"x");
+        w.insert(Engine::Yara, "fp", &odd, vec![]);
+        w.insert(Engine::Yara, "fp", &plain, vec![]);
+        w.insert(Engine::Clamav, "db", &plain, vec!["Sig \"1\"".into()]);
+        w.save().unwrap();
+        let r = ScanCache::open(dir.path()).unwrap();
+        assert_eq!(r.entries, w.entries);
+    }
+
+    #[test]
+    fn a_cache_read_in_the_background_is_the_same_and_its_errors_surface() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ContentKey::of_bytes(b"a");
+        let mut c = ScanCache::open(dir.path()).unwrap();
+        c.insert(Engine::Yara, "fp", &a, vec!["X".into()]);
+        c.save().unwrap();
+        let mut l = LoadingCache::start(dir.path());
+        assert_eq!(l.get().unwrap().get(Engine::Yara, "fp", &a).unwrap(), ["X"]);
+        l.get().unwrap().insert(Engine::Yara, "fp", &a, vec![]);
+        l.save().unwrap();
+        assert_eq!(
+            ScanCache::open(dir.path())
+                .unwrap()
+                .get(Engine::Yara, "fp", &a),
+            Some(&[][..])
+        );
+
+        std::fs::write(dir.path().join(CACHE_FILE), "not json\n{}\n").unwrap();
+        let mut l = LoadingCache::start(dir.path());
+        let first = l.get().err().unwrap().to_string();
+        assert!(first.contains("line 1"), "{first}");
+        let again = l.get().err().unwrap().to_string();
+        assert!(again.contains("not read"), "{again}");
+        l.save().unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`fiemap`]: the extent map of a file on a mounted volume (FIEMAP).
 //! - [`extent_key`]: a file's identity from its extents and the repository
 //!   chunk digests under them, so unchanged files are skipped unread.
+//! - [`mapping`]: opening and mapping a tree's files with a few threads.
 //! - [`locality`]: whether YARA rules can be checked in windows around
 //!   changed bytes, and which windows.
 //! - [`walk`]: listing a tree's files with a few threads, in inode order.
@@ -25,13 +26,14 @@ pub mod error;
 pub mod extent_key;
 pub mod fiemap;
 pub mod locality;
+pub mod mapping;
 pub mod report;
 pub mod scan;
 pub mod walk;
 pub mod windowed;
 pub mod yara;
 
-pub use cache::{ContentKey, ScanCache};
+pub use cache::{ContentKey, LoadingCache, ScanCache};
 pub use clamav::{ClamAvScanner, ClamOutcome};
 pub use error::{Result, ScanError};
 pub use extent_key::{DiskChunks, Rebased, VolumeChunks};

@@ -47,8 +47,8 @@ use crate::cache::{ContentKey, ScanCache};
 use crate::clamav::ClamAvScanner;
 use crate::error::{Result, ScanError};
 use crate::extent_key::VolumeChunks;
-use crate::fiemap::{file_extents, FileExtent};
 use crate::locality::windows;
+use crate::mapping::{map_files, MappedFile, Mapping};
 use crate::report::{Detection, Engine, Location, ScanReport, Unreadable};
 use crate::walk::{list_files, Listing};
 use crate::windowed::{read_windows, Windowed};
@@ -273,9 +273,30 @@ impl<'a> Scan<'a> {
         // (extent key, content key) of the files read.
         let mut aliases: Vec<(ContentKey, ContentKey)> = Vec::new();
         let mut windowed: Vec<Windowed> = Vec::new();
-        for (_, path) in files {
+        let paths: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
+        let mappings = chunks.map(|c| map_files(&paths, c, self.cancel.as_deref()));
+        for (i, path) in paths.into_iter().enumerate() {
             self.check_cancel()?;
             let rel = rel_path(root, &path);
+            let mut mapped = None;
+            match (chunks, mappings.as_ref().and_then(|m| m.get(i))) {
+                (_, Some(Mapping::Unopenable(e))) => {
+                    self.unreadable(&loc, &rel, e.clone());
+                    continue;
+                }
+                (Some(c), Some(Mapping::Mapped(m))) => {
+                    if self.replay_cached(&loc, &rel, &m.key) {
+                        self.count_unread(m.size);
+                        continue;
+                    }
+                    if let Some(windows) = base.and_then(|b| self.windows_to_scan(c, b, m)) {
+                        windowed.push(Windowed::new(path, rel, m.key.clone(), &m.extents, windows));
+                        continue;
+                    }
+                    mapped = Some(m);
+                }
+                _ => {}
+            }
             let mut file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) => {
@@ -283,18 +304,7 @@ impl<'a> Scan<'a> {
                     continue;
                 }
             };
-            let mapped = chunks.and_then(|c| mapped_file(c, &file).map(|m| (c, m)));
-            if let Some((c, m)) = &mapped {
-                if self.replay_cached(&loc, &rel, &m.key) {
-                    self.count_unread(m.size);
-                    continue;
-                }
-                if let Some(windows) = base.and_then(|b| self.windows_to_scan(c, b, m)) {
-                    windowed.push(Windowed::new(path, rel, m.key.clone(), &m.extents, windows));
-                    continue;
-                }
-            }
-            let extent = mapped.map(|(_, m)| m.key);
+            let extent = mapped.map(|m| m.key.clone());
             let mut data = Vec::new();
             if let Err(e) = file.read_to_end(&mut data) {
                 self.unreadable(&loc, &rel, e.to_string());
@@ -517,22 +527,6 @@ impl<'a> Scan<'a> {
         self.report.finish();
         self.report
     }
-}
-
-/// An open file with its extent map on a restore-point disk.
-struct MappedFile {
-    key: ContentKey,
-    size: u64,
-    extents: Vec<FileExtent>,
-}
-
-/// The extent key, size and extents of an open file, when its filesystem
-/// maps it plainly and every extent lies inside the volume.
-fn mapped_file(chunks: &VolumeChunks<'_>, file: &File) -> Option<MappedFile> {
-    let size = file.metadata().ok()?.len();
-    let extents = file_extents(file)?;
-    let key = chunks.key(size, &extents)?;
-    Some(MappedFile { key, size, extents })
 }
 
 /// `/`-prefixed path of `path` below `root` (lossy UTF-8).

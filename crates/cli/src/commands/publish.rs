@@ -122,7 +122,9 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("finding the lifeboat executable")?;
     let mut daemon = std::process::Command::new(exe);
     daemon.arg("publish-daemon");
-    let s = lifeboat_publish::publish(&opts, pass.as_deref(), daemon)
+    let repo = lifeboat_repo::Repository::open(&opts.repo, pass.as_deref())
+        .with_context(|| format!("opening repository {}", opts.repo.display()))?;
+    let s = lifeboat_publish::publish(&opts, &repo, daemon)
         .with_context(|| format!("publishing {}", a.restore_point))?;
     if a.output.json {
         print_json(&s)?;
@@ -184,7 +186,6 @@ pub fn unpublish(a: UnpublishArgs) -> anyhow::Result<i32> {
 /// `lifeboat publish-daemon` (started by `publish`, not by users).
 pub fn daemon(a: PublishDaemonArgs) -> anyhow::Result<i32> {
     let req: DaemonRequest = serde_json::from_str(&a.request).context("reading the request")?;
-    let pass = std::env::var("LIFEBOAT_PASSPHRASE").ok();
-    lifeboat_publish::run_daemon(&req, pass.as_deref(), &mut std::io::stdout())?;
+    lifeboat_publish::run_daemon(&req, &mut std::io::stdin().lock(), &mut std::io::stdout())?;
     Ok(0)
 }

@@ -34,7 +34,9 @@ use crate::passphrase::passphrase;
 use anyhow::{bail, Context};
 use clap::Args;
 use lifeboat_repo::{Manifest, Repository, ScanEngine, ScanRecord, ScanStatus};
-use lifeboat_scan::{ClamAvScanner, ScanCache, ScanReport, ScanState, YaraScanner, BUILTIN_RULES};
+use lifeboat_scan::{
+    ClamAvScanner, LoadingCache, ScanReport, ScanState, YaraScanner, BUILTIN_RULES,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -155,7 +157,8 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
     let cache_dir = cache_root(a.scan_cache.as_deref())?.join(repo.id());
     std::fs::create_dir_all(&cache_dir)
         .with_context(|| format!("creating the scan cache {}", cache_dir.display()))?;
-    let mut cache = ScanCache::open(&cache_dir)?;
+    // Read while the restore point is being published.
+    let mut cache = LoadingCache::start(&cache_dir);
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, cancel.clone())
@@ -163,7 +166,6 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
     }
     let place = PublishPlace {
         repo: a.repo.repo.clone(),
-        passphrase: pass,
         mount_root: a.mount_root.clone(),
         state_dir: a.state.state_dir.clone(),
         block_store: Some(cache_dir.join("blocks")),
@@ -178,12 +180,15 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
             .into());
         }
         let result = match (&engines.yara, userspace) {
-            (Some(yara), true) => scan_point_userspace(&repo, m, yara, &mut cache, &cancel),
+            (Some(yara), true) => cache
+                .get()
+                .map_err(anyhow::Error::from)
+                .and_then(|c| scan_point_userspace(&repo, m, yara, c, &cancel)),
             _ => scan_point(&repo, &place, m, &engines, &mut cache, &cancel),
         };
         // Results of the files scanned so far are valid even after an error.
         let saved = cache.save();
-        let p = match result {
+        let mut p = match result {
             Ok(p) => p,
             Err(_) if cancel.load(std::sync::atomic::Ordering::Relaxed) => {
                 eprintln!(
@@ -194,7 +199,9 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
             }
             Err(e) => return Err(e),
         };
+        let unpublished = p.unpublishing.take().map_or(Ok(()), |u| u.wait());
         saved?;
+        unpublished?;
         // The report is the product; a repository this user may not write
         // (a read-only scan without root) only loses the record.
         if let Err(e) = repo.record_scan(m, record_of(&p)) {

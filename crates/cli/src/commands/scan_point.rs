@@ -2,7 +2,9 @@
 //! under a private mount root, run the engines as a tree scan over every
 //! mounted volume, then always unpublish (on success, on error, on Ctrl-C:
 //! a guard does it when dropped; a SIGKILLed scan leaves a session that
-//! `lifeboat unpublish --all --state-dir ...` removes).
+//! `lifeboat unpublish --all --state-dir ...` removes). After a scan the
+//! unpublishing runs in a thread while the caller saves the scan cache;
+//! the caller waits for it before going on ([`Unpublishing`]).
 //!
 //! What publishing could not serve never counts as clean: a filesystem that
 //! did not mount and every problem of volume discovery that leaves data
@@ -33,7 +35,7 @@ use lifeboat_publish::LoopEntry;
 use lifeboat_publish::{ProblemKind, PublishOptions, SessionState};
 use lifeboat_repo::{DiskIndex, Manifest, Repository};
 use lifeboat_scan::{
-    ClamAvScanner, DiskChunks, Engine, Scan, ScanCache, ScanReport, Unreadable, YaraScanner,
+    ClamAvScanner, DiskChunks, Engine, LoadingCache, Scan, ScanReport, Unreadable, YaraScanner,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,6 @@ pub struct Engines {
 /// Where and how restore points are published for scanning.
 pub struct PublishPlace {
     pub repo: PathBuf,
-    pub passphrase: Option<String>,
     pub mount_root: PathBuf,
     pub state_dir: PathBuf,
     /// The publisher's block store (`PublishOptions::block_store`).
@@ -63,22 +64,58 @@ pub struct PointScan {
     pub engines: Vec<(Engine, String)>,
     /// What was not scanned without being a problem (no filesystem, swap).
     pub notes: Vec<String>,
+    /// The unpublishing of the scanned session, still running: the caller
+    /// saves the scan cache meanwhile, then waits for it.
+    pub unpublishing: Option<Unpublishing>,
 }
 
-/// Unpublishes its session when dropped, unless [`Unpublish::finish`] did.
+/// Unpublishes its session when dropped, unless [`Unpublish::start`] took it.
 struct Unpublish {
     state_dir: PathBuf,
     session: Option<String>,
 }
 
 impl Unpublish {
-    /// Unpublishes now and reports a failure as an error.
-    fn finish(mut self) -> anyhow::Result<()> {
-        match self.session.take() {
-            Some(s) => lifeboat_publish::unpublish(&self.state_dir, &s)
-                .map(|_| ())
-                .with_context(|| unpublish_advice(&self.state_dir, &s)),
+    /// Starts unpublishing in a thread of its own.
+    fn start(mut self) -> Unpublishing {
+        let state_dir = self.state_dir.clone();
+        let session = self.session.take();
+        Unpublishing {
+            thread: Some(std::thread::spawn(move || match session {
+                Some(s) => lifeboat_publish::unpublish(&state_dir, &s)
+                    .map(|_| ())
+                    .with_context(|| unpublish_advice(&state_dir, &s)),
+                None => Ok(()),
+            })),
+        }
+    }
+}
+
+/// An unpublishing under way (see [`Unpublish::start`]); dropping it waits
+/// for the end and prints a failure.
+pub struct Unpublishing {
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Unpublishing {
+    /// Waits for the unpublishing to end; its failure is the error.
+    pub fn wait(mut self) -> anyhow::Result<()> {
+        self.join()
+    }
+
+    fn join(&mut self) -> anyhow::Result<()> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
             None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("the unpublishing thread panicked"),
+        }
+    }
+}
+
+impl Drop for Unpublishing {
+    fn drop(&mut self) {
+        if let Err(e) = self.join() {
+            eprintln!("lifeboat: {e:#}");
         }
     }
 }
@@ -109,7 +146,7 @@ pub fn scan_point(
     place: &PublishPlace,
     manifest: &Manifest,
     engines: &Engines,
-    cache: &mut ScanCache,
+    cache: &mut LoadingCache,
     cancel: &Arc<AtomicBool>,
 ) -> anyhow::Result<PointScan> {
     let name = manifest.name();
@@ -124,21 +161,24 @@ pub fn scan_point(
     let exe = std::env::current_exe().context("finding the lifeboat executable")?;
     let mut daemon = std::process::Command::new(exe);
     daemon.arg("publish-daemon");
-    let state = lifeboat_publish::publish(&opts, place.passphrase.as_deref(), daemon).map_err(
-        |e| match e {
-            lifeboat_publish::Error::Missing(_) => anyhow::Error::new(e).context(format!(
-                "`lifeboat scan` publishes {name} to read its files: run it as root on a \
+    let state = lifeboat_publish::publish(&opts, repo, daemon).map_err(|e| match e {
+        lifeboat_publish::Error::Missing(_) => anyhow::Error::new(e).context(format!(
+            "`lifeboat scan` publishes {name} to read its files: run it as root on a \
                  machine with /dev/fuse and loop devices"
-            )),
-            e => anyhow::Error::new(e).context(format!("publishing {name} for the scan")),
-        },
-    )?;
+        )),
+        e => anyhow::Error::new(e).context(format!("publishing {name} for the scan")),
+    })?;
     let guard = Unpublish {
         state_dir: place.state_dir.clone(),
         session: Some(state.session.clone()),
     };
-    let mut scan = Scan::new(&name, engines.clamav.as_ref(), engines.yara.as_ref(), cache)?
-        .with_cancel(cancel.clone());
+    let mut scan = Scan::new(
+        &name,
+        engines.clamav.as_ref(),
+        engines.yara.as_ref(),
+        cache.get()?,
+    )?
+    .with_cancel(cancel.clone());
     let engines_used = scan.engines();
     let mut notes = Vec::new();
     let mut disks: HashMap<String, Option<DiskChunks>> = HashMap::new();
@@ -185,13 +225,14 @@ pub fn scan_point(
         .with_context(|| format!("scanning {} {}", name, m.volume))?;
     }
     let mut report = scan.finish();
-    guard.finish()?;
+    let unpublishing = guard.start();
     notes.extend(add_publish_problems(&mut report, &state));
     report.finish();
     Ok(PointScan {
         report,
         engines: engines_used,
         notes,
+        unpublishing: Some(unpublishing),
     })
 }
 

@@ -80,6 +80,7 @@ pub fn scan_point_userspace(
         report,
         engines,
         notes,
+        unpublishing: None,
     })
 }
 

@@ -16,9 +16,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let pass = std::env::var("LIFEBOAT_PASSPHRASE").ok();
     let mut out = std::io::stdout();
-    if let Err(e) = run_daemon(&req, pass.as_deref(), &mut out) {
+    if let Err(e) = run_daemon(&req, &mut std::io::stdin().lock(), &mut out) {
         eprintln!("lifeboat-publishd: {e}");
         std::process::exit(1);
     }

@@ -148,6 +148,12 @@ pub struct Published<'a> {
     done: bool,
 }
 
+/// The (unencrypted) repository of `opts`, open.
+pub fn repo_of(opts: &PublishOptions) -> lifeboat_repo::Repository {
+    lifeboat_repo::Repository::open(&opts.repo, None)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", opts.repo.display()))
+}
+
 impl<'a> Published<'a> {
     /// Publishes `restore_point` of the repository in `dirs`.
     pub fn new(dirs: &'a Dirs, restore_point: &str) -> Published<'a> {
@@ -156,7 +162,7 @@ impl<'a> Published<'a> {
 
     /// Publishes as `opts` say (in the directories of `dirs`).
     pub fn with(dirs: &'a Dirs, opts: &PublishOptions) -> Published<'a> {
-        let state = publish(opts, None, daemon())
+        let state = publish(opts, &repo_of(opts), daemon())
             .unwrap_or_else(|e| panic!("publish {}: {e}", opts.restore_point));
         Published {
             state,
