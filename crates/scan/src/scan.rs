@@ -14,7 +14,7 @@
 //! With the volume's place on a restore-point disk
 //! ([`Scan::scan_tree_mapped`]), every file is first opened and mapped by a
 //! few threads (see [`crate::mapping`]), and each file's extent key (FIEMAP
-//! + chunk digests, see [`crate::extent_key`]) is looked up: when every engine
+//! and chunk digests, see [`crate::extent_key`]) is looked up: when every engine
 //! has a result for it the file is skipped unread (`skipped_unread_*` in the
 //! report); a file that is read gets its results stored under its extent
 //! key as well, after ClamAV ran.
