@@ -23,6 +23,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The keys of an unlocked repository and the key-encryption key that
+/// unwrapped them (see [`Config::unlock_with_kek`]).
+pub(crate) type Unlocked = (Keys, [u8; 32]);
+
 /// Encryption parameters stored in the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EncryptionConfig {
@@ -61,13 +65,15 @@ fn wrap_aad(id: &str) -> Vec<u8> {
 }
 
 impl Config {
-    /// A new config; generates and wraps a master secret when `passphrase` is given.
+    /// A new config; generates and wraps a master secret when `passphrase`
+    /// is given, and returns its keys with the key-encryption key (as
+    /// [`Config::unlock`] does).
     pub fn new(
         chunk_size: u32,
         zstd_level: i32,
         passphrase: Option<&str>,
         kdf: KdfParams,
-    ) -> Result<(Config, Option<Keys>)> {
+    ) -> Result<(Config, Option<Unlocked>)> {
         check_chunk_size(chunk_size).map_err(|e| Error::invalid("init", e))?;
         let id = fsutil::random_hex(32)?;
         let (encryption, keys) = match passphrase {
@@ -86,7 +92,7 @@ impl Config {
                     salt: hex(&salt),
                     wrapped_key: hex(&wrapped),
                 };
-                (Some(enc), Some(Keys::derive(&master)))
+                (Some(enc), Some((Keys::derive(&master), kek)))
             }
         };
         let config = Config {
@@ -134,11 +140,7 @@ impl Config {
     /// Unwraps the master secret with `passphrase`; returns the keys and
     /// the key-encryption key derived from the passphrase (Argon2id), which
     /// [`Config::unlock_with_kek`] takes instead.
-    pub fn unlock(
-        &self,
-        repo: &Path,
-        passphrase: Option<&str>,
-    ) -> Result<Option<(Keys, [u8; 32])>> {
+    pub fn unlock(&self, repo: &Path, passphrase: Option<&str>) -> Result<Option<Unlocked>> {
         let Some(enc) = &self.encryption else {
             return Ok(None);
         };

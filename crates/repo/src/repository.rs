@@ -102,7 +102,7 @@ impl Repository {
             }
             Err(e) => return Err(Error::io(path, e)),
         }
-        let (config, keys) = Config::new(
+        let (config, unlocked) = Config::new(
             opts.chunk_size,
             opts.zstd_level,
             opts.passphrase.as_deref(),
@@ -129,8 +129,8 @@ impl Repository {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 config,
-                keys,
-                kek: None,
+                kek: unlocked.as_ref().map(|(_, kek)| *kek),
+                keys: unlocked.map(|(keys, _)| keys),
             }),
         })
     }
@@ -156,8 +156,7 @@ impl Repository {
     /// The secret that unlocked this repository (the key-encryption key
     /// derived from the passphrase), as hex, for a helper process this one
     /// starts: with [`Repository::open_unlocked`] it skips the Argon2id
-    /// derivation (~0.15 s). `None` when the repository is not encrypted
-    /// or was not opened with a passphrase. It unlocks the repository as
+    /// derivation (~0.15 s). `None` when the repository is not encrypted. It unlocks the repository as
     /// the passphrase does: hand it over a pipe, never on a command line,
     /// in the environment or in a file.
     pub fn unlock_secret_hex(&self) -> Option<String> {

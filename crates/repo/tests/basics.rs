@@ -38,10 +38,13 @@ fn a_helper_process_opens_with_the_unlock_secret_and_a_wrong_one_is_refused() {
         let repo = init(&path, encrypted);
         let data = noise(100_000, 3);
         let m = backup(&repo, "web01", &data);
+        // The repository that created the key can hand it on as well.
+        let from_init = repo.unlock_secret_hex();
         drop(repo);
         let repo = Repository::open(&path, encrypted.then_some(PASS)).unwrap();
         let secret = repo.unlock_secret_hex();
         assert_eq!(secret.is_some(), encrypted);
+        assert_eq!(from_init, secret);
         let helper = Repository::open_unlocked(&path, secret.as_deref()).unwrap();
         assert_eq!(helper.encrypted(), encrypted);
         assert_eq!(read_back(&helper, &m, "disk0"), data);
