@@ -143,6 +143,8 @@ pub fn publish(
         ..opts.clone()
     };
     let session = pick_session_name(opts, &manifest.vm);
+    // Some exactly when the repository is encrypted.
+    let secret = repo.unlock_secret_hex();
     let req = DaemonRequest {
         session: session.clone(),
         repo: opts.repo.clone(),
@@ -151,18 +153,7 @@ pub fn publish(
         state_dir: opts.state_dir.clone(),
         disks: opts.disks.clone(),
         block_store: opts.block_store.clone(),
-        secret_on_stdin: repo.encrypted(),
-    };
-    let secret = match (repo.encrypted(), repo.unlock_secret_hex()) {
-        (false, _) => None,
-        (true, Some(s)) => Some(s),
-        (true, None) => {
-            return Err(Error::Invalid(
-                "the repository was not opened with its passphrase: cannot unlock it for \
-                 the publisher"
-                    .to_string(),
-            ))
-        }
+        secret_on_stdin: secret.is_some(),
     };
     let json = serde_json::to_string(&req).map_err(|e| Error::Invalid(e.to_string()))?;
     let log = log_path(&opts.state_dir, &session);

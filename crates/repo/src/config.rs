@@ -157,26 +157,22 @@ impl Config {
             .ok_or_else(|| Error::corrupt_file(&path, "bad encryption salt"))?;
         let kek =
             crypto::kek(pass, &salt, enc.params).map_err(|e| Error::corrupt_file(&path, e))?;
-        Ok(Some((self.unwrap_master(repo, &kek)?, kek)))
+        Ok(Some((self.unwrap_master(repo, enc, &kek)?, kek)))
     }
 
     /// Unwraps the master secret with a key-encryption key from
     /// [`Config::unlock`]; `None` for an unencrypted repository. A wrong
     /// key is refused ([`Error::WrongKey`]), as a wrong passphrase is.
-    pub fn unlock_with_kek(&self, repo: &Path, kek: Option<&[u8; 32]>) -> Result<Option<Keys>> {
-        if self.encryption.is_none() {
+    pub fn unlock_with_kek(&self, repo: &Path, kek: Option<[u8; 32]>) -> Result<Option<Unlocked>> {
+        let Some(enc) = &self.encryption else {
             return Ok(None);
-        }
+        };
         let kek = kek.ok_or_else(|| Error::PassphraseRequired { path: repo.into() })?;
-        self.unwrap_master(repo, kek).map(Some)
+        Ok(Some((self.unwrap_master(repo, enc, &kek)?, kek)))
     }
 
-    fn unwrap_master(&self, repo: &Path, kek: &[u8; 32]) -> Result<Keys> {
+    fn unwrap_master(&self, repo: &Path, enc: &EncryptionConfig, kek: &[u8; 32]) -> Result<Keys> {
         let path = repo.join(CONFIG_FILE);
-        let enc = self
-            .encryption
-            .as_ref()
-            .ok_or_else(|| Error::corrupt_file(&path, "not encrypted"))?;
         let mut wrapped = unhex(&enc.wrapped_key)
             .filter(|w| w.len() == MASTER_KEY_LEN + TAG_LEN)
             .ok_or_else(|| Error::corrupt_file(&path, "bad wrapped_key"))?;

@@ -9,7 +9,7 @@
 //! and a lock written at the same time both survive.
 
 use crate::blob::{self, BlobKind};
-use crate::config::Config;
+use crate::config::{Config, Unlocked};
 use crate::crypto::{KdfParams, Keys};
 use crate::digest::Digest;
 use crate::disk::{ChunkReader, RestorePointDisk};
@@ -125,40 +125,39 @@ impl Repository {
         fsutil::open_lock_file(&path.join(LOCKS_DIR).join(SNAPSHOTS_LOCK))?;
         rustix::fs::sync(); // the 256 directories, cheaply, before the config makes it a repository
         config.save(path)?;
-        Ok(Repository {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                config,
-                kek: unlocked.as_ref().map(|(_, kek)| *kek),
-                keys: unlocked.map(|(keys, _)| keys),
-            }),
-        })
+        Ok(Self::unlocked(path, config, unlocked))
     }
 
-    /// Opens the repository at `path`, unwrapping its key with `passphrase`.
-    pub fn open(path: &Path, passphrase: Option<&str>) -> Result<Repository> {
-        let config = Config::load(path)?;
-        let unlocked = config.unlock(path, passphrase)?;
+    /// A repository from its config and, when encrypted, its keys with the
+    /// key-encryption key that unwrapped them.
+    fn unlocked(path: &Path, config: Config, unlocked: Option<Unlocked>) -> Repository {
         let (keys, kek) = match unlocked {
             Some((keys, kek)) => (Some(keys), Some(kek)),
             None => (None, None),
         };
-        Ok(Repository {
+        Repository {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 config,
                 keys,
                 kek,
             }),
-        })
+        }
+    }
+
+    /// Opens the repository at `path`, unwrapping its key with `passphrase`.
+    pub fn open(path: &Path, passphrase: Option<&str>) -> Result<Repository> {
+        let config = Config::load(path)?;
+        let unlocked = config.unlock(path, passphrase)?;
+        Ok(Self::unlocked(path, config, unlocked))
     }
 
     /// The secret that unlocked this repository (the key-encryption key
     /// derived from the passphrase), as hex, for a helper process this one
     /// starts: with [`Repository::open_unlocked`] it skips the Argon2id
-    /// derivation (~0.15 s). `None` when the repository is not encrypted. It unlocks the repository as
-    /// the passphrase does: hand it over a pipe, never on a command line,
-    /// in the environment or in a file.
+    /// derivation (~0.15 s). `None` when the repository is not encrypted.
+    /// It unlocks the repository as the passphrase does: hand it over a
+    /// pipe, never on a command line, in the environment or in a file.
     pub fn unlock_secret_hex(&self) -> Option<String> {
         self.inner.kek.as_ref().map(|k| crate::digest::hex(k))
     }
@@ -176,15 +175,8 @@ impl Repository {
             ),
             None => None,
         };
-        let keys = config.unlock_with_kek(path, kek.as_ref())?;
-        Ok(Repository {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                config,
-                kek: keys.as_ref().and(kek),
-                keys,
-            }),
-        })
+        let unlocked = config.unlock_with_kek(path, kek)?;
+        Ok(Self::unlocked(path, config, unlocked))
     }
 
     pub fn path(&self) -> &Path {

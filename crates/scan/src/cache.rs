@@ -258,7 +258,8 @@ impl ScanCache {
 /// takes a few tenths of a second to read, which then overlaps the
 /// caller's other start-up work (publishing the restore point).
 pub struct LoadingCache {
-    dir: PathBuf,
+    /// The cache file, named in errors.
+    file: PathBuf,
     state: LoadState,
 }
 
@@ -274,7 +275,7 @@ impl LoadingCache {
     pub fn start(dir: &Path) -> Self {
         let owned = dir.to_path_buf();
         LoadingCache {
-            dir: dir.to_path_buf(),
+            file: dir.join(CACHE_FILE),
             state: LoadState::Loading(std::thread::spawn(move || ScanCache::open(&owned))),
         }
     }
@@ -286,7 +287,7 @@ impl LoadingCache {
             LoadState::Loading(t) => {
                 let loaded = t.join().unwrap_or_else(|_| {
                     Err(ScanError::io(
-                        &self.dir,
+                        &self.file,
                         std::io::Error::other("the thread reading the scan cache panicked"),
                     ))
                 });
@@ -297,7 +298,7 @@ impl LoadingCache {
         match &mut self.state {
             LoadState::Ready(c) => Ok(c),
             _ => Err(ScanError::io(
-                self.dir.join(CACHE_FILE),
+                &self.file,
                 std::io::Error::other("not read (see the error above)"),
             )),
         }
