@@ -11,7 +11,7 @@
 //! (its mount entry says which volume), a volume holding no filesystem a
 //! `Note`, a volume whose filesystem could not be probed `Unserved`.
 
-use crate::block_store::{BlockStore, DEFAULT_CAP_BYTES};
+use crate::block_store::{BlockStore, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES};
 use crate::error::{Error, Result};
 use crate::fusefs::{DiskFile, DiskFs};
 use crate::state::{LoopEntry, MountEntry, SessionState, SessionStatus};
@@ -127,10 +127,11 @@ fn log_stats_while_running(store: Arc<BlockStore>) {
 fn open_store(dir: &Path, repo_id: &str) -> Option<Arc<BlockStore>> {
     let dir = dir.join(repo_id);
     let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
-    let mut opened = BlockStore::open(&dir, DEFAULT_CAP_BYTES);
+    let mut opened =
+        BlockStore::open_reserving(&dir, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES);
     while matches!(opened, Ok(None)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-        opened = BlockStore::open(&dir, DEFAULT_CAP_BYTES);
+        opened = BlockStore::open_reserving(&dir, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES);
     }
     match opened {
         Ok(Some(s)) => {
@@ -331,7 +332,7 @@ fn attach_and_mount(
             }
         }
 
-        let fstype = match system::fs_type(&dev) {
+        let fstype = match system::fs_type(&dev, p.size) {
             Ok(Some(t)) => t,
             Ok(None) => {
                 // Nothing found is only harmless if blkid could read where

@@ -37,8 +37,10 @@
 pub mod block_store;
 mod daemon;
 mod error;
+mod fsprobe;
 mod fsutil;
 mod fusefs;
+mod loopdev;
 pub mod state;
 mod stored_disk;
 pub mod system;

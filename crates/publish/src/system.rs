@@ -1,6 +1,9 @@
-//! The target machine: preflight checks, and the util-linux tools publishing
-//! drives (`losetup`, `blkid`, `mount`, `umount`), plus `/proc/mounts` and
-//! the loop devices' sysfs backing-file names used by cleanup.
+//! The target machine: preflight checks, loop devices (ioctls, see
+//! [`crate::loopdev`]), filesystem types (in process for ext and XFS, see
+//! [`crate::fsprobe`], else `blkid`), read-only mounts and unmounts
+//! (`mount(2)`/`umount2(2)`; `ntfs-3g` and `fusefat` are FUSE programs),
+//! plus `/proc/mounts` and the loop devices' sysfs backing-file names used
+//! by cleanup.
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -36,9 +39,7 @@ pub fn run(cmd: &mut Command) -> Result<String> {
 pub const FUSE_DEVICE: &str = "/dev/fuse";
 /// The FUSE device's numbers (`misc` major 10, minor 229).
 const FUSE_DEV_NUMBERS: (u64, u64) = (10, 229);
-/// The loop driver's control device (`losetup --find` asks it for a free
-/// loop device, creating one when all are busy).
-pub const LOOP_CONTROL: &str = "/dev/loop-control";
+pub use crate::loopdev::LOOP_CONTROL;
 
 /// Checks what publishing needs: root, the FUSE device, the tools, loop
 /// devices. The error names everything missing.
@@ -52,7 +53,7 @@ pub fn preflight() -> Result<()> {
             "{FUSE_DEVICE} ({why}; modprobe fuse, or pass --device {FUSE_DEVICE} to a container)"
         ));
     }
-    for tool in ["losetup", "blkid", "mount", "umount"] {
+    for tool in ["blkid"] {
         if which(tool).is_none() {
             missing.push(format!(
                 "the `{tool}` tool (apt-get install util-linux mount)"
@@ -131,44 +132,12 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 /// Attaches a read-only loop device over `size` bytes at `offset` of
 /// `file`; returns `/dev/loopN`.
 pub fn attach_loop(file: &Path, offset: u64, size: u64) -> Result<String> {
-    let out = run(Command::new("losetup")
-        .args(["--find", "--show", "--read-only", "--offset"])
-        .arg(offset.to_string())
-        .arg("--sizelimit")
-        .arg(size.to_string())
-        .arg(file));
-    match out {
-        Ok(dev) if dev.starts_with("/dev/") => {
-            // Direct I/O from the loop device to the FUSE disk file: without
-            // it every block is cached twice (the filesystem's page cache
-            // and the disk file's) and copied once more; find + cat of the
-            // bench tree took 26-27 s buffered, 20-21 s direct. A backing
-            // file that refuses it leaves the device buffered, which works.
-            let _ = run(Command::new("losetup").args(["--direct-io=on", &dev]));
-            Ok(dev)
-        }
-        Ok(other) => Err(Error::Command {
-            command: format!("losetup --find --show {}", file.display()),
-            detail: format!("unexpected output {other:?}"),
-        }),
-        // util-linux says "could not find any free loop device" (newer) or
-        // "cannot find an unused loop device" (2.38).
-        Err(Error::Command { command, detail })
-            if detail.contains("could not find any free")
-                || detail.contains("cannot find an unused") =>
-        {
-            Err(Error::Missing(format!(
-                "a free loop device (all are in use and none can be added through \
-                 {LOOP_CONTROL}; {command}: {detail})"
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    crate::loopdev::attach(file, offset, size)
 }
 
 /// Detaches `dev`.
 pub fn detach_loop(dev: &str) -> Result<()> {
-    run(Command::new("losetup").arg("-d").arg(dev)).map(drop)
+    crate::loopdev::detach(dev)
 }
 
 /// Every loop device whose backing file lies under `dir`, read from sysfs
@@ -195,8 +164,12 @@ pub fn loops_backed_under(dir: &Path) -> Vec<String> {
     found
 }
 
-/// The filesystem type blkid sees on `dev` (`None`: no signature).
-pub fn fs_type(dev: &str) -> Result<Option<String>> {
+/// The filesystem type blkid sees on `dev` of `size` bytes (`None`: no
+/// signature); ext and XFS are recognised in process.
+pub fn fs_type(dev: &str, size: u64) -> Result<Option<String>> {
+    if let Some(t) = crate::fsprobe::quick_type(Path::new(dev), size) {
+        return Ok(Some(t.to_string()));
+    }
     let out = Command::new("blkid")
         .args(["-p", "-o", "value", "-s", "TYPE", dev])
         .output()
@@ -244,14 +217,10 @@ pub fn check_readable(dev: &str, size: u64) -> Result<()> {
 /// Mounts `dev` (filesystem `fstype`) read-only on `target`, with the
 /// options that refuse journal replay. Returns the options used.
 pub fn mount_ro(dev: &str, fstype: &str, target: &Path) -> Result<String> {
-    let mount = |t: &str, opts: &str| {
-        run(Command::new("mount")
-            .args(["-t", t, "-o", opts, dev])
-            .arg(target))
-        .map(|_| opts.to_string())
-    };
+    let mount = |t: &str, opts: &str| kernel_mount(dev, t, opts, target);
     match fstype {
-        "ext2" | "ext3" | "ext4" => mount(fstype, "ro,nodev,nosuid,noload"),
+        // The ext4 driver serves all three (and knows `noload`).
+        "ext2" | "ext3" | "ext4" => mount("ext4", "ro,nodev,nosuid,noload"),
         "xfs" => mount("xfs", "ro,nodev,nosuid,norecovery"),
         "btrfs" => mount("btrfs", "ro,nodev,nosuid,rescue=nologreplay")
             .or_else(|_| mount("btrfs", "ro,nodev,nosuid")),
@@ -282,6 +251,41 @@ pub fn mount_ro(dev: &str, fstype: &str, target: &Path) -> Result<String> {
         )),
         other => mount(other, "ro,nodev,nosuid"),
     }
+}
+
+/// `mount -t fstype -o opts dev target` as one `mount(2)`: `ro`, `nodev`
+/// and `nosuid` become flags, the rest is the filesystem's data string.
+/// Returns `opts`.
+fn kernel_mount(dev: &str, fstype: &str, opts: &str, target: &Path) -> Result<String> {
+    use rustix::mount::MountFlags;
+    let mut flags = MountFlags::empty();
+    let mut data = Vec::new();
+    for o in opts.split(',') {
+        match o {
+            "ro" => flags |= MountFlags::RDONLY,
+            "nodev" => flags |= MountFlags::NODEV,
+            "nosuid" => flags |= MountFlags::NOSUID,
+            other => data.push(other),
+        }
+    }
+    let failed = |detail: String| Error::Command {
+        command: format!("mount -t {fstype} -o {opts} {dev} {}", target.display()),
+        detail,
+    };
+    let data = std::ffi::CString::new(data.join(","))
+        .map_err(|_| failed("a NUL byte in the options".to_string()))?;
+    rustix::mount::mount(dev, target, fstype, flags, data.as_c_str()).map_err(|e| {
+        let why = match e {
+            rustix::io::Errno::NODEV => "the kernel has no such filesystem type".to_string(),
+            rustix::io::Errno::INVAL => {
+                "wrong fs type, bad option or bad superblock (the kernel log says which)"
+                    .to_string()
+            }
+            other => std::io::Error::from(other).to_string(),
+        };
+        failed(why)
+    })?;
+    Ok(opts.to_string())
 }
 
 /// True when the running kernel lists `fstype` in /proc/filesystems.
@@ -334,15 +338,17 @@ fn unescape_mount_path(s: &str) -> String {
 /// Unmounts `target`; falls back to a lazy unmount when it is busy or its
 /// FUSE server is gone.
 pub fn unmount(target: &Path) -> Result<()> {
-    match run(Command::new("umount").arg(target)) {
-        Ok(_) => Ok(()),
-        Err(first) => run(Command::new("umount").arg("-l").arg(target))
-            .map(drop)
-            .map_err(|second| Error::Command {
-                command: format!("umount {}", target.display()),
-                detail: format!("{first}; then umount -l: {second}"),
-            }),
-    }
+    use rustix::mount::{unmount as umount2, UnmountFlags};
+    umount2(target, UnmountFlags::empty())
+        .or_else(|first| umount2(target, UnmountFlags::DETACH).map_err(|second| (first, second)))
+        .map_err(|(first, second)| Error::Command {
+            command: format!("umount {}", target.display()),
+            detail: format!(
+                "{}; then umount -l: {}",
+                std::io::Error::from(first),
+                std::io::Error::from(second)
+            ),
+        })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Tearing a session down, in the one safe order: filesystem mounts
-//! (`umount`, then `umount -l`), loop devices (`losetup -d`), the FUSE
+//! (`umount2`, then a lazy one), loop devices (`LOOP_CLR_FD`), the FUSE
 //! mount, then the publisher process (normally gone by itself once its FUSE
 //! mount is), the empty directories and the state file.
 //!

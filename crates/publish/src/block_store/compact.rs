@@ -96,7 +96,7 @@ pub(super) fn on_full(dir: &Path, cap: u64, data_len: u64) -> Result<()> {
     let hit = match hit {
         Some(h) if !h.is_empty() => h,
         _ => {
-            say("no hits by the previous publisher: kept as it is (served, nothing added)".into());
+            say("no hits by the previous publisher: kept as it is (served; at most chunk edges added)".into());
             return Ok(());
         }
     };

@@ -32,6 +32,16 @@
 //! another process is not used ([`BlockStore::open`] gives `None`).
 //! Messages go to stderr, which is the publisher's log file.
 //!
+//! Chunk edges ([`BlockStore::put_edges`]: the first and last block of a
+//! chunk) have a reserve of their own at the end of the cap
+//! ([`BlockStore::open_reserving`]): other blocks stop at `cap - reserve`,
+//! edges go on to `cap`. A re-scan reads a few bytes past the edge of each
+//! changed chunk into its unchanged neighbour (a match may straddle the
+//! two), and without the edge stored that is a whole chunk decoded for
+//! 67 bytes; a full scan fills the rest of the store with small files
+//! long before it is done, so edges need room of their own. "Full" below
+//! means the other blocks' limit.
+//!
 //! Full at open (the data file reached the cap in an earlier run): a first
 //! full scan of a restore point fills the store with every small file it
 //! read, so starting over would leave the next publisher (the re-scan)
@@ -40,7 +50,7 @@
 //! - compacted to the entries the previous run hit, in their recorded
 //!   order (what related restore points share: directories, inode tables;
 //!   crash-safe, `compact.rs`), when that run hit any;
-//! - kept as it is (served, nothing added) when it hit none or left no
+//! - kept as it is (served; only chunk edges added) when it hit none or left no
 //!   usable hits file: the run before was the one that filled it;
 //! - started over empty when no block would remain, or when the hit
 //!   blocks alone take 90% of the cap.
@@ -67,6 +77,9 @@ use std::sync::{Mutex, RwLock};
 pub const BLOCK: usize = 4096;
 /// Default cap of the data file.
 pub const DEFAULT_CAP_BYTES: u64 = 512 << 20;
+/// Default part of the cap kept for chunk edges: two blocks per 4 MiB
+/// chunk, so edges of about 32 GiB of chunks.
+pub const DEFAULT_EDGE_RESERVE_BYTES: u64 = 64 << 20;
 
 const DATA_FILE: &str = "blocks.dat";
 const LOG_FILE: &str = "blocks.idx";
@@ -105,7 +118,7 @@ pub struct BlockStoreStats {
     pub bad: u64,
     /// Distinct entries loaded at open that served a read.
     pub reused: u64,
-    /// Still adding (not full, no write error).
+    /// Still adding every kind of block (not full, no write error).
     pub adding: bool,
 }
 
@@ -116,7 +129,11 @@ struct Writer {
     next: u64,
     /// Number of the next record.
     records: u64,
+    /// False after a write error, or once the cap is reached: nothing more
+    /// is added.
     adding: bool,
+    /// True once `cap - reserve` is reached: only chunk edges are added.
+    edges_only: bool,
 }
 
 /// A persistent store of 4 KiB chunk blocks (see the module doc).
@@ -124,6 +141,8 @@ pub struct BlockStore {
     dir: PathBuf,
     data: File,
     cap: u64,
+    /// Where blocks other than chunk edges stop: `cap - reserve`.
+    general_cap: u64,
     map: RwLock<HashMap<BlockKey, Slot>>,
     writer: Mutex<Writer>,
     /// Held for the store's life: the flock goes with it.
@@ -138,8 +157,16 @@ pub struct BlockStore {
 
 impl BlockStore {
     /// Opens (creating it if needed) the store in `dir`, holding at most
-    /// `cap` bytes of blocks. `None` when another process holds its lock.
+    /// `cap` bytes of blocks, with no reserve for chunk edges. `None` when
+    /// another process holds its lock.
     pub fn open(dir: &Path, cap: u64) -> Result<Option<BlockStore>> {
+        Self::open_reserving(dir, cap, 0)
+    }
+
+    /// Like [`BlockStore::open`], keeping the last `edge_reserve` bytes of
+    /// the cap for chunk edges (see the module doc).
+    pub fn open_reserving(dir: &Path, cap: u64, edge_reserve: u64) -> Result<Option<BlockStore>> {
+        let general_cap = cap.saturating_sub(edge_reserve);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -157,8 +184,8 @@ impl BlockStore {
         let data_path = dir.join(DATA_FILE);
         let log_path = dir.join(LOG_FILE);
         let data_len = std::fs::metadata(&data_path).map_or(0, |m| m.len());
-        if data_len >= cap {
-            compact::on_full(dir, cap, data_len)?;
+        if data_len >= general_cap {
+            compact::on_full(dir, general_cap, data_len)?;
         }
         let data = OpenOptions::new()
             .create(true)
@@ -176,12 +203,14 @@ impl BlockStore {
             dir: dir.to_path_buf(),
             data,
             cap,
+            general_cap,
             map: RwLock::new(index.map),
             writer: Mutex::new(Writer {
                 log,
                 next,
                 records: index.records,
                 adding: next < cap,
+                edges_only: next >= general_cap,
             }),
             _lock: lock,
             hit_reads: AtomicU64::new(0),
@@ -261,12 +290,23 @@ impl BlockStore {
     }
 
     /// Adds blocks not yet stored (each exactly [`BLOCK`] bytes; others are
-    /// ignored). Never fails: on a write error or when full it stops adding.
+    /// ignored) up to `cap - reserve`. Never fails: on a write error or
+    /// when full it stops adding.
     pub fn put(&self, blocks: &[(BlockKey, &[u8])]) {
+        self.put_within(blocks, false);
+    }
+
+    /// Like [`BlockStore::put`] for chunk edges, which may also fill the
+    /// reserve.
+    pub fn put_edges(&self, blocks: &[(BlockKey, &[u8])]) {
+        self.put_within(blocks, true);
+    }
+
+    fn put_within(&self, blocks: &[(BlockKey, &[u8])], edges: bool) {
         let Ok(mut w) = self.writer.lock() else {
             return;
         };
-        if !w.adding {
+        if !w.adding || (w.edges_only && !edges) {
             return;
         }
         let mut fresh: Vec<(BlockKey, &[u8])> = Vec::new();
@@ -275,15 +315,25 @@ impl BlockStore {
                 fresh.push((key, bytes));
             }
         }
-        let room = (self.cap.saturating_sub(w.next) / BLOCK as u64) as usize;
+        let limit = if edges { self.cap } else { self.general_cap };
+        let room = (limit.saturating_sub(w.next) / BLOCK as u64) as usize;
         if fresh.len() > room {
             fresh.truncate(room);
-            w.adding = false;
-            eprintln!(
-                "block store {}: full ({} bytes), no more blocks added in this run",
-                self.dir.display(),
-                self.cap
-            );
+            w.edges_only = true;
+            if edges || self.general_cap == self.cap {
+                w.adding = false;
+                eprintln!(
+                    "block store {}: full ({} bytes), no more blocks added in this run",
+                    self.dir.display(),
+                    self.cap
+                );
+            } else {
+                eprintln!(
+                    "block store {}: {} bytes reached, only chunk edges added from now on",
+                    self.dir.display(),
+                    self.general_cap
+                );
+            }
         }
         if fresh.is_empty() {
             return;
@@ -341,7 +391,7 @@ impl BlockStore {
 
     pub fn stats(&self) -> BlockStoreStats {
         let (data_bytes, adding) = match self.writer.lock() {
-            Ok(w) => (w.next, w.adding),
+            Ok(w) => (w.next, w.adding && !w.edges_only),
             Err(_) => (0, false),
         };
         BlockStoreStats {

@@ -139,6 +139,48 @@ fn the_cap_stops_adding() {
 }
 
 #[test]
+fn chunk_edges_have_a_reserve_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BLOCK as u64;
+    let (cap, reserve) = (4 * b, 2 * b);
+    {
+        let s = BlockStore::open_reserving(dir.path(), cap, reserve)
+            .unwrap()
+            .unwrap();
+        // Other blocks stop at cap - reserve.
+        s.put(&[
+            (key(1, 0), &block(1)),
+            (key(1, 1), &block(2)),
+            (key(1, 2), &block(3)),
+        ]);
+        let st = s.stats();
+        assert_eq!((st.entries, st.data_bytes, st.adding), (2, 2 * b, false));
+        s.put(&[(key(2, 1), &block(4))]);
+        assert_eq!(s.stats().entries, 2);
+        // Edges go on into the reserve, up to the cap.
+        s.put_edges(&[
+            (key(3, 0), &block(5)),
+            (key(4, 0), &block(6)),
+            (key(5, 0), &block(7)),
+        ]);
+        let st = s.stats();
+        assert_eq!((st.entries, st.data_bytes), (4, cap));
+        assert_eq!(read(&s, &key(4, 0)), Some(block(6)));
+        assert_eq!(read(&s, &key(5, 0)), None);
+        s.put_edges(&[(key(6, 0), &block(8))]);
+        assert_eq!(s.stats().entries, 4);
+    }
+    // Full at open means full for the other blocks: with no hits it is kept
+    // and served.
+    let s = BlockStore::open_reserving(dir.path(), cap, reserve)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.stats().entries, 4);
+    assert_eq!(read(&s, &key(1, 1)), Some(block(2)));
+    assert_eq!(read(&s, &key(3, 0)), Some(block(5)));
+}
+
+#[test]
 fn a_locked_store_is_not_opened() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path(), DEFAULT_CAP_BYTES);
