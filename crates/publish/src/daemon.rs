@@ -127,11 +127,11 @@ fn log_stats_while_running(store: Arc<BlockStore>) {
 fn open_store(dir: &Path, repo_id: &str) -> Option<Arc<BlockStore>> {
     let dir = dir.join(repo_id);
     let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
-    let mut opened =
-        BlockStore::open_reserving(&dir, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES);
+    let open = || BlockStore::open_reserving(&dir, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES);
+    let mut opened = open();
     while matches!(opened, Ok(None)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-        opened = BlockStore::open_reserving(&dir, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES);
+        opened = open();
     }
     match opened {
         Ok(Some(s)) => {
@@ -319,7 +319,7 @@ fn attach_and_mount(
             device: None,
         });
         state.save(&req.state_dir)?;
-        let dev = system::attach_loop(&p.file, p.offset, p.size)?;
+        let dev = crate::loopdev::attach(&p.file, p.offset, p.size)?;
         if let Some(last) = state.loops.last_mut() {
             last.device = Some(dev.clone());
         }

@@ -230,7 +230,7 @@ unsafe impl Ioctl for GetFree {
 }
 
 /// Every `loopN` block device in `dev_dir`, by number.
-fn listed_loop_devices(dev_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn listed_loop_devices(dev_dir: &Path) -> Vec<PathBuf> {
     use std::os::unix::fs::FileTypeExt;
     let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dev_dir)
         .map(|entries| {

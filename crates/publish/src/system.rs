@@ -53,14 +53,12 @@ pub fn preflight() -> Result<()> {
             "{FUSE_DEVICE} ({why}; modprobe fuse, or pass --device {FUSE_DEVICE} to a container)"
         ));
     }
-    for tool in ["blkid"] {
-        if which(tool).is_none() {
-            missing.push(format!(
-                "the `{tool}` tool (apt-get install util-linux mount)"
-            ));
-        }
+    if which("blkid").is_none() {
+        missing.push("the `blkid` tool (apt-get install util-linux)".to_string());
     }
-    if !Path::new(LOOP_CONTROL).exists() && !has_loop_device(Path::new("/dev")) {
+    if !Path::new(LOOP_CONTROL).exists()
+        && crate::loopdev::listed_loop_devices(Path::new("/dev")).is_empty()
+    {
         missing.push(format!(
             "loop devices (no {LOOP_CONTROL} and no /dev/loopN; modprobe loop, or pass \
              --device {LOOP_CONTROL} and /dev/loopN to a container)"
@@ -105,21 +103,6 @@ fn dev_numbers(rdev: u64) -> (u64, u64) {
     (major, minor)
 }
 
-/// True when `dev_dir` holds a `loopN` block device.
-fn has_loop_device(dev_dir: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(entries) = std::fs::read_dir(dev_dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        name.strip_prefix("loop")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            && e.file_type().is_ok_and(|t| t.is_block_device())
-    })
-}
-
 /// The full path of `tool` on PATH (plus the sbin directories).
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -127,17 +110,6 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
-}
-
-/// Attaches a read-only loop device over `size` bytes at `offset` of
-/// `file`; returns `/dev/loopN`.
-pub fn attach_loop(file: &Path, offset: u64, size: u64) -> Result<String> {
-    crate::loopdev::attach(file, offset, size)
-}
-
-/// Detaches `dev`.
-pub fn detach_loop(dev: &str) -> Result<()> {
-    crate::loopdev::detach(dev)
 }
 
 /// Every loop device whose backing file lies under `dir`, read from sysfs

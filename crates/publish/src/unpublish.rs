@@ -62,7 +62,7 @@ pub(crate) fn cleanup(state: &mut SessionState, state_dir: &Path, kill_daemon: b
     }
     // 2. Loop devices over the FUSE files.
     for dev in system::loops_backed_under(&state.fuse_mount) {
-        if let Err(e) = system::detach_loop(&dev) {
+        if let Err(e) = crate::loopdev::detach(&dev) {
             errors.push(e.to_string());
         }
     }
