@@ -401,6 +401,8 @@ fn rescan_skips_unchanged_files_unread_and_rereads_changed_blocks() {
     let r = scan_json(0, &rp1);
     assert_eq!(counts(&r), [total_files, total_bytes, 0, 0, 0, 0], "{r}");
     assert_eq!(r["engines"].as_array().unwrap().len(), 2, "{r}");
+    // The ext4 volume was listed and mapped in userspace, not by the kernel.
+    assert_eq!(r["files_listed_in_userspace"], total_files, "{r}");
     // The same restore point again: nothing is read.
     let r = scan_json(0, &rp1);
     let all_unread = [0, 0, total_files, total_bytes, total_files, total_bytes];

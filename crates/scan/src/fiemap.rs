@@ -16,7 +16,9 @@
 //! (compressed), encrypted, not aligned, inline or tail-packed gives `None`,
 //! and so does a filesystem without FIEMAP (FUSE filesystems such as
 //! ntfs-3g or fusefat): the caller then reads the file. Unwritten
-//! (preallocated) extents read as zeros; they are kept, flagged.
+//! (preallocated) extents read as zeros; they are kept, flagged. Extents
+//! that continue one another are merged ([`merge_adjacent`]), so the map
+//! does not depend on how the kernel's caches split it.
 
 use std::fs::File;
 
@@ -125,7 +127,7 @@ pub fn file_extents(file: &File) -> Option<Vec<FileExtent>> {
         let mapped = (buf.header.fm_mapped_extents as usize).min(BATCH);
         let got = buf.extents.get(..mapped)?;
         let Some(last) = got.last() else {
-            return Some(out);
+            return Some(merge_adjacent(out));
         };
         for e in got {
             if e.fe_flags & NOT_PLAIN != 0 {
@@ -139,7 +141,7 @@ pub fn file_extents(file: &File) -> Option<Vec<FileExtent>> {
             });
         }
         if last.fe_flags & EXTENT_LAST != 0 {
-            return Some(out);
+            return Some(merge_adjacent(out));
         }
         let next = last.fe_logical.checked_add(last.fe_length)?;
         if next <= start || out.len() > MAX_EXTENTS {
@@ -149,10 +151,60 @@ pub fn file_extents(file: &File) -> Option<Vec<FileExtent>> {
     }
 }
 
+/// `extents` (in file order) with each run of extents that continue one
+/// another (logically and physically adjacent, both written or both
+/// unwritten) merged into one. Whether the kernel reports such a run as one
+/// extent or several depends on its caches (ext4 merges them in its extent
+/// status tree once it has read them), so extent keys are taken over the
+/// merged map.
+pub fn merge_adjacent(extents: Vec<FileExtent>) -> Vec<FileExtent> {
+    let mut out: Vec<FileExtent> = Vec::with_capacity(extents.len());
+    for e in extents {
+        match out.last_mut() {
+            Some(p)
+                if p.unwritten == e.unwritten
+                    && p.logical.checked_add(p.length) == Some(e.logical)
+                    && p.physical.checked_add(p.length) == Some(e.physical) =>
+            {
+                p.length += e.length;
+            }
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn extents_that_continue_one_another_merge() {
+        let e = |logical, physical, length, unwritten| FileExtent {
+            logical,
+            physical,
+            length,
+            unwritten,
+        };
+        let map = vec![
+            e(0, 100, 10, false),
+            e(10, 110, 5, false),
+            e(15, 115, 5, true),
+            e(20, 200, 5, true),
+            e(25, 205, 5, true),
+            e(40, 210, 5, true),
+        ];
+        assert_eq!(
+            merge_adjacent(map),
+            vec![
+                e(0, 100, 15, false),
+                e(15, 115, 5, true),
+                e(20, 200, 10, true),
+                e(40, 210, 5, true)
+            ]
+        );
+    }
 
     #[test]
     fn the_opcode_is_the_kernels() {

@@ -10,6 +10,9 @@
 //! - [`extent_key`]: a file's identity from its extents and the repository
 //!   chunk digests under them, so unchanged files are skipped unread.
 //! - [`mapping`]: opening and mapping a tree's files with a few threads.
+//! - [`ext4list`]: listing and mapping an ext4 volume's files in userspace
+//!   from its bytes, without the kernel walk.
+//! - [`listing`]: which of the two lists a mapped tree scan's files.
 //! - [`locality`]: whether YARA rules can be checked in windows around
 //!   changed bytes, and which windows.
 //! - [`walk`]: listing a tree's files with a few threads, in inode order.
@@ -23,8 +26,10 @@
 pub mod cache;
 pub mod clamav;
 pub mod error;
+pub mod ext4list;
 pub mod extent_key;
 pub mod fiemap;
+pub mod listing;
 pub mod locality;
 pub mod mapping;
 pub mod report;
@@ -36,6 +41,7 @@ pub mod yara;
 pub use cache::{ContentKey, LoadingCache, ScanCache};
 pub use clamav::{ClamAvScanner, ClamOutcome};
 pub use error::{Result, ScanError};
+pub use ext4list::VolumeBytes;
 pub use extent_key::{DiskChunks, Rebased, VolumeChunks};
 pub use fiemap::{file_extents, FileExtent};
 pub use report::{Detection, Engine, Location, ScanReport, ScanState, Unreadable};

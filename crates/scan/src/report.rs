@@ -111,6 +111,11 @@ pub struct ScanReport {
     pub window_scanned_files: u64,
     #[serde(default)]
     pub window_scanned_bytes: u64,
+    /// Files listed and mapped from their volume's bytes in userspace (an
+    /// ext4 volume of a restore-point disk) rather than walked, opened and
+    /// mapped through the kernel.
+    #[serde(default)]
+    pub files_listed_in_userspace: u64,
 }
 
 impl ScanReport {
@@ -129,6 +134,7 @@ impl ScanReport {
             skipped_unread_bytes: 0,
             window_scanned_files: 0,
             window_scanned_bytes: 0,
+            files_listed_in_userspace: 0,
         }
     }
 

@@ -47,11 +47,12 @@ use std::sync::Arc;
 use crate::cache::{ContentKey, ScanCache};
 use crate::clamav::ClamAvScanner;
 use crate::error::{Result, ScanError};
+use crate::ext4list::VolumeBytes;
 use crate::extent_key::VolumeChunks;
+use crate::listing::{list_tree, TreeFiles};
 use crate::locality::windows;
-use crate::mapping::{map_files, MappedFile, Mapping};
+use crate::mapping::{MappedFile, Mapping};
 use crate::report::{Detection, Engine, Location, ScanReport, Unreadable};
-use crate::walk::{list_files, Listing};
 use crate::windowed::{read_windows, Windowed};
 use crate::yara::{YaraScanner, YaraSession};
 
@@ -238,7 +239,7 @@ impl<'a> Scan<'a> {
     /// Scans every regular file under `root` (a mounted volume); paths in
     /// the report are relative to `root`, starting with `/`.
     pub fn scan_tree(&mut self, disk: &str, volume: &str, root: &Path) -> Result<()> {
-        self.scan_tree_mapped(disk, volume, root, None, None)
+        self.scan_tree_mapped(disk, volume, root, None, None, None)
     }
 
     /// [`Scan::scan_tree`] over a volume whose place on a restore-point disk
@@ -251,6 +252,9 @@ impl<'a> Scan<'a> {
     /// disk layout): with local YARA rules alone, a changed file whose base
     /// copy was scanned clean has only the windows around its changed
     /// chunks read and scanned (see the module doc).
+    ///
+    /// `device`, the volume's bytes, lets an ext4 volume be listed and
+    /// mapped in userspace (see [`crate::listing`]).
     pub fn scan_tree_mapped(
         &mut self,
         disk: &str,
@@ -258,12 +262,16 @@ impl<'a> Scan<'a> {
         root: &Path,
         chunks: Option<&VolumeChunks<'_>>,
         base: Option<&VolumeChunks<'_>>,
+        device: Option<&VolumeBytes>,
     ) -> Result<()> {
         let loc = self.location(disk, volume);
-        let Listing {
-            files,
+        let TreeFiles {
+            paths,
+            mappings,
             errors: dir_errors,
-        } = list_files(root);
+            userspace_files,
+        } = list_tree(root, chunks, device, self.cancel.as_deref());
+        self.report.files_listed_in_userspace += userspace_files;
         for (dir, e) in dir_errors {
             let rel = rel_path(root, &dir);
             self.unreadable(&loc, &rel, e);
@@ -274,8 +282,6 @@ impl<'a> Scan<'a> {
         // (extent key, content key) of the files read.
         let mut aliases: Vec<(ContentKey, ContentKey)> = Vec::new();
         let mut windowed: Vec<Windowed> = Vec::new();
-        let paths: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
-        let mappings = chunks.map(|c| map_files(&paths, c, self.cancel.as_deref()));
         for (i, path) in paths.into_iter().enumerate() {
             self.check_cancel()?;
             let rel = rel_path(root, &path);

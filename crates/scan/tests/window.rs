@@ -93,7 +93,7 @@ fn scan(
     let mut s = Scan::new("vm@x", None, Some(y), cache).unwrap();
     let v = now.volume(0, size).unwrap();
     let b = base.map(|b| b.volume(0, size).unwrap());
-    s.scan_tree_mapped("disk0", "vol", root, Some(&v), b.as_ref())
+    s.scan_tree_mapped("disk0", "vol", root, Some(&v), b.as_ref(), None)
         .unwrap();
     s.finish()
 }

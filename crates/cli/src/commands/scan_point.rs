@@ -21,7 +21,10 @@
 //! an offset into a restore-point disk file (partitions, linear LVs on one
 //! disk) holding ext2/3/4 or XFS (whose FIEMAP gives device addresses) is
 //! scanned with its place on that disk and the disk's chunk digests
-//! (`Scan::scan_tree_mapped`), so unchanged files are skipped unread. Other
+//! (`Scan::scan_tree_mapped`), so unchanged files are skipped unread; an
+//! ext2/3/4 volume is also handed its bytes (the window of the disk file),
+//! so its files are listed and mapped in userspace
+//! (`lifeboat_scan::ext4list`) rather than through the kernel. Other
 //! volumes (btrfs, whose FIEMAP gives btrfs logical addresses; FUSE
 //! filesystems; LVs served from a file of their own) have their files read.
 //! Each such disk also gets a *base*: the same disk (name, chunk size and
@@ -35,7 +38,8 @@ use lifeboat_publish::LoopEntry;
 use lifeboat_publish::{ProblemKind, PublishOptions, SessionState};
 use lifeboat_repo::{DiskIndex, Manifest, Repository};
 use lifeboat_scan::{
-    ClamAvScanner, DiskChunks, Engine, LoadingCache, Scan, ScanReport, Unreadable, YaraScanner,
+    ClamAvScanner, DiskChunks, Engine, LoadingCache, Scan, ScanReport, Unreadable, VolumeBytes,
+    YaraScanner,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -186,6 +190,11 @@ pub fn scan_point(
     let mut history: Option<Vec<Manifest>> = None;
     for m in state.mounts.iter().filter(|m| m.mounted) {
         let place = disk_place(&state, &manifest.vm, &m.device, &m.fstype);
+        // The volume's bytes, for listing an ext4 volume in userspace; a
+        // file that does not open just means the kernel lists it.
+        let device = place
+            .filter(|_| m.fstype.starts_with("ext"))
+            .and_then(|l| VolumeBytes::open(&l.backing, l.offset, l.size).ok());
         let (chunks, base) = match &place {
             Some(l) => {
                 let chunks = disks
@@ -221,6 +230,7 @@ pub fn scan_point(
             &m.mount_point,
             chunks.as_ref(),
             base.as_ref(),
+            device.as_ref(),
         )
         .with_context(|| format!("scanning {} {}", name, m.volume))?;
     }

@@ -1,0 +1,163 @@
+//! The bytes of a volume as the lister reads them: a window of a file (the
+//! publisher's FUSE file of a restore-point disk) at an offset, read with
+//! positioned reads by a few threads at once.
+//!
+//! The file is read without readahead (`POSIX_FADV_RANDOM`): the lister
+//! asks for exactly the metadata blocks it needs, in pieces of at most
+//! [`MAX_READ`] bytes, which the publisher keeps in its block store (its
+//! `MAX_STORED_READ`), so the next scan of a related restore point is
+//! served them without decoding a chunk.
+
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Largest single read: the publisher stores and serves reads up to this
+/// size from its block store.
+pub const MAX_READ: u64 = 128 << 10;
+
+/// Reads in flight at once: each is a FUSE request whose answer may need
+/// a repository chunk, so the reads are latency-bound.
+const READ_THREADS: usize = 8;
+
+/// `length` bytes of `file` from `offset`: one volume.
+pub struct VolumeBytes {
+    file: File,
+    name: String,
+    offset: u64,
+    length: u64,
+}
+
+impl VolumeBytes {
+    /// Opens the volume at `[offset, offset + length)` of the file `path`.
+    pub fn open(path: &Path, offset: u64, length: u64) -> io::Result<VolumeBytes> {
+        let file = File::open(path)?;
+        // Advice only: without it reads still work, with readahead.
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Random);
+        Ok(VolumeBytes {
+            file,
+            name: path.display().to_string(),
+            offset,
+            length,
+        })
+    }
+
+    /// The volume's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.length
+    }
+
+    /// Whether the volume holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    /// Fills `buf` from volume byte `pos`; a range past the volume's end
+    /// is an error.
+    pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let end = pos.checked_add(buf.len() as u64);
+        match end {
+            Some(e) if e <= self.length => self.file.read_exact_at(buf, self.offset + pos),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: {} bytes at volume byte {pos} lie past the volume's {} bytes",
+                    self.name,
+                    buf.len(),
+                    self.length
+                ),
+            )),
+        }
+    }
+
+    /// Reads each of `ranges` (volume bytes, none longer than [`MAX_READ`]
+    /// is assumed but not required) with a few threads and hands the bytes
+    /// to `f`; the results come back in the order of `ranges`.
+    pub fn read_ranges<T: Send>(
+        &self,
+        ranges: &[Range<u64>],
+        f: impl Fn(usize, &[u8]) -> T + Sync,
+    ) -> Vec<io::Result<T>> {
+        let next = AtomicUsize::new(0);
+        let done: Mutex<Vec<(usize, io::Result<T>)>> = Mutex::new(Vec::new());
+        let worker = || {
+            let mut buf = Vec::new();
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = ranges.get(i) else { break };
+                let len = usize::try_from(r.end.saturating_sub(r.start)).unwrap_or(0);
+                buf.resize(len, 0);
+                let got = self.read_exact_at(&mut buf, r.start).map(|()| f(i, &buf));
+                mine.push((i, got));
+            }
+            // No worker panics while holding the lock.
+            done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+        };
+        std::thread::scope(|s| {
+            for _ in 0..READ_THREADS.min(ranges.len()) {
+                s.spawn(worker);
+            }
+        });
+        let mut all = done.into_inner().unwrap_or_else(|e| e.into_inner());
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// Sorted, distinct `positions` of `unit`-byte pieces, gathered into
+/// ranges of adjacent pieces of at most [`MAX_READ`] bytes (or one piece
+/// when a unit is bigger).
+pub fn coalesce(positions: &[u64], unit: u64) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for &p in positions {
+        let end = p.saturating_add(unit);
+        match out.last_mut() {
+            Some(r) if r.end == p && end - r.start <= MAX_READ => r.end = end,
+            _ => out.push(p..end),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_pieces_join_up_to_the_read_limit() {
+        let unit = 4096;
+        let mut pos: Vec<u64> = (0..40).map(|i| i * unit).collect();
+        pos.push(100 * unit);
+        let r = coalesce(&pos, unit);
+        assert_eq!(
+            r,
+            vec![0..MAX_READ, MAX_READ..40 * unit, 100 * unit..101 * unit]
+        );
+    }
+
+    #[test]
+    fn reads_past_the_end_are_refused_and_ranges_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(64 << 10).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let vol = VolumeBytes::open(&path, 4096, 32 << 10).unwrap();
+        let mut b = [0u8; 16];
+        vol.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(&b[..], &bytes[4096..4112]);
+        let err = vol.read_exact_at(&mut b, (32 << 10) - 8).unwrap_err();
+        assert!(err.to_string().contains("past the volume"), "{err}");
+        let ranges: Vec<Range<u64>> = (0..20u64).rev().map(|i| i * 1000..i * 1000 + 10).collect();
+        let got = vol.read_ranges(&ranges, |i, b| (i, b[0]));
+        for (k, g) in got.into_iter().enumerate() {
+            let (i, first) = g.unwrap();
+            assert_eq!(i, k);
+            assert_eq!(first, bytes[4096 + ranges[k].start as usize]);
+        }
+    }
+}
