@@ -46,16 +46,6 @@ impl VolumeBytes {
         })
     }
 
-    /// The volume's length in bytes.
-    pub fn len(&self) -> u64 {
-        self.length
-    }
-
-    /// Whether the volume holds no byte.
-    pub fn is_empty(&self) -> bool {
-        self.length == 0
-    }
-
     /// Fills `buf` from volume byte `pos`; a range past the volume's end
     /// is an error.
     pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
