@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p lifeboat-repo --example zstd_params -- \
-//!     IMAGE [--chunks 300] [--chunk-size 4194304] [--reps 2] SPEC...
+//!     IMAGE [--chunks 300] [--chunk-size 4194304] [--reps 2] [--oracle] SPEC...
 //! ```
 //!
 //! A SPEC is a comma-separated list of `key value` tokens: `l3` (level),
@@ -19,6 +19,12 @@
 //! time from `/proc/thread-self/schedstat` (other work on the machine
 //! does not count), the minimum over `--reps` runs, which
 //! interleave the settings.
+//!
+//! `--oracle` also times every chunk alone (wall clock, minimum over the
+//! runs; the thread clock ticks too coarsely for one chunk) and prints the
+//! bound of any per-chunk choice among the SPECs: the least CPU time that
+//! a perfect predictor, picking a setting for each chunk, could spend
+//! while storing at most 1.00, 1.01, 1.02 or 1.03 times the first SPEC.
 
 use std::fs::File;
 use std::io::Read;
@@ -129,6 +135,7 @@ fn main() {
         .next()
         .expect("usage: zstd_params IMAGE [options] SPEC...");
     let (mut chunks, mut chunk_size, mut reps) = (300usize, 4u64 << 20, 2usize);
+    let mut oracle = false;
     let mut specs = Vec::new();
     while let Some(a) = args.next() {
         let mut num = || {
@@ -140,6 +147,7 @@ fn main() {
             "--chunks" => chunks = num() as usize,
             "--chunk-size" => chunk_size = num(),
             "--reps" => reps = num() as usize,
+            "--oracle" => oracle = true,
             _ => specs.push(a),
         }
     }
@@ -167,15 +175,23 @@ fn main() {
     let mut compressors: Vec<_> = specs.iter().map(|s| compressor(s)).collect();
     let mut best = vec![u64::MAX; specs.len()];
     let mut sizes = vec![0usize; specs.len()];
+    // (bytes, wall ns) of every chunk (outer) under every setting, for --oracle.
+    let mut per_chunk = vec![vec![(0usize, u64::MAX); specs.len()]; data.len()];
     // Runs interleave the settings, so a busy spell of the machine
     // slows all of them alike; the minimum of each is kept.
     for _ in 0..reps.max(1) {
         for (i, c) in compressors.iter_mut().enumerate() {
             let t0 = thread_cpu_ns();
             let mut size = 0usize;
-            for chunk in &data {
+            for (j, chunk) in data.iter().enumerate() {
                 out.clear();
-                size += c.compress_to_buffer(chunk, &mut out).expect("compress");
+                let wall = std::time::Instant::now();
+                let n = c.compress_to_buffer(chunk, &mut out).expect("compress");
+                if oracle {
+                    let ns = wall.elapsed().as_nanos() as u64;
+                    per_chunk[j][i] = (n, per_chunk[j][i].1.min(ns));
+                }
+                size += n;
             }
             best[i] = best[i].min(thread_cpu_ns() - t0);
             sizes[i] = size;
@@ -193,5 +209,49 @@ fn main() {
             secs,
             total as f64 / secs / 1e6
         );
+    }
+    if oracle {
+        print_oracle(&specs, &per_chunk);
+    }
+}
+
+/// Prints the least total time of a per-chunk choice among the settings
+/// under size budgets relative to the first setting: a Lagrangian sweep
+/// (each chunk takes the setting minimising `ns + lambda * bytes`), which
+/// finds the optimal choices on the lower convex hull of (bytes, time).
+fn print_oracle(specs: &[String], per_chunk: &[Vec<(usize, u64)>]) {
+    if specs.is_empty() {
+        return;
+    }
+    let base_bytes: usize = per_chunk.iter().map(|c| c[0].0).sum();
+    let base_ns: u64 = per_chunk.iter().map(|c| c[0].1).sum();
+    let choose = |lambda: f64| {
+        let (mut bytes, mut ns, mut picks) = (0usize, 0u64, vec![0usize; specs.len()]);
+        for options in per_chunk {
+            let cost = |&(b, t): &(usize, u64)| t as f64 + lambda * b as f64;
+            let pick = (0..options.len())
+                .min_by(|&a, &b| cost(&options[a]).total_cmp(&cost(&options[b])))
+                .unwrap_or(0);
+            bytes += options[pick].0;
+            ns += options[pick].1;
+            picks[pick] += 1;
+        }
+        (bytes, ns, picks)
+    };
+    println!("oracle (time and size relative to {}):", specs[0]);
+    for budget in [1.00, 1.01, 1.02, 1.03] {
+        let limit = (budget * base_bytes as f64) as usize;
+        let best = (0..=4000)
+            .map(|k| choose(k as f64 * 0.05))
+            .filter(|(bytes, _, _)| *bytes <= limit)
+            .min_by_key(|(_, ns, _)| *ns);
+        match best {
+            Some((bytes, ns, picks)) => println!(
+                "  size <= {budget:.2}: size {:.4} time {:.3} chunks per spec {picks:?}",
+                bytes as f64 / base_bytes as f64,
+                ns as f64 / base_ns as f64
+            ),
+            None => println!("  size <= {budget:.2}: no choice fits"),
+        }
     }
 }
