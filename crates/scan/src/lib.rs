@@ -10,6 +10,7 @@
 //! - [`extent_key`]: a file's identity from its extents and the repository
 //!   chunk digests under them, so unchanged files are skipped unread.
 //! - [`mapping`]: opening and mapping a tree's files with a few threads.
+//! - [`parallel`]: one job per item on a few threads, results in order.
 //! - [`ext4list`]: listing and mapping an ext4 volume's files in userspace
 //!   from its bytes, without the kernel walk.
 //! - [`listing`]: which of the two lists a mapped tree scan's files.
@@ -32,6 +33,7 @@ pub mod fiemap;
 pub mod listing;
 pub mod locality;
 pub mod mapping;
+pub mod parallel;
 pub mod report;
 pub mod scan;
 pub mod walk;

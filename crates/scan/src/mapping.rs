@@ -10,12 +10,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 
 use crate::cache::ContentKey;
 use crate::extent_key::VolumeChunks;
 use crate::fiemap::{file_extents, FileExtent};
+use crate::parallel::run_in_order;
 
 /// Files opened and mapped at once.
 pub const MAP_THREADS: usize = 8;
@@ -54,35 +54,18 @@ pub fn map_files(
     chunks: &VolumeChunks<'_>,
     cancel: Option<&AtomicBool>,
 ) -> Vec<Mapping> {
-    let next = AtomicUsize::new(0);
-    let found: Mutex<Vec<(usize, Mapping)>> = Mutex::new(Vec::with_capacity(files.len()));
-    let worker = || {
-        let mut mine = Vec::new();
-        loop {
-            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                break;
-            }
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(path) = files.get(i) else { break };
-            let m = match File::open(path) {
-                Ok(f) => mapped_file(chunks, &f).map_or(Mapping::Unmapped, Mapping::Mapped),
-                Err(e) => Mapping::Unopenable(e.to_string()),
-            };
-            mine.push((i, m));
-        }
-        // A worker never panics while holding the lock.
-        found.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
-    };
-    std::thread::scope(|s| {
-        for _ in 0..MAP_THREADS.min(files.len()) {
-            s.spawn(worker);
-        }
-    });
-    let mut out: Vec<Mapping> = (0..files.len()).map(|_| Mapping::Unmapped).collect();
-    for (i, m) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        if let Some(slot) = out.get_mut(i) {
-            *slot = m;
-        }
-    }
-    out
+    let mapped = run_in_order(
+        files,
+        MAP_THREADS,
+        cancel,
+        || (),
+        |_, _, path| match File::open(path) {
+            Ok(f) => mapped_file(chunks, &f).map_or(Mapping::Unmapped, Mapping::Mapped),
+            Err(e) => Mapping::Unopenable(e.to_string()),
+        },
+    );
+    mapped
+        .into_iter()
+        .map(|m| m.unwrap_or(Mapping::Unmapped))
+        .collect()
 }

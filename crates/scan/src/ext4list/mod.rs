@@ -152,12 +152,14 @@ pub fn list_ext4(vol: &VolumeBytes, root: &Path) -> Option<Ext4Listing> {
 
 /// The entries of each directory of `level` (in its order); `None` for a
 /// directory that could not be read as the kernel would (see the module
-/// doc).
+/// doc). Each block is parsed by the thread that read it, straight from
+/// the read buffer.
 fn read_dirs(sb: &Superblock, vol: &VolumeBytes, level: &[Dir]) -> Vec<Option<Vec<DirEntry>>> {
     let bs = sb.block_size;
     // (volume position, directory, logical block) of every block to read.
     let mut blocks: Vec<(u64, usize, u64)> = Vec::new();
     let mut bad = vec![false; level.len()];
+    let mut expected = vec![0usize; level.len()];
     for (d, dir) in level.iter().enumerate() {
         let count = dir.inode.size.div_ceil(bs);
         for e in &dir.extents {
@@ -170,48 +172,57 @@ fn read_dirs(sb: &Superblock, vol: &VolumeBytes, level: &[Dir]) -> Vec<Option<Ve
                     break;
                 }
                 blocks.push((e.physical + b * bs, d, first + b));
+                expected[d] += 1;
             }
         }
     }
     blocks.sort_unstable();
-    let mut got: Vec<Vec<(u64, Vec<u8>)>> = (0..level.len()).map(|_| Vec::new()).collect();
+    let seeds: Vec<Option<u32>> = level.iter().map(|d| d.inode.seed(sb)).collect();
+    // (logical block, its entries) of each directory.
+    let mut parsed: Vec<Vec<(u64, Vec<DirEntry>)>> = vec![Vec::new(); level.len()];
     for batch in blocks.chunks(BATCH_BLOCKS) {
         let mut positions: Vec<u64> = batch.iter().map(|b| b.0).collect();
         positions.dedup();
         let ranges = volume::coalesce(&positions, bs);
-        let read = vol.read_ranges(&ranges, |_, bytes| bytes.to_vec());
-        let mut r = 0usize;
-        for &(pos, d, logical) in batch {
-            while ranges.get(r).is_some_and(|x| x.end <= pos) {
-                r += 1;
-            }
-            match (ranges.get(r), read.get(r)) {
-                (Some(range), Some(Ok(bytes))) => {
-                    let at = usize::try_from(pos - range.start).unwrap_or(usize::MAX);
-                    match bytes.get(at..at.saturating_add(bs as usize)) {
-                        Some(b) => got[d].push((logical, b.to_vec())),
-                        None => bad[d] = true,
+        let per_range = volume::group_by_range(&ranges, batch, |b| b.0);
+        let read = vol.read_ranges(&ranges, |i, bytes| {
+            let start = ranges[i].start;
+            per_range[i]
+                .iter()
+                .map(|&(pos, d, logical)| {
+                    let at = usize::try_from(pos - start).unwrap_or(usize::MAX);
+                    let mut entries = Vec::new();
+                    let ok = bytes
+                        .get(at..at.saturating_add(bs as usize))
+                        .is_some_and(|b| parse_block(b, seeds[d], &mut entries).is_ok());
+                    (d, logical, ok.then_some(entries))
+                })
+                .collect::<Vec<_>>()
+        });
+        for (group, got) in per_range.iter().zip(read) {
+            match got {
+                Ok(list) => {
+                    for (d, logical, entries) in list {
+                        match entries {
+                            Some(e) => parsed[d].push((logical, e)),
+                            None => bad[d] = true,
+                        }
                     }
                 }
-                _ => bad[d] = true,
+                Err(_) => group.iter().for_each(|&(_, d, _)| bad[d] = true),
             }
         }
     }
-    level
-        .iter()
-        .zip(got)
-        .zip(bad)
-        .map(|((dir, mut blocks), bad)| {
-            if bad {
+    parsed
+        .into_iter()
+        .enumerate()
+        .map(|(d, mut blocks)| {
+            // A block in no read range (none should be) leaves it short.
+            if bad[d] || blocks.len() != expected[d] {
                 return None;
             }
             blocks.sort_by_key(|(l, _)| *l);
-            let seed = dir.inode.seed(sb);
-            let mut entries = Vec::new();
-            for (_, b) in &blocks {
-                parse_block(b, seed, &mut entries).ok()?;
-            }
-            Some(entries)
+            Some(blocks.into_iter().flat_map(|(_, e)| e).collect())
         })
         .collect()
 }
@@ -231,17 +242,7 @@ fn read_inodes(sb: &Superblock, vol: &VolumeBytes, inos: &[u32]) -> HashMap<u32,
         let mut blocks: Vec<u64> = batch.iter().map(|(p, _)| p / bs * bs).collect();
         blocks.dedup();
         let ranges = volume::coalesce(&blocks, bs);
-        // The inodes of each range, in order.
-        let mut per_range: Vec<Vec<(u64, u32)>> = vec![Vec::new(); ranges.len()];
-        let mut r = 0usize;
-        for &(pos, ino) in batch {
-            while ranges.get(r).is_some_and(|x| x.end <= pos) {
-                r += 1;
-            }
-            if let Some(list) = per_range.get_mut(r) {
-                list.push((pos, ino));
-            }
-        }
+        let per_range = volume::group_by_range(&ranges, batch, |i| i.0);
         let parsed = vol.read_ranges(&ranges, |i, bytes| {
             let start = ranges[i].start;
             per_range[i]

@@ -13,8 +13,8 @@ use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+
+use crate::parallel::run_in_order;
 
 /// Largest single read: the publisher stores and serves reads up to this
 /// size from its block store.
@@ -72,30 +72,15 @@ impl VolumeBytes {
         ranges: &[Range<u64>],
         f: impl Fn(usize, &[u8]) -> T + Sync,
     ) -> Vec<io::Result<T>> {
-        let next = AtomicUsize::new(0);
-        let done: Mutex<Vec<(usize, io::Result<T>)>> = Mutex::new(Vec::new());
-        let worker = || {
-            let mut buf = Vec::new();
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = ranges.get(i) else { break };
-                let len = usize::try_from(r.end.saturating_sub(r.start)).unwrap_or(0);
-                buf.resize(len, 0);
-                let got = self.read_exact_at(&mut buf, r.start).map(|()| f(i, &buf));
-                mine.push((i, got));
-            }
-            // No worker panics while holding the lock.
-            done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
-        };
-        std::thread::scope(|s| {
-            for _ in 0..READ_THREADS.min(ranges.len()) {
-                s.spawn(worker);
-            }
+        let read = run_in_order(ranges, READ_THREADS, None, Vec::new, |buf, i, r| {
+            let len = usize::try_from(r.end.saturating_sub(r.start)).unwrap_or(0);
+            buf.resize(len, 0);
+            self.read_exact_at(buf, r.start).map(|()| f(i, buf))
         });
-        let mut all = done.into_inner().unwrap_or_else(|e| e.into_inner());
-        all.sort_by_key(|(i, _)| *i);
-        all.into_iter().map(|(_, r)| r).collect()
+        // Without a cancel flag every range is taken.
+        read.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("range not read"))))
+            .collect()
     }
 }
 
@@ -109,6 +94,29 @@ pub fn coalesce(positions: &[u64], unit: u64) -> Vec<Range<u64>> {
         match out.last_mut() {
             Some(r) if r.end == p && end - r.start <= MAX_READ => r.end = end,
             _ => out.push(p..end),
+        }
+    }
+    out
+}
+
+/// `items`, sorted by their volume position `pos`, grouped by the range of
+/// `ranges` (sorted, as [`coalesce`] makes them) that holds that position:
+/// one list per range. An item in no range is in no list.
+pub fn group_by_range<T: Copy>(
+    ranges: &[Range<u64>],
+    items: &[T],
+    pos: impl Fn(&T) -> u64,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = vec![Vec::new(); ranges.len()];
+    let mut r = 0usize;
+    for item in items {
+        let p = pos(item);
+        while ranges.get(r).is_some_and(|x| x.end <= p) {
+            r += 1;
+        }
+        match (ranges.get(r), out.get_mut(r)) {
+            (Some(range), Some(list)) if range.start <= p => list.push(*item),
+            _ => {}
         }
     }
     out
@@ -128,6 +136,20 @@ mod tests {
             r,
             vec![0..MAX_READ, MAX_READ..40 * unit, 100 * unit..101 * unit]
         );
+    }
+
+    #[test]
+    fn items_go_to_the_range_that_holds_them() {
+        let ranges = vec![0..8192, 16384..20480];
+        let items = [
+            (0u64, 'a'),
+            (4096, 'b'),
+            (12288, 'x'),
+            (16384, 'c'),
+            (30000, 'y'),
+        ];
+        let got = group_by_range(&ranges, &items, |i| i.0);
+        assert_eq!(got, vec![vec![items[0], items[1]], vec![items[3]]]);
     }
 
     #[test]
