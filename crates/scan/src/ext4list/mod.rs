@@ -181,28 +181,22 @@ fn read_dirs(sb: &Superblock, vol: &VolumeBytes, level: &[Dir]) -> Vec<Option<Ve
     // (logical block, its entries) of each directory.
     let mut parsed: Vec<Vec<(u64, Vec<DirEntry>)>> = vec![Vec::new(); level.len()];
     for batch in blocks.chunks(BATCH_BLOCKS) {
-        let mut positions: Vec<u64> = batch.iter().map(|b| b.0).collect();
-        positions.dedup();
-        let ranges = volume::coalesce(&positions, bs);
-        let per_range = volume::group_by_range(&ranges, batch, |b| b.0);
-        let read = vol.read_ranges(&ranges, |i, bytes| {
-            let start = ranges[i].start;
-            per_range[i]
-                .iter()
-                .map(|&(pos, d, logical)| {
-                    let at = usize::try_from(pos - start).unwrap_or(usize::MAX);
-                    let mut entries = Vec::new();
-                    let ok = bytes
-                        .get(at..at.saturating_add(bs as usize))
-                        .is_some_and(|b| parse_block(b, seeds[d], &mut entries).is_ok());
-                    (d, logical, ok.then_some(entries))
-                })
-                .collect::<Vec<_>>()
-        });
-        for (group, got) in per_range.iter().zip(read) {
+        let read = vol.read_items(
+            batch,
+            bs,
+            |b| b.0,
+            |&(_, d, _), bytes| {
+                let mut entries = Vec::new();
+                let ok = bytes
+                    .get(..bs as usize)
+                    .is_some_and(|b| parse_block(b, seeds[d], &mut entries).is_ok());
+                ok.then_some(entries)
+            },
+        );
+        for (group, got) in read {
             match got {
                 Ok(list) => {
-                    for (d, logical, entries) in list {
+                    for (&(_, d, logical), entries) in group.iter().zip(list) {
                         match entries {
                             Some(e) => parsed[d].push((logical, e)),
                             None => bad[d] = true,
@@ -239,21 +233,18 @@ fn read_inodes(sb: &Superblock, vol: &VolumeBytes, inos: &[u32]) -> HashMap<u32,
     at.sort_unstable();
     let mut out = HashMap::with_capacity(at.len());
     for batch in at.chunks(BATCH_INODES) {
-        let mut blocks: Vec<u64> = batch.iter().map(|(p, _)| p / bs * bs).collect();
-        blocks.dedup();
-        let ranges = volume::coalesce(&blocks, bs);
-        let per_range = volume::group_by_range(&ranges, batch, |i| i.0);
-        let parsed = vol.read_ranges(&ranges, |i, bytes| {
-            let start = ranges[i].start;
-            per_range[i]
-                .iter()
-                .filter_map(|&(pos, ino)| {
-                    let off = usize::try_from(pos - start).ok()?;
-                    Inode::parse(bytes.get(off..off + isz)?, ino, sb)
-                })
-                .collect::<Vec<Inode>>()
-        });
-        for inode in parsed.into_iter().flatten().flatten() {
+        let read = vol.read_items(
+            batch,
+            bs,
+            |i| i.0,
+            |&(_, ino), bytes| Inode::parse(bytes.get(..isz)?, ino, sb),
+        );
+        for inode in read
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .flatten()
+            .flatten()
+        {
             out.insert(inode.ino, inode);
         }
     }

@@ -84,10 +84,44 @@ impl VolumeBytes {
     }
 }
 
+impl VolumeBytes {
+    /// Reads the `unit`-aligned pieces that hold `items` (sorted by their
+    /// volume position `pos`), adjacent pieces in one read (see
+    /// [`coalesce`]), and calls `f` on each item with the bytes from its
+    /// position to the end of its read. One entry per read: the items it
+    /// holds and their results, or the read's error.
+    pub fn read_items<I, T>(
+        &self,
+        items: &[I],
+        unit: u64,
+        pos: impl Fn(&I) -> u64 + Sync,
+        f: impl Fn(&I, &[u8]) -> T + Sync,
+    ) -> Vec<(Vec<I>, io::Result<Vec<T>>)>
+    where
+        I: Copy + Sync,
+        T: Send,
+    {
+        let mut pieces: Vec<u64> = items.iter().map(|i| pos(i) / unit * unit).collect();
+        pieces.dedup();
+        let ranges = coalesce(&pieces, unit);
+        let groups = group_by_range(&ranges, items, &pos);
+        let read = self.read_ranges(&ranges, |r, bytes| {
+            groups[r]
+                .iter()
+                .map(|item| {
+                    let at = usize::try_from(pos(item) - ranges[r].start).unwrap_or(usize::MAX);
+                    f(item, bytes.get(at..).unwrap_or(&[]))
+                })
+                .collect()
+        });
+        groups.into_iter().zip(read).collect()
+    }
+}
+
 /// Sorted, distinct `positions` of `unit`-byte pieces, gathered into
 /// ranges of adjacent pieces of at most [`MAX_READ`] bytes (or one piece
 /// when a unit is bigger).
-pub fn coalesce(positions: &[u64], unit: u64) -> Vec<Range<u64>> {
+fn coalesce(positions: &[u64], unit: u64) -> Vec<Range<u64>> {
     let mut out: Vec<Range<u64>> = Vec::new();
     for &p in positions {
         let end = p.saturating_add(unit);
@@ -102,7 +136,7 @@ pub fn coalesce(positions: &[u64], unit: u64) -> Vec<Range<u64>> {
 /// `items`, sorted by their volume position `pos`, grouped by the range of
 /// `ranges` (sorted, as [`coalesce`] makes them) that holds that position:
 /// one list per range. An item in no range is in no list.
-pub fn group_by_range<T: Copy>(
+fn group_by_range<T: Copy>(
     ranges: &[Range<u64>],
     items: &[T],
     pos: impl Fn(&T) -> u64,
