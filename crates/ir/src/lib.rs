@@ -65,6 +65,11 @@ mod sessions;
 pub use cache_size::{default_cache_bytes, parse_mem_size, MAX_DEFAULT_CACHE_BYTES};
 pub use control::{request, socket_path};
 pub use error::{Error, Result};
+/// The NFS side's connection limits (defaults of `nfs serve`).
+pub use lifeboat_nfs::{
+    DEFAULT_IDLE_TIMEOUT as NFS_DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS as NFS_DEFAULT_MAX_CONNECTIONS,
+};
 pub use protocol::{
     DiskInfo, MigrateInfo, Request, Response, ServiceInfo, SessionInfo, StartRequest,
 };

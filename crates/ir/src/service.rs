@@ -69,6 +69,11 @@ pub struct ServiceConfig {
     pub cache_bytes: u64,
     /// Receives every log line (the CLI prints them to stderr).
     pub log_hook: Option<LogHook>,
+    /// NFS, MOUNT and portmapper TCP connections open at once.
+    pub nfs_max_connections: usize,
+    /// Close an NFS/MOUNT/portmapper connection quiet this long (`None`:
+    /// never).
+    pub nfs_idle_timeout: Option<std::time::Duration>,
 }
 
 impl ServiceConfig {
@@ -87,6 +92,8 @@ impl ServiceConfig {
             advertise: None,
             cache_bytes: default_cache_bytes(),
             log_hook: None,
+            nfs_max_connections: lifeboat_nfs::DEFAULT_MAX_CONNECTIONS,
+            nfs_idle_timeout: Some(lifeboat_nfs::DEFAULT_IDLE_TIMEOUT),
         }
     }
 
@@ -163,6 +170,8 @@ impl Service {
         nfs_config.portmap = config.portmap_port.map(|p| SocketAddr::new(ip, p));
         nfs_config.mount = SocketAddr::new(ip, config.mount_port);
         nfs_config.nfs = SocketAddr::new(ip, config.nfs_port);
+        nfs_config.max_connections = config.nfs_max_connections;
+        nfs_config.idle_timeout = config.nfs_idle_timeout;
         let export_path = nfs_config.export_path.clone();
         let nfs = NfsService::start(nfs_config, tree.clone())
             .map_err(|e| Error::io(format!("starting the NFS service on {ip}"), e))?;

@@ -8,8 +8,10 @@
 //! [`MAX_FH`] bytes); a backend must make them stable across restarts and
 //! tell forged (BADHANDLE) from vanished (STALE) objects.
 //!
-//! Access: the protocol layer checks the service-wide allow list itself,
-//! then asks [`NfsBackend::permits`] about every handle a call names (and
+//! Access: the socket layer closes connections from peers that are not on
+//! the service-wide allow list or that [`NfsBackend::admits`] refuses; the
+//! protocol layer checks the allow list again per call, then asks
+//! [`NfsBackend::permits`] about every handle a call names (and
 //! every handle it would hand out: LOOKUP results, listing entries, MNT),
 //! so a backend can narrow access per object (the session tree does it
 //! per session).
@@ -290,6 +292,14 @@ pub trait NfsBackend: Send + Sync {
     /// then reports BADHANDLE or STALE itself. Default: every object.
     fn permits(&self, peer: IpAddr, fh: &[u8]) -> bool {
         let _ = (peer, fh);
+        true
+    }
+    /// Whether client `peer` (already on the service's allow list) may
+    /// use anything at all: asked when a connection is accepted (a refused
+    /// peer is closed before a byte is read) and for every UDP datagram.
+    /// Must be cheap. Default: yes.
+    fn admits(&self, peer: IpAddr) -> bool {
+        let _ = peer;
         true
     }
 }

@@ -1,7 +1,8 @@
 //! The NFSv3 service of Instant VM Recovery: a hypervisor mounts a
 //! datastore served by Lifeboat and boots a VM straight from a restore
 //! point; writes go to a copy-on-write overlay. ONC RPC and XDR are
-//! written in-house (no crate), sockets are served from std threads.
+//! written in-house (no crate), sockets are served by one epoll reactor
+//! thread and a fixed pool of workers.
 //!
 //! # Layers
 //!
@@ -16,7 +17,8 @@
 //!            descriptors and cache-folder files; keyed file handles
 //! access     allow list of addresses / CIDR networks
 //! log        ServiceLog: counters and recent lines (no logging crate)
-//! server     NfsService::start: listeners, one thread per connection
+//! server/    NfsService::start: listeners, an epoll reactor for every
+//!            connection, a worker pool running calls, UDP; limits
 //! ```
 //!
 //! A hypervisor sees, for an export path `/lifeboat`:
@@ -41,5 +43,8 @@ pub mod xdr;
 pub use access::{AllowEntry, AllowList, AllowParseError};
 pub use backend::{NfsBackend, NfsError, Status};
 pub use log::{LogHook, ServiceLog};
-pub use server::{NfsConfig, NfsService, NfsServiceHandle};
+pub use server::{
+    NfsConfig, NfsService, NfsServiceHandle, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_WORKERS,
+};
 pub use tree::{HandleKey, SessionError, SessionTree};

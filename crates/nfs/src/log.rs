@@ -26,6 +26,9 @@ pub struct ServiceLog {
     pub(crate) io_errors: AtomicU64,
     pub(crate) nospc_errors: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) refused_peers: AtomicU64,
+    pub(crate) over_limit: AtomicU64,
+    pub(crate) idle_closed: AtomicU64,
     lines: Mutex<VecDeque<String>>,
     hook: Mutex<Option<LogHook>>,
 }
@@ -94,8 +97,21 @@ impl ServiceLog {
     pub fn nospc_errors(&self) -> u64 {
         self.nospc_errors.load(Ordering::Relaxed)
     }
-    /// Requests refused because the client is not on the allow list.
+    /// Requests refused because the client may not use the object.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+    /// Connections closed when accepted and datagrams dropped because the
+    /// peer is on no allow list.
+    pub fn refused_peers(&self) -> u64 {
+        self.refused_peers.load(Ordering::Relaxed)
+    }
+    /// Connections closed when accepted because the limit was reached.
+    pub fn over_limit(&self) -> u64 {
+        self.over_limit.load(Ordering::Relaxed)
+    }
+    /// Connections closed for being idle.
+    pub fn idle_closed(&self) -> u64 {
+        self.idle_closed.load(Ordering::Relaxed)
     }
 }

@@ -4,13 +4,17 @@
 //! |------|---------|---------------------------------------------------------|
 //! | 0    | NULL    | nothing                                                 |
 //! | 1    | MNT     | peer not on the allow list, or not let in by the backend ([`NfsBackend::permits`], e.g. a session's own client list) → MNT3ERR_ACCES; a path equal to the export path (or below it, naming a directory of the tree) → its handle and the one flavor AUTH_SYS |
-//! | 2    | DUMP    | the (client, path) pairs mounted so far                 |
+//! | 2    | DUMP    | the paths the calling client has mounted (only its own entries) |
 //! | 3    | UMNT    | forgets the (client, path) pair                         |
 //! | 4    | UMNTALL | forgets every pair of the client                        |
-//! | 5    | EXPORT  | the export path, with the allow-list entries as groups  |
+//! | 5    | EXPORT  | the export path, with the allow-list entries that contain the caller as groups; nothing for a client off the allow list |
 //!
 //! The mount list is advisory (as in every server): handles keep working
-//! without a MNT, as long as the client is allowed.
+//! without a MNT, as long as the client is allowed. What DUMP and EXPORT
+//! tell a client is limited to what it already knows: its own mounts, and
+//! the entries it matched (never the other clients' addresses or the rest
+//! of the allow list). The socket layer closes peers off the allow list
+//! before they can call anything; these answers are the second line.
 
 use crate::access::AllowList;
 use crate::backend::{NfsBackend, Status};
@@ -113,7 +117,8 @@ impl RpcProgram for MountProgram {
                 self.mnt(ctx, path, out);
             }
             2 => {
-                for (h, d) in self.mounts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                let mounts = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
+                for (h, d) in mounts.iter().filter(|(h, _)| *h == host) {
                     out.put_bool(true);
                     out.put_string(h);
                     out.put_string(d);
@@ -133,13 +138,15 @@ impl RpcProgram for MountProgram {
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|(h, _)| h != &host),
             5 => {
-                out.put_bool(true);
-                out.put_string(&self.export);
-                for g in self.allow.entries() {
+                if self.allow.allows(ctx.peer) {
                     out.put_bool(true);
-                    out.put_string(&g.to_string());
+                    out.put_string(&self.export);
+                    for g in self.allow.entries().iter().filter(|g| g.contains(ctx.peer)) {
+                        out.put_bool(true);
+                        out.put_string(&g.to_string());
+                    }
+                    out.put_bool(false);
                 }
-                out.put_bool(false);
                 out.put_bool(false);
             }
             _ => return Err(ProcError::ProcUnavail),

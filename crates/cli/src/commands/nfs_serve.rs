@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Run without the NBD server
     #[arg(long)]
     pub no_nbd: bool,
+    /// Most NFS, MOUNT and portmapper TCP connections open at once; at the
+    /// limit the longest-idle connection is closed to admit a new client
+    #[arg(long, value_name = "N", default_value_t = lifeboat_ir::NFS_DEFAULT_MAX_CONNECTIONS)]
+    pub nfs_max_connections: usize,
+    /// Close an NFS, MOUNT or portmapper connection that sends and
+    /// receives nothing for this many seconds (0: never)
+    #[arg(long, value_name = "SECS", default_value_t = lifeboat_ir::NFS_DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub nfs_idle_timeout: u64,
     /// Cache folder: overlays, session records, control socket
     #[arg(long, env = "LIFEBOAT_IR_CACHE", default_value = DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
@@ -111,6 +119,9 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
     config.mount_port = a.mount_port;
     config.nfs_port = a.nfs_port;
     config.nbd_port = (!a.no_nbd).then_some(a.nbd_port);
+    config.nfs_max_connections = a.nfs_max_connections.max(1);
+    config.nfs_idle_timeout =
+        (a.nfs_idle_timeout > 0).then(|| Duration::from_secs(a.nfs_idle_timeout));
     config.allow = allow;
     config.advertise = a.advertise.clone();
     if let Some(bytes) = a

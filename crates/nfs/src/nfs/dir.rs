@@ -12,24 +12,25 @@
 //! client always pages the same filtered listing.
 
 use super::codec::*;
-use super::{NfsProgram, ProcResult};
+use super::perm::R;
+use super::{NfsProgram, ProcResult, Who};
 use crate::backend::{NfsError, Status};
 use crate::xdr::{padded, XdrReader, XdrWrite};
-use std::net::IpAddr;
 
 /// Bytes of a reply around the entries: status, post_op_attr, verifier,
 /// end of list, eof.
 const OVERHEAD: usize = 4 + 4 + FATTR3_LEN + 8 + 4 + 4;
 
 impl NfsProgram {
-    /// READDIR (`plus` false) or READDIRPLUS for client `peer`.
+    /// READDIR (`plus` false) or READDIRPLUS for `who`.
     pub(super) fn list(
         &self,
         r: &mut XdrReader,
         out: &mut Vec<u8>,
         plus: bool,
-        peer: IpAddr,
+        who: &Who,
     ) -> ProcResult {
+        let peer = who.peer;
         let fh = get_fh(r)?;
         let cookie = r.u64("cookie3")?;
         let verf = r.opaque_fixed(8, "cookieverf3")?;
@@ -41,6 +42,7 @@ impl NfsProgram {
             (usize::MAX, c)
         };
         let dir = self.backend.getattr(fh)?;
+        who.caller.need(&dir, R, "list this folder")?;
         let mut listing = self.backend.readdir(fh)?;
         listing
             .entries

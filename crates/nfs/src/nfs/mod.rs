@@ -25,7 +25,9 @@
 //! | >21  |             | PROC_UNAVAIL                                          |
 //!
 //! Every procedure but NULL needs AUTH_SYS (AUTH_NONE → AUTH_TOOWEAK) and a
-//! client on the allow list (else NFS3ERR_ACCES). The backend then vets
+//! client on the allow list (else NFS3ERR_ACCES). The AUTH_SYS uid and
+//! gids are then checked against the object's owner and mode (perm.rs:
+//! root is honoured, other uids get the owner / group / other bits). The backend then vets
 //! the client per object ([`NfsBackend::permits`]): every handle in the
 //! arguments (both directories of RENAME and LINK) before the procedure
 //! runs, the handle LOOKUP would return, and the entries of a listing
@@ -40,9 +42,11 @@
 
 mod codec;
 mod dir;
+mod perm;
 mod procs;
 
 pub use codec::FSID;
+pub use perm::Caller;
 
 use crate::access::AllowList;
 use crate::backend::{NfsBackend, NfsError, Status};
@@ -60,6 +64,12 @@ pub const VERSION: u32 = 3;
 pub const MAX_IO: u32 = 1 << 20;
 /// Preferred READDIR size.
 pub const DIR_PREF: u32 = 64 << 10;
+
+/// Who a call comes from: the client's address and its AUTH_SYS identity.
+pub(crate) struct Who {
+    pub(crate) peer: IpAddr,
+    pub(crate) caller: Caller,
+}
 
 /// Why a procedure failed.
 pub(crate) enum Fail {
@@ -155,26 +165,26 @@ impl NfsProgram {
         )
     }
 
-    fn run(&self, peer: IpAddr, proc_: u32, r: &mut XdrReader, out: &mut Reply) -> ProcResult {
-        self.vet_handles(peer, proc_, r.rest())?;
+    fn run(&self, who: &Who, proc_: u32, r: &mut XdrReader, out: &mut Reply) -> ProcResult {
+        self.vet_handles(who.peer, proc_, r.rest())?;
         match proc_ {
             1 => self.getattr(r, out),
-            2 => self.setattr(r, out),
-            3 => self.lookup(r, out, peer),
-            4 => self.access(r, out),
-            6 => self.read(r, out),
-            7 => self.write(r, out),
-            8 => self.create(r, out),
-            9 => self.mkdir(r, out),
-            12 => self.remove(r, out, false),
-            13 => self.remove(r, out, true),
-            14 => self.rename(r, out),
-            16 => self.list(r, out, false, peer),
-            17 => self.list(r, out, true, peer),
+            2 => self.setattr(r, out, who),
+            3 => self.lookup(r, out, who),
+            4 => self.access(r, out, who),
+            6 => self.read(r, out, who),
+            7 => self.write(r, out, who),
+            8 => self.create(r, out, who),
+            9 => self.mkdir(r, out, who),
+            12 => self.remove(r, out, false, who),
+            13 => self.remove(r, out, true, who),
+            14 => self.rename(r, out, who),
+            16 => self.list(r, out, false, who),
+            17 => self.list(r, out, true, who),
             18 => self.fsstat(r, out),
             19 => self.fsinfo(r, out),
             20 => self.pathconf(r, out),
-            21 => self.commit(r, out),
+            21 => self.commit(r, out, who),
             _ => Err(NfsError::new(Status::NotSupp, format!("procedure {proc_}")).into()),
         }
     }
@@ -195,12 +205,16 @@ impl RpcProgram for NfsProgram {
         if proc_ > 21 {
             return Err(ProcError::ProcUnavail);
         }
-        if !matches!(ctx.header.cred, Credential::Sys(_)) {
+        let Credential::Sys(cred) = &ctx.header.cred else {
             return Err(ProcError::Auth(AuthStat::TooWeak));
-        }
+        };
+        let who = Who {
+            peer: ctx.peer,
+            caller: Caller::from_auth_sys(cred),
+        };
         let start = out.len();
         let result = if self.allow.allows(ctx.peer) {
-            self.run(ctx.peer, proc_, &mut XdrReader::new(args), out)
+            self.run(&who, proc_, &mut XdrReader::new(args), out)
         } else {
             ServiceLog::bump(&self.log.refused);
             Err(NfsError::new(Status::Acces, format!("client {} not allowed", ctx.peer)).into())

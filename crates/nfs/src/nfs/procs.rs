@@ -2,12 +2,12 @@
 //! decoding, one backend call, result encoding (RFC 1813 section 3.3).
 
 use super::codec::*;
-use super::{NfsProgram, ProcResult, DIR_PREF, MAX_IO};
-use crate::backend::{Attr, FileType, NfsError, Stable, Status, MAX_NAME};
+use super::perm::{Caller, R, W, X};
+use super::{NfsProgram, ProcResult, Who, DIR_PREF, MAX_IO};
+use crate::backend::{Attr, CreateHow, FileType, NfsError, SetAttr, Stable, Status, MAX_NAME};
 use crate::rpc::Reply;
 use crate::xdr::{padded, XdrReader, XdrWrite};
 use lifeboat_vdisk::SharedBytes;
-use std::net::IpAddr;
 
 const ACCESS_READ: u32 = 0x01;
 const ACCESS_LOOKUP: u32 = 0x02;
@@ -23,28 +23,35 @@ fn ok(out: &mut Vec<u8>) {
     out.put_u32(Status::Ok as u32);
 }
 
-/// What ACCESS grants on an object with attributes `a`.
-fn granted(a: &Attr) -> u32 {
-    let writable = a.mode & 0o222 != 0;
+/// What ACCESS grants `caller` on an object with attributes `a`.
+fn granted(a: &Attr, caller: &Caller) -> u32 {
+    let (r, w, x) = (caller.may(a, R), caller.may(a, W), caller.may(a, X));
+    let mut g = 0;
     match a.ftype {
         FileType::Directory => {
-            let mut g = ACCESS_READ | ACCESS_LOOKUP;
-            if writable {
+            if r {
+                g |= ACCESS_READ;
+            }
+            if x {
+                g |= ACCESS_LOOKUP;
+            }
+            if w && x {
                 g |= ACCESS_MODIFY | ACCESS_EXTEND | ACCESS_DELETE;
             }
-            g
         }
         FileType::Regular => {
-            let mut g = ACCESS_READ;
-            if writable {
+            if r {
+                g |= ACCESS_READ;
+            }
+            if w {
                 g |= ACCESS_MODIFY | ACCESS_EXTEND | ACCESS_DELETE;
             }
-            if a.mode & 0o111 != 0 {
+            if x {
                 g |= ACCESS_EXECUTE;
             }
-            g
         }
     }
+    g
 }
 
 fn stable_from(v: u32) -> Result<Stable, crate::xdr::XdrError> {
@@ -68,23 +75,30 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn setattr(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn setattr(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let fh = get_fh(r)?;
         let set = get_sattr(r)?;
-        if let Some(ctime) = get_guard(r)? {
-            let now = self.backend.getattr(fh)?;
-            if now.ctime != ctime {
-                return Err(NfsError::new(Status::NotSync, "SETATTR guard: ctime changed").into());
-            }
+        let guard = get_guard(r)?;
+        let now = self.backend.getattr(fh)?;
+        if guard.is_some_and(|ctime| now.ctime != ctime) {
+            return Err(NfsError::new(Status::NotSync, "SETATTR guard: ctime changed").into());
         }
+        who.caller.check_setattr(&now, &set)?;
         let a = self.backend.setattr(fh, &set)?;
         ok(out);
         put_wcc(out, Some(&a));
         Ok(())
     }
 
-    pub(super) fn lookup(&self, r: &mut XdrReader, out: &mut Vec<u8>, peer: IpAddr) -> ProcResult {
+    pub(super) fn lookup(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
+        let peer = who.peer;
         let (dir, name) = get_dirop(r)?;
+        if !who.caller.is_root() {
+            let d = self.backend.getattr(dir)?;
+            if d.ftype == FileType::Directory {
+                who.caller.need(&d, X, "search this folder")?;
+            }
+        }
         let (fh, a) = self.backend.lookup(dir, name)?;
         if !self.backend.permits(peer, &fh) {
             return Err(self.refused(peer).into());
@@ -97,17 +111,17 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn access(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn access(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let fh = get_fh(r)?;
         let want = r.u32("access")?;
         let a = self.backend.getattr(fh)?;
         ok(out);
         put_post_attr(out, Some(&a));
-        out.put_u32(want & granted(&a));
+        out.put_u32(want & granted(&a, &who.caller));
         Ok(())
     }
 
-    pub(super) fn read(&self, r: &mut XdrReader, out: &mut Reply) -> ProcResult {
+    pub(super) fn read(&self, r: &mut XdrReader, out: &mut Reply, who: &Who) -> ProcResult {
         let fh = get_fh(r)?;
         let offset = r.u64("offset3")?;
         let count = r.u32("count3")?.min(MAX_IO) as usize;
@@ -115,6 +129,7 @@ impl NfsProgram {
         if a.ftype == FileType::Directory {
             return Err(NfsError::new(Status::IsDir, "READ of a directory").into());
         }
+        who.caller.need(&a, R, "read this file")?;
         ok(out);
         put_post_attr(out, Some(&a));
         let fields = out.len();
@@ -142,13 +157,14 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn write(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn write(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let fh = get_fh(r)?;
         let offset = r.u64("offset3")?;
         let count = r.u32("count3")? as usize;
         let stable = stable_from(r.u32("stable_how")?)?;
         let data = r.opaque(MAX_IO, "write data")?;
         let data = &data[..count.min(data.len())];
+        self.need_on(fh, who, W, "write this file")?;
         let (committed, a) = self.backend.write(fh, offset, data, stable)?;
         ok(out);
         put_wcc(out, Some(&a));
@@ -158,15 +174,39 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn commit(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn commit(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let fh = get_fh(r)?;
         let _offset = r.u64("offset3")?;
         let _count = r.u32("count3")?;
+        self.need_on(fh, who, W, "commit writes to this file")?;
         let a = self.backend.commit(fh)?;
         ok(out);
         put_wcc(out, Some(&a));
         out.put_opaque_fixed(&self.verifier);
         Ok(())
+    }
+
+    /// NFS3ERR_ACCES unless `who` has `want` on `fh` (root: no look-up).
+    fn need_on(&self, fh: &[u8], who: &Who, want: u32, what: &str) -> ProcResult {
+        if !who.caller.is_root() {
+            let a = self.backend.getattr(fh)?;
+            who.caller.need(&a, want, what)?;
+        }
+        Ok(())
+    }
+
+    /// A new entry in folder `dir`: needs write and search on it.
+    fn need_dir(&self, dir: &[u8], who: &Who) -> ProcResult {
+        self.need_on(dir, who, W | X, "change entries of this folder")
+    }
+
+    /// Gives a new object to its non-root creator (`owner` from
+    /// [`Caller::ownership`]); returns its attributes after.
+    fn give(&self, fh: &[u8], a: Attr, owner: Option<SetAttr>) -> Result<Attr, NfsError> {
+        match owner {
+            Some(set) => self.backend.setattr(fh, &set),
+            None => Ok(a),
+        }
     }
 
     fn created(&self, dir: &[u8], fh: &[u8], a: &Attr, out: &mut Vec<u8>) {
@@ -177,24 +217,48 @@ impl NfsProgram {
         put_wcc(out, d.as_ref());
     }
 
-    pub(super) fn create(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn create(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let (dir, name) = get_dirop(r)?;
         let how = get_createhow(r)?;
+        self.need_dir(dir, who)?;
+        let asked = match &how {
+            CreateHow::Unchecked(set) | CreateHow::Guarded(set) => *set,
+            CreateHow::Exclusive(_) => SetAttr::default(),
+        };
+        if let (CreateHow::Unchecked(set), false) = (&how, who.caller.is_root()) {
+            // UNCHECKED over an existing object sets its attributes: the
+            // same rules as SETATTR.
+            if let Ok((_, a)) = self.backend.lookup(dir, name) {
+                who.caller.check_setattr(&a, set)?;
+            }
+        }
+        let owner = who.caller.ownership(&asked)?;
         let (fh, a) = self.backend.create(dir, name, &how)?;
+        let a = self.give(&fh, a, owner)?;
         self.created(dir, &fh, &a, out);
         Ok(())
     }
 
-    pub(super) fn mkdir(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn mkdir(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let (dir, name) = get_dirop(r)?;
         let set = get_sattr(r)?;
+        self.need_dir(dir, who)?;
+        let owner = who.caller.ownership(&set)?;
         let (fh, a) = self.backend.mkdir(dir, name, &set)?;
+        let a = self.give(&fh, a, owner)?;
         self.created(dir, &fh, &a, out);
         Ok(())
     }
 
-    pub(super) fn remove(&self, r: &mut XdrReader, out: &mut Vec<u8>, dir_: bool) -> ProcResult {
+    pub(super) fn remove(
+        &self,
+        r: &mut XdrReader,
+        out: &mut Vec<u8>,
+        dir_: bool,
+        who: &Who,
+    ) -> ProcResult {
         let (dir, name) = get_dirop(r)?;
+        self.need_dir(dir, who)?;
         if dir_ {
             self.backend.rmdir(dir, name)?;
         } else {
@@ -206,9 +270,11 @@ impl NfsProgram {
         Ok(())
     }
 
-    pub(super) fn rename(&self, r: &mut XdrReader, out: &mut Vec<u8>) -> ProcResult {
+    pub(super) fn rename(&self, r: &mut XdrReader, out: &mut Vec<u8>, who: &Who) -> ProcResult {
         let (from_dir, from) = get_dirop(r)?;
         let (to_dir, to) = get_dirop(r)?;
+        self.need_dir(from_dir, who)?;
+        self.need_dir(to_dir, who)?;
         self.backend.rename(from_dir, from, to_dir, to)?;
         let f = self.backend.getattr(from_dir).ok();
         let t = self.backend.getattr(to_dir).ok();

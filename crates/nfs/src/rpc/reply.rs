@@ -75,18 +75,35 @@ impl Reply {
     /// Writes the whole reply to `w` (vectored: the views are not copied
     /// into a buffer first).
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        let done = self.write_from(w, 0)?;
+        if done < self.total_len() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    }
+
+    /// Writes the reply from byte `start` on (vectored) until it is all
+    /// written or `w` would block (a non-blocking socket); returns the
+    /// position reached, [`Reply::total_len`] when done.
+    pub fn write_from(&self, w: &mut impl Write, start: usize) -> io::Result<usize> {
         let parts = self.parts();
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, start.min(self.total_len()));
+        let mut at = start;
         while !rest.is_empty() {
             match w.write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut rest, n);
+                    at += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(at),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(at)
     }
 }
 
@@ -154,5 +171,8 @@ mod tests {
         let mut t = Trickle(Vec::new());
         r.write_to(&mut t).unwrap();
         assert_eq!(t.0, b"0123456abcdefghXY");
+        let mut t = Trickle(Vec::new());
+        assert_eq!(r.write_from(&mut t, 9).unwrap(), 17);
+        assert_eq!(t.0, b"cdefghXY");
     }
 }

@@ -17,7 +17,8 @@
 //! The key is 32 random bytes kept in a file beside the cache folders
 //! ([`HandleKey::load_or_create`]), so a restarted service hands out and
 //! accepts the same handles. A handle with a wrong length, version, kind or
-//! MAC is forged or corrupt (NFS3ERR_BADHANDLE); a well-formed handle whose
+//! MAC is forged or corrupt (NFS3ERR_BADHANDLE; the MAC is compared in
+//! constant time); a well-formed handle whose
 //! session or object no longer exists is NFS3ERR_STALE. The object id is
 //! also the NFS fileid. Cache objects are named by inode so that RENAME
 //! keeps their handles valid; an inode reused after a delete could revive
@@ -142,7 +143,10 @@ impl HandleKey {
             return Err(bad("wrong length"));
         }
         let (body, mac) = fh.split_at(20);
-        if mac != self.hash("mac", &[body]).to_be_bytes() {
+        // Constant time: how long the comparison takes must not tell a
+        // client how many leading MAC bytes it guessed right.
+        let want = self.hash("mac", &[body]).to_be_bytes();
+        if !constant_time_eq::constant_time_eq(mac, &want) {
             return Err(bad("authentication failed"));
         }
         let kind = match (body[0], body[1]) {

@@ -18,7 +18,9 @@
 //!
 //! Disk files have a fixed size (SETATTR to another size → NFS3ERR_INVAL,
 //! a WRITE past the end → NFS3ERR_FBIG) and cannot be removed or renamed
-//! (NFS3ERR_ACCES); mode and time changes are kept in memory. Handles are
+//! (NFS3ERR_ACCES); they start owned by root, mode 0644 (only root may
+//! write them; root may give them to another uid or mode with SETATTR),
+//! and mode, owner and time changes are kept in memory. Handles are
 //! described in handle.rs; the procedures in ops.rs.
 //!
 //! A session may carry its own client list ([`SessionTree::add_session_for`]):
@@ -28,7 +30,9 @@
 //! leaves the session out for it (LOOKUP of its name from the root answers
 //! ACCES, as MNT does: session ids are not secret, the data is). The check
 //! ([`NfsBackend::permits`]) decodes the handle's MAC and finds the session
-//! by tag, no file system access.
+//! by tag, no file system access. A client no session admits is refused
+//! its connections when they are accepted ([`NfsBackend::admits`]), as long
+//! as a session is open.
 //!
 //! Sessions are added and removed at runtime ([`SessionTree::add_session`],
 //! [`SessionTree::remove_session`]); handles into a removed session become
@@ -75,6 +79,8 @@ pub(crate) struct DiskFile {
     pub(crate) object: u64,
     pub(crate) disk: Arc<dyn WriteDisk>,
     pub(crate) mode: Mutex<u32>,
+    /// (uid, gid): root's until SETATTR gives it away.
+    pub(crate) owner: Mutex<(u32, u32)>,
     pub(crate) times: Mutex<(Time, Time)>,
 }
 
@@ -261,6 +267,7 @@ impl SessionTree {
                 name: flat,
                 disk,
                 mode: Mutex::new(0o644),
+                owner: Mutex::new((0, 0)),
                 times: Mutex::new((now, now)),
             });
         }
@@ -351,6 +358,15 @@ impl SessionTree {
             return true;
         }
         self.by_tag(h.session).is_none_or(|s| s.admits(peer))
+    }
+
+    /// Whether `peer` may connect at all: while no session is open,
+    /// whoever the service allows (a hypervisor mounts the datastore before
+    /// the first session starts and keeps it mounted); otherwise only a
+    /// peer some session admits.
+    pub(crate) fn admits_peer(&self, peer: IpAddr) -> bool {
+        let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+        sessions.is_empty() || sessions.values().any(|s| s.admits(peer))
     }
 
     /// Resolves a handle (BADHANDLE when forged, STALE when gone).

@@ -1,6 +1,12 @@
 //! The NFS operations of [`SessionTree`]: attributes, lookups, I/O on disk
 //! files and on the real files of the cache folders.
 //!
+//! Modes never keep the setuid and setgid bits ([`stored_mode`]): files a
+//! client writes land in a cache folder on this host, and a setuid file
+//! there must not become a way to run something as root. Owners and
+//! groups are applied (chown) as SETATTR asks; who may ask is decided by
+//! the NFS layer (nfs/perm.rs).
+//!
 //! EXCLUSIVE CREATE stores the client's verifier in the new file's atime
 //! and mtime seconds (as Linux's knfsd does), so a retried CREATE with the
 //! same verifier finds its own file and succeeds.
@@ -48,6 +54,12 @@ fn perm() -> NfsError {
     )
 }
 
+/// The mode bits kept for a mode a client asks for: permissions and the
+/// sticky bit, never setuid or setgid.
+pub(crate) fn stored_mode(mode: u32) -> u32 {
+    mode & 0o1777
+}
+
 fn set_time(t: SetTime) -> Option<std::time::SystemTime> {
     match t {
         SetTime::DontChange => None,
@@ -78,13 +90,14 @@ impl SessionTree {
             Node::Disk(s, i) => {
                 let d = s.disks.get(*i).ok_or_else(perm)?;
                 let (atime, mtime) = *d.times.lock().unwrap_or_else(|e| e.into_inner());
+                let (uid, gid) = *d.owner.lock().unwrap_or_else(|e| e.into_inner());
                 let size = d.disk.size();
                 Ok(Attr {
                     ftype: FileType::Regular,
                     mode: *d.mode.lock().unwrap_or_else(|e| e.into_inner()),
                     nlink: 1,
-                    uid: 0,
-                    gid: 0,
+                    uid,
+                    gid,
                     size,
                     used: size,
                     fileid: d.object,
@@ -166,8 +179,11 @@ impl SessionTree {
                 .map_err(|e| io_err(p, e))?;
             f.set_len(size).map_err(|e| io_err(p, e))?;
         }
+        if set.uid.is_some_and(|u| u != m.uid()) || set.gid.is_some_and(|g| g != m.gid()) {
+            std::os::unix::fs::chown(p, set.uid, set.gid).map_err(|e| io_err(p, e))?;
+        }
         if let Some(mode) = set.mode {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o7777))
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(stored_mode(mode)))
                 .map_err(|e| io_err(p, e))?;
         }
         let (a, mt) = (set_time(set.atime), set_time(set.mtime));
@@ -189,6 +205,10 @@ impl SessionTree {
 impl NfsBackend for SessionTree {
     fn permits(&self, peer: std::net::IpAddr, fh: &[u8]) -> bool {
         self.handle_permits(peer, fh)
+    }
+
+    fn admits(&self, peer: std::net::IpAddr) -> bool {
+        self.admits_peer(peer)
     }
 
     fn mount(&self, path: &str) -> NfsResult<Vec<u8>> {
@@ -225,7 +245,12 @@ impl NfsBackend for SessionTree {
                     ));
                 }
                 if let Some(mode) = set.mode {
-                    *d.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode & 0o7777;
+                    *d.mode.lock().unwrap_or_else(|e| e.into_inner()) = stored_mode(mode);
+                }
+                {
+                    let mut o = d.owner.lock().unwrap_or_else(|e| e.into_inner());
+                    o.0 = set.uid.unwrap_or(o.0);
+                    o.1 = set.gid.unwrap_or(o.1);
                 }
                 let mut t = d.times.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(a) = set_time(set.atime) {

@@ -85,6 +85,21 @@ impl Fixture {
 
     /// A service on `ip` whose portmapper listens on `portmap_port`.
     pub fn build(allow: &[&str], ip: &str, portmap_port: u16) -> Fixture {
+        Self::build_with(allow, ip, portmap_port, |_| {})
+    }
+
+    /// [`Fixture::new`] with the service's configuration changed by `tweak`.
+    pub fn with_config(tweak: impl FnOnce(&mut NfsConfig)) -> Fixture {
+        Self::build_with(&["127.0.0.0/8"], "127.0.0.1", 0, tweak)
+    }
+
+    /// [`Fixture::build`] with the configuration changed by `tweak`.
+    pub fn build_with(
+        allow: &[&str],
+        ip: &str,
+        portmap_port: u16,
+        tweak: impl FnOnce(&mut NfsConfig),
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (base, bytes) = sparse_file(dir.path());
         let cache = dir.path().join("cache");
@@ -117,6 +132,7 @@ impl Fixture {
         let ip: std::net::IpAddr = ip.parse().unwrap();
         let mut config = NfsConfig::ephemeral(ip, AllowList::parse(allow).unwrap());
         config.portmap = Some(SocketAddr::new(ip, portmap_port));
+        tweak(&mut config);
         let service = NfsService::start(config, tree.clone()).unwrap();
         Fixture {
             dir,
@@ -151,4 +167,38 @@ pub fn session_file(s: &mut TcpStream, name: &str) -> Vec<u8> {
     let (st, fh) = lookup(s, &dir, name);
     assert_eq!(st, 0, "lookup {name}");
     fh
+}
+
+/// A TCP connection to `addr` from local address `local` (another loopback
+/// address, to play a client off the allow list), reads timing out after
+/// 10 s.
+pub fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    let from = SocketAddr::new(local.parse().expect("an address"), 0);
+    bind(&fd, &from).unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    connect(&fd, &addr).unwrap_or_else(|e| panic!("connect {addr} from {local}: {e}"));
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s
+}
+
+/// What a peer gets back before the server closes: every byte until EOF
+/// (a reset counts as the end).
+pub fn drain(s: &mut TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!(
+                "waiting for the server to close: {e} (after {} bytes)",
+                got.len()
+            ),
+        }
+    }
 }

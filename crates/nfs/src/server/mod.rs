@@ -1,20 +1,30 @@
 //! The socket layer: [`NfsService::start`] binds the portmapper (TCP and
-//! UDP), MOUNT and NFS listeners and serves them from std threads.
+//! UDP), MOUNT and NFS listeners and serves them.
 //!
 //! ```text
-//! portmap TCP ──┐
-//! portmap UDP ──┤                       ┌─ Portmap   (100000 v2)
-//! mount TCP  ───┼── Dispatcher (rpc) ───┼─ MountProgram (100005 v3)
-//! nfs TCP    ───┘                       └─ NfsProgram (100003 v3) ── NfsBackend
+//! portmap TCP ──┐                                       ┌─ Portmap      (100000 v2)
+//! mount TCP  ───┼─ reactor (epoll) ── Pool ── Dispatcher ┼─ MountProgram (100005 v3)
+//! nfs TCP    ───┘                                       └─ NfsProgram   (100003 v3) ── NfsBackend
+//! portmap UDP ── udp thread ───────────────── Dispatcher
 //! ```
 //!
 //! Every listener dispatches to all three programs (as rpcbind-less
 //! servers usually do); the portmapper advertises MOUNT v3 and NFS v3 on
-//! their own ports. One thread per TCP connection; requests on a connection
-//! are served in order. A record that breaks the framing (too long, not a
-//! call) closes only its connection and is logged; a client leaving in the
-//! middle of a record ends only its connection. UDP is served for the
-//! portmapper only, one datagram at a time.
+//! their own ports. Threads: one reactor for every TCP listener and
+//! connection (reactor.rs), [`NfsConfig::workers`] workers running calls
+//! (pool.rs) and one for UDP (udp.rs), whatever the number of clients.
+//!
+//! Hostile peers: a peer on no allow list is closed when accepted, before
+//! a byte is read (over UDP its datagrams are dropped unanswered); at most
+//! [`NfsConfig::max_connections`] connections are open (at the limit the
+//! longest-idle one makes room, with a log line); a connection idle for
+//! [`NfsConfig::idle_timeout`] is closed; a connection holds only the
+//! record bytes that have arrived (at most [`NfsConfig::max_record`]) and
+//! at most 16 unanswered calls.
+
+mod pool;
+mod reactor;
+mod udp;
 
 use crate::access::AllowList;
 use crate::backend::NfsBackend;
@@ -22,15 +32,22 @@ use crate::log::ServiceLog;
 use crate::mount::MountProgram;
 use crate::nfs::NfsProgram;
 use crate::portmap::{Mapping, Portmap, IPPROTO_TCP, IPPROTO_UDP};
-use crate::rpc::msg::CallError;
-use crate::rpc::record::{begin_record, finish_record, FragmentHeader, DEFAULT_MAX_RECORD};
-use crate::rpc::{Dispatcher, Reply};
-use std::io::{self, BufReader, Read};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use crate::rpc::record::DEFAULT_MAX_RECORD;
+use crate::rpc::Dispatcher;
+use reactor::{Gate, Limits, Reactor, Waker};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Default [`NfsConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default [`NfsConfig::idle_timeout`]: 6 minutes, as Linux's knfsd.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(360);
+/// Default [`NfsConfig::workers`].
+pub const DEFAULT_WORKERS: usize = 8;
 
 /// Where and how the service listens.
 #[derive(Debug, Clone)]
@@ -43,10 +60,20 @@ pub struct NfsConfig {
     pub nfs: SocketAddr,
     /// The path clients mount, e.g. `/lifeboat`.
     pub export_path: String,
-    /// Clients that may mount and use handles.
+    /// Clients that may connect, mount and use handles.
     pub allow: AllowList,
     /// Largest RPC record accepted.
     pub max_record: usize,
+    /// TCP connections open at once, over every listener. At the limit
+    /// the connection quiet for longest (no call in flight) is closed to
+    /// admit the new one; if every connection is busy, the new one is
+    /// closed. Either is logged.
+    pub max_connections: usize,
+    /// A connection with no bytes in or out for this long is closed
+    /// (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Threads running calls (every connection's calls share them).
+    pub workers: usize,
 }
 
 impl NfsConfig {
@@ -59,6 +86,9 @@ impl NfsConfig {
             export_path: "/lifeboat".into(),
             allow,
             max_record: DEFAULT_MAX_RECORD,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            workers: DEFAULT_WORKERS,
         }
     }
 
@@ -73,6 +103,18 @@ impl NfsConfig {
     }
 }
 
+/// Raises the soft limit of open files to `want` (at most the hard limit):
+/// each connection is a file descriptor.
+fn raise_fd_limit(want: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    let hard = l.maximum.unwrap_or(u64::MAX);
+    if l.current.is_some_and(|c| c < want.min(hard)) {
+        l.current = Some(want.min(hard));
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
 /// The NFS service.
 pub struct NfsService;
 
@@ -84,8 +126,13 @@ impl NfsService {
         let portmap = Arc::new(Portmap::new());
         let nfs = Arc::new(NfsProgram::new(backend.clone(), allow.clone(), log.clone()));
         let verifier = nfs.write_verifier();
-        let mount = Arc::new(MountProgram::new(backend, allow, &config.export_path));
+        let mount = Arc::new(MountProgram::new(
+            backend.clone(),
+            allow.clone(),
+            &config.export_path,
+        ));
         let dispatcher = Arc::new(Dispatcher::new(vec![portmap.clone(), mount, nfs]));
+        let gate = Arc::new(Gate { allow, backend });
 
         let mut tcp = Vec::new();
         let mut udp = None;
@@ -133,30 +180,35 @@ impl NfsService {
             }
         }
 
+        raise_fd_limit(config.max_connections as u64 + 256);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let mut wake = Vec::new();
-        for l in tcp {
-            wake.push(l.local_addr()?);
-            let (d, log, stop, max) = (
-                dispatcher.clone(),
-                log.clone(),
-                stop.clone(),
-                config.max_record,
-            );
-            threads.push(
-                std::thread::Builder::new()
-                    .name("nfs-accept".into())
-                    .spawn(move || accept_loop(l, d, log, stop, max))?,
-            );
-        }
+        let waker = Arc::new(Waker::new()?);
+        let pool = pool::Pool::start(config.workers, "nfs-worker")?;
+        let limits = Limits {
+            max_connections: config.max_connections.max(1),
+            idle_timeout: config.idle_timeout,
+            max_record: config.max_record,
+        };
+        let reactor = Reactor::new(
+            tcp,
+            waker.clone(),
+            pool,
+            dispatcher.clone(),
+            log.clone(),
+            gate.clone(),
+            limits,
+            stop.clone(),
+        )?;
+        let mut threads = vec![std::thread::Builder::new()
+            .name("nfs-reactor".into())
+            .spawn(move || reactor.run())?];
         if let Some(u) = udp {
             u.set_read_timeout(Some(Duration::from_millis(200)))?;
-            let (d, stop) = (dispatcher.clone(), stop.clone());
+            let (d, stop, log) = (dispatcher.clone(), stop.clone(), log.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("nfs-udp".into())
-                    .spawn(move || udp_loop(u, d, stop))?,
+                    .spawn(move || udp::udp_loop(u, d, gate, log, stop))?,
             );
         }
         Ok(NfsServiceHandle {
@@ -167,7 +219,7 @@ impl NfsService {
             portmap,
             verifier,
             stop,
-            wake,
+            waker,
             threads,
         })
     }
@@ -187,106 +239,8 @@ fn bind_pair(addr: SocketAddr) -> io::Result<(TcpListener, UdpSocket)> {
     Err(last.unwrap_or_else(|| io::Error::other("no common TCP/UDP port")))
 }
 
-fn accept_loop(
-    l: TcpListener,
-    d: Arc<Dispatcher>,
-    log: Arc<ServiceLog>,
-    stop: Arc<AtomicBool>,
-    max: usize,
-) {
-    loop {
-        let accepted = l.accept();
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok((stream, peer)) = accepted else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        ServiceLog::bump(&log.accepted);
-        ServiceLog::bump(&log.active);
-        let (d, log2) = (d.clone(), log.clone());
-        let spawned = std::thread::Builder::new()
-            .name("nfs-conn".into())
-            .spawn(move || {
-                if let Err(e) = serve_connection(stream, peer, &d, &log2, max) {
-                    log2.line(format!("rpc: connection from {peer} closed: {e}"));
-                }
-                log2.active.fetch_sub(1, Ordering::Relaxed);
-            });
-        if spawned.is_err() {
-            log.active.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Serves one TCP connection until the client leaves or breaks framing.
-fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    d: &Dispatcher,
-    log: &ServiceLog,
-    max: usize,
-) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(256 << 10, stream);
-    let mut msg = Vec::new();
-    let mut out = Reply::new();
-    loop {
-        msg.clear();
-        loop {
-            let mut raw = [0u8; 4];
-            if let Err(e) = reader.read_exact(&mut raw) {
-                // EOF between records is a normal close.
-                return if msg.is_empty() && e.kind() == io::ErrorKind::UnexpectedEof {
-                    Ok(())
-                } else {
-                    Err(e)
-                };
-            }
-            let h = match FragmentHeader::decode(raw, msg.len(), max) {
-                Ok(h) => h,
-                Err(e) => {
-                    ServiceLog::bump(&log.closed_bad_input);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
-            };
-            let at = msg.len();
-            msg.resize(at + h.len, 0);
-            reader.read_exact(&mut msg[at..])?;
-            if h.last {
-                break;
-            }
-        }
-        out.clear();
-        let start = begin_record(&mut out);
-        if let Err(e @ CallError::NotACall(_)) = d.handle(&msg, peer.ip(), &mut out) {
-            ServiceLog::bump(&log.closed_bad_input);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-        finish_record(&mut out, start);
-        out.write_to(&mut writer)?;
-    }
-}
-
-fn udp_loop(u: UdpSocket, d: Arc<Dispatcher>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 65536];
-    let mut out = Reply::new();
-    while !stop.load(Ordering::SeqCst) {
-        let Ok((n, peer)) = u.recv_from(&mut buf) else {
-            continue;
-        };
-        out.clear();
-        let _ = d.handle(&buf[..n], peer.ip(), &mut out);
-        if out.total_len() > 0 {
-            let _ = u.send_to(&out.to_vec_from(0), peer);
-        }
-    }
-}
-
-/// A running service. Dropping it stops the listeners; open connections
-/// run until their clients leave.
+/// A running service. Dropping it stops the listeners and closes every
+/// connection.
 pub struct NfsServiceHandle {
     portmap_addr: Option<SocketAddr>,
     mount_addr: SocketAddr,
@@ -295,7 +249,7 @@ pub struct NfsServiceHandle {
     portmap: Arc<Portmap>,
     verifier: [u8; 8],
     stop: Arc<AtomicBool>,
-    wake: Vec<SocketAddr>,
+    waker: Arc<Waker>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -322,16 +276,15 @@ impl NfsServiceHandle {
     pub fn write_verifier(&self) -> [u8; 8] {
         self.verifier
     }
-    /// Stops the listeners and waits for their threads.
+    /// Stops the listeners, closes the connections and waits for the
+    /// threads.
     pub fn shutdown(mut self) {
         self.stop_all();
     }
 
     fn stop_all(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for a in &self.wake {
-            let _ = TcpStream::connect_timeout(a, Duration::from_secs(1));
-        }
+        self.waker.wake(0);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
