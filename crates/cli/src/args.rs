@@ -118,9 +118,17 @@ pub struct BackupArgs {
     /// VM name
     #[arg(long)]
     pub vm: String,
-    /// Disks as NAME=PATH (format detected: raw, qcow2, vmdk, vhdx)
-    #[arg(required = true, value_name = "NAME=PATH")]
+    /// Disks as NAME=PATH or NAME=FORMAT:PATH (FORMAT: raw, qcow2, vmdk, vhdx, auto)
+    #[arg(required = true, value_name = "NAME=[FORMAT:]PATH")]
     pub disks: Vec<String>,
+    /// Format of the disks given without FORMAT: (auto: block device or .raw/.img
+    /// name = raw, .qcow2/.vmdk/.vhdx name = that, else the file's first bytes)
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
+    pub format: String,
+    /// A backing file, VMDK extent file, or directory whose files the images
+    /// may make the backup read (repeatable; nothing by default)
+    #[arg(long, value_name = "PATH")]
+    pub allow_backing: Vec<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

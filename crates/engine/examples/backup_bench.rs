@@ -33,11 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let pass = std::env::var("LIFEBOAT_PASSPHRASE").ok();
     let repo = Repository::open(Path::new(&repo), pass.as_deref())?;
-    let disk = lifeboat_formats::open_image(Path::new(&image))?;
-    let sources = [DiskSource {
-        name: "disk0".into(),
-        disk,
-    }];
+    let options = lifeboat_formats::OpenOptions::default();
+    let (source, _) = DiskSource::open_file("disk0", Path::new(&image), &options)?;
+    let sources = [source];
     let (u0, s0) = cpu_seconds()?;
     let t0 = Instant::now();
     let summary = backup_vm(&repo, "bench", &sources, &NoProgress)?;

@@ -8,20 +8,86 @@
 
 use crate::parallel::{default_workers, for_each_chunk};
 use crate::{is_zero, Error, Progress, Result};
+use lifeboat_formats::{ChosenBy, OpenOptions};
 use lifeboat_repo::{
-    BackupWriter, Digest, DiskIndex, DiskStats, Manifest, NewDisk, Repository, Stored,
+    BackupWriter, Digest, DiskIndex, DiskStats, FormatChosenBy, Manifest, NewDisk, Repository,
+    SourceFormat, Stored,
 };
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One disk of a VM to back up.
+///
+/// An image file comes in through [`DiskSource::open_file`], which chooses
+/// its format, follows only allowed backing files and records both in the
+/// restore point. Any other source (an NBD export, a live VM's disk, a
+/// restore point) comes in already opened through [`DiskSource::from_disk`]
+/// and is never probed: no header it holds is ever interpreted.
 pub struct DiskSource {
     /// The disk's name inside the restore point (`disk0`).
     pub name: String,
     /// The opened disk.
     pub disk: Arc<dyn ReadDisk>,
+    /// How an image file was read (`None`: not an image file).
+    pub format: Option<SourceFormat>,
+}
+
+impl DiskSource {
+    /// A disk that is not an image file (read as it is, never probed).
+    pub fn from_disk(name: impl Into<String>, disk: Arc<dyn ReadDisk>) -> Self {
+        DiskSource {
+            name: name.into(),
+            disk,
+            format: None,
+        }
+    }
+
+    /// Opens the image file `path` as disk `name` the way `options` say
+    /// (see [`lifeboat_formats::open_image_with`]). Returns the source and,
+    /// when the file's first bytes look like another format than the one it
+    /// is read as, a warning (also logged) for the user.
+    pub fn open_file(
+        name: impl Into<String>,
+        path: &Path,
+        options: &OpenOptions,
+    ) -> Result<(Self, Option<String>)> {
+        let name = name.into();
+        let opened =
+            lifeboat_formats::open_image_with(path, options).map_err(|source| Error::Disk {
+                disk: name.clone(),
+                source,
+            })?;
+        let warning = opened.mismatch(path);
+        if let Some(w) = &warning {
+            tracing::warn!(disk = %name, "{w}");
+        }
+        let chosen_by = match opened.chosen_by {
+            ChosenBy::Given => FormatChosenBy::Given,
+            ChosenBy::BlockDevice => FormatChosenBy::BlockDevice,
+            ChosenBy::FileName => FormatChosenBy::FileName,
+            ChosenBy::Content => FormatChosenBy::Content,
+        };
+        let format = SourceFormat {
+            format: opened.format.name().to_string(),
+            chosen_by,
+            content_looks_like: (opened.content != opened.format)
+                .then(|| opened.content.name().to_string()),
+            followed: opened
+                .followed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        };
+        let source = DiskSource {
+            name,
+            disk: opened.disk,
+            format: Some(format),
+        };
+        Ok((source, warning))
+    }
 }
 
 /// What a backup did.
@@ -59,6 +125,7 @@ pub fn backup_vm(
             source: source.disk.describe(),
             index,
             stats,
+            format: source.format.clone(),
         });
     }
     let manifest = writer.commit(vm, disks)?;

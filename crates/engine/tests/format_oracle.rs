@@ -6,7 +6,7 @@
 //! `qemu-img compare` finds identical to the source.
 
 use lifeboat_engine::{backup_vm, restore_to_file, DiskSource, NoProgress, RestoreFormat};
-use lifeboat_repo::{DiskIndex, Repository};
+use lifeboat_repo::{DiskIndex, FormatChosenBy, Repository};
 use lifeboat_testsupport::path_str as s;
 use lifeboat_testsupport::repo::init_repo;
 use lifeboat_testsupport::{output, qemu_img, qemu_img_from_raw, tool};
@@ -77,14 +77,17 @@ fn source_disk() -> Vec<u8> {
 }
 
 /// Backs up `image` as VM `vm` (disk `disk0`), returning the restore
-/// point's index.
+/// point's index. The image may open files of its own directory (VMDK
+/// extents, the backing file of the chain), and nothing else.
 fn backup(repo: &Repository, vm: &str, image: &Path) -> (lifeboat_repo::Manifest, DiskIndex) {
-    let disk = lifeboat_formats::open_image(image)
+    let mut options = lifeboat_formats::OpenOptions::default();
+    options
+        .allowed
+        .allow(image.parent().unwrap())
+        .expect("allowing the image's directory");
+    let (source, _) = DiskSource::open_file("disk0", image, &options)
         .unwrap_or_else(|e| panic!("opening {}: {e}", image.display()));
-    let sources = [DiskSource {
-        name: "disk0".into(),
-        disk,
-    }];
+    let sources = [source];
     let summary = backup_vm(repo, vm, &sources, &NoProgress)
         .unwrap_or_else(|e| panic!("backup of {}: {e}", image.display()));
     let index = repo
@@ -155,6 +158,11 @@ fn every_format_backs_up_to_the_raw_digests_and_restores_bit_exact() {
         );
         // Everything was already stored by the raw backup.
         assert_eq!(manifest.disks[0].stats.new_chunks, 0, "{name}: new chunks");
+        // The format read, chosen by the file name, is in the manifest.
+        let recorded = manifest.disks[0].format.as_ref().expect("format recorded");
+        assert_eq!(recorded.chosen_by, FormatChosenBy::FileName, "{name}");
+        assert!(name.starts_with(&recorded.format), "{name}: {recorded:?}");
+        assert_eq!(recorded.content_looks_like, None, "{name}");
 
         let disk = repo.open_disk(&manifest, "disk0").unwrap();
         let out_raw = dir.path().join(format!("{name}.restored.raw"));

@@ -10,10 +10,13 @@
 //! | VHDX (fixed, dynamic) | [`vhdx`] | yes | no |
 //!
 //! Format crates do no policy: they never decide where a disk goes, only how
-//! its bytes are laid out.
+//! its bytes are laid out. What an image may make us open besides itself
+//! (backing files, extents) is the caller's list ([`AllowedPaths`], see
+//! [`follow`]); by default nothing.
 
 mod detect;
 mod fileio;
+pub mod follow;
 pub mod gpt;
 pub mod lvm;
 pub mod partition;
@@ -23,5 +26,9 @@ pub mod vhdx;
 pub mod vmdk;
 pub mod volumes;
 
-pub use detect::{detect_format, open_image, open_image_as, ImageFormat};
+pub use detect::{
+    choose_format, detect_format, open_image, open_image_as, open_image_with, ChosenBy,
+    ImageFormat, OpenOptions, OpenedImage,
+};
+pub use follow::{refused_link, AllowedPaths, LinkKind, LinkRefused};
 pub use problem::{ProblemKind, VolumeProblem};

@@ -9,19 +9,16 @@ use lifeboat_formats::qcow2::Qcow2Disk;
 use lifeboat_testsupport::{qemu_img, qemu_img_from_raw, qemu_io};
 use lifeboat_vdisk::testsuite::check_read_disk;
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
-use qcow2_support::{path_str, qcow2_overlay, source_pattern, write_file};
+use qcow2_support::{
+    open_in_own_dir, own_dir, path_str, qcow2_overlay, source_pattern, write_file,
+};
 use std::path::Path;
 
 fn convert_and_check(dir: &Path, raw: &str, expected: &[u8], name: &str, opts: &[&str]) {
     let out = path_str(&dir.join(format!("{name}.qcow2")));
     qemu_img_from_raw(Path::new(raw), Path::new(&out), "qcow2", opts);
     if opts.contains(&"-c") {
-        let map = qemu_img(&["map", "--output=json", &out]);
-        let map = String::from_utf8_lossy(&map.stdout);
-        assert!(
-            map.contains("\"compressed\": true"),
-            "{name}: no compressed cluster: {map}"
-        );
+        check_compressed_in_map(name, &out);
     }
     let disk = open_image(Path::new(&out)).unwrap_or_else(|e| panic!("{name}: open: {e}"));
     assert_eq!(disk.describe(), format!("qcow2 {out}"));
@@ -37,6 +34,46 @@ fn convert_and_check(dir: &Path, raw: &str, expected: &[u8], name: &str, opts: &
     // The direct constructor reads the same bytes.
     let direct = Qcow2Disk::open(Path::new(&out)).unwrap();
     check_read_disk(&direct, expected);
+}
+
+/// The qemu-img release whose `map --output=json` first reports a
+/// "compressed" field per extent (QEMU 8.2, "qemu-img: map: report
+/// compressed data blocks"); Debian 12's 7.2 has no such field.
+const MAP_COMPRESSED_SINCE: (u32, u32) = (8, 2);
+
+/// qemu-img's (major, minor) version, from `qemu-img --version`.
+fn qemu_img_version() -> (u32, u32) {
+    let out = qemu_img(&["--version"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = text
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in `qemu-img --version`: {text}"));
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Asserts that qemu-img stored compressed clusters in `image` (so the
+/// reader's inflate path is exercised), where qemu-img can say so.
+fn check_compressed_in_map(name: &str, image: &str) {
+    let map = qemu_img(&["map", "--output=json", image]);
+    let map = String::from_utf8_lossy(&map.stdout);
+    let version = qemu_img_version();
+    if !map.contains("\"compressed\"") && version < MAP_COMPRESSED_SINCE {
+        eprintln!(
+            "{name}: not checking that qemu-img wrote compressed clusters: qemu-img {}.{} \
+             has no \"compressed\" field in `map --output=json` (it came with {}.{})",
+            version.0, version.1, MAP_COMPRESSED_SINCE.0, MAP_COMPRESSED_SINCE.1
+        );
+        return;
+    }
+    assert!(
+        map.contains("\"compressed\": true"),
+        "{name}: no compressed cluster (qemu-img {}.{}): {map}",
+        version.0,
+        version.1
+    );
 }
 
 #[test]
@@ -98,7 +135,7 @@ fn qcow2_backing_chain_reads_like_qemu_img_convert() {
     qemu_img(&["convert", "-f", "qcow2", "-O", "raw", &top, &flat]);
     let expected = std::fs::read(&flat).unwrap();
 
-    let disk = open_image(Path::new(&top)).unwrap();
+    let disk = open_in_own_dir(&top).unwrap();
     assert_eq!(disk.depth(), 2);
     check_read_disk(disk.as_ref(), &expected);
     // The zero write over backing data is a zero extent of the overlay.
@@ -121,7 +158,7 @@ fn qcow2_backing_file_smaller_than_the_image_reads_zeros_past_its_end() {
     let flat = path_str(&d.join("big.raw"));
     qemu_img(&["convert", "-f", "qcow2", "-O", "raw", &top, &flat]);
     let expected = std::fs::read(&flat).unwrap();
-    let disk = open_image(Path::new(&top)).unwrap();
+    let disk = open_in_own_dir(&top).unwrap();
     check_read_disk(disk.as_ref(), &expected);
     let past = disk.extents((1 << 20) + 512, 512 << 10).unwrap();
     assert!(past.iter().all(|e| e.kind == ExtentKind::Zero), "{past:?}");
@@ -147,29 +184,89 @@ fn qcow2_backing_loops_are_refused() {
         "rebase", "-u", "-f", "qcow2", "-b", "c.qcow2", "-F", "qcow2", &c,
     ]);
     for img in [&a, &b, &c] {
-        let err = open_image(Path::new(img))
+        let err = open_in_own_dir(img)
             .err()
             .expect("a looping chain must not open");
         assert!(err.to_string().contains("loop"), "{img}: {err}");
-        let err = Qcow2Disk::open(Path::new(img))
+        let err = Qcow2Disk::open_with(Path::new(img), &own_dir(img))
             .err()
             .expect("a looping chain must not open");
         assert!(err.to_string().contains("loop"), "{img}: {err}");
     }
 }
 
+/// The backing format the header records is the format read, whatever the
+/// backing file's content looks like (as QEMU does): a backing file
+/// declared raw that holds a qcow2 header is read as those raw bytes, and
+/// the header's own backing file is never looked at.
 #[test]
-fn qcow2_declared_backing_format_must_match_the_file() {
+fn qcow2_declared_backing_format_wins_over_the_content() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let base = path_str(&d.join("base.qcow2"));
     let top = path_str(&d.join("top.qcow2"));
-    qemu_img(&["create", "-f", "qcow2", &base, "1M"]);
-    qcow2_overlay(&top, "base.qcow2", "raw", &[]);
-    let err = open_image(Path::new(&top))
-        .err()
-        .expect("format mismatch must be refused");
-    assert!(err.to_string().contains("declared as raw"), "{err}");
+    let host_file = write_file(d, "host-file", b"not to be read");
+    qemu_img(&[
+        "create", "-f", "qcow2", "-b", &host_file, "-F", "raw", &base, "1M",
+    ]);
+    qcow2_overlay(&top, "base.qcow2", "raw", &["1M"]);
+    let disk = open_in_own_dir(&top).unwrap();
+    assert_eq!(disk.depth(), 2);
+    let base_bytes = std::fs::read(&base).unwrap();
+    let mut got = vec![0u8; base_bytes.len()];
+    disk.read_at(&mut got, 0).unwrap();
+    assert!(got == base_bytes, "the backing file is read as raw bytes");
+}
+
+/// Without a recorded backing format the content is not trusted to name
+/// one: a backing file that looks raw is read as raw, one that looks like
+/// another format is refused with the command that records its format.
+#[test]
+fn qcow2_backing_without_recorded_format_is_raw_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = path_str(&d.join("base.qcow2"));
+    let raw = write_file(d, "base.raw", &source_pattern());
+    let top = path_str(&d.join("top.qcow2"));
+    qemu_img(&["create", "-f", "qcow2", &base, "6M"]);
+    for (backing, ok) in [(&raw, true), (&base, false)] {
+        qemu_img(&[
+            "create", "-f", "qcow2", "-b", backing, "-F", "raw", &top, "6M",
+        ]);
+        // Drop the backing format extension: `rebase -u` with no -F keeps
+        // none (what images made before QEMU 6.1 without -F look like).
+        strip_backing_format(&top);
+        let opened = open_in_own_dir(&top);
+        if ok {
+            let disk = opened.unwrap();
+            let mut got = vec![0u8; 4096];
+            disk.read_at(&mut got, 0).unwrap();
+            assert!(got == source_pattern()[..4096]);
+        } else {
+            let err = opened
+                .err()
+                .expect("a qcow2-looking backing file without -F");
+            let text = err.to_string();
+            assert!(
+                text.contains("no recorded format") && text.contains("-F qcow2"),
+                "{text}"
+            );
+        }
+    }
+}
+
+/// Removes the backing format header extension of the qcow2 image at
+/// `path` by turning it into an unknown extension type, which readers skip
+/// (type 0xe2792aca → 0x00000001; header extensions in QEMU's
+/// docs/interop/qcow2.txt).
+fn strip_backing_format(path: &str) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = b
+        .windows(4)
+        .position(|w| w == [0xe2, 0x79, 0x2a, 0xca])
+        .expect("backing format extension");
+    b[at..at + 4].copy_from_slice(&[0, 0, 0, 1]);
+    std::fs::write(path, b).unwrap();
 }
 
 #[test]
@@ -216,7 +313,7 @@ fn qcow2_missing_backing_file_is_named_in_the_error() {
     qemu_img(&["create", "-f", "qcow2", &base, "1M"]);
     qcow2_overlay(&top, "gone.qcow2", "qcow2", &[]);
     std::fs::remove_file(&base).unwrap();
-    let err = open_image(Path::new(&top))
+    let err = open_in_own_dir(&top)
         .err()
         .expect("a missing backing file must fail");
     assert!(err.to_string().contains("gone.qcow2"), "{err}");

@@ -6,6 +6,7 @@ mod fault_support;
 use fault_support::read_through;
 use lifeboat_formats::open_image;
 use lifeboat_formats::vmdk::VmdkDisk;
+use lifeboat_formats::AllowedPaths;
 use lifeboat_testsupport::{patch_file, qemu_img_from_raw};
 use lifeboat_vdisk::testsuite::pattern_with_holes;
 use lifeboat_vdisk::{Error, ReadDisk};
@@ -41,15 +42,22 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
+/// Opens the image, allowed to open the extent files beside it.
+fn open_vmdk(path: &Path) -> Result<VmdkDisk, Error> {
+    let mut allowed = AllowedPaths::none();
+    allowed.allow(path.parent().unwrap())?;
+    VmdkDisk::open_with(path, &allowed)
+}
+
 /// Opens the image and reads it whole (or its first 8 MiB when a damaged
 /// header claims more); returns the first error.
 fn open_and_read(path: &Path) -> Result<(), Error> {
-    read_through(&VmdkDisk::open(path)?)
+    read_through(&open_vmdk(path)?)
 }
 
 /// Opens the image and reads 64 KiB at a few places; returns the first error.
 fn open_and_probe(path: &Path) -> Result<(), Error> {
-    let disk = VmdkDisk::open(path)?;
+    let disk = open_vmdk(path)?;
     let mut buf = vec![0u8; 65536];
     for at in [0, MIB as u64, 5 * MIB as u64] {
         if at + 65536 <= disk.size() {

@@ -2,13 +2,29 @@
 //! writes must read back as the raw source it was converted from.
 
 use lifeboat_formats::vmdk::VmdkDisk;
-use lifeboat_formats::{detect_format, open_image, ImageFormat};
+use lifeboat_formats::{detect_format, open_image_with, AllowedPaths, ImageFormat, OpenOptions};
 use lifeboat_testsupport::{qemu_img, qemu_img_from_raw, write_file};
 use lifeboat_vdisk::testsuite::{check_read_disk, pattern_with_holes};
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
 use std::path::{Path, PathBuf};
 
 const MIB: usize = 1 << 20;
+
+/// Files of the image's own directory may be opened (extents), nothing else.
+fn own_dir(image: &Path) -> AllowedPaths {
+    let mut allowed = AllowedPaths::none();
+    allowed.allow(image.parent().unwrap()).unwrap();
+    allowed
+}
+
+/// The factory, allowed to open the extents beside the image.
+fn open_image(image: &Path) -> lifeboat_vdisk::Result<std::sync::Arc<dyn ReadDisk>> {
+    let options = OpenOptions {
+        format: None,
+        allowed: own_dir(image),
+    };
+    Ok(open_image_with(image, &options)?.disk)
+}
 
 fn convert_vmdk(dir: &Path, src: &Path, subformat: &str) -> PathBuf {
     let dst = dir.join(format!("{subformat}.vmdk"));
@@ -44,7 +60,8 @@ fn check_subformat(subformat: &str, sparse: bool) {
                 disk.extents(0, disk.size()).unwrap()
             );
         }
-        assert_eq!(VmdkDisk::open(&image).unwrap().create_type(), subformat);
+        let direct = VmdkDisk::open_with(&image, &own_dir(&image)).unwrap();
+        assert_eq!(direct.create_type(), subformat);
     }
 }
 

@@ -311,6 +311,7 @@ fn starting_a_session_over_a_64_gib_sparse_disk_is_instant() {
         &[DiskSource {
             name: "disk0".into(),
             disk,
+            format: None,
         }],
         &NoProgress,
     )

@@ -41,7 +41,8 @@ pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use model::{
-    check_name, DiskEntry, DiskIndex, DiskStats, Manifest, ScanEngine, ScanRecord, ScanStatus,
+    check_name, DiskEntry, DiskIndex, DiskStats, FormatChosenBy, Manifest, ScanEngine, ScanRecord,
+    ScanStatus, SourceFormat,
 };
 pub use prune::{KeepPolicy, PruneReport};
 pub use repository::{InitOptions, Repository};

@@ -3,9 +3,10 @@
 //! malware scan), [`DiskIndex`] (offset -> digest), plus name rules and
 //! restore point ids.
 //!
-//! `Manifest::scan` was added within format v1: it is left out of the JSON
-//! when absent (so unscanned manifests are byte-for-byte what older versions
-//! wrote) and read as absent when missing (so older manifests still read).
+//! `Manifest::scan` and `DiskEntry::format` were added within format v1:
+//! each is left out of the JSON when absent (so such manifests are
+//! byte-for-byte what older versions wrote) and read as absent when missing
+//! (so older manifests still read).
 //!
 //! Index payload (inside an index blob), little endian:
 //!
@@ -43,6 +44,51 @@ pub struct DiskEntry {
     /// Where it came from, e.g. `qcow2 /vms/a.qcow2`.
     pub source: String,
     pub stats: DiskStats,
+    /// How an image file was read (`None`: not an image file, or a
+    /// restore point written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SourceFormat>,
+}
+
+/// How the format of a backed-up image file was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatChosenBy {
+    /// The user named it.
+    Given,
+    /// The path is a block device, read as raw.
+    BlockDevice,
+    /// The file name's extension.
+    FileName,
+    /// The first bytes of the file.
+    Content,
+}
+
+impl FormatChosenBy {
+    /// `given`, `block device`, `file name` or `content`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FormatChosenBy::Given => "given",
+            FormatChosenBy::BlockDevice => "block device",
+            FormatChosenBy::FileName => "file name",
+            FormatChosenBy::Content => "content",
+        }
+    }
+}
+
+/// The format an image file was read as, how it was chosen, and the other
+/// files it made the backup read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFormat {
+    /// `raw`, `qcow2`, `vmdk` or `vhdx`.
+    pub format: String,
+    pub chosen_by: FormatChosenBy,
+    /// What the file's first bytes look like, when that is another format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_looks_like: Option<String>,
+    /// Backing files and extent files read (canonical paths), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followed: Vec<String>,
 }
 
 /// A restore point: the manifest is written last, so it exists only when
@@ -287,6 +333,29 @@ mod tests {
         });
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""state":"infected""#), "{json}");
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn disk_format_field_is_optional_and_omitted_when_absent() {
+        let old = r#"{"format_version":1,"vm":"web01","id":"20260101-000000-abcd","time":"2026-01-01T00:00:00Z","disks":[{"name":"disk0","size":1048576,"chunk_size":262144,"source":"raw file /vms/a.raw","stats":{"bytes_read":0,"data_chunks":0,"zero_chunks":4,"new_chunks":0,"new_stored_bytes":0}}],"locked_until":null}"#;
+        let mut m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.disks[0].format, None);
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+        m.disks[0].format = Some(SourceFormat {
+            format: "raw".into(),
+            chosen_by: FormatChosenBy::FileName,
+            content_looks_like: Some("qcow2".into()),
+            followed: Vec::new(),
+        });
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(
+            json.contains(
+                r#""format":{"format":"raw","chosen_by":"file_name","content_looks_like":"qcow2"}"#
+            ),
+            "{json}"
+        );
         let back: Manifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
     }

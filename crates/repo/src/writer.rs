@@ -35,7 +35,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::*;
-use crate::model::{check_name, new_id, DiskEntry, DiskIndex, DiskStats, Manifest};
+use crate::model::{check_name, new_id, DiskEntry, DiskIndex, DiskStats, Manifest, SourceFormat};
 use crate::repository::{prefix_dir, Repository};
 use chrono::{DateTime, Utc};
 use rustix::fs::{AtFlags, FlockOperation, Timespec, Timestamps, UTIME_NOW};
@@ -76,6 +76,8 @@ pub struct NewDisk {
     pub source: String,
     pub index: DiskIndex,
     pub stats: DiskStats,
+    /// How an image file was read (`None`: not an image file).
+    pub format: Option<SourceFormat>,
 }
 
 /// A shared flock on one prefix lock file, counted across this process's threads.
@@ -432,6 +434,7 @@ impl BackupWriter {
                 chunk_size: d.index.chunk_size,
                 source: d.source,
                 stats: d.stats,
+                format: d.format,
             });
         }
         fsutil::fsync_dir(&index_dir)?;

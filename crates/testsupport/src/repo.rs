@@ -34,6 +34,7 @@ pub fn backed_up(repo: &Path, vm: &str, disks: &[(&str, &Path)]) -> (Repository,
             disk: Arc::new(
                 FileDisk::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
             ) as Arc<dyn ReadDisk>,
+            format: None,
         })
         .collect();
     let summary = backup_vm(&repository, vm, &sources, &NoProgress)

@@ -96,6 +96,9 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
             bytes(u64::from(d.chunk_size)),
             d.source
         );
+        if let Some(f) = &d.format {
+            println!("       format {}", super::backup::describe_format(f));
+        }
         println!(
             "       this backup read {}, {} new chunks, {} stored new",
             bytes(d.stats.bytes_read),

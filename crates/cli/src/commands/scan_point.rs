@@ -492,6 +492,7 @@ mod tests {
             chunk_size,
             source: "raw /x".into(),
             stats: Default::default(),
+            format: None,
         };
         let point = |id: &str, minute: u32, disks: Vec<lifeboat_repo::DiskEntry>| Manifest {
             format_version: 1,

@@ -241,6 +241,7 @@ fn backup(repo: &Repository, vm: &str, path: &Path) -> anyhow::Result<String> {
         &[DiskSource {
             name: "disk0".into(),
             disk,
+            format: None,
         }],
         &NoProgress,
     )?;

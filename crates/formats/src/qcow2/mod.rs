@@ -27,12 +27,14 @@ mod writer;
 pub use reader::Qcow2Disk;
 pub use writer::Qcow2Writer;
 
+use crate::follow::Chain;
 use lifeboat_vdisk::{ReadDisk, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The factory's entry point: opens `path` as one link of `chain` (which
-/// already holds `path`'s canonical form), backing files included.
-pub(crate) fn open(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Arc<dyn ReadDisk>> {
+/// already holds `path`'s canonical form), the backing files it allows
+/// included.
+pub(crate) fn open(path: &Path, chain: &mut Chain<'_>) -> Result<Arc<dyn ReadDisk>> {
     Ok(Arc::new(Qcow2Disk::open_in(path, chain)?))
 }

@@ -15,12 +15,11 @@ use super::header::{check_inside, read_exact, Header};
 use super::l2cache::L2Cache;
 use super::layout::*;
 use crate::detect::{detect_format, open_in_chain};
+use crate::follow::{AllowedPaths, Chain, LinkKind};
 use crate::ImageFormat;
 use lifeboat_vdisk::{check_range, push_merged, Error, Extent, ReadDisk, Result};
-use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// A read-only qcow2 image, with its backing chain opened.
@@ -48,16 +47,24 @@ enum Mapping {
 }
 
 impl Qcow2Disk {
-    /// Opens the qcow2 image at `path` and its backing chain.
+    /// Opens the qcow2 image at `path`; an image with a backing file is
+    /// refused (see [`Qcow2Disk::open_with`]).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &AllowedPaths::none())
+    }
+
+    /// Opens the qcow2 image at `path` and its backing chain, following
+    /// only backing files that `allowed` allows (see [`crate::follow`]).
+    pub fn open_with(path: &Path, allowed: &AllowedPaths) -> Result<Self> {
         let what = format!("qcow2 {}", path.display());
-        let canonical = path.canonicalize().map_err(|e| Error::io(&what, 0, e))?;
-        Self::open_in(path, &mut vec![canonical])
+        let mut chain = Chain::new(allowed);
+        chain.enter(&what, path)?;
+        Self::open_in(path, &mut chain)
     }
 
     /// Opens `path` as one link of a backing chain; `chain` already holds
     /// this image's canonical path and those of the images above it.
-    pub(crate) fn open_in(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Self> {
+    pub(crate) fn open_in(path: &Path, chain: &mut Chain<'_>) -> Result<Self> {
         let what = format!("qcow2 {}", path.display());
         let file = File::open(path).map_err(|e| Error::io(&what, 0, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(&what, 0, e))?.len();
@@ -297,39 +304,44 @@ impl Qcow2Disk {
 }
 
 /// Opens the backing file `name` of the image at `path` (relative names are
-/// relative to the image's directory) through the chain-aware factory.
+/// relative to the image's directory) when the chain allows it, as the
+/// format the header declares; the content decides nothing. Without a
+/// declared format the backing file is read as raw, and refused when its
+/// content looks like another format: probing it could turn a raw disk a
+/// guest wrote into a qcow2 image naming files of its own.
 fn open_backing(
     path: &Path,
     name: &[u8],
     format: Option<&str>,
-    chain: &mut Vec<PathBuf>,
+    chain: &mut Chain<'_>,
     what: &str,
 ) -> Result<Arc<dyn ReadDisk>> {
-    let name = Path::new(OsStr::from_bytes(name));
-    let resolved = if name.is_absolute() {
-        name.to_path_buf()
-    } else {
-        path.parent().unwrap_or(Path::new(".")).join(name)
-    };
-    if let Some(format) = format {
-        let declared = ImageFormat::from_name(format).ok_or_else(|| {
+    let resolved = chain.follow(what, path, LinkKind::BackingFile, name)?;
+    let format = match format {
+        Some(format) => ImageFormat::from_name(format).ok_or_else(|| {
             Error::unsupported(
                 what,
                 format!("backing file {} has format {format:?}", resolved.display()),
             )
-        })?;
-        let detected = detect_format(&resolved)?;
-        if declared != detected {
-            return Err(Error::invalid(
-                what,
-                format!(
-                    "backing file {} is declared as {declared} but looks like {detected}; refusing to guess",
-                    resolved.display()
-                ),
-            ));
-        }
-    }
-    open_in_chain(&resolved, chain)
+        })?,
+        None => match detect_format(&resolved)? {
+            ImageFormat::Raw => ImageFormat::Raw,
+            looks_like => {
+                return Err(Error::invalid(
+                    what,
+                    format!(
+                        "backing file {} has no recorded format and looks like {looks_like}; \
+                         refusing to guess (a raw disk can look like anything). \
+                         Record the format with: qemu-img rebase -u -b {} -F {looks_like} {}",
+                        resolved.display(),
+                        String::from_utf8_lossy(name),
+                        path.display()
+                    ),
+                ))
+            }
+        },
+    };
+    open_in_chain(&resolved, format, chain)
 }
 
 impl ReadDisk for Qcow2Disk {

@@ -17,15 +17,19 @@
 //!   read_at / extents split a request at piece boundaries
 //! ```
 //!
-//! Extent files are resolved relative to the descriptor's directory. Delta
-//! links (a parent disk) and the ESX-only formats (COWD/vmfsSparse,
-//! seSparse, raw device maps) are refused as unsupported. The image is never
-//! written.
+//! Extent files are resolved relative to the descriptor's directory and
+//! opened only when the caller allows them ([`crate::follow`]): a
+//! descriptor is text anyone can write, also into the first sector of a raw
+//! disk. Each extent is opened as the type its line declares (sparse or
+//! flat), never by probing its content. Delta links (a parent disk) and the
+//! ESX-only formats (COWD/vmfsSparse, seSparse, raw device maps) are refused
+//! as unsupported. The image is never written.
 
 mod descriptor;
 pub mod layout;
 mod sparse;
 
+use crate::follow::{AllowedPaths, Chain, LinkKind};
 use descriptor::{Descriptor, ExtentType};
 use lifeboat_vdisk::{check_range, push_merged, Error, Extent, FileDisk, ReadDisk, Result};
 use sparse::SparseExtent;
@@ -57,9 +61,24 @@ pub struct VmdkDisk {
 }
 
 impl VmdkDisk {
-    /// Opens the VMDK image at `path`: a sparse extent file (KDMV) or a text
-    /// descriptor naming its extents.
+    /// Opens the VMDK image at `path`: a sparse extent file (KDMV); a text
+    /// descriptor is refused as soon as it names an extent file (see
+    /// [`VmdkDisk::open_with`]).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &AllowedPaths::none())
+    }
+
+    /// Opens the VMDK image at `path`: a sparse extent file (KDMV) or a text
+    /// descriptor naming extent files, each of which `allowed` must allow.
+    pub fn open_with(path: &Path, allowed: &AllowedPaths) -> Result<Self> {
+        let what = format!("vmdk {}", path.display());
+        let mut chain = Chain::new(allowed);
+        chain.enter(&what, path)?;
+        Self::open_in(path, &mut chain)
+    }
+
+    /// Opens `path` as one link of `chain`.
+    fn open_in(path: &Path, chain: &mut Chain<'_>) -> Result<Self> {
         let what = format!("vmdk {}", path.display());
         let mut file = File::open(path).map_err(|e| Error::io(&what, 0, e))?;
         let file_size = file.metadata().map_err(|e| Error::io(&what, 0, e))?.len();
@@ -120,13 +139,13 @@ impl VmdkDisk {
         if d.extents.is_empty() {
             return Err(Error::corrupt(what, "the descriptor lists no extents"));
         }
-        Self::build(path, d)
+        Self::build(path, d, chain)
     }
 
-    /// Resolves and opens the extents of a text descriptor.
-    fn build(path: &Path, d: Descriptor) -> Result<Self> {
+    /// Resolves and opens the extents of a text descriptor, each one only
+    /// when `chain` allows it.
+    fn build(path: &Path, d: Descriptor, chain: &mut Chain<'_>) -> Result<Self> {
         let what = format!("vmdk {}", path.display());
-        let dir = path.parent().unwrap_or(Path::new("."));
         let mut pieces = Vec::with_capacity(d.extents.len());
         let mut start = 0u64;
         for (i, line) in d.extents.iter().enumerate() {
@@ -146,10 +165,7 @@ impl VmdkDisk {
                     return Err(Error::corrupt(&what, format!("extent {i} names no file")))
                 }
                 (kind, Some(name)) => {
-                    let file = dir.join(name);
-                    std::fs::metadata(&file).map_err(|e| {
-                        Error::io(format!("{what}: extent file {}", file.display()), 0, e)
-                    })?;
+                    let file = chain.follow(&what, path, LinkKind::VmdkExtent, name.as_bytes())?;
                     if kind == ExtentType::Sparse {
                         let extent = Arc::new(SparseExtent::open(&file)?);
                         if extent.capacity_sectors() < line.sectors {
@@ -272,8 +288,8 @@ impl ReadDisk for VmdkDisk {
     }
 }
 
-/// The factory's entry point (see `crate::detect`). VMDK parent links are
-/// not supported, so `chain` is not extended.
-pub(crate) fn open(path: &Path, _chain: &mut Vec<PathBuf>) -> Result<Arc<dyn ReadDisk>> {
-    Ok(Arc::new(VmdkDisk::open(path)?))
+/// The factory's entry point (see `crate::detect`): extent files are
+/// followed through `chain`. VMDK parent links are not supported.
+pub(crate) fn open(path: &Path, chain: &mut Chain<'_>) -> Result<Arc<dyn ReadDisk>> {
+    Ok(Arc::new(VmdkDisk::open_in(path, chain)?))
 }

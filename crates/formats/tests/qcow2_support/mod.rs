@@ -5,7 +5,26 @@
 
 #![allow(dead_code)]
 
+use lifeboat_formats::{open_image_with, AllowedPaths, OpenOptions};
+use lifeboat_vdisk::ReadDisk;
 use std::path::Path;
+use std::sync::Arc;
+
+/// The files of `image`'s own directory, allowed as backing files.
+pub fn own_dir(image: &str) -> AllowedPaths {
+    let mut allowed = AllowedPaths::none();
+    allowed.allow(Path::new(image).parent().unwrap()).unwrap();
+    allowed
+}
+
+/// The factory, allowed to open backing files beside `image` only.
+pub fn open_in_own_dir(image: &str) -> lifeboat_vdisk::Result<Arc<dyn ReadDisk>> {
+    let options = OpenOptions {
+        format: None,
+        allowed: own_dir(image),
+    };
+    Ok(open_image_with(Path::new(image), &options)?.disk)
+}
 
 /// Writes `data` to `dir/name` and returns the path as a string.
 pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> String {
