@@ -41,8 +41,9 @@
 //! service    Service::start, sessions (start, list, stop, migrate), restart
 //! cache_size default size of a session's decoded-chunk cache, --cache-mem syntax
 //! control    the unix-socket server and the client used by the CLI
-//! nbd        NBD accept loop: refuses peers not on the allow list, withholds
-//!            the exports of sessions whose own list leaves the peer out
+//! nbd        NBD server setup: refuses peers not on the allow list at accept,
+//!            withholds the exports of sessions whose own list leaves the
+//!            peer out, connection limit and timeouts, TLS files
 //! ```
 //!
 //! Access control: the service's allow list gates NFS MOUNT and every
@@ -65,6 +66,7 @@ mod sessions;
 pub use cache_size::{default_cache_bytes, parse_mem_size, MAX_DEFAULT_CACHE_BYTES};
 pub use control::{request, socket_path};
 pub use error::{Error, Result};
+pub use nbd::NbdTlsFiles;
 pub use protocol::{
     DiskInfo, MigrateInfo, Request, Response, ServiceInfo, SessionInfo, StartRequest,
 };
