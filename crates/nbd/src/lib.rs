@@ -60,7 +60,7 @@
 //! every connection sees the same disk, and FLUSH flushes the whole disk).
 //! The whole negotiation (TLS handshake included) must end within the
 //! handshake timeout (30 s); a connection in transmission that sends nothing
-//! for the idle timeout (1 h by default) is closed ([`ServerLimits`]).
+//! for the idle timeout (off by default) is closed ([`ServerLimits`]).
 //!
 //! # Supported
 //!
@@ -101,6 +101,6 @@ mod transport;
 pub use export::{AccessPolicy, Export, ExportTable};
 pub use server::{
     serve, spawn, ListenError, LogHook, NbdServer, ServeError, ServerHandle, ServerLimits,
-    ServerStats, DEFAULT_IDLE_SECS,
+    ServerStats,
 };
 pub use tls::{TlsConfig, TlsError};

@@ -96,7 +96,10 @@ pub struct ServerLimits {
     /// reading its replies).
     pub handshake_timeout: Duration,
     /// A connection in transmission that sends nothing for this long is
-    /// closed; `None`: never.
+    /// closed; `None` (the default): never. QEMU fails the guest's next
+    /// request on a connection closed this way unless its drive has
+    /// `reconnect-delay`, so an idle guest would see I/O errors; idle
+    /// connections cannot lock clients out anyway (eviction at the limit).
     pub idle_timeout: Option<Duration>,
 }
 
@@ -105,13 +108,10 @@ impl Default for ServerLimits {
         ServerLimits {
             max_connections: 64,
             handshake_timeout: Duration::from_secs(30),
-            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
+            idle_timeout: None,
         }
     }
 }
-
-/// The default idle timeout of a connection in transmission, seconds.
-pub const DEFAULT_IDLE_SECS: u64 = 3600;
 
 /// Receives the server's log lines (refused peers, the limit, closed
 /// connections).

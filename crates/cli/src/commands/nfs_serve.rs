@@ -71,8 +71,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub nbd_max_connections: usize,
     /// Close an NBD connection that sends nothing for this many seconds
-    /// (0: never)
-    #[arg(long, value_name = "SECS", default_value_t = lifeboat_nbd::DEFAULT_IDLE_SECS)]
+    /// (default 0: never; QEMU clients then need `reconnect-delay` on the
+    /// drive, or the guest's next I/O fails)
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub nbd_idle_timeout: u64,
     /// Cache folder: overlays, session records, control socket
     #[arg(long, env = "LIFEBOAT_IR_CACHE", default_value = DEFAULT_CACHE_DIR)]
