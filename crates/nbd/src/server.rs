@@ -88,7 +88,7 @@ pub enum ListenError {
 pub struct ServerLimits {
     /// Connections served at once (one thread each). At the limit a new
     /// client takes the place of the longest-idle connection
-    /// ([`crate::slots`]); when every connection is running a command it
+    /// (see the `slots` module); when every connection is running a command it
     /// is turned away.
     pub max_connections: usize,
     /// The whole negotiation (options and the TLS handshake) must end
