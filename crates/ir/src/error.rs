@@ -50,6 +50,12 @@ pub enum Error {
         #[source]
         source: Box<lifeboat_engine::Error>,
     },
+    /// The NBD server could not start (bind, TLS required but not given).
+    #[error(transparent)]
+    NbdListen(#[from] lifeboat_nbd::ListenError),
+    /// The NBD TLS certificate, key or client CA could not be loaded.
+    #[error(transparent)]
+    NbdTls(#[from] lifeboat_nbd::TlsError),
     /// A bad allow-list entry.
     #[error(transparent)]
     Allow(#[from] lifeboat_nfs::AllowParseError),

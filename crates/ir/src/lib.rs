@@ -41,8 +41,9 @@
 //! service    Service::start, sessions (start, list, stop, migrate), restart
 //! cache_size default size of a session's decoded-chunk cache, --cache-mem syntax
 //! control    the unix-socket server and the client used by the CLI
-//! nbd        NBD accept loop: refuses peers not on the allow list, withholds
-//!            the exports of sessions whose own list leaves the peer out
+//! nbd        NBD server setup: refuses peers not on the allow list at accept,
+//!            withholds the exports of sessions whose own list leaves the
+//!            peer out, connection limit and timeouts, TLS files
 //! ```
 //!
 //! Access control: the service's allow list gates NFS MOUNT and every
@@ -70,6 +71,7 @@ pub use lifeboat_nfs::{
     DEFAULT_IDLE_TIMEOUT as NFS_DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS as NFS_DEFAULT_MAX_CONNECTIONS,
 };
+pub use nbd::NbdTlsFiles;
 pub use protocol::{
     DiskInfo, MigrateInfo, Request, Response, ServiceInfo, SessionInfo, StartRequest,
 };

@@ -1,7 +1,9 @@
-//! The NBD listener of the service: accepts connections, refuses peers that
-//! are not on the service's allow list (the socket is closed before the
-//! NBD greeting), and hands the others to `lifeboat_nbd::NbdServer`, one
-//! std thread per connection.
+//! The NBD listener of the service: a `lifeboat_nbd::NbdServer` whose
+//! access policy ([`SessionPolicy`]) admits only peers on the service's
+//! allow list (others are closed at accept, before the NBD greeting, and
+//! logged), with the service's connection limit and timeouts, and TLS-only
+//! when TLS files are given ([`NbdTlsFiles`]; required when the service
+//! listens on an address other than loopback).
 //!
 //! Per-session client lists ([`ExportClients`]): a session started with
 //! `--allow` records, for each of its exports, the clients that may use
@@ -15,15 +17,22 @@
 //! sessions without a list of their own are open to every peer the service
 //! admits.
 
-use lifeboat_nbd::{AccessPolicy, ExportTable, NbdServer};
+use crate::error::Result;
+use lifeboat_nbd::{AccessPolicy, ExportTable, NbdServer, ServerHandle, ServerLimits, TlsConfig};
 use lifeboat_nfs::{AllowList, ServiceLog};
 use std::collections::BTreeMap;
-use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
-use std::time::Duration;
+
+/// NBD over TLS: PEM files of the server certificate (chain), its key, and
+/// optionally the CA client certificates must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NbdTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
 
 /// Export name → the clients its session admits (exports of sessions
 /// without a list of their own are not in the map).
@@ -58,14 +67,19 @@ impl ExportClients {
     }
 }
 
-/// The NBD server's access policy: the session lists, and a log line for
-/// each refusal.
+/// The NBD server's access policy: the service's allow list at accept, the
+/// session lists per export, and a log line for each refusal.
 pub(crate) struct SessionPolicy {
+    allow: AllowList,
     clients: Arc<ExportClients>,
     log: Arc<ServiceLog>,
 }
 
 impl AccessPolicy for SessionPolicy {
+    fn admits(&self, peer: IpAddr) -> bool {
+        self.allow.allows(peer)
+    }
+
     fn permits(&self, export: &str, peer: IpAddr) -> bool {
         self.clients.permits(export, peer)
     }
@@ -80,17 +94,7 @@ impl AccessPolicy for SessionPolicy {
 /// A running NBD listener; dropping it stops accepting (open connections
 /// run until their clients leave).
 pub(crate) struct NbdListener {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// What the accept loop serves from.
-struct Shared {
-    exports: Arc<ExportTable>,
-    clients: Arc<ExportClients>,
-    allow: AllowList,
-    log: Arc<ServiceLog>,
+    server: ServerHandle,
 }
 
 impl NbdListener {
@@ -100,84 +104,32 @@ impl NbdListener {
         clients: Arc<ExportClients>,
         allow: AllowList,
         log: Arc<ServiceLog>,
-    ) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let shared = Shared {
-            exports,
-            clients,
+        limits: ServerLimits,
+        tls: Option<&NbdTlsFiles>,
+    ) -> Result<Self> {
+        let policy = SessionPolicy {
             allow,
-            log,
+            clients,
+            log: log.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("ir-nbd-accept".into())
-            .spawn(move || accept_loop(listener, shared, flag))?;
+        let mut server = NbdServer::new(exports)
+            .with_policy(Arc::new(policy))
+            .with_limits(limits)
+            .with_log(Arc::new(move |line: &str| log.line(line)));
+        if let Some(t) = tls {
+            server = server.with_tls(TlsConfig::from_pem_files(
+                &t.cert,
+                &t.key,
+                t.client_ca.as_deref(),
+            )?);
+        }
         Ok(NbdListener {
-            addr,
-            stop,
-            thread: Some(thread),
+            server: server.spawn(addr)?,
         })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    fn stop_accepting(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for NbdListener {
-    fn drop(&mut self) {
-        self.stop_accepting();
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Shared, stop: Arc<AtomicBool>) {
-    let log = &shared.log;
-    let policy = SessionPolicy {
-        clients: shared.clients.clone(),
-        log: log.clone(),
-    };
-    let server = NbdServer::new(shared.exports.clone()).with_policy(Arc::new(policy));
-    loop {
-        let accepted = listener.accept();
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if !shared.allow.allows(peer.ip()) {
-            log.line(format!(
-                "nbd: refused connection from {peer}: not on the allow list"
-            ));
-            continue;
-        }
-        let conn_server = server.clone();
-        let conn_log = log.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ir-nbd-conn".into())
-            .spawn(move || {
-                if let Err(e) = conn_server.serve_connection(stream) {
-                    conn_log.line(format!("nbd: {e}"));
-                }
-            });
-        if let Err(e) = spawned {
-            // The stream went away with the closure: the client sees a close.
-            log.line(format!("nbd: cannot serve {peer}: {e}"));
-        }
+        self.server.local_addr()
     }
 }
 
@@ -190,11 +142,14 @@ mod tests {
         let clients = Arc::new(ExportClients::default());
         clients.restrict("b-disk0", AllowList::parse(["10.9.9.9"]).unwrap());
         let policy = SessionPolicy {
+            allow: AllowList::parse(["10.0.0.0/8"]).unwrap(),
             clients: clients.clone(),
             log: Arc::new(ServiceLog::default()),
         };
         let (listed, local): (IpAddr, IpAddr) =
             ("10.9.9.9".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        assert!(policy.admits(listed));
+        assert!(!policy.admits(local), "not on the service's list");
         assert!(policy.permits("a-disk0", local), "a has no list: open");
         assert!(policy.permits("b-disk0", listed));
         assert!(!policy.permits("b-disk0", local));

@@ -79,6 +79,9 @@ pub struct ServiceInfo {
     pub mount_port: u16,
     pub nfs_port: u16,
     pub nbd_port: Option<u16>,
+    /// The NBD server is TLS-only (`nbds://` URLs).
+    #[serde(default)]
+    pub nbd_tls: bool,
     pub allow: Vec<String>,
 }
 
@@ -222,12 +225,14 @@ impl SessionInfo {
         )
     }
 
-    /// `nbd://host:port/<export>` when the disk is exported over NBD.
+    /// `nbd://host:port/<export>` when the disk is exported over NBD
+    /// (`nbds://` when the server is TLS-only).
     pub fn nbd_url(&self, disk: &DiskInfo) -> Option<String> {
         let export = disk.nbd_export.as_ref()?;
         let port = self.service.nbd_port?;
+        let scheme = if self.service.nbd_tls { "nbds" } else { "nbd" };
         Some(format!(
-            "nbd://{}:{port}/{export}",
+            "{scheme}://{}:{port}/{export}",
             url_host(&self.service.host)
         ))
     }
@@ -308,6 +313,7 @@ mod tests {
                 mount_port: 1058,
                 nfs_port: 2049,
                 nbd_port: Some(10809),
+                nbd_tls: false,
                 allow: vec![],
             },
         }

@@ -8,7 +8,8 @@
 //!   claim <cache>/control.sock (refuse if another service answers)
 //!   open the repository; HandleKey <cache>/handle.key; SessionTree
 //!   NfsService (portmapper, MOUNT, NFS)      NbdListener (service allow list at
-//!                                              accept, session lists by policy)
+//!                                              accept, session lists by policy,
+//!                                              limits, TLS-only with nbd_tls)
 //!   re-open every <cache>/sessions/*/session.json (sessions.rs)
 //!   ControlServer: requests → Inner::handle
 //! ```
@@ -23,11 +24,11 @@
 
 use crate::control::{self, ControlServer};
 use crate::error::{Error, Result};
-use crate::nbd::{ExportClients, NbdListener};
+use crate::nbd::{ExportClients, NbdListener, NbdTlsFiles};
 use crate::protocol::{Request, Response, ServiceInfo};
 use crate::record::{sessions_dir, SessionRecord};
 use crate::sessions::Live;
-use lifeboat_nbd::ExportTable;
+use lifeboat_nbd::{ExportTable, ServerLimits};
 use lifeboat_nfs::{
     AllowList, HandleKey, LogHook, NfsConfig, NfsService, NfsServiceHandle, ServiceLog, SessionTree,
 };
@@ -57,6 +58,11 @@ pub struct ServiceConfig {
     pub nfs_port: u16,
     /// `None`: no NBD server.
     pub nbd_port: Option<u16>,
+    /// NBD over TLS (TLS-only); required when `listen` is not loopback
+    /// and the NBD server runs.
+    pub nbd_tls: Option<NbdTlsFiles>,
+    /// Connection limit and timeouts of the NBD server.
+    pub nbd_limits: ServerLimits,
     /// Client addresses / CIDR networks allowed to use NFS and NBD.
     pub allow: Vec<String>,
     /// Host name printed in URLs (default: the listen address, or the
@@ -88,6 +94,8 @@ impl ServiceConfig {
             mount_port: 1058,
             nfs_port: 2049,
             nbd_port: Some(10809),
+            nbd_tls: None,
+            nbd_limits: ServerLimits::default(),
             allow: Vec::new(),
             advertise: None,
             cache_bytes: default_cache_bytes(),
@@ -182,19 +190,15 @@ impl Service {
         let exports = Arc::new(ExportTable::new());
         let export_clients = Arc::new(ExportClients::default());
         let nbd = match config.nbd_port {
-            Some(port) => {
-                let addr = SocketAddr::new(ip, port);
-                Some(
-                    NbdListener::start(
-                        addr,
-                        exports.clone(),
-                        export_clients.clone(),
-                        allow,
-                        log.clone(),
-                    )
-                    .map_err(|e| Error::io(format!("starting the NBD server on {addr}"), e))?,
-                )
-            }
+            Some(port) => Some(NbdListener::start(
+                SocketAddr::new(ip, port),
+                exports.clone(),
+                export_clients.clone(),
+                allow,
+                log.clone(),
+                config.nbd_limits,
+                config.nbd_tls.as_ref(),
+            )?),
             None => None,
         };
         let host = config.advertise.clone().unwrap_or_else(|| {
@@ -214,6 +218,7 @@ impl Service {
             mount_port: nfs.mount_addr().port(),
             nfs_port: nfs.nfs_addr().port(),
             nbd_port: nbd.as_ref().map(|n| n.addr().port()),
+            nbd_tls: nbd.is_some() && config.nbd_tls.is_some(),
             allow: config.allow.clone(),
         };
         let inner = Arc::new(Inner {
@@ -232,7 +237,7 @@ impl Service {
         let control = ControlServer::start(&sock, Arc::new(move |r| handler_inner.handle(r)))?;
         let i = &inner.info;
         inner.log.line(format!(
-            "service: repository {} ({}), cache {}, portmapper {:?}, mount {}, nfs {}, nbd {:?}, allow [{}]",
+            "service: repository {} ({}), cache {}, portmapper {:?}, mount {}, nfs {}, nbd {:?}{}, allow [{}]",
             i.repo.display(),
             i.repo_id,
             i.cache_dir.display(),
@@ -240,6 +245,7 @@ impl Service {
             i.mount_port,
             i.nfs_port,
             i.nbd_port,
+            if i.nbd_tls { " (TLS only)" } else { "" },
             i.allow.join(", ")
         ));
         Ok(Service {

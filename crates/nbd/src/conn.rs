@@ -1,45 +1,77 @@
 //! One connection: reads bytes until a `proto::parse_*` function has a whole
 //! message, lets [`crate::proto`] decide, runs commands against the disk and
 //! writes the encoded replies. Requests are served one at a time, in order.
+//!
+//! Time limits: the whole negotiation, TLS handshake included, must end
+//! within the handshake timeout (a deadline enforced on every socket read
+//! by [`crate::transport`], so a client trickling bytes cannot stretch it);
+//! every write must progress within it too. In
+//! transmission a connection that sends nothing for the idle timeout is
+//! closed. The connection tells its [`Activity`] when it runs a command, so
+//! the connection table never evicts it in the middle of one.
 
 use crate::export::{AccessPolicy, ClientView, Export, ExportTable};
 use crate::plan::{clamp, status_descriptors, Piece};
 use crate::proto::consts::*;
 use crate::proto::{self, Command, Parse, ProtoError, Request, TransmissionContext, Verdict};
 use crate::server::ServeError;
+use crate::slots::Activity;
+use crate::tls::TlsConfig;
+use crate::transport::Transport;
 use lifeboat_vdisk::{Error as DiskError, Extent, ReadDisk};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, TcpStream};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Size of the pieces WRITE_ZEROES, CACHE and discarded payloads go in.
 const STEP: usize = 1 << 20;
 
-pub(crate) struct Connection {
-    stream: TcpStream,
+/// The time limits of one connection (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) handshake: Duration,
+    pub(crate) idle: Option<Duration>,
+}
+
+pub(crate) struct Connection<'t> {
+    stream: Option<Transport>,
     peer: String,
     /// The client's address, for the access policy.
     peer_ip: Option<IpAddr>,
     /// Bytes received but not parsed yet.
     inbox: Vec<u8>,
     zeros: Vec<u8>,
+    timeouts: Timeouts,
+    /// Negotiation is not over (the deadline applies, not the idle timeout).
+    negotiating: bool,
+    activity: Arc<Activity>,
+    tls: Option<&'t TlsConfig>,
 }
 
-impl Connection {
-    pub(crate) fn new(stream: TcpStream, handshake_timeout: Duration) -> Result<Self, ServeError> {
+impl<'t> Connection<'t> {
+    pub(crate) fn new(
+        stream: TcpStream,
+        timeouts: Timeouts,
+        activity: Arc<Activity>,
+        tls: Option<&'t TlsConfig>,
+    ) -> Result<Self, ServeError> {
         let addr = stream.peer_addr().ok();
         let peer = addr.map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
+        let setup = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_write_timeout(Some(timeouts.handshake)));
         let conn = Connection {
-            stream,
+            stream: Some(Transport::new(stream, Instant::now() + timeouts.handshake)),
             peer,
             peer_ip: addr.map(|a| a.ip()),
             inbox: Vec::new(),
             zeros: Vec::new(),
+            timeouts,
+            negotiating: true,
+            activity,
+            tls,
         };
-        let setup = conn
-            .stream
-            .set_nodelay(true)
-            .and_then(|()| conn.stream.set_read_timeout(Some(handshake_timeout)));
         setup.map_err(|e| conn.io(e))?;
         Ok(conn)
     }
@@ -51,8 +83,50 @@ impl Connection {
         }
     }
 
+    fn timed_out(&self) -> ServeError {
+        let what = match (self.negotiating, self.timeouts.idle) {
+            (true, _) | (false, None) => format!(
+                "the handshake did not end within {} s",
+                self.timeouts.handshake.as_secs()
+            ),
+            (false, Some(idle)) => format!("being idle for {} s", idle.as_secs()),
+        };
+        ServeError::TimedOut {
+            peer: self.peer.clone(),
+            what,
+        }
+    }
+
+    /// A socket error, or the timeout it stands for.
+    fn read_error(&self, e: io::Error) -> ServeError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.timed_out(),
+            _ => self.io(e),
+        }
+    }
+
+    fn stream(&mut self) -> Result<&mut Transport, ServeError> {
+        match self.stream.as_mut() {
+            Some(s) => Ok(s),
+            None => Err(ServeError::Io {
+                peer: self.peer.clone(),
+                source: io::Error::other("the connection is closed"),
+            }),
+        }
+    }
+
     fn send(&mut self, bytes: &[u8]) -> Result<(), ServeError> {
-        self.stream.write_all(bytes).map_err(|e| self.io(e))
+        let r = self.stream()?.send(bytes);
+        r.map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ServeError::TimedOut {
+                peer: self.peer.clone(),
+                what: format!(
+                    "the client took nothing of its reply for {} s",
+                    self.timeouts.handshake.as_secs()
+                ),
+            },
+            _ => self.io(e),
+        })
     }
 
     /// Reads until `parse` has a whole message; `None` when the peer closed
@@ -81,10 +155,10 @@ impl Connection {
                     let want = need
                         .saturating_sub(self.inbox.len())
                         .clamp(1, scratch.len());
-                    let n = match self.stream.read(&mut scratch[..want]) {
+                    let n = match self.stream()?.read(&mut scratch[..want]) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(self.io(e)),
+                        Err(e) => return Err(self.read_error(e)),
                     };
                     if n == 0 {
                         if self.inbox.is_empty() {
@@ -112,11 +186,12 @@ impl Connection {
         let (head, tail) = buf.split_at_mut(from_inbox);
         head.copy_from_slice(self.inbox.get(..from_inbox).unwrap_or(&[]));
         self.inbox.drain(..from_inbox);
-        self.stream.read_exact(tail).map_err(|e| {
+        let r = self.stream()?.read_exact(tail);
+        r.map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 self.truncated("a write payload")
             } else {
-                self.io(e)
+                self.read_error(e)
             }
         })
     }
@@ -140,6 +215,18 @@ impl Connection {
         exports: &ExportTable,
         policy: Option<&dyn AccessPolicy>,
     ) -> Result<(), ServeError> {
+        let r = self.negotiate_and_serve(exports, policy);
+        if let Some(s) = self.stream.as_mut() {
+            s.close();
+        }
+        r
+    }
+
+    fn negotiate_and_serve(
+        &mut self,
+        exports: &ExportTable,
+        policy: Option<&dyn AccessPolicy>,
+    ) -> Result<(), ServeError> {
         let view = ClientView {
             table: exports,
             policy,
@@ -151,7 +238,10 @@ impl Connection {
         let Some(flags) = self.next("the client flags", proto::parse_client_flags)? else {
             return Ok(());
         };
-        let mut negotiation = proto::Negotiation::new(flags.no_zeroes);
+        let mut negotiation = match self.tls {
+            Some(_) => proto::Negotiation::tls_required(flags.no_zeroes),
+            None => proto::Negotiation::new(flags.no_zeroes),
+        };
         let (export, context) = loop {
             let Some(opt) = self.next("an option", proto::parse_option)? else {
                 return Ok(());
@@ -168,6 +258,10 @@ impl Connection {
             match outcome {
                 proto::OptionOutcome::Continue => sent?,
                 proto::OptionOutcome::Close => return Ok(()),
+                proto::OptionOutcome::StartTls => {
+                    sent?;
+                    self.start_tls()?;
+                }
                 proto::OptionOutcome::Transmission { export, context } => {
                     sent?;
                     match exports.get(&export.name) {
@@ -179,8 +273,53 @@ impl Connection {
                 }
             }
         };
-        self.stream.set_read_timeout(None).map_err(|e| self.io(e))?;
+        self.negotiating = false;
+        self.activity.serving();
+        let idle = self.timeouts.idle;
+        let r = self.stream()?.end_deadline(idle);
+        r.map_err(|e| self.io(e))?;
         self.transmission(&export, &context)
+    }
+
+    /// After NBD_REP_ACK to NBD_OPT_STARTTLS: the TLS handshake, within
+    /// the negotiation's deadline.
+    fn start_tls(&mut self) -> Result<(), ServeError> {
+        let Some(config) = self.tls else {
+            return Err(self.io(io::Error::other("STARTTLS without TLS configured")));
+        };
+        // Bytes the client sent after STARTTLS in clear would otherwise be
+        // read as if TLS had protected them.
+        if !self.inbox.is_empty() {
+            return Err(ServeError::Tls {
+                peer: self.peer.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the client sent data after NBD_OPT_STARTTLS before the TLS handshake",
+                ),
+            });
+        }
+        let plain = self
+            .stream
+            .take()
+            .ok_or_else(|| self.io(io::Error::other("closed")))?;
+        match plain.start_tls(config) {
+            Ok(tls) => {
+                self.stream = Some(tls);
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(self.timed_out())
+            }
+            Err(source) => Err(ServeError::Tls {
+                peer: self.peer.clone(),
+                source,
+            }),
+        }
     }
 
     fn transmission(
@@ -193,6 +332,7 @@ impl Connection {
             let Some(req) = self.next("a request", proto::parse_request)? else {
                 return Ok(());
             };
+            self.activity.busy();
             out.clear();
             match proto::classify(&req, ctx) {
                 Verdict::Reject { errno } => {
@@ -202,6 +342,8 @@ impl Connection {
                 Verdict::Run(Command::Disconnect) => return Ok(()),
                 Verdict::Run(cmd) => self.execute(export, ctx, &req, cmd, &mut out)?,
             }
+            // Sending may wait on the client: that is idle time.
+            self.activity.idle();
             self.send(&out)?;
         }
     }

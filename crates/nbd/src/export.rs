@@ -9,15 +9,28 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-/// Which client may use which export, asked during negotiation of every
-/// connection of a server that has one (`NbdServer::with_policy`). A
+/// Which client may connect, and which export it may use. [`admits`] is
+/// asked when a connection is accepted: a peer it refuses is closed before
+/// the server sends a byte. [`permits`] is asked during negotiation of every
+/// connection of a server that has a policy (`NbdServer::with_policy`). A
 /// refused export is left out of NBD_OPT_LIST, NBD_OPT_INFO / NBD_OPT_GO /
 /// the meta-context options naming it are answered NBD_REP_ERR_POLICY, and
 /// NBD_OPT_EXPORT_NAME naming it closes the connection (it has no error
 /// reply). A client whose address is unknown is refused every export.
 ///
-/// Any `Fn(&str, IpAddr) -> bool` (export name, client address) is a policy.
+/// Any `Fn(&str, IpAddr) -> bool` (export name, client address) is a policy
+/// that admits every peer.
+///
+/// [`admits`]: AccessPolicy::admits
+/// [`permits`]: AccessPolicy::permits
 pub trait AccessPolicy: Send + Sync {
+    /// Whether the client at `peer` may connect at all (the service's
+    /// allow list). Every peer is admitted unless overridden.
+    fn admits(&self, peer: IpAddr) -> bool {
+        let _ = peer;
+        true
+    }
+
     /// Whether the client at `peer` may use the export named `export`.
     fn permits(&self, export: &str, peer: IpAddr) -> bool;
 

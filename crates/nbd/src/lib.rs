@@ -14,14 +14,24 @@
 //! export    Export (name, disk, optional writer, description), ExportTable,
 //!           AccessPolicy (which client may use which export)
 //! conn      one connection: bytes from the socket into proto, disk I/O,
-//!           replies back out
-//! server    accept loop, one std thread per connection, ServerHandle
+//!           replies back out, time limits
+//! transport the connection's byte stream: TCP, or rustls over it after
+//!           NBD_OPT_STARTTLS
+//! tls       TlsConfig: certificate, key, optional client CA (PEM files)
+//! slots     the connection table: limit, activity, eviction of the
+//!           longest-idle connection at the limit
+//! server    accept loop (admission by policy, then a slot), one std thread
+//!           per connection, ServerLimits, ServerHandle
 //! ```
 //!
 //! # A connection
 //!
 //! ```text
-//!  accept ──> send greeting (NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE|NO_ZEROES)
+//!  accept ── peer not admitted by the policy ──> close, nothing sent
+//!    │    ── at the connection limit, every connection busy ──> close
+//!    │       (otherwise the longest-idle connection makes room)
+//!    v
+//!  send greeting (NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE|NO_ZEROES)
 //!               │
 //!               v
 //!  read client flags ── not fixed newstyle / unknown bits ──> close
@@ -32,6 +42,9 @@
 //!  │        ├─ LIST, INFO, STRUCTURED_REPLY, LIST/SET_META_CONTEXT,
 //!  │        │  unknown (ERR_UNSUP), malformed (ERR_INVALID) ──> reply ──┐
 //!  │        ├─ ABORT ──> ACK, close                                      │
+//!  │        ├─ STARTTLS (TLS server) ──> ACK, TLS handshake ────────────┤
+//!  │        ├─ anything else before STARTTLS on a TLS server ──>        │
+//!  │        │  ERR_TLS_REQD (EXPORT_NAME: close) ───────────────────────┤
 //!  │        ├─ EXPORT_NAME unknown or refused by policy ──> close       │
 //!  │        └─ GO ok / EXPORT_NAME ok ──> transmission                  │
 //!  └────────────────────────────────────────────────────────────────────┘
@@ -45,16 +58,21 @@
 //! Requests on one connection are served in order, one at a time; clients
 //! that want parallelism open several connections (CAN_MULTI_CONN is set:
 //! every connection sees the same disk, and FLUSH flushes the whole disk).
-//! A handshake stalled for 30 s is dropped; transmission has no timeout.
+//! The whole negotiation (TLS handshake included) must end within the
+//! handshake timeout (30 s); a connection in transmission that sends nothing
+//! for the idle timeout (off by default) is closed ([`ServerLimits`]).
 //!
 //! # Supported
 //!
 //! - Options: EXPORT_NAME, ABORT, LIST, INFO and GO (NBD_INFO_EXPORT always,
 //!   NAME, DESCRIPTION, BLOCK_SIZE on request: 1 / 4096 / 32 MiB),
 //!   STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT for
-//!   `base:allocation`. Not supported (ERR_UNSUP): STARTTLS,
-//!   EXTENDED_HEADERS, anything newer.
-//! - Per-client policy ([`AccessPolicy`], `NbdServer::with_policy`): a
+//!   `base:allocation`, STARTTLS on a server with [`TlsConfig`] (TLS-only:
+//!   `NbdServer::with_tls`). Not supported (ERR_UNSUP): STARTTLS without
+//!   TLS configured, EXTENDED_HEADERS, anything newer. A listener on an
+//!   address other than loopback refuses to start without TLS.
+//! - Per-client policy ([`AccessPolicy`], `NbdServer::with_policy`): a peer
+//!   it does not admit is closed at accept, before the greeting; a
 //!   refused export is hidden from LIST, INFO/GO/meta-context answer
 //!   NBD_REP_ERR_POLICY, EXPORT_NAME closes the connection.
 //! - Commands: READ (structured: holes from `ReadDisk::extents` as
@@ -76,6 +94,13 @@ mod export;
 mod plan;
 pub mod proto;
 mod server;
+mod slots;
+mod tls;
+mod transport;
 
 pub use export::{AccessPolicy, Export, ExportTable};
-pub use server::{serve, spawn, NbdServer, ServeError, ServerHandle, ServerStats};
+pub use server::{
+    serve, spawn, ListenError, LogHook, NbdServer, ServeError, ServerHandle, ServerLimits,
+    ServerStats,
+};
+pub use tls::{TlsConfig, TlsError};

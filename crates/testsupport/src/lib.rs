@@ -13,6 +13,8 @@
 //!   only the test's devices, running lvm2 tools with it.
 //! - [`repo`] (feature `repo`): test repositories, backups through the
 //!   engine, chunk files, repository snapshots.
+//! - [`pki`]: a test CA, server and client certificates made with the
+//!   `openssl` CLI, in the folder layout QEMU and libnbd read.
 //! - [`nfs`] (feature `nfs`): a raw MOUNT/NFS v3 client for tests that
 //!   speak RPC themselves.
 //!
@@ -24,6 +26,7 @@
 pub mod disks;
 pub mod files;
 pub mod lvm;
+pub mod pki;
 pub mod process;
 pub mod tools;
 

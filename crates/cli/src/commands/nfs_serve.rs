@@ -14,7 +14,7 @@ use crate::exit;
 use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use lifeboat_ir::{Service, ServiceConfig};
+use lifeboat_ir::{NbdTlsFiles, Service, ServiceConfig};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +63,26 @@ pub struct ServeArgs {
     /// receives nothing for this many seconds (0: never)
     #[arg(long, value_name = "SECS", default_value_t = lifeboat_ir::NFS_DEFAULT_IDLE_TIMEOUT.as_secs())]
     pub nfs_idle_timeout: u64,
+    /// NBD over TLS, TLS-only (clients use NBD_OPT_STARTTLS, nbds://):
+    /// the server certificate chain, PEM. Required when --listen is not a
+    /// loopback address
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require NBD clients to present a certificate issued by this CA (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// Most NBD connections served at once; at the limit the longest-idle
+    /// connection is closed to admit a new client
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub nbd_max_connections: usize,
+    /// Close an NBD connection that sends nothing for this many seconds
+    /// (default 0: never; QEMU clients then need `reconnect-delay` on the
+    /// drive, or the guest's next I/O fails)
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub nbd_idle_timeout: u64,
     /// Cache folder: overlays, session records, control socket
     #[arg(long, env = "LIFEBOAT_IR_CACHE", default_value = DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
@@ -112,6 +132,14 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
     } else {
         a.allow.clone()
     };
+    if !a.no_nbd && a.tls_cert.is_none() && !a.listen.is_loopback() {
+        anyhow::bail!(
+            "NBD on {} would be reachable from other machines without TLS: give \
+             --tls-cert FILE and --tls-key FILE (and --tls-ca FILE to require client \
+             certificates), or --listen 127.0.0.1, or --no-nbd",
+            a.listen
+        );
+    }
     let mut config = ServiceConfig::new(&a.repo.repo, &a.cache_dir);
     config.passphrase = passphrase(a.repo.passphrase_file.as_deref())?;
     config.listen = a.listen;
@@ -122,6 +150,17 @@ pub fn run(command: NfsCommand) -> anyhow::Result<i32> {
     config.nfs_max_connections = a.nfs_max_connections.max(1);
     config.nfs_idle_timeout =
         (a.nfs_idle_timeout > 0).then(|| Duration::from_secs(a.nfs_idle_timeout));
+    config.nbd_tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(NbdTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: a.tls_ca.clone(),
+        }),
+        _ => None,
+    };
+    config.nbd_limits.max_connections = a.nbd_max_connections.max(1);
+    config.nbd_limits.idle_timeout =
+        (a.nbd_idle_timeout > 0).then(|| Duration::from_secs(a.nbd_idle_timeout));
     config.allow = allow;
     config.advertise = a.advertise.clone();
     if let Some(bytes) = a

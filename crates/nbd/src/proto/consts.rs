@@ -34,7 +34,8 @@ pub const NBD_OPT_EXPORT_NAME: u32 = 1;
 pub const NBD_OPT_ABORT: u32 = 2;
 /// List the exports (one NBD_REP_SERVER each, then NBD_REP_ACK).
 pub const NBD_OPT_LIST: u32 = 3;
-/// Upgrade to TLS (not supported here: answered with NBD_REP_ERR_UNSUP).
+/// Upgrade the connection to TLS: after the server's NBD_REP_ACK both sides
+/// run a TLS handshake, and negotiation continues inside TLS.
 pub const NBD_OPT_STARTTLS: u32 = 5;
 /// Ask about an export without entering transmission.
 pub const NBD_OPT_INFO: u32 = 6;
@@ -65,6 +66,8 @@ pub const NBD_REP_ERR_UNSUP: u32 = NBD_REP_FLAG_ERROR | 1;
 pub const NBD_REP_ERR_POLICY: u32 = NBD_REP_FLAG_ERROR | 2;
 /// The option was malformed or sent in the wrong order.
 pub const NBD_REP_ERR_INVALID: u32 = NBD_REP_FLAG_ERROR | 3;
+/// The server requires TLS: the client must send NBD_OPT_STARTTLS first.
+pub const NBD_REP_ERR_TLS_REQD: u32 = NBD_REP_FLAG_ERROR | 5;
 /// The export named does not exist.
 pub const NBD_REP_ERR_UNKNOWN: u32 = NBD_REP_FLAG_ERROR | 6;
 /// The option or its reply is too large to process.

@@ -8,14 +8,25 @@
 //!   +-----------> [negotiating] --- NBD_OPT_ABORT -----> ACK, close
 //!   | any option      |   |   \---- EXPORT_NAME unknown --> close (no reply possible)
 //!   | answered        |   |
+//!   |                 |   +-- STARTTLS (TLS offered) --> ACK, TLS handshake,
+//!   |                 |          negotiation starts over inside TLS
 //!   +-----------------+   +-- GO ok / EXPORT_NAME ok --> [transmission]
 //! ```
 //!
 //! Supported: EXPORT_NAME, LIST, ABORT, INFO and GO (items EXPORT, NAME,
 //! DESCRIPTION, BLOCK_SIZE), STRUCTURED_REPLY, LIST/SET_META_CONTEXT with the
-//! single context `base:allocation`. Anything else (STARTTLS, EXTENDED_HEADERS,
-//! options from the future) is answered NBD_REP_ERR_UNSUP and negotiation
+//! single context `base:allocation`, and STARTTLS when the server offers
+//! TLS. Anything else (EXTENDED_HEADERS, options from the future, STARTTLS
+//! on a server without TLS) is answered NBD_REP_ERR_UNSUP and negotiation
 //! goes on. Malformed payloads get NBD_REP_ERR_INVALID.
+//!
+//! TLS-only mode ([`Negotiation::tls_required`], as `qemu-nbd --tls-creds`):
+//! until STARTTLS has succeeded, every option but STARTTLS and ABORT is
+//! answered NBD_REP_ERR_TLS_REQD, and EXPORT_NAME (which has no error reply)
+//! closes the connection, so nothing about the exports (names, sizes) and
+//! no data passes in clear. STARTTLS resets what was negotiated before it
+//! (structured replies, the meta context): only what is said inside TLS
+//! counts.
 //!
 //! Per-client policy: an export the catalog does not
 //! [permit](ExportCatalog::permits) to this client is left out of
@@ -65,6 +76,11 @@ pub enum OptionOutcome {
     Continue,
     /// Send the replies, then close the connection.
     Close,
+    /// Send the replies (NBD_REP_ACK to NBD_OPT_STARTTLS), then run the TLS
+    /// handshake as the server; read the next option through TLS. Nothing
+    /// the client sent after the option may be left unread: bytes sent
+    /// before the handshake are not protected by it.
+    StartTls,
     /// Send the replies, then serve `export` in transmission mode.
     Transmission {
         export: ExportInfo,
@@ -81,6 +97,19 @@ pub struct Negotiation {
     meta_export: Option<String>,
     /// The export of the last option refused by policy, not yet taken.
     refused: Option<String>,
+    tls: TlsState,
+}
+
+/// Where the connection stands with TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum TlsState {
+    /// The server offers no TLS: STARTTLS is unsupported.
+    #[default]
+    Unavailable,
+    /// TLS-only server, STARTTLS not done yet.
+    Required,
+    /// STARTTLS succeeded: the rest is inside TLS.
+    Active,
 }
 
 /// The transmission flags of an export.
@@ -108,6 +137,21 @@ impl Negotiation {
         }
     }
 
+    /// A negotiation on a TLS-only server: nothing but NBD_OPT_STARTTLS
+    /// and NBD_OPT_ABORT is answered until TLS is up.
+    pub fn tls_required(no_zeroes: bool) -> Self {
+        Negotiation {
+            no_zeroes,
+            tls: TlsState::Required,
+            ..Default::default()
+        }
+    }
+
+    /// Whether NBD_OPT_STARTTLS has been accepted on this connection.
+    pub fn tls_active(&self) -> bool {
+        self.tls == TlsState::Active
+    }
+
     /// Whether structured replies were negotiated.
     pub fn structured(&self) -> bool {
         self.structured
@@ -127,7 +171,15 @@ impl Negotiation {
         out: &mut Vec<u8>,
     ) -> OptionOutcome {
         let code = opt.option;
+        if self.tls == TlsState::Required {
+            return self.before_tls(opt, out);
+        }
         match code {
+            // Without TLS on offer, STARTTLS is unsupported like any
+            // unknown option (below).
+            NBD_OPT_STARTTLS if self.tls == TlsState::Active => {
+                invalid(out, code, "TLS is already active on this connection")
+            }
             NBD_OPT_EXPORT_NAME => {
                 let Some(export) = std::str::from_utf8(&opt.data)
                     .ok()
@@ -178,6 +230,37 @@ impl Negotiation {
             _ => {
                 let msg = format!("option {code} is not supported");
                 encode_option_reply(out, code, NBD_REP_ERR_UNSUP, msg.as_bytes());
+                OptionOutcome::Continue
+            }
+        }
+    }
+
+    /// TLS-only mode before STARTTLS: only STARTTLS and ABORT are served.
+    fn before_tls(&mut self, opt: &OptionRequest, out: &mut Vec<u8>) -> OptionOutcome {
+        let code = opt.option;
+        match code {
+            NBD_OPT_STARTTLS if !opt.data.is_empty() => {
+                invalid(out, code, "NBD_OPT_STARTTLS takes no data")
+            }
+            NBD_OPT_STARTTLS => {
+                encode_option_reply(out, code, NBD_REP_ACK, &[]);
+                // What was negotiated in clear does not carry over.
+                *self = Negotiation {
+                    no_zeroes: self.no_zeroes,
+                    tls: TlsState::Active,
+                    ..Default::default()
+                };
+                OptionOutcome::StartTls
+            }
+            NBD_OPT_ABORT => {
+                encode_option_reply(out, code, NBD_REP_ACK, &[]);
+                OptionOutcome::Close
+            }
+            // No error reply exists for EXPORT_NAME.
+            NBD_OPT_EXPORT_NAME => OptionOutcome::Close,
+            _ => {
+                let msg = "this server requires TLS: send NBD_OPT_STARTTLS first";
+                encode_option_reply(out, code, NBD_REP_ERR_TLS_REQD, msg.as_bytes());
                 OptionOutcome::Continue
             }
         }
@@ -541,6 +624,87 @@ mod tests {
             panic!("no transmission")
         };
         assert!(context.structured && context.base_allocation);
+    }
+
+    #[test]
+    fn a_tls_only_server_answers_nothing_but_starttls_and_abort_in_clear() {
+        let mut n = Negotiation::tls_required(true);
+        let mut out = Vec::new();
+        for (option, data) in [
+            (NBD_OPT_LIST, vec![]),
+            (NBD_OPT_INFO, go_data("disk", &[NBD_INFO_NAME])),
+            (NBD_OPT_GO, go_data("disk", &[])),
+            (NBD_OPT_STRUCTURED_REPLY, vec![]),
+            (NBD_OPT_LIST_META_CONTEXT, meta_data("disk", &[])),
+            (4242, vec![1]),
+        ] {
+            out.clear();
+            assert_eq!(
+                n.handle(&opt(option, data), &One, &mut out),
+                OptionOutcome::Continue,
+                "option {option}"
+            );
+            let rs = replies(&out);
+            assert_eq!(rs.len(), 1, "option {option}");
+            assert_eq!((rs[0].0, rs[0].1), (option, NBD_REP_ERR_TLS_REQD));
+            assert!(
+                !String::from_utf8_lossy(&out).contains("disk"),
+                "leaks the export"
+            );
+        }
+        out.clear();
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_EXPORT_NAME, b"disk".to_vec()), &One, &mut out),
+            OptionOutcome::Close
+        );
+        assert!(out.is_empty(), "EXPORT_NAME in clear gets no answer");
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_STARTTLS, vec![1]), &One, &mut out),
+            OptionOutcome::Continue
+        );
+        assert_eq!(replies(&out)[0].1, NBD_REP_ERR_INVALID);
+        assert!(!n.tls_active());
+
+        out.clear();
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_STARTTLS, vec![]), &One, &mut out),
+            OptionOutcome::StartTls
+        );
+        assert_eq!(replies(&out)[0].1, NBD_REP_ACK);
+        assert!(n.tls_active());
+        // Inside TLS: everything is served, a second STARTTLS is invalid.
+        out.clear();
+        n.handle(&opt(NBD_OPT_STARTTLS, vec![]), &One, &mut out);
+        assert_eq!(replies(&out)[0].1, NBD_REP_ERR_INVALID);
+        let r = n.handle(&opt(NBD_OPT_GO, go_data("disk", &[])), &One, &mut out);
+        assert!(matches!(r, OptionOutcome::Transmission { .. }));
+
+        // ABORT in clear is acknowledged.
+        let mut n = Negotiation::tls_required(false);
+        out.clear();
+        assert_eq!(
+            n.handle(&opt(NBD_OPT_ABORT, vec![]), &One, &mut out),
+            OptionOutcome::Close
+        );
+        assert_eq!(replies(&out)[0].1, NBD_REP_ACK);
+    }
+
+    #[test]
+    fn starttls_forgets_what_was_negotiated_in_clear_and_is_unsupported_without_tls() {
+        let mut out = Vec::new();
+        let mut plain = Negotiation::new(false);
+        plain.handle(&opt(NBD_OPT_STARTTLS, vec![]), &One, &mut out);
+        assert_eq!(replies(&out)[0].1, NBD_REP_ERR_UNSUP);
+
+        let mut n = Negotiation::tls_required(false);
+        out.clear();
+        n.handle(&opt(NBD_OPT_STRUCTURED_REPLY, vec![]), &One, &mut out);
+        assert!(!n.structured(), "refused in clear");
+        n.handle(&opt(NBD_OPT_STARTTLS, vec![]), &One, &mut out);
+        let r = n.handle(&opt(NBD_OPT_EXPORT_NAME, b"disk".to_vec()), &One, &mut out);
+        assert!(
+            matches!(r, OptionOutcome::Transmission { ref context, .. } if !context.structured)
+        );
     }
 
     #[test]

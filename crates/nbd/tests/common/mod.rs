@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use lifeboat_nbd::proto::consts::*;
-use lifeboat_nbd::{spawn, Export, ExportTable, ServerHandle};
+use lifeboat_nbd::{Export, ExportTable, NbdServer, ServerHandle};
 use lifeboat_testsupport::write_sparse;
 use lifeboat_vdisk::testsuite::pattern_with_holes;
 use lifeboat_vdisk::{Error, FileDisk, MemDisk, ReadDisk, Result as DiskResult};
@@ -33,12 +33,20 @@ pub fn sparse_file(dir: &Path) -> (PathBuf, Vec<u8>) {
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
     pub server: ServerHandle,
+    /// The server's exports (tests may add more).
+    pub table: Arc<ExportTable>,
     pub bytes: Vec<u8>,
     pub rw: Arc<MemDisk>,
 }
 
 impl Fixture {
     pub fn new() -> Fixture {
+        Fixture::with(|s| s)
+    }
+
+    /// The same exports on a server `setup` configured (TLS, limits,
+    /// policy), on 127.0.0.1.
+    pub fn with(setup: impl FnOnce(NbdServer) -> NbdServer) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (path, bytes) = sparse_file(dir.path());
         let table = Arc::new(ExportTable::new());
@@ -56,10 +64,13 @@ impl Fixture {
             "broken",
             Arc::new(Broken(MemDisk::new("broken", bytes.clone()))),
         ));
-        let server = spawn("127.0.0.1:0", table).unwrap();
+        let server = setup(NbdServer::new(table.clone()))
+            .spawn("127.0.0.1:0")
+            .unwrap();
         Fixture {
             _dir: dir,
             server,
+            table,
             bytes,
             rw,
         }
