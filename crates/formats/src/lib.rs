@@ -19,9 +19,11 @@ pub mod lvm;
 pub mod partition;
 pub mod problem;
 pub mod qcow2;
+pub mod safe_name;
 pub mod vhdx;
 pub mod vmdk;
 pub mod volumes;
 
 pub use detect::{detect_format, open_image, open_image_as, ImageFormat};
 pub use problem::{ProblemKind, VolumeProblem};
+pub use safe_name::{safe_name, UnsafeName};
