@@ -3,6 +3,11 @@
 //! into an encrypted repository, listed and copied back byte-exact; volume
 //! choice on a multi-disk restore point; a corrupt chunk under a file makes
 //! `get` fail with exit 3, naming the chunk, leaving no output file.
+//! `get` against a hostile guest and a hostile local user: it keeps the
+//! source's mode (0600 stays 0600, setuid only with `--keep-setid`),
+//! never writes through a symlink planted at its temporary name or at the
+//! destination, refuses a guest file name that is not a safe file name,
+//! and a guest symlink pointing at a host path never reads the host.
 
 mod common;
 #[path = "../../browse/tests/fixture/mod.rs"]
@@ -10,6 +15,8 @@ mod fixture;
 
 use common::{backup, chunk_path, disk_digests, fails_with, init_repo, ok, s};
 use fixture::{ext4_gpt_disk, gpt_disk, mkfs_ext4, write_tree, MIB};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 #[test]
 fn ls_and_get_are_exact() {
@@ -239,4 +246,259 @@ fn corrupt_chunk_fails_get_and_writes_nothing() {
         s(&to),
     ]);
     assert_eq!(std::fs::read(&to).unwrap(), tree.files[0].1);
+}
+
+/// The permission bits of `p`.
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+/// A repository holding one backup (`web01`) of an ext4 disk made from
+/// the tree `fill` writes under its argument; returns the repository.
+fn repo_of_tree(dir: &Path, fill: impl FnOnce(&Path)) -> PathBuf {
+    let root = dir.join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    fill(&root);
+    let img = dir.join("root.ext4");
+    mkfs_ext4(&root, &img, 16);
+    let disk = dir.join("disk.raw");
+    gpt_disk(&disk, &[&img]);
+    let repo = init_repo(dir);
+    backup(&repo, "web01", &[("disk0", &disk)]);
+    repo
+}
+
+#[test]
+fn get_keeps_the_source_mode_and_setid_bits_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_of_tree(dir.path(), |root| {
+        for (name, m) in [("secret", 0o600), ("run.sh", 0o755), ("suid", 0o4755)] {
+            let p = root.join(name);
+            std::fs::write(&p, name).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        symlink("secret", root.join("secret-link")).unwrap();
+    });
+    let r = s(&repo);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let get = |path: &str, extra: &[&str]| {
+        let mut args = vec![
+            "files",
+            "get",
+            "--repo",
+            r,
+            "web01@latest",
+            path,
+            "--to",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    get("/secret", &[]);
+    assert_eq!(
+        mode(&out.join("secret")),
+        0o600,
+        "a 0600 file must stay 0600"
+    );
+    get("/run.sh", &[]);
+    assert_eq!(mode(&out.join("run.sh")), 0o755);
+    // A symlink brings its target's bytes and mode.
+    get("/secret-link", &[]);
+    assert_eq!(mode(&out.join("secret-link")), 0o600);
+    assert_eq!(std::fs::read(out.join("secret-link")).unwrap(), b"secret");
+    get("/suid", &[]);
+    assert_eq!(mode(&out.join("suid")), 0o755, "setuid dropped by default");
+    std::fs::remove_file(out.join("suid")).unwrap();
+    get("/suid", &["--keep-setid"]);
+    assert_eq!(mode(&out.join("suid")), 0o4755, "kept when asked, as root");
+}
+
+/// Runs `lifeboat args` through `sh`, which first runs `plant` with `$$`
+/// being the pid lifeboat will have (`exec` keeps it).
+fn run_after(plant: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{plant} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .env("LIFEBOAT_PASSPHRASE", common::PASSPHRASE)
+        .env_remove("LIFEBOAT_REPO")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn get_never_writes_through_a_planted_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, tree) = ext4_gpt_disk(dir.path());
+    let repo = init_repo(dir.path());
+    backup(&repo, "web01", &[("disk0", &disk)]);
+    let r = s(&repo);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "original\n").unwrap();
+
+    // A local user who can write the destination directory plants
+    // symlinks where the temporary file of the process about to start
+    // would be (a name made of the file name and the pid, before).
+    let plant = format!(
+        "ln -s {v} {o}/.tmp-hosts-$$",
+        v = victim.display(),
+        o = out.display()
+    );
+    let got = run_after(
+        &plant,
+        &[
+            "files",
+            "get",
+            "--repo",
+            r,
+            "web01@latest",
+            "/etc/hosts",
+            "--to",
+            s(&out),
+        ],
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "original\n",
+        "get wrote through a symlink planted at its temporary name"
+    );
+    assert_eq!(std::fs::read(out.join("hosts")).unwrap(), tree.files[0].1);
+
+    // A symlink at the destination, dangling or not, is refused and left
+    // alone: nothing is written where it points.
+    let planted = out.join("planted");
+    let elsewhere = dir.path().join("elsewhere");
+    symlink(&elsewhere, &planted).unwrap();
+    let e = fails_with(
+        1,
+        &[
+            "files",
+            "get",
+            "--repo",
+            r,
+            "web01@latest",
+            "/etc/hosts",
+            "--to",
+            s(&planted),
+        ],
+    );
+    assert!(e.contains("already exists"), "{e}");
+    assert!(
+        !elsewhere.exists(),
+        "written through the destination symlink"
+    );
+    assert!(std::fs::symlink_metadata(&planted)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // No temporary file is left behind.
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("lifeboat-get"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn guest_names_and_symlinks_never_choose_a_host_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let host_secret = dir.path().join("host-secret");
+    std::fs::write(&host_secret, "host only\n").unwrap();
+    let abs = host_secret.clone();
+    let repo = repo_of_tree(dir.path(), move |root| {
+        std::fs::write(root.join("-rf"), "dash").unwrap();
+        std::fs::write(root.join("esc\u{1b}[2Jape"), "escape").unwrap();
+        // Points at a host file; inside the guest it leads nowhere.
+        symlink(&abs, root.join("to-host")).unwrap();
+        symlink("../../../../../../..", root.join("up")).unwrap();
+    });
+    let r = s(&repo);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (path, rule) in [
+        ("/-rf", "begins with `-`"),
+        ("/esc\u{1b}[2Jape", "control character"),
+    ] {
+        let e = fails_with(
+            1,
+            &[
+                "files",
+                "get",
+                "--repo",
+                r,
+                "web01@latest",
+                path,
+                "--to",
+                s(&out),
+            ],
+        );
+        assert!(
+            e.contains("not a safe file name") && e.contains(rule),
+            "{e}"
+        );
+        assert!(!e.contains('\u{1b}'), "the name is printed escaped: {e:?}");
+    }
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+    // Named by the user, the same file comes out.
+    let to = out.join("dash");
+    ok(&[
+        "files",
+        "get",
+        "--repo",
+        r,
+        "web01@latest",
+        "/-rf",
+        "--to",
+        s(&to),
+    ]);
+    assert_eq!(std::fs::read(&to).unwrap(), b"dash");
+    // `ls` shows the escape sequence escaped.
+    let ls = ok(&["files", "ls", "--repo", r, "web01@latest", "/"]);
+    assert!(
+        ls.contains("\"esc\\u{1b}[2Jape\"") && !ls.contains('\u{1b}'),
+        "{ls}"
+    );
+
+    // A guest symlink to a host path is resolved inside the guest.
+    let e = fails_with(
+        1,
+        &[
+            "files",
+            "get",
+            "--repo",
+            r,
+            "web01@latest",
+            "/to-host",
+            "--to",
+            s(&out),
+        ],
+    );
+    assert!(!e.contains("host only"), "{e}");
+    assert!(!out.join("to-host").exists());
+    let e = fails_with(
+        1,
+        &[
+            "files",
+            "get",
+            "--repo",
+            r,
+            "web01@latest",
+            "/up",
+            "--to",
+            s(&out),
+        ],
+    );
+    assert!(!e.is_empty());
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1, "only dash");
 }

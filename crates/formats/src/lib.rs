@@ -22,6 +22,7 @@ pub mod lvm;
 pub mod partition;
 pub mod problem;
 pub mod qcow2;
+pub mod safe_name;
 pub mod vhdx;
 pub mod vmdk;
 pub mod volumes;
@@ -32,3 +33,4 @@ pub use detect::{
 };
 pub use follow::{refused_link, AllowedPaths, LinkKind, LinkRefused};
 pub use problem::{ProblemKind, VolumeProblem};
+pub use safe_name::{safe_name, UnsafeName};

@@ -17,11 +17,15 @@
 //! damaged LVM metadata, a PV missing from the restore point, an I/O error
 //! while probing) lands in the report's `problems` and the rest is still
 //! returned. Each problem says whether it leaves data unserved or is only a
-//! note ([`VolumeProblem`], chosen where the problem is found).
+//! note ([`VolumeProblem`], chosen where the problem is found). Every
+//! volume name returned is a safe single file name and unique
+//! ([`crate::safe_name`]): a volume whose name is not is left out with a
+//! problem saying why.
 
 use crate::lvm::{self, FoundPv};
 use crate::partition::{self, Scheme};
 use crate::problem::VolumeProblem;
+use crate::safe_name::{escaped, safe_name};
 use lifeboat_vdisk::ReadDisk;
 use std::sync::Arc;
 
@@ -169,7 +173,32 @@ pub fn discover_volumes_multi<S: AsRef<str>>(
             disk: lv.disk,
         });
     }
+    refuse_unsafe_names(&mut report.volumes, &mut report.problems);
     report
+}
+
+/// Drops every volume whose name is not a safe file name
+/// ([`crate::safe_name`]; LV names were checked where they were built, a
+/// partition's name carries the disk's) or repeats an earlier volume's
+/// name (a VG and LV named to look like a partition), each with a problem
+/// saying why: a volume's name becomes a directory and a file on the host.
+fn refuse_unsafe_names(volumes: &mut Vec<Volume>, problems: &mut Vec<VolumeProblem>) {
+    let mut seen = std::collections::HashSet::new();
+    volumes.retain(|v| {
+        if let Err(e) = safe_name(&v.name) {
+            problems.push(e.problem(&format!("volume on {}", v.disks.join("+"))));
+            return false;
+        }
+        if !seen.insert(v.name.clone()) {
+            problems.push(VolumeProblem::unserved(format!(
+                "volume {} on {}: another volume has the same name; refused, not served",
+                escaped(&v.name),
+                v.disks.join("+")
+            )));
+            return false;
+        }
+        true
+    });
 }
 
 /// The partitions of one disk, or the whole disk when it has no partition
@@ -294,5 +323,22 @@ mod tests {
             ]
         );
         assert!(r.problems.is_empty());
+    }
+
+    #[test]
+    fn a_disk_name_that_is_no_file_name_serves_no_volume() {
+        let a: Arc<dyn ReadDisk> = Arc::new(MemDisk::new("a", vec![0; 1 << 20]));
+        let b: Arc<dyn ReadDisk> = Arc::new(MemDisk::new("b", vec![0; 1 << 20]));
+        let c: Arc<dyn ReadDisk> = Arc::new(MemDisk::new("c", vec![0; 1 << 20]));
+        let r = discover_volumes_multi(&[("../x", a), ("disk0", b), ("disk0", c)]);
+        let names: Vec<_> = r.volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["disk0"]);
+        let all = crate::problem::join(&r.problems, "\n");
+        assert!(
+            all.contains("\"../x\"") && all.contains("contains `/`"),
+            "{all}"
+        );
+        assert!(all.contains("another volume has the same name"), "{all}");
+        assert!(r.problems.iter().all(|p| p.kind.leaves_data_unserved()));
     }
 }

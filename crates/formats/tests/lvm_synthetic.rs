@@ -1,6 +1,7 @@
 //! LVM2 PVs built byte by byte in memory (no root needed): a PV on a whole
 //! disk with no partition table, metadata text that wraps around the end of
-//! the metadata area's circular buffer, and a damaged label.
+//! the metadata area's circular buffer, a damaged label, and VG/LV names
+//! written to escape a directory.
 
 use lifeboat_formats::lvm::label::{lvm_crc, INITIAL_CRC};
 use lifeboat_formats::problem;
@@ -26,6 +27,11 @@ const TEXT: &str = "wvg {\nid = \"VGuuid-aaaa-bbbb-cccc-dddd-eeee-ffffgg\"\nseqn
 /// A 16 MiB disk whose whole surface is one PV; the metadata text starts
 /// 100 bytes before the end of the area and wraps to just after its header.
 fn pv_disk() -> Vec<u8> {
+    pv_disk_with(TEXT)
+}
+
+/// [`pv_disk`] with the metadata text `text`.
+fn pv_disk_with(text: &str) -> Vec<u8> {
     let mut d = pattern_with_holes(16 * MIB, 1 << 16);
     d[..MIB].fill(0);
     // Label in sector 1.
@@ -45,7 +51,7 @@ fn pv_disk() -> Vec<u8> {
     d[l + 16..l + 20].copy_from_slice(&crc.to_le_bytes());
     // Metadata area header with one raw location.
     let m = MDA_START;
-    let text = TEXT.as_bytes();
+    let text = text.as_bytes();
     let first = 100;
     let r_off = MDA_SIZE - first;
     d[m + 4..m + 20].copy_from_slice(b" LVM2 x[5A%r0N*>");
@@ -96,4 +102,40 @@ fn damaged_label_and_mda_header_are_reported() {
         "{all}"
     );
     assert_eq!(report.volumes.len(), 1);
+}
+
+/// VG and LV names are the guest's: one written to climb out of the
+/// publish mount root (`<vg>-<lv>` joined onto `<root>/<session>/<vm>/`)
+/// or holding a control character is refused with a problem naming it;
+/// the VG's other LV is still served.
+#[test]
+fn lv_names_that_are_no_file_names_are_refused_and_the_rest_served() {
+    let hostile = TEXT.replace(
+        "hidden {",
+        "../../../../escaped {\nstatus = [\"READ\", \"VISIBLE\"]\nsegment1 {\n\
+         start_extent = 0\nextent_count = 1\nstripes = [\"pv0\", 5]\n}\n}\n\
+         \"bell\\\u{7}x\" {\nstatus = [\"READ\", \"VISIBLE\"]\nsegment1 {\n\
+         start_extent = 0\nextent_count = 1\nstripes = [\"pv0\", 6]\n}\n}\nhidden {",
+    );
+    let report = discover_volumes(
+        "disk1",
+        Arc::new(MemDisk::new("pv", pv_disk_with(&hostile))),
+    );
+    let names: Vec<_> = report.volumes.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["disk1", "wvg-root"]);
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    let all = problem::join(&report.problems, "\n");
+    assert!(
+        all.contains("LVM VG \"wvg\" LV \"../../../../escaped\": refused, not served")
+            && all.contains("contains `/`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("\\u{7}") && all.contains("control character"),
+        "{all}"
+    );
+    assert!(report
+        .problems
+        .iter()
+        .all(|p| p.kind.leaves_data_unserved()));
 }

@@ -11,6 +11,7 @@
 //! (its mount entry says which volume), a volume holding no filesystem a
 //! `Note`, a volume whose filesystem could not be probed `Unserved`.
 
+use crate::access::Access;
 use crate::block_store::{BlockStore, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES};
 use crate::error::{Error, Result};
 use crate::fusefs::{DiskFile, DiskFs};
@@ -19,7 +20,7 @@ use crate::stored_disk::StoredDisk;
 use crate::{system, unpublish, DaemonRequest};
 use chrono::Utc;
 use lifeboat_formats::volumes::discover_volumes_multi;
-use lifeboat_formats::{ProblemKind, VolumeProblem};
+use lifeboat_formats::{safe_name, ProblemKind, VolumeProblem};
 use lifeboat_repo::Repository;
 use lifeboat_vdisk::ReadDisk;
 use std::io::Write;
@@ -173,9 +174,18 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
     }
     let repo = Repository::open_unlocked(&req.repo, req.secret_on_stdin.then_some(line.as_str()))?;
     let manifest = repo.resolve(&req.restore_point)?;
+    let access = Access::new(req.group);
+    // Names that become directories here are single, safe components.
+    for name in [&req.session, &manifest.vm] {
+        safe_name(name).map_err(|e| Error::Invalid(format!("{}: {e}", manifest.name())))?;
+    }
     let session_dir = req.mount_root.join(&req.session);
     let fuse_mount = session_dir.join(".disks");
-    std::fs::create_dir_all(&fuse_mount).map_err(|e| Error::io(&fuse_mount, e))?;
+    // Only root and the group may enter the session: the gate to
+    // everything published in it.
+    access.create_dir(&session_dir)?;
+    access.create_dir(&fuse_mount)?;
+    let mut problems = Vec::new();
 
     let store = req
         .block_store
@@ -185,6 +195,11 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
     let mut disks: Vec<(String, Arc<dyn ReadDisk>)> = Vec::new();
     for entry in &manifest.disks {
         if !req.disks.is_empty() && !req.disks.contains(&entry.name) {
+            continue;
+        }
+        let file_name = disk_file_name(&manifest.vm, &entry.name);
+        if let Err(e) = safe_name(&file_name) {
+            problems.push(e.problem(&format!("disk {:?}", entry.name)));
             continue;
         }
         let disk = repo.open_disk(&manifest, &entry.name)?;
@@ -198,14 +213,14 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
             cached = Arc::new(StoredDisk::new(cached, s.clone(), chunk_size, digests)?);
         }
         files.push(DiskFile {
-            name: disk_file_name(&manifest.vm, &entry.name),
+            name: file_name,
             disk: cached.clone(),
         });
         disks.push((entry.name.clone(), cached));
     }
     // All disks at once, so a volume group spanning disks is assembled.
     let report = discover_volumes_multi(&disks);
-    let problems = report.problems;
+    problems.extend(report.problems);
     let mut planned = Vec::new();
     for v in &report.volumes {
         if v.type_hint == "lvm2-pv" {
@@ -223,6 +238,10 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
             // Striped, fragmented or spread over several disks: a file of its own.
             _ => {
                 let name = disk_file_name(&manifest.vm, &v.name);
+                if let Err(e) = safe_name(&name) {
+                    problems.push(e.problem(&format!("volume {:?}", v.name)));
+                    continue;
+                }
                 planned.push(Planned {
                     disk,
                     volume: v.name.clone(),
@@ -267,12 +286,14 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
         fuser::MountOption::RO,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
+        fuser::MountOption::NoExec,
+        fuser::MountOption::DefaultPermissions,
         fuser::MountOption::FSName(format!("lifeboat:{}", manifest.name())),
         fuser::MountOption::Subtype("lifeboat".to_string()),
     ];
-    config.acl = fuser::SessionACL::All;
+    config.acl = access.fuse_acl();
     config.n_threads = Some(4);
-    let session = fuser::spawn_mount(DiskFs::new(files), &fuse_mount, &config)
+    let session = fuser::spawn_mount(DiskFs::new(files, access), &fuse_mount, &config)
         .map_err(|e| Error::Daemon(format!("FUSE mount on {}: {e}", fuse_mount.display())));
     let session = match session {
         Ok(s) => s,
@@ -284,7 +305,8 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
     state.fuse_mounted = true;
     state.save(&req.state_dir)?;
 
-    if let Err(e) = attach_and_mount(req, &mut state, &planned, &manifest.vm) {
+    let vm_dir = session_dir.join(&manifest.vm);
+    if let Err(e) = attach_and_mount(req, access, &mut state, &planned, &vm_dir) {
         fail(req, &mut state);
         drop(session);
         return Err(e);
@@ -305,9 +327,10 @@ fn fail(req: &DaemonRequest, state: &mut SessionState) {
 
 fn attach_and_mount(
     req: &DaemonRequest,
+    access: Access,
     state: &mut SessionState,
     planned: &[Planned],
-    vm: &str,
+    vm_dir: &Path,
 ) -> Result<()> {
     for p in planned {
         state.loops.push(LoopEntry {
@@ -359,7 +382,8 @@ fn attach_and_mount(
                 continue;
             }
         };
-        let target = state.session_dir.join(vm).join(&p.volume);
+        // A safe name (discovery refuses others): one directory in vm_dir.
+        let target = vm_dir.join(&p.volume);
         state.mounts.push(MountEntry {
             volume: p.volume.clone(),
             disk: p.disk.clone(),
@@ -370,9 +394,15 @@ fn attach_and_mount(
             error: None,
         });
         state.save(&req.state_dir)?;
-        let result = std::fs::create_dir_all(&target)
-            .map_err(|e| Error::io(&target, e))
-            .and_then(|_| system::mount_ro(&dev, &fstype, &target));
+        // The VM's directory comes with its first mount point (unpublish
+        // removes mount points and their parent).
+        let result = (if vm_dir.exists() {
+            Ok(())
+        } else {
+            access.create_dir(vm_dir)
+        })
+        .and_then(|()| access.create_dir(&target))
+        .and_then(|()| system::mount_ro(&dev, &fstype, &target, access));
         if let Some(last) = state.mounts.last_mut() {
             match result {
                 Ok(_) => last.mounted = true,

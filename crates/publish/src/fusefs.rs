@@ -9,7 +9,12 @@
 //! refused by the kernel already (the mount is `ro`); the handlers left at
 //! fuser's defaults answer `ENOSYS`. Files are opened with `KEEP_CACHE`:
 //! the bytes of a restore point never change.
+//!
+//! Owner and modes come from [`Access`]: root and the configured group
+//! (directory 0550, files 0440), or root alone (0500, 0400); the mount
+//! carries `default_permissions`, so the kernel enforces them.
 
+use crate::access::Access;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
@@ -35,13 +40,15 @@ pub struct DiskFile {
 pub struct DiskFs {
     files: Vec<DiskFile>,
     created: SystemTime,
+    access: Access,
 }
 
 impl DiskFs {
-    pub fn new(files: Vec<DiskFile>) -> Self {
+    pub fn new(files: Vec<DiskFile>, access: Access) -> Self {
         DiskFs {
             files,
             created: SystemTime::now(),
+            access,
         }
     }
 
@@ -61,13 +68,13 @@ impl DiskFs {
             crtime: self.created,
             kind,
             perm: if kind == FileType::Directory {
-                0o555
+                self.access.fuse_dir_mode()
             } else {
-                0o444
-            },
+                self.access.file_mode()
+            } as u16,
             nlink: if kind == FileType::Directory { 2 } else { 1 },
             uid: 0,
-            gid: 0,
+            gid: self.access.gid(),
             rdev: 0,
             blksize: 4096,
             flags: 0,

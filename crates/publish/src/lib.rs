@@ -13,9 +13,14 @@
 //!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped,
 //!                           or with PVs on several disks: all disks are
 //!                           discovered together, so a VG may span them)
-//!     web01/disk0p1/        ext4 on /dev/loopN (ro,noload)
-//!     web01/vg0-root/       xfs  on /dev/loopM (ro,norecovery)
+//!     web01/disk0p1/        ext4 on /dev/loopN (ro,nodev,nosuid,noexec,noload)
+//!     web01/vg0-root/       xfs  on /dev/loopM (...,norecovery)
 //! ```
+//!
+//! Only root and the group of [`PublishOptions::group`] read any of it
+//! (see [`Access`]); only the filesystem types of
+//! [`system::MOUNTABLE_TYPES`] are mounted; every name joined into these
+//! paths is a safe single file name ([`lifeboat_formats::safe_name`]).
 //!
 //! Process design: FUSE must be served by a living process, but `lifeboat
 //! publish` should return once the mounts are there. [`publish`] therefore
@@ -34,6 +39,7 @@
 //! are needed. State files (see [`state`]) make a killed publisher
 //! recoverable with [`unpublish_all`].
 
+mod access;
 pub mod block_store;
 mod daemon;
 mod error;
@@ -46,6 +52,7 @@ mod stored_disk;
 pub mod system;
 mod unpublish;
 
+pub use access::{resolve_group, Access};
 pub use block_store::{BlockStore, BlockStoreStats};
 pub use daemon::{disk_file_name, run_daemon, HANG_HOOK};
 pub use error::{Error, Result};
@@ -76,6 +83,9 @@ pub struct PublishOptions {
     /// Keep small blocks read from the repository in a [`BlockStore`] in
     /// `<block_store>/<repository id>/`, shared with later publishers.
     pub block_store: Option<PathBuf>,
+    /// The group (gid) that may read what is published, besides root
+    /// (see [`Access`]); `None`: root alone.
+    pub group: Option<u32>,
 }
 
 /// What the publisher process is told (one JSON argument).
@@ -96,6 +106,9 @@ pub struct DaemonRequest {
     /// line on the publisher's stdin.
     #[serde(default)]
     pub secret_on_stdin: bool,
+    /// See [`PublishOptions::group`].
+    #[serde(default)]
+    pub group: Option<u32>,
 }
 
 /// The log file of a session's publisher.
@@ -144,6 +157,9 @@ pub fn publish(
         },
         ..opts.clone()
     };
+    // The VM's name becomes directories under the mount root.
+    lifeboat_formats::safe_name(&manifest.vm)
+        .map_err(|e| Error::Invalid(format!("VM of {}: {e}", manifest.name())))?;
     let session = pick_session_name(opts, &manifest.vm);
     // Some exactly when the repository is encrypted.
     let secret = repo.unlock_secret_hex();
@@ -156,6 +172,7 @@ pub fn publish(
         disks: opts.disks.clone(),
         block_store: opts.block_store.clone(),
         secret_on_stdin: secret.is_some(),
+        group: opts.group,
     };
     let json = serde_json::to_string(&req).map_err(|e| Error::Invalid(e.to_string()))?;
     let log = log_path(&opts.state_dir, &session);

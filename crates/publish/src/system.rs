@@ -5,6 +5,7 @@
 //! plus `/proc/mounts` and the loop devices' sysfs backing-file names used
 //! by cleanup.
 
+use crate::access::Access;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,34 +187,64 @@ pub fn check_readable(dev: &str, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// Mounts `dev` (filesystem `fstype`) read-only on `target`, with the
-/// options that refuse journal replay. Returns the options used.
-pub fn mount_ro(dev: &str, fstype: &str, target: &Path) -> Result<String> {
-    let mount = |t: &str, opts: &str| kernel_mount(dev, t, opts, target);
+/// The filesystem types publishing mounts, and nothing else: a type blkid
+/// merely reports (hfsplus, minix, jfs, f2fs...) would hand a guest-written
+/// superblock to a kernel driver nobody chose to expose. The journaling
+/// ones are mounted with replay refused (see [`mount_ro`]); NTFS goes to
+/// the userspace ntfs-3g, vfat to the kernel or the userspace fusefat.
+pub const MOUNTABLE_TYPES: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "msdos", "exfat", "ntfs", "iso9660",
+    "squashfs", "udf",
+];
+
+/// Flags of every mount: nothing published may be written, executed, or
+/// act as a device or a setuid program.
+const MOUNT_FLAGS: &str = "ro,nodev,nosuid,noexec";
+
+/// Mounts `dev` (filesystem `fstype`, which must be one of
+/// [`MOUNTABLE_TYPES`]) read-only on `target`, `ro,nodev,nosuid,noexec`,
+/// with the options that refuse journal replay (ext `noload`, xfs
+/// `norecovery`, btrfs `rescue=nologreplay`) and, for filesystems without
+/// Unix owners, ownership by root and `access`'s group. Returns the
+/// options used.
+pub fn mount_ro(dev: &str, fstype: &str, target: &Path, access: Access) -> Result<String> {
+    let mount = |t: &str, opts: &str| {
+        let all = if opts.is_empty() {
+            MOUNT_FLAGS.to_string()
+        } else {
+            format!("{MOUNT_FLAGS},{opts}")
+        };
+        kernel_mount(dev, t, &all, target)
+    };
+    // FUSE programs: the same flags, the group's access, no implicit
+    // allow_other (ntfs-3g adds it unless told `no_def_opts`).
+    let fuse_opts = format!("{MOUNT_FLAGS},{}", access.fuse_program_options());
     match fstype {
         // The ext4 driver serves all three (and knows `noload`).
-        "ext2" | "ext3" | "ext4" => mount("ext4", "ro,nodev,nosuid,noload"),
-        "xfs" => mount("xfs", "ro,nodev,nosuid,norecovery"),
-        "btrfs" => mount("btrfs", "ro,nodev,nosuid,rescue=nologreplay")
-            .or_else(|_| mount("btrfs", "ro,nodev,nosuid")),
+        "ext2" | "ext3" | "ext4" => mount("ext4", "noload"),
+        "xfs" => mount("xfs", "norecovery"),
+        // Kernels before 5.9 spell it `nologreplay`; never without it.
+        "btrfs" => mount("btrfs", "rescue=nologreplay").or_else(|_| mount("btrfs", "nologreplay")),
         // Kernels without the vfat driver (this test machine): fall back to
         // the userspace `fusefat`, read-only unless given `rw+`.
-        "vfat" | "msdos" => mount(fstype, "ro,nodev,nosuid").or_else(|e| match which("fusefat") {
+        "vfat" | "msdos" => mount(fstype, &access.vfat_options()).or_else(|e| match which("fusefat") {
             Some(bin) if !kernel_has(fstype) => run(Command::new(bin)
-                .args(["-o", "ro,nodev,nosuid,allow_other", dev])
+                .args(["-o", &fuse_opts, dev])
                 .arg(target))
-            .map(|_| "ro (fusefat)".to_string()),
+            .map(|_| format!("{fuse_opts} (fusefat)")),
             _ if !kernel_has(fstype) => Err(Error::Missing(format!(
                 "{fstype} support: the kernel has no {fstype} driver and fusefat is not installed (apt-get install fusefat)"
             ))),
             _ => Err(e),
         }),
-        "exfat" | "iso9660" | "squashfs" | "udf" => mount(fstype, "ro,nodev,nosuid"),
+        "exfat" => mount(fstype, &access.vfat_options()),
+        "iso9660" | "squashfs" | "udf" => mount(fstype, ""),
         "ntfs" => match which("ntfs-3g") {
-            Some(bin) => run(Command::new(bin)
-                .args(["-o", "ro,nodev,nosuid", dev])
-                .arg(target))
-            .map(|_| "ro (ntfs-3g)".to_string()),
+            Some(bin) => {
+                let opts = format!("{fuse_opts},no_def_opts");
+                run(Command::new(bin).args(["-o", &opts, dev]).arg(target))
+                    .map(|_| format!("{opts} (ntfs-3g)"))
+            }
             None => Err(Error::Missing(
                 "ntfs-3g to mount NTFS (apt-get install ntfs-3g)".to_string(),
             )),
@@ -221,7 +252,11 @@ pub fn mount_ro(dev: &str, fstype: &str, target: &Path) -> Result<String> {
         "swap" | "LVM2_member" | "crypto_LUKS" | "linux_raid_member" => Err(Error::Invalid(
             format!("{dev}: a {fstype} volume holds no mountable filesystem"),
         )),
-        other => mount(other, "ro,nodev,nosuid"),
+        other => Err(Error::Invalid(format!(
+            "{dev}: filesystem type {:?} is not one publishing mounts ({})",
+            other,
+            MOUNTABLE_TYPES.join(", ")
+        ))),
     }
 }
 
@@ -232,11 +267,12 @@ fn kernel_mount(dev: &str, fstype: &str, opts: &str, target: &Path) -> Result<St
     use rustix::mount::MountFlags;
     let mut flags = MountFlags::empty();
     let mut data = Vec::new();
-    for o in opts.split(',') {
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => flags |= MountFlags::RDONLY,
             "nodev" => flags |= MountFlags::NODEV,
             "nosuid" => flags |= MountFlags::NOSUID,
+            "noexec" => flags |= MountFlags::NOEXEC,
             other => data.push(other),
         }
     }

@@ -45,6 +45,7 @@ fn options_in(dir: &Path) -> PublishOptions {
         state_dir: dir.join("state"),
         disks: vec![],
         block_store: None,
+        group: None,
     }
 }
 

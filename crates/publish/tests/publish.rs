@@ -110,6 +110,7 @@ fn options(fx: &Fixture) -> PublishOptions {
         state_dir: fx.state_dir.clone(),
         disks: vec![],
         block_store: None,
+        group: None,
     }
 }
 
@@ -231,6 +232,7 @@ fn a_publisher_killed_mid_publish_is_cleaned_up() {
         state_dir: fx.state_dir.clone(),
         disks: vec![],
         block_store: None,
+        group: None,
         secret_on_stdin: false,
     };
     let mut hanging = daemon()

@@ -28,6 +28,11 @@ pub struct PublishArgs {
     /// chunks read them without decoding a chunk
     #[arg(long, value_name = "DIR")]
     pub block_cache: Option<PathBuf>,
+    /// Group (name or gid) that may read what is published besides root:
+    /// directories 0750 and disk files 0440 root:GROUP (default: root
+    /// alone, 0700 and 0400)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -118,6 +123,11 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
         state_dir: a.state.state_dir,
         disks: a.disks,
         block_store: a.block_cache,
+        group: a
+            .group
+            .as_deref()
+            .map(lifeboat_publish::resolve_group)
+            .transpose()?,
     };
     let exe = std::env::current_exe().context("finding the lifeboat executable")?;
     let mut daemon = std::process::Command::new(exe);

@@ -76,6 +76,10 @@ pub struct ScanArgs {
     /// Where restore points are published while they are scanned
     #[arg(long, default_value = DEFAULT_SCAN_MOUNT_ROOT, value_name = "DIR")]
     pub mount_root: PathBuf,
+    /// Group (name or gid) that may read the published restore point
+    /// besides root (default: root alone)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -169,6 +173,11 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
         mount_root: a.mount_root.clone(),
         state_dir: a.state.state_dir.clone(),
         block_store: Some(cache_dir.join("blocks")),
+        group: a
+            .group
+            .as_deref()
+            .map(lifeboat_publish::resolve_group)
+            .transpose()?,
     };
     let mut tried = Vec::new();
     let mut clean = None;

@@ -59,6 +59,8 @@ pub struct PublishPlace {
     pub state_dir: PathBuf,
     /// The publisher's block store (`PublishOptions::block_store`).
     pub block_store: Option<PathBuf>,
+    /// The group that may read the published restore point (`PublishOptions::group`).
+    pub group: Option<u32>,
 }
 
 /// The scan of one restore point.
@@ -161,6 +163,7 @@ pub fn scan_point(
         state_dir: place.state_dir.clone(),
         disks: Vec::new(),
         block_store: place.block_store.clone(),
+        group: place.group,
     };
     let exe = std::env::current_exe().context("finding the lifeboat executable")?;
     let mut daemon = std::process::Command::new(exe);

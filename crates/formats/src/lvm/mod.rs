@@ -20,7 +20,10 @@
 //! with the VG UUID's first characters so every name stays unique. Every
 //! problem is a message naming the VG (and LV) and never stops the others;
 //! a VG renamed for a clash is a note, every other problem leaves data
-//! unserved ([`crate::problem::ProblemKind`]).
+//! unserved ([`crate::problem::ProblemKind`]). VG and LV names are the
+//! guest's: an LV whose `<vg>-<lv>` name is not a safe file name
+//! ([`crate::safe_name`]: `/`, `..`, control characters...) is refused
+//! with a problem saying why, and the other LVs are still served.
 
 pub mod disks;
 pub mod label;
@@ -32,6 +35,7 @@ pub use label::{read_pv_label, PvLabel};
 pub use metadata::{parse_vg, LogicalVolume, PhysicalVolume, Segment, VolumeGroup};
 
 use crate::problem::VolumeProblem;
+use crate::safe_name::{escaped, safe_name};
 use lifeboat_vdisk::{Error, ReadDisk, Result, SliceDisk};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -186,7 +190,15 @@ pub fn assemble_vgs(pvs: &[FoundPv], scanned: &[String]) -> VgScan {
             match build_lv(vg, lv, &index) {
                 Ok(mut built) => {
                     built.dm_name.push_str(&suffix);
-                    scan.lvs.push(built);
+                    // The name becomes a directory and a file name on the host.
+                    match safe_name(&built.dm_name) {
+                        Ok(_) => scan.lvs.push(built),
+                        Err(e) => scan.problems.push(e.problem(&format!(
+                            "LVM VG {} LV {}",
+                            escaped(&vg.name),
+                            escaped(&lv.name)
+                        ))),
+                    }
                 }
                 Err(e) => scan.problems.push(VolumeProblem::unserved(e.to_string())),
             }

@@ -124,6 +124,7 @@ impl Dirs {
             state_dir: self.state_dir.clone(),
             disks: vec![],
             block_store: None,
+            group: None,
         }
     }
 }
