@@ -258,3 +258,45 @@ fn calls_on_one_connection_run_concurrently_and_answer_as_they_finish() {
     ));
     assert_eq!(XdrReader::new(body).u32("status").unwrap(), 0);
 }
+
+#[test]
+fn a_client_that_does_not_read_its_replies_gets_them_all_later() {
+    let f = Fixture::new();
+    let mut s = connect(f.service.nfs_addr());
+    let fh = session_file(&mut s, FLAT);
+    // 40 READs of 1 MiB sent without reading a reply: the socket fills,
+    // the workers leave the rest to the reactor, and the server stops
+    // reading the connection after 16 calls in flight.
+    let mut calls = Vec::new();
+    for i in 0..40u32 {
+        let mut a = Vec::new();
+        a.put_opaque(&fh);
+        a.put_u64(((i as u64) << 20) % SIZE as u64);
+        a.put_u32(1 << 20);
+        calls.extend(call_record(1000 + i, NFS, 3, 6, sys_cred(), &a));
+    }
+    let mut w = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || w.write_all(&calls).unwrap());
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        let rec = read_record(&mut s).expect("a reply");
+        let (h, body) = decode_reply(&rec).unwrap();
+        let lifeboat_nfs::rpc::msg::ReplyHeader::Accepted { xid, stat: 0, .. } = h else {
+            panic!("{h:?}");
+        };
+        let mut r = XdrReader::new(body);
+        assert_eq!(r.u32("status").unwrap(), 0);
+        assert!(r.bool("post_op_attr").unwrap());
+        r.opaque_fixed(84, "fattr3").unwrap();
+        r.u32("count").unwrap();
+        r.bool("eof").unwrap();
+        let data = r.opaque(1 << 20, "data").unwrap();
+        let at = (((xid - 1000) as usize) << 20) % SIZE;
+        assert!(data == &f.bytes[at..at + (1 << 20)], "data of xid {xid}");
+        seen.push(xid);
+    }
+    sender.join().unwrap();
+    seen.sort();
+    assert_eq!(seen, (1000..1040).collect::<Vec<_>>());
+}

@@ -10,8 +10,10 @@
 //!        └─ register (non-blocking, TCP_NODELAY)
 //! readable ── RecordReader (bytes that arrived, ≤ max_record)
 //!          └─ whole record ── Pool: Dispatcher::handle ── reply written by
-//!             the worker; what the socket does not take at once is queued
-//!             and written here when the socket is writable
+//!             the worker while the client takes it; what the client has
+//!             not taken after HANDOFF (100 ms) without progress or
+//!             WORKER_BUDGET (1 s) is queued and written here when the
+//!             socket is writable
 //! every second: close connections idle for idle_timeout
 //! ```
 //!
@@ -35,8 +37,9 @@ use crate::rpc::record::{begin_record, finish_record, RecordReader};
 use crate::rpc::{Dispatcher, Reply};
 use rustix::event::{epoll, Timespec};
 use rustix::fd::OwnedFd;
+use rustix::net::{RecvFlags, SendFlags};
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +47,11 @@ use std::time::{Duration, Instant};
 
 /// Calls of one connection read and not yet answered in full, at most.
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
+/// The send timeout of connections: how long a worker waits for a client
+/// that takes none of its reply before it leaves the rest to the reactor.
+const HANDOFF: Duration = Duration::from_millis(100);
+/// How long a worker spends writing one reply at most.
+const WORKER_BUDGET: Duration = Duration::from_secs(1);
 /// How long the reactor waits for events before looking at the clock.
 const TICK: Duration = Duration::from_millis(200);
 /// How often idle connections are looked for.
@@ -145,6 +153,9 @@ impl Waker {
 struct Out {
     queue: VecDeque<(Reply, usize)>,
     closed: bool,
+    /// A worker is writing a reply (without holding the lock): others
+    /// queue behind it and the reactor leaves the socket alone.
+    writing: bool,
 }
 
 /// The part of a connection the workers share.
@@ -202,28 +213,47 @@ fn serve_call(sh: &Shared, d: &Dispatcher, log: &ServiceLog, waker: &Waker, msg:
     }
     drop(msg);
     finish_record(&mut out, start);
-    let mut o = sh.out();
-    if o.closed {
-        drop(o);
-        sh.finished(waker);
-        return;
-    }
-    if !o.queue.is_empty() {
-        // Earlier replies are waiting for the socket: this one goes after.
-        o.queue.push_back((out, 0));
-        return;
-    }
-    match out.write_from(&mut &sh.sock, 0) {
-        Ok(n) if n == out.total_len() => {
+    {
+        let mut o = sh.out();
+        if o.closed {
             drop(o);
-            sh.touch();
+            sh.finished(waker);
+            return;
+        }
+        if o.writing || !o.queue.is_empty() {
+            // Earlier replies are going out: this one goes after them.
+            o.queue.push_back((out, 0));
+            return;
+        }
+        o.writing = true;
+    }
+    // Write it here while the client takes it (the socket is blocking):
+    // a READ reply of 1 MiB rarely fits the socket at once. A client that
+    // takes nothing for HANDOFF, or has not taken it all after
+    // WORKER_BUDGET, gets the rest from the reactor, so a slow client
+    // holds a worker for at most that long.
+    let mut w = Until(&sh.sock, Instant::now() + WORKER_BUDGET);
+    let result = match out.write_from(&mut w, 0) {
+        Ok(n) if n == out.total_len() => Ok((true, n)),
+        Ok(n) => Ok((false, n)),
+        Err(e) => Err(e),
+    };
+    sh.touch();
+    let mut o = sh.out();
+    o.writing = false;
+    match result {
+        Ok((true, _)) => {
+            let more = !o.queue.is_empty();
+            drop(o);
+            if more {
+                waker.wake(sh.id);
+            }
             sh.finished(waker);
         }
-        Ok(n) => {
-            // The socket is full: the reactor writes the rest when it can.
-            o.queue.push_back((out, n));
+        Ok((false, at)) => {
+            // The reactor writes the rest when the socket takes it.
+            o.queue.push_front((out, at));
             drop(o);
-            sh.touch();
             waker.wake(sh.id);
         }
         Err(_) => {
@@ -231,6 +261,61 @@ fn serve_call(sh: &Shared, d: &Dispatcher, log: &ServiceLog, waker: &Waker, msg:
             sh.shut(waker);
             sh.finished(waker);
         }
+    }
+}
+
+/// A worker's view of a connection socket: blocking writes (each for at
+/// most HANDOFF without progress) until a deadline, then WouldBlock.
+struct Until<'a>(&'a TcpStream, Instant);
+
+impl Write for Until<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if Instant::now() >= self.1 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(rustix::net::sendmsg(
+            self.0,
+            bufs,
+            &mut rustix::net::SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        )?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reactor's view of a (blocking) connection socket: reads and
+/// writes that never block (MSG_DONTWAIT), and never raise SIGPIPE.
+struct NoWait<'a>(&'a TcpStream);
+
+impl Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::net::recv(self.0, buf, RecvFlags::DONTWAIT)?.0)
+    }
+}
+
+impl Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(rustix::net::send(
+            self.0,
+            buf,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        )?)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(rustix::net::sendmsg(
+            self.0,
+            bufs,
+            &mut rustix::net::SendAncillaryBuffer::default(),
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        )?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -445,7 +530,10 @@ impl Reactor {
                 }
             }
         }
-        if sock.set_nonblocking(true).is_err() {
+        // Blocking, so that workers write replies with plain sends; the
+        // reactor reads and writes with MSG_DONTWAIT (NoWait) and never
+        // blocks.
+        if sock.set_write_timeout(Some(HANDOFF)).is_err() {
             return;
         }
         let _ = sock.set_nodelay(true);
@@ -540,11 +628,11 @@ impl Reactor {
             let mut records = Vec::new();
             let n = if direct >= DIRECT {
                 let room = c.reader.room(direct.min(READ_BUDGET));
-                let got = (&c.shared.sock).read(room);
+                let got = NoWait(&c.shared.sock).read(room);
                 records.extend(c.reader.filled(*got.as_ref().unwrap_or(&0)));
                 got
             } else {
-                match (&c.shared.sock).read(&mut self.scratch) {
+                match NoWait(&c.shared.sock).read(&mut self.scratch) {
                     Ok(n) => {
                         let mut at = 0;
                         while at < n {
@@ -609,8 +697,12 @@ impl Reactor {
         let mut ok = true;
         {
             let mut o = sh.out();
+            if o.writing {
+                // A worker has the socket; it wakes us when done.
+                return true;
+            }
             while let Some((rep, at)) = o.queue.front_mut() {
-                match rep.write_from(&mut &sh.sock, *at) {
+                match rep.write_from(&mut NoWait(&sh.sock), *at) {
                     Ok(n) if n == rep.total_len() => {
                         o.queue.pop_front();
                         done += 1;
@@ -648,7 +740,10 @@ impl Reactor {
                 want_in = true;
             }
         }
-        let want_out = !sh.out().queue.is_empty();
+        let want_out = {
+            let o = sh.out();
+            !o.writing && !o.queue.is_empty()
+        };
         let mut flags = epoll::EventFlags::empty();
         if want_in {
             flags |= epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
