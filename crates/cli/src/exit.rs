@@ -2,7 +2,8 @@
 //! 1 error, 2 bad usage, 3 damage (verify, restore, or a scan that could
 //! not read everything), 4 passphrase, 5 not found (also `scan
 //! --find-clean` without a clean point), 6 locked, 7 `scan` found malware,
-//! 130 `scan` interrupted.
+//! 8 `scan` found nothing but proved nothing (unproven), 130 `scan`
+//! interrupted.
 
 use lifeboat_repo::Error as RepoError;
 
@@ -14,6 +15,9 @@ pub const NOT_FOUND: i32 = 5;
 pub const LOCKED: i32 = 6;
 /// `scan`: at least one detection.
 pub const INFECTED: i32 = 7;
+/// `scan`: nothing found, but ClamAV did not scan with a usable signature
+/// database: not proven clean.
+pub const UNPROVEN: i32 = 8;
 /// `scan` stopped by SIGINT/SIGTERM (after unpublishing).
 pub const INTERRUPTED: i32 = 130;
 

@@ -63,16 +63,21 @@ impl Env {
 
     /// Runs a scan expecting exit `code`; returns stdout.
     fn scan(&self, code: i32, extra: &[&str]) -> String {
+        self.scan_with_stderr(code, extra).0
+    }
+
+    /// Runs a scan expecting exit `code`; returns stdout and stderr.
+    fn scan_with_stderr(&self, code: i32, extra: &[&str]) -> (String, String) {
         let args = self.args(extra);
         let out = run(&args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
             out.status.code(),
             Some(code),
-            "lifeboat {args:?}: expected exit {code}\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "lifeboat {args:?}: expected exit {code}\nstdout: {stdout}\nstderr: {stderr}"
         );
-        stdout
+        (stdout, stderr)
     }
 
     /// Nothing left mounted or recorded: the mount root is empty and no
@@ -324,7 +329,17 @@ fn scan_reports_samples_records_state_and_finds_the_clean_point() {
         detections(&r),
         vec![det("/etc/hosts", "yara", "Custom_Localhost")]
     );
-    assert_eq!(r["engines"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(
+        engine_states(&r),
+        [
+            (
+                "clamav".to_string(),
+                "not asked for (--yara without --clamav)".to_string()
+            ),
+            ("yara".to_string(), String::new())
+        ],
+        "{out}"
+    );
     assert_eq!(env.states()[0], (rp1.clone(), "infected".to_string()));
     env.assert_unpublished();
 }
@@ -517,6 +532,188 @@ fn a_corrupt_chunk_under_a_file_makes_the_scan_incomplete() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["clean"], Value::Null, "{out}");
     assert_eq!(v["tried"][0]["state"], "incomplete", "{out}");
+    env.assert_unpublished();
+}
+
+/// `dir` with a `daily.cld` whose header says it was built in October 2024.
+fn stale_clamav_db(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut header =
+        b"ClamAV-VDB:14 Oct 2024 04-19 -0400:27425:2068375:90:0123:X:raynman:1728893940".to_vec();
+    header.resize(512, b' ');
+    std::fs::write(dir.join("daily.cld"), header).unwrap();
+    dir.to_path_buf()
+}
+
+/// True when ClamAV's default database directory holds signature files.
+fn default_clamav_db_present() -> bool {
+    std::fs::read_dir("/var/lib/clamav").is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let p = e.path();
+            let ext = p.extension().and_then(|x| x.to_str()).unwrap_or_default();
+            ["cvd", "cld", "cud", "ndb", "hdb", "ldb"].contains(&ext)
+        })
+    })
+}
+
+/// The engines of a report: (name, not_scanned reason or "").
+fn engine_states(r: &Value) -> Vec<(String, String)> {
+    r["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["not_scanned"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn without_a_usable_clamav_database_a_scan_is_not_clean_and_find_clean_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(dir.path());
+    let clean = make_disk(dir.path(), "clean", false, None);
+    let rp = backup(&env.repo, "web01", &[("disk0", &clean)]);
+    let empty = dir.path().join("empty-db");
+    std::fs::create_dir(&empty).unwrap();
+
+    // An empty database: ClamAV does not scan, YARA finds nothing, and
+    // that is not clean.
+    let (out, stderr) = env.scan_with_stderr(8, &[&rp, "--clamav-db", s(&empty), "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["state"], "unproven", "{out}");
+    let engines = engine_states(&r);
+    assert_eq!(engines[0].0, "clamav", "{out}");
+    assert!(
+        engines[0].1.contains("no ClamAV signature database"),
+        "{out}"
+    );
+    assert_eq!(engines[1], ("yara".to_string(), String::new()), "{out}");
+    assert_eq!(r["engines"][1]["signatures"], "builtin.yar", "{out}");
+    assert!(stderr.contains("ClamAV not used"), "{stderr}");
+    env.assert_unpublished();
+    assert_eq!(env.states(), vec![(rp.clone(), "unproven".to_string())]);
+    let show = ok(&["show", "--repo", s(&env.repo), &rp, "--json"]);
+    let v: Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["manifest"]["scan"]["state"], "unproven", "{show}");
+    assert!(
+        v["manifest"]["scan"]["engines"][0]["not_scanned"]
+            .as_str()
+            .is_some_and(|w| w.contains("no ClamAV signature database")),
+        "{show}"
+    );
+
+    // --find-clean passes over it.
+    let out = env.scan(
+        5,
+        &["web01", "--find-clean", "--clamav-db", s(&empty), "--json"],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clean"], Value::Null, "{out}");
+    assert_eq!(v["tried"][0]["state"], "unproven", "{out}");
+
+    // The machine's own database, when it has none (this test machine):
+    // the same, without any flag.
+    if default_clamav_db_present() {
+        eprintln!("/var/lib/clamav holds a database: its check without flags is skipped");
+    } else {
+        let out = env.scan(8, &[&rp, "--json"]);
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["state"], "unproven", "{out}");
+        assert!(engine_states(&r)[0].1.contains("/var/lib/clamav"), "{out}");
+        env.scan(5, &["web01", "--find-clean"]);
+    }
+
+    // A database older than --clamav-max-age: not used either, and
+    // refused when ClamAV is asked for by name.
+    let stale = stale_clamav_db(&dir.path().join("stale-db"));
+    let out = env.scan(8, &[&rp, "--clamav-db", s(&stale), "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let why = &engine_states(&r)[0].1;
+    assert!(
+        why.contains("dated 2024-10-14 08:19 UTC, older than 7 days"),
+        "{out}"
+    );
+    let stderr = fails_with(1, &env.args(&[&rp, "--clamav", "--clamav-db", s(&stale)]));
+    assert!(stderr.contains("older than 7 days"), "{stderr}");
+
+    // A usable database: clean, naming the engine and the database.
+    let out = env.scan(0, &[&rp, "--clamav-db", s(&env.db), "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["state"], "clean", "{out}");
+    let clam = &r["engines"][0];
+    assert!(
+        clam["version"].as_str().unwrap().starts_with("ClamAV "),
+        "{out}"
+    );
+    assert!(
+        clam["signatures"]
+            .as_str()
+            .unwrap()
+            .contains("2 signature files, blake3 "),
+        "{out}"
+    );
+    assert!(clam["db_time"].is_string(), "{out}");
+    let show = ok(&["show", "--repo", s(&env.repo), &rp, "--json"]);
+    let v: Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(
+        v["manifest"]["scan"]["engines"][0]["signatures"],
+        clam["signatures"]
+    );
+    env.scan(0, &["web01", "--find-clean", "--clamav-db", s(&env.db)]);
+    env.assert_unpublished();
+}
+
+#[test]
+fn a_tampered_scan_cache_entry_is_dropped_and_its_file_scanned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(dir.path());
+    let infected = make_disk(dir.path(), "infected", true, None);
+    let rp = backup(&env.repo, "web01", &[("disk0", &infected)]);
+    let db = s(&env.db);
+    let out = env.scan(7, &[&rp, "--clamav-db", db, "--json"]);
+    let found = detections(&serde_json::from_str(&out).unwrap());
+    assert_eq!(found.len(), 4, "{out}");
+
+    // Whoever can write the scan cache marks every result clean.
+    let repo_dir = std::fs::read_dir(&env.cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let file = repo_dir.join("scan-cache.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut marked = 0;
+    let tampered: String = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if v["signatures"].as_array().is_some_and(|a| !a.is_empty()) {
+                v["signatures"] = Value::Array(Vec::new());
+                marked += 1;
+            }
+            serde_json::to_string(&v).unwrap() + "\n"
+        })
+        .collect();
+    assert!(marked >= 4, "{text}");
+    std::fs::write(&file, tampered).unwrap();
+
+    // The next scan drops those lines, says so, and finds the files again.
+    let (out, stderr) = env.scan_with_stderr(7, &[&rp, "--clamav-db", db, "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(detections(&r), found, "{out}");
+    assert!(
+        stderr.contains(&format!("{marked} entries failed authentication")),
+        "{stderr}"
+    );
+    // ... and the cache is whole again: a third scan skips every file.
+    let (out, stderr) = env.scan_with_stderr(7, &[&rp, "--clamav-db", db, "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["files_scanned"], 0, "{out}");
+    assert!(!stderr.contains("failed authentication"), "{stderr}");
     env.assert_unpublished();
 }
 

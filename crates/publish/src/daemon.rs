@@ -121,14 +121,22 @@ fn log_stats_while_running(store: Arc<BlockStore>) {
     }
 }
 
-/// The block store of `repo_id` under `dir`, or `None` (logged) when it is
+/// The block store of `repo` under `dir` (sealed with its key), or `None` (logged) when it is
 /// in use by another process or cannot be opened: publishing goes on
 /// without it. A lock is waited for up to [`STORE_LOCK_WAIT`]: the previous
 /// publisher of a scan of several restore points may still be exiting.
-fn open_store(dir: &Path, repo_id: &str) -> Option<Arc<BlockStore>> {
-    let dir = dir.join(repo_id);
+fn open_store(dir: &Path, repo: &Repository) -> Option<Arc<BlockStore>> {
+    let dir = dir.join(repo.id());
     let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
-    let open = || BlockStore::open_reserving(&dir, DEFAULT_CAP_BYTES, DEFAULT_EDGE_RESERVE_BYTES);
+    let key = crate::block_store::key_of(repo);
+    let open = || {
+        BlockStore::open_reserving(
+            &dir,
+            DEFAULT_CAP_BYTES,
+            DEFAULT_EDGE_RESERVE_BYTES,
+            key.clone(),
+        )
+    };
     let mut opened = open();
     while matches!(opened, Ok(None)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -190,7 +198,7 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
     let store = req
         .block_store
         .as_deref()
-        .and_then(|dir| open_store(dir, repo.id()));
+        .and_then(|dir| open_store(dir, &repo));
     let mut files = Vec::new();
     let mut disks: Vec<(String, Arc<dyn ReadDisk>)> = Vec::new();
     for entry in &manifest.disks {

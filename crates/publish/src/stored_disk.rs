@@ -15,7 +15,8 @@
 //! decode the whole neighbour. A block is only storable when it lies whole
 //! inside one chunk, which needs a chunk size that is a multiple of 4 KiB;
 //! with any other chunk size every read goes through. The store never fails
-//! a read: a bad stored block falls back to the inner disk.
+//! a read: a stored block that does not authenticate (damaged, planted)
+//! falls back to the inner disk.
 
 use crate::block_store::{BlockKey, BlockStore, BLOCK};
 use lifeboat_vdisk::{check_depth, check_range, Extent, ReadDisk};
@@ -261,7 +262,11 @@ mod tests {
     }
 
     fn open_store(dir: &std::path::Path) -> Arc<BlockStore> {
-        Arc::new(BlockStore::open(dir, DEFAULT_CAP_BYTES).unwrap().unwrap())
+        Arc::new(
+            BlockStore::open(dir, DEFAULT_CAP_BYTES, None)
+                .unwrap()
+                .unwrap(),
+        )
     }
 
     #[test]

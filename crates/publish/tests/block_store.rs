@@ -2,22 +2,25 @@
 //! util-linux, fdisk, e2fsprogs): a publisher fills the store under
 //! `<dir>/<repository id>/`, the next one loads it, reads the same files
 //! exact and records the blocks it reused, one facing a store whose every
-//! block is corrupt still reads them exact (and logs the mismatch), and one
+//! block is corrupt still reads them exact (and logs that they do not
+//! authenticate), and one
 //! facing a store locked by another process publishes without it.
 
 mod common;
 
 use common::*;
-use lifeboat_publish::block_store::DEFAULT_CAP_BYTES;
+use lifeboat_publish::block_store::{key_of, DEFAULT_CAP_BYTES};
 use lifeboat_publish::{log_path, BlockStore};
+use lifeboat_repo::LocalKey;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The store in `dir`, once the last publisher using it has exited.
-fn store_when_free(dir: &Path) -> BlockStore {
+/// The store in `dir` (sealed with `key`), once the last publisher using
+/// it has exited.
+fn store_when_free(dir: &Path, key: &Option<LocalKey>) -> BlockStore {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match BlockStore::open(dir, DEFAULT_CAP_BYTES) {
+        match BlockStore::open(dir, DEFAULT_CAP_BYTES, key.clone()) {
             Ok(Some(s)) => return s,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => panic!("{}: still locked after 10 s", dir.display()),
@@ -47,13 +50,15 @@ fn publishers_fill_share_and_survive_a_block_store() {
     let (repo, _) = backed_up(&dirs.repo, "web01", &[("disk0", &disk)]);
     let root = dirs.path("blocks");
     let store_dir = root.join(repo.id());
+    // Unencrypted: the store keeps a key of its own (`<dir>/key`).
+    let key = key_of(&repo);
     let mut opts = dirs.options("web01@latest");
     opts.block_store = Some(root.clone());
 
     // The first publisher records the small reads of mounting and walking.
     let log = publish_and_check(&dirs, &opts);
     assert!(log.contains(&*store_dir.to_string_lossy()), "{log}");
-    let store = store_when_free(&store_dir);
+    let store = store_when_free(&store_dir, &key);
     let first = store.stats();
     assert!(first.entries > 0, "nothing recorded: {first:?}\n{log}");
     drop(store);
@@ -78,12 +83,12 @@ fn publishers_fill_share_and_survive_a_block_store() {
         *b ^= 0x5A;
     }
     std::fs::write(&data, bytes).unwrap();
-    drop(store_when_free(&store_dir));
+    drop(store_when_free(&store_dir, &key));
     let log = publish_and_check(&dirs, &opts);
-    assert!(log.contains("does not match its hash"), "{log}");
+    assert!(log.contains("does not authenticate"), "{log}");
 
     // Locked by another process (here: this test): published without it.
-    let held = store_when_free(&store_dir);
+    let held = store_when_free(&store_dir, &key);
     let log = publish_and_check(&dirs, &opts);
     assert!(log.contains("in use by another process"), "{log}");
     drop(held);

@@ -5,6 +5,8 @@
 //! KEK --AES-256-GCM(nonce 0, AAD "lifeboat v1 key wrap" || repo id)--> wrapped master (48 B, in config)
 //! master (32 random B) --blake3::derive_key("lifeboat v1 chunk id")--------> id key
 //!                      --blake3::derive_key("lifeboat v1 blob encryption")-> enc key
+//!                      --blake3::derive_key("lifeboat v1 local keys")------> local root
+//! local root --blake3::derive_key(PURPOSE)--> LocalKey (scan cache, block store)
 //! digest      = blake3::keyed_hash(id key, plaintext)
 //! blob key    = blake3::keyed_hash(enc key, 32-byte random salt of the blob)
 //! blob body   = AES-256-GCM(blob key, nonce 0, AAD = header || context)
@@ -15,6 +17,14 @@
 //! written (random 96-bit nonces would cap a single key at ~2^32 messages).
 //! The KEK is derived from a fresh salt each time a key is wrapped, so its
 //! zero nonce is also single-use.
+//!
+//! A [`LocalKey`] protects data the host keeps beside a repository (the
+//! scan cache, the publisher's block store): derived from the master key
+//! through the local root, one per purpose string, so it is as secret as
+//! the repository and knowing one purpose's key says nothing of another's
+//! or of the repository's keys. An unencrypted repository has no secret:
+//! callers then keep a random key in a 0600 file of their own
+//! ([`LocalKey::load_or_create`]).
 
 use crate::layout::{
     ARGON2_M_COST_KIB, ARGON2_P_COST, ARGON2_T_COST, KDF_CONTEXT_BLOB_ENCRYPTION,
@@ -23,6 +33,9 @@ use crate::layout::{
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 /// Argon2id cost parameters, recorded in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,14 +74,141 @@ impl KdfParams {
 pub(crate) struct Keys {
     pub id_key: [u8; 32],
     pub enc_key: [u8; 32],
+    /// The root of the [`LocalKey`]s.
+    pub local_root: [u8; 32],
 }
+
+/// KDF context of the root of the local keys.
+const KDF_CONTEXT_LOCAL_ROOT: &str = "lifeboat v1 local keys";
 
 impl Keys {
     pub fn derive(master: &[u8; MASTER_KEY_LEN]) -> Keys {
         Keys {
             id_key: blake3::derive_key(KDF_CONTEXT_CHUNK_ID, master),
             enc_key: blake3::derive_key(KDF_CONTEXT_BLOB_ENCRYPTION, master),
+            local_root: blake3::derive_key(KDF_CONTEXT_LOCAL_ROOT, master),
         }
+    }
+}
+
+/// A key for data the host keeps beside a repository (see the module doc):
+/// a MAC ([`LocalKey::mac`]) and an AEAD with one key per item
+/// ([`LocalKey::seal`], [`LocalKey::open`]).
+#[derive(Clone)]
+pub struct LocalKey([u8; 32]);
+
+impl std::fmt::Debug for LocalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalKey(<redacted>)")
+    }
+}
+
+impl crate::Repository {
+    /// The [`LocalKey`] of `purpose` (e.g. `"lifeboat scan cache v1"`),
+    /// derived from the master key; `None` when the repository is not
+    /// encrypted.
+    pub fn local_key(&self, purpose: &str) -> Option<LocalKey> {
+        self.keys()
+            .map(|k| LocalKey(blake3::derive_key(purpose, &k.local_root)))
+    }
+}
+
+impl LocalKey {
+    /// The key in file `path` (32 random bytes, hex), made with mode 0600
+    /// when absent. Refused when the file is readable or writable by group
+    /// or others, or is not 64 hex digits.
+    pub fn load_or_create(path: &Path) -> std::io::Result<LocalKey> {
+        let bad = |why: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("key file {}: {why}", path.display()),
+            )
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut f) => {
+                let key: [u8; 32] = random_array().map_err(|e| bad(&e))?;
+                f.write_all(crate::digest::hex(&key).as_bytes())?;
+                f.sync_all()?;
+                return Ok(LocalKey(key));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let meta = std::fs::symlink_metadata(path)?;
+        if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+            return Err(bad("not a regular file of mode 0600"));
+        }
+        let text = std::fs::read_to_string(path)?;
+        crate::digest::unhex(text.trim())
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .map(LocalKey)
+            .ok_or_else(|| bad("not 64 hex digits"))
+    }
+
+    /// The key's bytes, for a crate that keys BLAKE3 with it without
+    /// depending on this one (the scan cache).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
+    /// Keyed BLAKE3 of `data`.
+    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.0, data).as_bytes()
+    }
+
+    /// The key of `item`, e.g. a block's address.
+    fn item_key(&self, item: &[u8]) -> [u8; 32] {
+        self.mac(item)
+    }
+
+    /// Encrypts `data` in place with AES-256-GCM under the key of `item`
+    /// and `nonce` (unique per item: a random one, or any fixed one when an
+    /// item's plaintext never changes); returns the tag.
+    pub fn seal(
+        &self,
+        item: &[u8],
+        nonce: [u8; 12],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], String> {
+        let tag = aead_key(&self.item_key(item))?
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data)
+            .map_err(|_| "AES-256-GCM encryption failed".to_string())?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Decrypts `data` in place when `tag` authenticates it (see
+    /// [`LocalKey::seal`]); on failure `data` is garbage.
+    pub fn open(
+        &self,
+        item: &[u8],
+        nonce: [u8; 12],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), String> {
+        aead_key(&self.item_key(item))?
+            .open_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                ring::aead::Tag::from(*tag),
+                data,
+                0..,
+            )
+            .map(|_| ())
+            .map_err(|_| "authentication failed (wrong key, damaged or planted)".to_string())
+    }
+
+    /// `N` random bytes (nonces), from the system CSPRNG.
+    pub fn random<const N: usize>() -> Result<[u8; N], String> {
+        random_array()
     }
 }
 
@@ -146,6 +286,42 @@ mod tests {
         let mut copy = data.clone();
         copy[0] ^= 1;
         assert!(open(&key, b"aad", &mut copy).is_err());
+    }
+
+    #[test]
+    fn local_keys_seal_per_item_and_mac() {
+        let k = LocalKey(blake3::derive_key(
+            "test",
+            &Keys::derive(&[1u8; 32]).local_root,
+        ));
+        let mut data = b"block".to_vec();
+        let nonce = [3u8; 12];
+        let tag = k.seal(b"item1", nonce, b"aad", &mut data).unwrap();
+        assert_ne!(data, b"block");
+        let mut copy = data.clone();
+        k.open(b"item1", nonce, b"aad", &mut copy, &tag).unwrap();
+        assert_eq!(copy, b"block");
+        for (item, n, aad) in [
+            (&b"item2"[..], nonce, &b"aad"[..]),
+            (b"item1", [4; 12], b"aad"),
+            (b"item1", nonce, b"other"),
+        ] {
+            let mut copy = data.clone();
+            assert!(k.open(item, n, aad, &mut copy, &tag).is_err());
+        }
+        assert_ne!(k.mac(b"x"), k.mac(b"y"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let a = LocalKey::load_or_create(&path).unwrap();
+        let b = LocalKey::load_or_create(&path).unwrap();
+        assert_eq!(a.mac(b"x"), b.mac(b"x"));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = LocalKey::load_or_create(&path).unwrap_err();
+        assert!(e.to_string().contains("mode 0600"), "{e}");
     }
 
     #[test]

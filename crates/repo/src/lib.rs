@@ -34,7 +34,7 @@ mod repository;
 mod verify;
 mod writer;
 
-pub use crypto::KdfParams;
+pub use crypto::{KdfParams, LocalKey};
 pub use digest::{Digest, ParseDigestError};
 pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};

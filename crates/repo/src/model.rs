@@ -6,7 +6,10 @@
 //! `Manifest::scan` and `DiskEntry::format` were added within format v1:
 //! each is left out of the JSON when absent (so such manifests are
 //! byte-for-byte what older versions wrote) and read as absent when missing
-//! (so older manifests still read).
+//! (so older manifests still read). The same holds for the fields of
+//! [`ScanEngine`] that name an engine's version and signature database
+//! (added later): absent in older records, which still read.
+//! [`ScanStatus::Unproven`] was added with them.
 //!
 //! Index payload (inside an index blob), little endian:
 //!
@@ -116,26 +119,48 @@ pub enum ScanStatus {
     Infected,
     /// Nothing matched but some files or volumes could not be read.
     Incomplete,
+    /// Nothing matched, but ClamAV did not scan with a usable signature
+    /// database (none, too old, not installed, not asked for): the engines
+    /// that ran say what was checked. Not a proof of cleanliness.
+    Unproven,
 }
 
 impl ScanStatus {
-    /// `clean`, `infected` or `incomplete`.
+    /// `clean`, `infected`, `incomplete` or `unproven`.
     pub fn as_str(self) -> &'static str {
         match self {
             ScanStatus::Clean => "clean",
             ScanStatus::Infected => "infected",
             ScanStatus::Incomplete => "incomplete",
+            ScanStatus::Unproven => "unproven",
         }
     }
 }
 
-/// One engine of a scan and the fingerprint of its rules or signatures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One engine of a scan: what it matched with, or why it did not scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanEngine {
     /// `clamav` or `yara`.
     pub name: String,
-    /// Hash of the signature database or rule set in use.
+    /// Hash of the signature database or rule set in use (empty when the
+    /// engine did not scan).
     pub fingerprint: String,
+    /// The engine and its version, e.g. `ClamAV 1.4.6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The signature database or rule files, e.g. `/var/lib/clamav: daily
+    /// 27425 (2024-10-14 08:19 UTC), ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<String>,
+    /// ClamAV: the database version (`daily`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_version: Option<u64>,
+    /// ClamAV: the database's date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_time: Option<DateTime<Utc>>,
+    /// Why the engine did not scan (`None`: it scanned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scanned: Option<String>,
 }
 
 /// The last malware scan of a restore point, kept in its manifest.
@@ -327,12 +352,35 @@ mod tests {
             engines: vec![ScanEngine {
                 name: "yara".into(),
                 fingerprint: "yara-x:00".into(),
+                version: None,
+                signatures: None,
+                db_version: None,
+                db_time: None,
+                not_scanned: None,
             }],
             detections: 2,
             unreadable: 0,
         });
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""state":"infected""#), "{json}");
+        // A record written before engines named their databases.
+        assert!(json.contains(r#""engines":[{"name":"yara","fingerprint":"yara-x:00"}]"#));
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        // One naming them, with a ClamAV that did not scan.
+        let scan = m.scan.as_mut().unwrap();
+        scan.state = ScanStatus::Unproven;
+        scan.engines.push(ScanEngine {
+            name: "clamav".into(),
+            fingerprint: String::new(),
+            version: Some("ClamAV 1.4.6".into()),
+            signatures: None,
+            db_version: Some(27425),
+            db_time: Some(m.time),
+            not_scanned: Some("no signature database".into()),
+        });
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""state":"unproven""#), "{json}");
         let back: Manifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
     }

@@ -15,10 +15,12 @@ fn record(state: ScanStatus, detections: u64) -> ScanRecord {
             ScanEngine {
                 name: "clamav".into(),
                 fingerprint: "db1".into(),
+                ..Default::default()
             },
             ScanEngine {
                 name: "yara".into(),
                 fingerprint: "yara-x:r1".into(),
+                ..Default::default()
             },
         ],
         detections,

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::clamav_db::{inspect_path, parse_version_line, ClamSignatures, DEFAULT_DB_DIR};
 use crate::error::{Result, ScanError};
 
 /// Default clamd sockets on Debian.
@@ -114,6 +115,40 @@ impl ClamAvScanner {
             }
         }
         Ok(h.finalize().to_hex().to_string())
+    }
+
+    /// The signatures scans use: clamd's database when scans go through
+    /// clamd, else `database` (or [`DEFAULT_DB_DIR`]) with the version of
+    /// `clamscan`.
+    pub fn signatures(&self) -> Result<ClamSignatures> {
+        if let Some(sock) = &self.clamd_socket {
+            let answer =
+                clamd_command(sock, b"zVERSION\0").ok_or_else(|| ScanError::ToolFailed {
+                    tool: "clamd".to_string(),
+                    code: None,
+                    stderr: format!("no answer to VERSION on {}", sock.display()),
+                })?;
+            let (engine, daily) = parse_version_line(&answer);
+            return Ok(ClamSignatures {
+                engine,
+                location: format!("clamd ({})", sock.display()),
+                parts: daily.into_iter().collect(),
+                other_files: 0,
+                other_digest: None,
+                other_newest: None,
+                problems: Vec::new(),
+            });
+        }
+        let out = Command::new("clamscan")
+            .arg("--version")
+            .output()
+            .map_err(|e| spawn_error("clamscan", e))?;
+        let (engine, _) = parse_version_line(&String::from_utf8_lossy(&out.stdout));
+        let db = self
+            .database
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_DIR));
+        Ok(inspect_path(&db, &engine))
     }
 
     /// Scans every file under `root` recursively.
@@ -225,19 +260,30 @@ fn tempfile_list() -> Result<(PathBuf, std::fs::File)> {
 
 /// True when a clamd socket at `path` answers `PING` with `PONG`.
 fn clamd_answers(path: &Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(path) else {
-        return false;
-    };
+    clamd_command(path, b"zPING\0").is_some_and(|a| a.starts_with("PONG"))
+}
+
+/// clamd's answer (at most 256 bytes, up to its NUL) to `command` on the
+/// socket at `path`; `None` when it does not answer within 2 s.
+fn clamd_command(path: &Path, command: &[u8]) -> Option<String> {
+    let mut s = UnixStream::connect(path).ok()?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"zPING\0").is_err() {
-        return false;
+    s.write_all(command).ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 256];
+    while answer.len() < 256 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(buf.get(..n)?),
+        }
+        if answer.contains(&0) {
+            break;
+        }
     }
-    let mut buf = [0u8; 16];
-    match s.read(&mut buf) {
-        Ok(n) => buf.get(..n).is_some_and(|b| b.starts_with(b"PONG")),
-        Err(_) => false,
-    }
+    let end = answer.iter().position(|&b| b == 0).unwrap_or(answer.len());
+    let text = String::from_utf8_lossy(answer.get(..end)?).into_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 /// Parses clamscan/clamdscan output (either stream) into hits and

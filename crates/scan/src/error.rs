@@ -1,5 +1,5 @@
 //! The error type of the scanning crate: every variant names the thing it is
-//! about (the tool, the path, the cache file and line).
+//! about (the tool, the path, the database).
 
 use std::path::PathBuf;
 
@@ -45,13 +45,6 @@ pub enum ScanError {
     /// The scan was stopped (its cancel flag was set, e.g. by Ctrl-C).
     #[error("{what}: cancelled")]
     Cancelled { what: String },
-    /// A line of the scan cache file is not valid.
-    #[error("scan cache {path} line {line}: {message}")]
-    CacheCorrupt {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
 }
 
 /// Result alias of this crate.

@@ -2,6 +2,8 @@
 //!
 //! - [`clamav`]: `clamscan`/`clamdscan` over a directory tree (a published
 //!   restore point), output parsed into detections and unreadable files.
+//! - [`clamav_db`]: which ClamAV signature database a scan uses (version,
+//!   date) and whether it can prove anything.
 //! - [`yara`]: YARA rules (the `yara-x` crate, cargo feature `yara`, on by
 //!   default) over file contents in memory, with built-in rules.
 //! - [`cache`]: dedup-aware cache of results keyed by content digest, engine
@@ -26,6 +28,7 @@
 
 pub mod cache;
 pub mod clamav;
+pub mod clamav_db;
 pub mod error;
 pub mod ext4list;
 pub mod extent_key;
@@ -42,10 +45,11 @@ pub mod yara;
 
 pub use cache::{ContentKey, LoadingCache, ScanCache};
 pub use clamav::{ClamAvScanner, ClamOutcome};
+pub use clamav_db::ClamSignatures;
 pub use error::{Result, ScanError};
 pub use ext4list::VolumeBytes;
 pub use extent_key::{DiskChunks, Rebased, VolumeChunks};
 pub use fiemap::{file_extents, FileExtent};
-pub use report::{Detection, Engine, Location, ScanReport, ScanState, Unreadable};
+pub use report::{Detection, Engine, EngineRun, Location, ScanReport, ScanState, Unreadable};
 pub use scan::Scan;
 pub use yara::{YaraScanner, BUILTIN_RULES};

@@ -4,6 +4,14 @@
 //! A file that could not be read is listed in `unreadable` and makes the state
 //! [`ScanState::Incomplete`] (unless something was found): it is never
 //! counted as clean.
+//!
+//! The report names every engine ([`EngineRun`]): its version, the
+//! signatures or rules it matched with (ClamAV: database version and date;
+//! YARA: the rule files and their digest), or why it did not scan. A scan
+//! that found nothing is [`ScanState::Clean`] only when ClamAV scanned with
+//! a usable signature database; nothing found by YARA alone (the built-in
+//! rules know EICAR and a test marker, nothing else) is
+//! [`ScanState::Unproven`].
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +30,52 @@ impl Engine {
             Engine::Clamav => "clamav",
             Engine::Yara => "yara",
         }
+    }
+}
+
+/// One engine of a scan: what it matched with, or why it did not scan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineRun {
+    pub name: Engine,
+    /// The engine and its version, e.g. `ClamAV 1.4.6`, `yara-x 1.22.1`.
+    pub version: String,
+    /// What it matched with: the ClamAV database (parts with versions and
+    /// dates, or other signature files with their digest and date), the
+    /// YARA rule files.
+    pub signatures: String,
+    /// ClamAV: the database version (`daily`'s; none for a database of
+    /// unversioned signature files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_version: Option<u64>,
+    /// ClamAV: the database's date (build time, or the newest modification
+    /// time of unversioned signature files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Digest of the signatures or rules (the scan cache's fingerprint);
+    /// empty when the engine did not scan.
+    pub fingerprint: String,
+    /// Why the engine did not scan; `None` when it scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scanned: Option<String>,
+}
+
+impl EngineRun {
+    /// An engine that did not scan, with the reason.
+    pub fn skipped(name: Engine, version: &str, reason: &str) -> Self {
+        EngineRun {
+            name,
+            version: version.to_string(),
+            signatures: String::new(),
+            db_version: None,
+            db_time: None,
+            fingerprint: String::new(),
+            not_scanned: Some(reason.to_string()),
+        }
+    }
+
+    /// True when the engine scanned.
+    pub fn scanned(&self) -> bool {
+        self.not_scanned.is_none()
     }
 }
 
@@ -72,6 +126,23 @@ pub enum ScanState {
     Infected,
     /// Nothing matched but some files could not be read.
     Incomplete,
+    /// Every file was read and nothing matched, but ClamAV did not scan
+    /// with a usable signature database (see [`ScanReport::engines`]): not
+    /// a proof of cleanliness.
+    Unproven,
+}
+
+impl ScanState {
+    /// `clean`, `infected`, `incomplete`, `unproven`, `not scanned`.
+    pub fn as_words(self) -> &'static str {
+        match self {
+            ScanState::Clean => "clean",
+            ScanState::Infected => "infected",
+            ScanState::Incomplete => "incomplete",
+            ScanState::Unproven => "unproven",
+            ScanState::NotScanned => "not scanned",
+        }
+    }
 }
 
 /// A file that could not be read, with the reason.
@@ -88,6 +159,9 @@ pub struct Unreadable {
 pub struct ScanReport {
     pub restore_point: String,
     pub state: ScanState,
+    /// The engines, those that did not scan included.
+    #[serde(default)]
+    pub engines: Vec<EngineRun>,
     pub detections: Vec<Detection>,
     pub unreadable: Vec<Unreadable>,
     /// Files whose content was scanned by at least one engine.
@@ -124,6 +198,7 @@ impl ScanReport {
         ScanReport {
             restore_point: restore_point.to_string(),
             state: ScanState::NotScanned,
+            engines: Vec::new(),
             detections: Vec::new(),
             unreadable: Vec::new(),
             files_scanned: 0,
@@ -157,9 +232,19 @@ impl ScanReport {
             ScanState::Infected
         } else if !self.unreadable.is_empty() {
             ScanState::Incomplete
-        } else {
+        } else if self.proven_by().is_some() {
             ScanState::Clean
+        } else {
+            ScanState::Unproven
         };
+    }
+
+    /// The ClamAV run that makes "nothing found" a proof: ClamAV scanned
+    /// (the caller only lets it scan with a usable database).
+    pub fn proven_by(&self) -> Option<&EngineRun> {
+        self.engines
+            .iter()
+            .find(|e| e.name == Engine::Clamav && e.scanned())
     }
 
     /// Pretty JSON.
@@ -182,6 +267,25 @@ mod tests {
         };
         let mut r = ScanReport::new("web01@1");
         assert_eq!(r.state, ScanState::NotScanned);
+        r.engines.push(EngineRun {
+            name: Engine::Yara,
+            version: "yara-x 1".into(),
+            signatures: "builtin.yar".into(),
+            db_version: None,
+            db_time: None,
+            fingerprint: "yara-x:00".into(),
+            not_scanned: None,
+        });
+        r.finish();
+        assert_eq!(r.state, ScanState::Unproven, "YARA alone proves nothing");
+        r.engines.push(EngineRun::skipped(
+            Engine::Clamav,
+            "ClamAV 1.4.6",
+            "no signature database",
+        ));
+        r.finish();
+        assert_eq!(r.state, ScanState::Unproven);
+        r.engines[1].not_scanned = None;
         r.finish();
         assert_eq!(r.state, ScanState::Clean);
         r.unreadable.push(Unreadable {

@@ -33,6 +33,9 @@
 //! order of their first window's place on the volume (see
 //! [`crate::windowed`]).
 //!
+//! The report names each engine with the signatures or rules it used (see
+//! [`EngineRun`]); [`Scan::not_scanned`] adds one that did not scan.
+//!
 //! A cancel flag ([`Scan::with_cancel`], e.g. set by SIGINT) is checked
 //! before each file; once set, scans end with [`ScanError::Cancelled`].
 
@@ -52,7 +55,7 @@ use crate::extent_key::VolumeChunks;
 use crate::listing::{list_tree, TreeFiles};
 use crate::locality::windows;
 use crate::mapping::{MappedFile, Mapping};
-use crate::report::{Detection, Engine, Location, ScanReport, Unreadable};
+use crate::report::{Detection, Engine, EngineRun, Location, ScanReport, Unreadable};
 use crate::windowed::{read_windows, Windowed};
 use crate::yara::{YaraScanner, YaraSession};
 
@@ -88,10 +91,35 @@ impl<'a> Scan<'a> {
                 what: format!("scan of {restore_point}: no engine chosen (ClamAV or YARA)"),
             });
         }
+        let mut report = ScanReport::new(restore_point);
         let clamav = match clamav {
-            Some(c) => Some((c, c.fingerprint()?)),
+            Some(c) => {
+                let fingerprint = c.fingerprint()?;
+                let sig = c.signatures()?;
+                report.engines.push(EngineRun {
+                    name: Engine::Clamav,
+                    version: sig.engine.clone(),
+                    signatures: sig.describe(),
+                    db_version: sig.version(),
+                    db_time: sig.time(),
+                    fingerprint: fingerprint.clone(),
+                    not_scanned: None,
+                });
+                Some((c, fingerprint))
+            }
             None => None,
         };
+        if let Some(y) = yara {
+            report.engines.push(EngineRun {
+                name: Engine::Yara,
+                version: YaraScanner::engine_version(),
+                signatures: y.name().to_string(),
+                db_version: None,
+                db_time: None,
+                fingerprint: y.fingerprint().to_string(),
+                not_scanned: None,
+            });
+        }
         let yara_local = yara.and_then(|y| y.local_match_len());
         let yara = yara.map(|y| (y.session(), y.fingerprint().to_string()));
         Ok(Scan {
@@ -100,9 +128,18 @@ impl<'a> Scan<'a> {
             yara,
             yara_local,
             cache,
-            report: ScanReport::new(restore_point),
+            report,
             cancel: None,
         })
+    }
+
+    /// Records that `engine` (`version`) did not scan, and why: the
+    /// report names it, and without a ClamAV scan nothing found is not
+    /// clean (see [`ScanReport::finish`]).
+    pub fn not_scanned(&mut self, engine: Engine, version: &str, reason: &str) {
+        self.report
+            .engines
+            .push(EngineRun::skipped(engine, version, reason));
     }
 
     /// Stops scans with [`ScanError::Cancelled`] once `flag` is set.

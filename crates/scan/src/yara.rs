@@ -14,6 +14,8 @@ pub const BUILTIN_RULES: &str = include_str!("../rules/builtin.yar");
 
 /// Compiled YARA rules.
 pub struct YaraScanner {
+    /// The rule files, e.g. `builtin.yar + /etc/rules.yar`.
+    name: String,
     fingerprint: String,
     /// Longest match when the rule set is local (see [`crate::locality`]).
     local_match: Option<u64>,
@@ -24,6 +26,7 @@ pub struct YaraScanner {
 impl std::fmt::Debug for YaraScanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("YaraScanner")
+            .field("name", &self.name)
             .field("fingerprint", &self.fingerprint)
             .field("local_match", &self.local_match)
             .finish()
@@ -51,6 +54,7 @@ impl YaraScanner {
                 message: e.to_string(),
             })?;
             Ok(YaraScanner {
+                name: name.to_string(),
                 fingerprint,
                 local_match: crate::locality::local_match_len(text),
                 rules,
@@ -66,7 +70,25 @@ impl YaraScanner {
         }
     }
 
-    /// Fingerprint of the rule set, for cache keys.
+    /// The name the rules were compiled under (their files).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The engine and its version, e.g. `yara-x 1.22.1`.
+    pub fn engine_version() -> String {
+        #[cfg(feature = "yara")]
+        {
+            format!("yara-x {}", yara_x::VERSION)
+        }
+        #[cfg(not(feature = "yara"))]
+        {
+            "yara-x (not built in)".to_string()
+        }
+    }
+
+    /// Fingerprint of the rule set (BLAKE3 of the rule text), for cache
+    /// keys and verdicts.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }

@@ -126,7 +126,7 @@ fn clamav_rescan_skips_unchanged_files() {
     std::fs::create_dir_all(&cache_dir).unwrap();
     let rp1 = t.path().join("rp1");
     make_infected_tree(&rp1);
-    let mut cache = ScanCache::open(&cache_dir).unwrap();
+    let mut cache = ScanCache::open(&cache_dir, [7; 32]).unwrap();
     let mut scan = Scan::new("web01@1", Some(&clam), None, &mut cache).unwrap();
     scan.scan_tree("disk0", "p1", &rp1).unwrap();
     assert_eq!(scan.finish().files_scanned, 9);
@@ -135,7 +135,7 @@ fn clamav_rescan_skips_unchanged_files() {
     let rp2 = t.path().join("rp2");
     make_infected_tree(&rp2);
     std::fs::write(rp2.join("etc/hostname"), "web02\n").unwrap();
-    let mut cache = ScanCache::open(&cache_dir).unwrap();
+    let mut cache = ScanCache::open(&cache_dir, [7; 32]).unwrap();
     let mut scan = Scan::new("web01@2", Some(&clam), None, &mut cache).unwrap();
     scan.scan_tree("disk0", "p1", &rp2).unwrap();
     let r = scan.finish();

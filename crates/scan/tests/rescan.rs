@@ -52,7 +52,7 @@ fn rescan_skips_unchanged_content_and_counts_it() {
 
     let rp1 = t.path().join("rp1");
     make_infected_tree(&rp1);
-    let mut cache = ScanCache::open(&cache_dir).unwrap();
+    let mut cache = ScanCache::open(&cache_dir, [7; 32]).unwrap();
     let mut scan = Scan::new("web01@1", Some(&clam), Some(&y), &mut cache).unwrap();
     scan.scan_tree("disk0", "p1", &rp1).unwrap();
     let r1 = scan.finish();
@@ -66,7 +66,7 @@ fn rescan_skips_unchanged_content_and_counts_it() {
     make_infected_tree(&rp2);
     std::fs::write(rp2.join("etc/hosts"), "127.0.0.1 localhost web01\n").unwrap();
     std::fs::write(rp2.join("tmp/copy.com"), EICAR).unwrap();
-    let mut cache = ScanCache::open(&cache_dir).unwrap();
+    let mut cache = ScanCache::open(&cache_dir, [7; 32]).unwrap();
     let mut scan = Scan::new("web01@2", Some(&clam), Some(&y), &mut cache).unwrap();
     scan.scan_tree("disk0", "p1", &rp2).unwrap();
     let r2 = scan.finish();

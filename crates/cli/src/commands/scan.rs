@@ -5,9 +5,16 @@
 //!
 //! Engines: `--clamav` and `--yara FILE` (the built-in rules plus FILE)
 //! select engines; with neither, every available engine runs: the built-in
-//! YARA rules, and ClamAV when `clamscan` is installed and has signatures
-//! (`--clamav-db`, clamd answering, or files in /var/lib/clamav).
-//! `--clamav-db` only says which database ClamAV uses.
+//! YARA rules, and ClamAV when `clamscan` is installed. `--clamav-db` only
+//! says which database ClamAV uses.
+//!
+//! Verdicts: ClamAV scans only with a usable signature database (present,
+//! and dated within `--clamav-max-age` days); otherwise it is reported and
+//! recorded as not scanned, with the reason (`--clamav` then fails). The
+//! report and the manifest's scan record name every engine with its
+//! version and signatures (database version and date, rule files and
+//! digest). Nothing found is `clean` only when ClamAV scanned; by YARA
+//! alone it is `unproven` (exit 8), which `--find-clean` passes over.
 //!
 //! Without root (or /dev/fuse, loop devices), or with `--no-publish`, files
 //! are read from the repository in userspace (`scan_userspace`) and scanned
@@ -20,9 +27,15 @@
 //! ext2/3/4 and XFS volumes an unchanged file is recognised by its extents
 //! and the repository chunk digests under them, without being read.
 //!
+//! The scan cache's lines are authenticated (see `lifeboat_scan::cache`)
+//! with a key derived from the repository's key ([`CACHE_KEY_PURPOSE`]),
+//! or for an unencrypted repository a random key in `cache.key` (0600)
+//! beside the cache; the cache directory is made 0700.
+//!
 //! Exit codes: 0 clean (or a clean point found), 7 infected, 3 incomplete
-//! (unreadable files or volumes), 5 `--find-clean` found no clean point,
-//! 130 interrupted (SIGINT/SIGTERM; the session is unpublished first).
+//! (unreadable files or volumes), 8 unproven, 5 `--find-clean` found no
+//! clean point, 130 interrupted (SIGINT/SIGTERM; the session is
+//! unpublished first).
 
 use super::publish::StateArgs;
 use super::scan_point::{scan_point, Engines, PointScan, PublishPlace};
@@ -33,7 +46,7 @@ use crate::output::{bytes, print_json};
 use crate::passphrase::passphrase;
 use anyhow::{bail, Context};
 use clap::Args;
-use lifeboat_repo::{Manifest, Repository, ScanEngine, ScanRecord, ScanStatus};
+use lifeboat_repo::{LocalKey, Manifest, Repository, ScanEngine, ScanRecord, ScanStatus};
 use lifeboat_scan::{
     ClamAvScanner, LoadingCache, ScanReport, ScanState, YaraScanner, BUILTIN_RULES,
 };
@@ -44,8 +57,10 @@ use std::sync::Arc;
 
 /// Default mount root of scan sessions.
 pub const DEFAULT_SCAN_MOUNT_ROOT: &str = "/run/lifeboat/scan";
-/// ClamAV's default signature directory on Debian.
-const CLAMAV_DEFAULT_DB: &str = "/var/lib/clamav";
+/// Purpose of the repository-derived key of the scan cache.
+pub const CACHE_KEY_PURPOSE: &str = "lifeboat scan cache v1";
+/// The scan cache's key file for an unencrypted repository.
+const CACHE_KEY_FILE: &str = "cache.key";
 
 #[derive(Args)]
 pub struct ScanArgs {
@@ -62,6 +77,10 @@ pub struct ScanArgs {
     /// ClamAV signature database (file or directory) for clamscan
     #[arg(long, value_name = "PATH")]
     pub clamav_db: Option<PathBuf>,
+    /// Oldest ClamAV signature database (in days) that counts: an older
+    /// one is not used and the scan cannot be clean
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    pub clamav_max_age: u32,
     /// Scan with YARA: the built-in rules plus the rules in FILE (repeatable)
     #[arg(long, value_name = "FILE")]
     pub yara: Vec<PathBuf>,
@@ -86,19 +105,12 @@ pub struct ScanArgs {
     pub output: OutputArgs,
 }
 
-/// One engine as printed in reports.
-#[derive(Serialize)]
-struct EngineOut {
-    name: String,
-    fingerprint: String,
-}
-
-/// The JSON of one scanned restore point: the scan report plus engines.
+/// The JSON of one scanned restore point: the scan report (with its
+/// engines) plus notes.
 #[derive(Serialize)]
 struct PointOut {
     #[serde(flatten)]
     report: ScanReport,
-    engines: Vec<EngineOut>,
     notes: Vec<String>,
 }
 
@@ -106,14 +118,6 @@ impl From<PointScan> for PointOut {
     fn from(p: PointScan) -> Self {
         PointOut {
             report: p.report,
-            engines: p
-                .engines
-                .into_iter()
-                .map(|(e, fp)| EngineOut {
-                    name: e.as_str().to_string(),
-                    fingerprint: fp,
-                })
-                .collect(),
             notes: p.notes,
         }
     }
@@ -159,10 +163,10 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
     };
     let engines = choose_engines(&a, userspace)?;
     let cache_dir = cache_root(a.scan_cache.as_deref())?.join(repo.id());
-    std::fs::create_dir_all(&cache_dir)
-        .with_context(|| format!("creating the scan cache {}", cache_dir.display()))?;
+    let cache_key = open_cache_dir(&repo, &cache_dir)?;
     // Read while the restore point is being published.
-    let mut cache = LoadingCache::start(&cache_dir);
+    let mut cache = LoadingCache::start(&cache_dir, cache_key);
+    let mut warned_rejected = false;
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, cancel.clone())
@@ -192,9 +196,13 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
             (Some(yara), true) => cache
                 .get()
                 .map_err(anyhow::Error::from)
-                .and_then(|c| scan_point_userspace(&repo, m, yara, c, &cancel)),
+                .and_then(|c| scan_point_userspace(&repo, m, yara, &engines, c, &cancel)),
             _ => scan_point(&repo, &place, m, &engines, &mut cache, &cancel),
         };
+        if !warned_rejected {
+            warned_rejected = true;
+            warn_rejected(&mut cache);
+        }
         // Results of the files scanned so far are valid even after an error.
         let saved = cache.save();
         let mut p = match result {
@@ -258,7 +266,7 @@ fn find_clean_result(
         match &clean {
             Some(c) => println!("newest clean restore point: {c}"),
             None => println!(
-                "no clean restore point of {} ({} scanned)",
+                "no clean restore point of {} ({} scanned; unproven ones are not clean)",
                 a.target,
                 tried.len()
             ),
@@ -271,11 +279,46 @@ fn find_clean_result(
     })
 }
 
+/// The scan cache's key (see the module doc), after making `dir` (0700).
+fn open_cache_dir(repo: &Repository, dir: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("creating the scan cache {}", dir.display()))?;
+    Ok(match repo.local_key(CACHE_KEY_PURPOSE) {
+        Some(k) => k.to_bytes(),
+        None => LocalKey::load_or_create(&dir.join(CACHE_KEY_FILE))
+            .with_context(|| format!("the key of the scan cache {}", dir.display()))?
+            .to_bytes(),
+    })
+}
+
+/// Warns about scan cache lines dropped on load (their content is
+/// scanned again).
+fn warn_rejected(cache: &mut LoadingCache) {
+    let Ok(c) = cache.get() else {
+        return;
+    };
+    let r = c.rejected();
+    if r.count > 0 {
+        let lines: Vec<String> = r.first_lines.iter().map(usize::to_string).collect();
+        eprintln!(
+            "lifeboat: warning: scan cache {}: {} entries failed authentication or could not \
+             be read (lines {}{}): dropped, their files are scanned again",
+            c.path().map_or(String::new(), |p| p.display().to_string()),
+            r.count,
+            lines.join(", "),
+            if r.count > lines.len() { ", ..." } else { "" }
+        );
+    }
+}
+
 /// The exit code of one scan's state.
 fn code_of(state: ScanState) -> i32 {
     match state {
         ScanState::Clean => exit::OK,
         ScanState::Infected => exit::INFECTED,
+        ScanState::Unproven => exit::UNPROVEN,
         ScanState::Incomplete | ScanState::NotScanned => exit::DAMAGE,
     }
 }
@@ -286,15 +329,22 @@ fn record_of(p: &PointScan) -> ScanRecord {
         state: match p.report.state {
             ScanState::Clean => ScanStatus::Clean,
             ScanState::Infected => ScanStatus::Infected,
+            ScanState::Unproven => ScanStatus::Unproven,
             ScanState::Incomplete | ScanState::NotScanned => ScanStatus::Incomplete,
         },
         time: chrono::Utc::now(),
         engines: p
+            .report
             .engines
             .iter()
-            .map(|(e, fp)| ScanEngine {
-                name: e.as_str().to_string(),
-                fingerprint: fp.clone(),
+            .map(|e| ScanEngine {
+                name: e.name.as_str().to_string(),
+                fingerprint: e.fingerprint.clone(),
+                version: Some(e.version.clone()),
+                signatures: (!e.signatures.is_empty()).then(|| e.signatures.clone()),
+                db_version: e.db_version,
+                db_time: e.db_time,
+                not_scanned: e.not_scanned.clone(),
             })
             .collect(),
         detections: p.report.detections.len() as u64,
@@ -308,7 +358,9 @@ pub fn state_text(m: &Manifest) -> &'static str {
 }
 
 /// The engines `a` asks for (or every available one when it names none).
-/// `userspace`: files are not on disk, so ClamAV is left out.
+/// `userspace`: files are not on disk, so ClamAV is left out. ClamAV
+/// whose signature database is unusable is left out too, with the reason
+/// (an error with `--clamav`).
 fn choose_engines(a: &ScanArgs, userspace: bool) -> anyhow::Result<Engines> {
     if let Some(db) = &a.clamav_db {
         if !db.exists() {
@@ -317,31 +369,43 @@ fn choose_engines(a: &ScanArgs, userspace: bool) -> anyhow::Result<Engines> {
     }
     let auto = !a.clamav && a.yara.is_empty();
     let installed = lifeboat_publish::system::which("clamscan").is_some();
-    let clamav = if a.clamav {
-        if !installed {
-            bail!("--clamav: `clamscan` not found: install clamav (apt-get install -y clamav)");
-        }
-        Some(ClamAvScanner::new(a.clamav_db.clone()))
-    } else if auto && installed && !userspace {
-        let c = ClamAvScanner::new(a.clamav_db.clone());
-        let has_db =
-            a.clamav_db.is_some() || c.uses_clamd() || has_clamav_db(Path::new(CLAMAV_DEFAULT_DB));
-        if !has_db {
-            eprintln!(
-                "note: ClamAV not used: no signature database in {CLAMAV_DEFAULT_DB} \
-                 (run freshclam, or pass --clamav-db)"
-            );
-        }
-        has_db.then_some(c)
+    if a.clamav && !installed {
+        bail!("--clamav: `clamscan` not found: install clamav (apt-get install -y clamav)");
+    }
+    let mut clamav = None;
+    let skipped = |why: &str| Some(("ClamAV".to_string(), why.to_string()));
+    let clamav_skipped = if !a.clamav && !auto {
+        skipped("not asked for (--yara without --clamav)")
+    } else if userspace {
+        skipped("files read in userspace (not published): ClamAV needs them on disk")
+    } else if !installed {
+        skipped("clamscan not installed (apt-get install -y clamav)")
     } else {
-        None
+        let c = ClamAvScanner::new(a.clamav_db.clone());
+        let sig = c.signatures()?;
+        let max_age = chrono::Duration::days(i64::from(a.clamav_max_age));
+        match sig.unusable(max_age, chrono::Utc::now()) {
+            Some(why) if a.clamav => bail!("--clamav: {why}"),
+            Some(why) => {
+                eprintln!("note: ClamAV not used: {why}");
+                Some((sig.engine.clone(), why))
+            }
+            None => {
+                clamav = Some(c);
+                None
+            }
+        }
     };
     let yara = if auto || !a.yara.is_empty() {
         Some(yara_rules(&a.yara)?)
     } else {
         None
     };
-    Ok(Engines { clamav, yara })
+    Ok(Engines {
+        clamav,
+        clamav_skipped,
+        yara,
+    })
 }
 
 /// The built-in rules plus each file's (each file is compiled alone first,
@@ -362,21 +426,6 @@ fn yara_rules(files: &[PathBuf]) -> anyhow::Result<YaraScanner> {
         names.push(name);
     }
     Ok(YaraScanner::from_rules_named(&names.join(" + "), &text)?)
-}
-
-/// True when `dir` holds ClamAV signature files.
-fn has_clamav_db(dir: &Path) -> bool {
-    const EXT: &[&str] = &[
-        "cvd", "cld", "cud", "ndb", "hdb", "hsb", "ldb", "mdb", "msb",
-    ];
-    std::fs::read_dir(dir).is_ok_and(|rd| {
-        rd.flatten().any(|e| {
-            e.path()
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| EXT.contains(&x))
-        })
-    })
 }
 
 /// The scan cache directory (before the per-repository part).
@@ -406,16 +455,25 @@ fn print_point(p: &PointScan) {
     println!(
         "{}: {} ({} detections, {} unreadable)",
         r.restore_point,
-        state_word(r.state),
+        r.state.as_words(),
         r.detections.len(),
         r.unreadable.len()
     );
-    let engines: Vec<String> = p
-        .engines
-        .iter()
-        .map(|(e, fp)| format!("{} {}", e.as_str(), short(fp)))
-        .collect();
-    println!("  engines: {}", engines.join(", "));
+    for e in &r.engines {
+        match &e.not_scanned {
+            None => println!(
+                "  engine {}: {}, {} ({})",
+                e.name.as_str(),
+                e.version,
+                e.signatures,
+                short(&e.fingerprint)
+            ),
+            Some(why) => println!("  engine {}: not scanned: {why}", e.name.as_str()),
+        }
+    }
+    if r.state == ScanState::Unproven {
+        println!("  nothing found, but ClamAV did not scan: not proven clean");
+    }
     println!(
         "  scanned {} files ({}); skipped {} unchanged files ({}) already scanned, \
          {} of them ({}) not even read",
@@ -444,15 +502,6 @@ fn print_point(p: &PointScan) {
     }
     for n in &p.notes {
         println!("  note: {n}");
-    }
-}
-
-fn state_word(s: ScanState) -> &'static str {
-    match s {
-        ScanState::Clean => "clean",
-        ScanState::Infected => "infected",
-        ScanState::Incomplete => "incomplete",
-        ScanState::NotScanned => "not scanned",
     }
 }
 

@@ -48,8 +48,21 @@ use std::sync::Arc;
 
 /// The engines chosen for a scan.
 pub struct Engines {
+    /// ClamAV, only when its signature database is usable.
     pub clamav: Option<ClamAvScanner>,
+    /// When ClamAV does not scan: its version and why (named in the
+    /// report, which is then at best `unproven`).
+    pub clamav_skipped: Option<(String, String)>,
     pub yara: Option<YaraScanner>,
+}
+
+impl Engines {
+    /// Names the engines that do not scan in `scan`'s report.
+    pub fn add_skipped(&self, scan: &mut Scan<'_>) {
+        if let Some((version, why)) = &self.clamav_skipped {
+            scan.not_scanned(Engine::Clamav, version, why);
+        }
+    }
 }
 
 /// Where and how restore points are published for scanning.
@@ -65,9 +78,8 @@ pub struct PublishPlace {
 
 /// The scan of one restore point.
 pub struct PointScan {
+    /// The report, naming the engines and their signatures.
     pub report: ScanReport,
-    /// Engines with the fingerprints of their signatures / rules.
-    pub engines: Vec<(Engine, String)>,
     /// What was not scanned without being a problem (no filesystem, swap).
     pub notes: Vec<String>,
     /// The unpublishing of the scanned session, still running: the caller
@@ -186,7 +198,7 @@ pub fn scan_point(
         cache.get()?,
     )?
     .with_cancel(cancel.clone());
-    let engines_used = scan.engines();
+    engines.add_skipped(&mut scan);
     let mut notes = Vec::new();
     let mut disks: HashMap<String, Option<DiskChunks>> = HashMap::new();
     let mut bases: HashMap<String, Option<DiskChunks>> = HashMap::new();
@@ -243,7 +255,6 @@ pub fn scan_point(
     report.finish();
     Ok(PointScan {
         report,
-        engines: engines_used,
         notes,
         unpublishing: Some(unpublishing),
     })
@@ -354,6 +365,21 @@ mod tests {
     use lifeboat_publish::{MountEntry, SessionStatus, VolumeProblem};
     use lifeboat_scan::ScanState;
 
+    /// An empty report of a scan in which ClamAV scanned.
+    fn report_with_clamav() -> ScanReport {
+        let mut r = ScanReport::new("vm@1");
+        r.engines.push(lifeboat_scan::EngineRun {
+            name: Engine::Clamav,
+            version: "ClamAV 1.4.6".into(),
+            signatures: "/db: 2 signature files".into(),
+            db_version: None,
+            db_time: None,
+            fingerprint: "fp".into(),
+            not_scanned: None,
+        });
+        r
+    }
+
     fn mount(volume: &str, fstype: &str, mounted: bool) -> MountEntry {
         MountEntry {
             volume: volume.into(),
@@ -411,7 +437,7 @@ mod tests {
                 ),
             ],
         );
-        let mut r = ScanReport::new("vm@1");
+        let mut r = report_with_clamav();
         let notes = add_publish_problems(&mut r, &state);
         r.finish();
         assert_eq!(r.state, ScanState::Incomplete);
@@ -446,7 +472,7 @@ mod tests {
                  <vg>-<lv>_abc",
             ),
         ];
-        let mut r = ScanReport::new("vm@1");
+        let mut r = report_with_clamav();
         let notes = add_publish_problems(&mut r, &only_notes);
         r.finish();
         assert_eq!(r.state, ScanState::Clean, "{:?}", r.unreadable);
@@ -459,7 +485,7 @@ mod tests {
         let text = "disk0p3 skipped: partition 3 is empty";
         let place = |kind: ProblemKind| {
             let state = session(vec![], vec![], vec![VolumeProblem::new(kind, text)]);
-            let mut r = ScanReport::new("vm@1");
+            let mut r = report_with_clamav();
             let notes = add_publish_problems(&mut r, &state);
             r.finish();
             let unreadable: Vec<_> = r.unreadable.iter().map(|u| u.reason.clone()).collect();

@@ -2,7 +2,8 @@
 //! --no-publish`, and the fallback when publishing is impossible: no root,
 //! no /dev/fuse, no loop devices): files are read from the repository in
 //! userspace through `lifeboat-browse` and scanned with YARA as items
-//! (ClamAV needs files on disk, so it is not used).
+//! (ClamAV needs files on disk, so it is not used: the report names it
+//! as not scanned, so nothing found is `unproven`, never `clean`).
 //!
 //! As with publishing, what cannot be read never counts as clean: a volume
 //! whose filesystem cannot be probed or opened, a directory that cannot be
@@ -12,7 +13,7 @@
 //! kind [`ProblemKind::Note`] (an empty partition entry, the backup GPT in
 //! use, a VG renamed for a clash) are only mentioned as notes.
 
-use super::scan_point::PointScan;
+use super::scan_point::{Engines, PointScan};
 use anyhow::Context;
 use lifeboat_browse::{
     open_restore_point, EntryKind, Filesystem, FsType, ProblemKind, VolumeProblem,
@@ -27,6 +28,7 @@ pub fn scan_point_userspace(
     repo: &Repository,
     manifest: &Manifest,
     yara: &YaraScanner,
+    engines: &Engines,
     cache: &mut ScanCache,
     cancel: &Arc<AtomicBool>,
 ) -> anyhow::Result<PointScan> {
@@ -34,7 +36,7 @@ pub fn scan_point_userspace(
     let volumes = open_restore_point(repo, manifest)
         .with_context(|| format!("opening the disks of {name}"))?;
     let mut scan = Scan::new(&name, None, Some(yara), cache)?.with_cancel(cancel.clone());
-    let engines = scan.engines();
+    engines.add_skipped(&mut scan);
     let mut unreadable = Vec::new();
     let mut notes = Vec::new();
     let volume_problem = |v: &lifeboat_browse::VolumeInfo, reason: String| Unreadable {
@@ -78,7 +80,6 @@ pub fn scan_point_userspace(
     report.finish();
     Ok(PointScan {
         report,
-        engines,
         notes,
         unpublishing: None,
     })

@@ -13,9 +13,10 @@
 //! leaves either the old store or the new one.
 
 use super::index::{self, MAGIC};
-use super::{hits, BlockKey, Slot, BLOCK, DATA_FILE, LOG_FILE};
+use super::{hits, open_block, private_file, BlockKey, Slot, BLOCK, DATA_FILE, LOG_FILE};
 use crate::error::{Error, Result};
 use crate::fsutil::{rename, sync_dir};
+use lifeboat_repo::LocalKey;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -79,7 +80,7 @@ fn remove_leftovers(dir: &Path) -> Result<Vec<&'static str>> {
 /// bytes, at least `cap`): compacts it to the entries the previous run
 /// hit, keeps it as it is when there is no hit information, starts it over
 /// when nothing useful would remain.
-pub(super) fn on_full(dir: &Path, cap: u64, data_len: u64) -> Result<()> {
+pub(super) fn on_full(dir: &Path, cap: u64, data_len: u64, key: &LocalKey) -> Result<()> {
     let parsed = index::parse(&dir.join(LOG_FILE), data_len)?;
     let hit = hits::read(dir, parsed.records);
     let say = |what: String| {
@@ -115,7 +116,7 @@ pub(super) fn on_full(dir: &Path, cap: u64, data_len: u64) -> Result<()> {
         ));
         return start_over(dir);
     }
-    match compact(dir, &kept) {
+    match compact(dir, &kept, key) {
         Ok(0) => {
             say("no hit block read back intact: starting over empty".into());
             start_over(dir)
@@ -149,32 +150,37 @@ pub(super) fn start_over(dir: &Path) -> Result<()> {
 }
 
 /// Rewrites the store of `dir` with only `kept` (in that order), each
-/// block checked against its hash on the way; returns how many were kept.
-fn compact(dir: &Path, kept: &[(BlockKey, Slot)]) -> Result<usize> {
+/// block authenticated on the way (and copied as it is stored: its
+/// authentication does not depend on its place); returns how many were
+/// kept.
+fn compact(dir: &Path, kept: &[(BlockKey, Slot)], store_key: &LocalKey) -> Result<usize> {
     let data_path = dir.join(DATA_FILE);
     let data = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
     let data_tmp = dir.join(DATA_TMP);
     let log_tmp = dir.join(LOG_TMP);
-    let create = |p: &Path| File::create(p).map_err(|e| Error::io(p, e));
+    let create = |p: &Path| private_file(p, true);
     let mut new_data = BufWriter::with_capacity(1 << 20, create(&data_tmp)?);
     let mut new_log = BufWriter::with_capacity(1 << 20, create(&log_tmp)?);
     new_log
         .write_all(MAGIC)
         .map_err(|e| Error::io(&log_tmp, e))?;
     let mut block = [0u8; BLOCK];
+    let mut plain = [0u8; BLOCK];
     let mut n = 0usize;
     let mut bad = 0usize;
     for (key, slot) in kept {
-        let intact = data.read_exact_at(&mut block, slot.pos).is_ok()
-            && *blake3::hash(&block).as_bytes() == slot.hash;
+        let intact = data.read_exact_at(&mut block, slot.pos).is_ok() && {
+            plain.copy_from_slice(&block);
+            open_block(store_key, key, slot, &mut plain).is_ok()
+        };
         if !intact {
             bad += 1;
             continue;
         }
         let new = Slot {
             pos: (n as u64) * BLOCK as u64,
-            hash: slot.hash,
             rec: n as u64,
+            ..*slot
         };
         new_data
             .write_all(&block)
@@ -186,7 +192,7 @@ fn compact(dir: &Path, kept: &[(BlockKey, Slot)]) -> Result<usize> {
     }
     if bad > 0 {
         eprintln!(
-            "block store {}: {bad} hit blocks did not match their hash; dropped",
+            "block store {}: {bad} hit blocks did not authenticate; dropped",
             dir.display()
         );
     }

@@ -190,7 +190,10 @@ fn entry(header: &[u8; HEADER_LEN], rec: u32) -> [u8; ENTRY_LEN] {
 fn write_header(dir: &Path, header: &[u8; HEADER_LEN]) -> Result<File> {
     let tmp = dir.join(HITS_TMP);
     let path = dir.join(HITS_FILE);
-    crate::fsutil::replace_file(&path, &tmp, header)?;
+    super::private_file(&tmp, true)?
+        .write_all(header)
+        .map_err(|e| Error::io(&tmp, e))?;
+    crate::fsutil::rename(&tmp, &path)?;
     OpenOptions::new()
         .append(true)
         .open(&path)

@@ -8,10 +8,10 @@ use super::{BlockKey, Slot, BLOCK};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-pub(super) const MAGIC: &[u8; 16] = b"lifeboat-blocks1";
+pub(super) const MAGIC: &[u8; 16] = b"lifeboat-blocks2";
 pub(super) const RECORD_LEN: usize = 80;
 
 /// The records of an index file that point inside the data file.
@@ -30,7 +30,8 @@ pub(super) fn encode(key: &BlockKey, slot: &Slot) -> [u8; RECORD_LEN] {
     r[0..32].copy_from_slice(&key.digest);
     r[32..36].copy_from_slice(&key.block.to_le_bytes());
     r[36..44].copy_from_slice(&slot.pos.to_le_bytes());
-    r[44..76].copy_from_slice(&slot.hash);
+    r[44..56].copy_from_slice(&slot.nonce);
+    r[56..72].copy_from_slice(&slot.tag);
     let check = blake3::hash(&r[0..76]);
     r[76..80].copy_from_slice(&check.as_bytes()[0..4]);
     r
@@ -50,10 +51,24 @@ fn decode(r: &[u8], rec: u64) -> Option<(BlockKey, Slot)> {
         },
         Slot {
             pos: u64::from_le_bytes(field(36, 44)?.try_into().ok()?),
-            hash: field(44, 76)?.try_into().ok()?,
+            nonce: field(44, 56)?.try_into().ok()?,
+            tag: field(56, 72)?.try_into().ok()?,
             rec,
         },
     ))
+}
+
+/// True when `path` exists and does not start with this format's magic
+/// (or a prefix of it) (an older store's, or something else): the store starts over.
+pub(super) fn is_foreign(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 16];
+    let n = match File::open(path) {
+        Ok(f) => f.read_at(&mut head, 0).map_err(|e| Error::io(path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    // A prefix of the magic alone is this format's, torn at creation.
+    Ok(head.get(..n).is_some_and(|h| !MAGIC.starts_with(h)))
 }
 
 /// Reads the index at `path` and keeps the records whose block lies inside
@@ -114,6 +129,7 @@ pub(super) fn load(path: &Path, data_len: u64) -> Result<(Parsed, File)> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     log.set_len(parsed.keep).map_err(|e| Error::io(path, e))?;

@@ -11,26 +11,47 @@
 //!
 //! ```text
 //! <dir>/lock          flock(2)ed while a process uses the store
-//! <dir>/blocks.dat    4 KiB blocks, appended
+//! <dir>/key           only for an unencrypted repository: the store's key
+//! <dir>/blocks.dat    4 KiB blocks, encrypted, appended
 //! <dir>/hits          which loaded entries this run hit (hits.rs)
-//! <dir>/blocks.idx    "lifeboat-blocks1" (16 bytes), then 80-byte records:
+//! <dir>/blocks.idx    "lifeboat-blocks2" (16 bytes), then 80-byte records:
 //!     0..32   chunk digest
 //!    32..36   block index inside the chunk, u32 LE
 //!    36..44   byte position of the block in blocks.dat, u64 LE
-//!    44..76   BLAKE3 of the 4 KiB block
+//!    44..56   AES-256-GCM nonce (random)
+//!    56..72   AES-256-GCM tag
+//!    72..76   reserved (0)
 //!    76..80   first 4 bytes of BLAKE3 of bytes 0..76 (a torn or garbled
 //!             record is skipped)
 //! ```
 //!
+//! The store holds guest data in plaintext form on the host, and whoever
+//! can write it could make a later publisher serve bytes of their choice
+//! as a restore point's (hiding malware from a scan). So:
+//! - each block is encrypted and authenticated with AES-256-GCM under a
+//!   key of its own, derived from the store key and the block's address
+//!   (chunk digest, block index), with a random nonce; the store key is
+//!   derived from the repository's master key ([`KEY_PURPOSE`], see
+//!   [`key_of`]), or for an unencrypted repository (no secret to derive
+//!   from) kept at random in `<dir>/key` (mode 0600). A block that does not
+//!   authenticate under its own address (flipped, planted, moved to
+//!   another address, written under another key) is dropped and read from
+//!   the repository;
+//! - the directory is made mode 0700 and every file in it 0600 (existing
+//!   ones are corrected at open); a directory that is a symlink or owned
+//!   by another user is refused;
+//! - an index of another format (the unencrypted `lifeboat-blocks1`)
+//!   starts the store over, its data file included.
+//!
 //! Safety rules: a record is appended only after its block was written, so
 //! a crash leaves at worst unreferenced data or a torn last record (cut off
-//! at load). Every block served is checked against its BLAKE3 first; a
-//! mismatch or short read drops the entry and the caller reads the
-//! repository instead. Writing never fails a read: any write error (ENOSPC
-//! included) is logged once and the store stops adding for the rest of the
-//! run. When it fills during a run it stops adding. A store locked by
-//! another process is not used ([`BlockStore::open`] gives `None`).
-//! Messages go to stderr, which is the publisher's log file.
+//! at load). Every block served is authenticated first; a failure or short
+//! read drops the entry and the caller reads the repository instead. Writing
+//! never fails a read: any write error (ENOSPC included) is logged once and
+//! the store stops adding for the rest of the run. When it fills during a
+//! run it stops adding. A store locked by another process is not used
+//! ([`BlockStore::open`] gives `None`). Messages go to stderr, which is the
+//! publisher's log file.
 //!
 //! Chunk edges ([`BlockStore::put_edges`]: the first and last block of a
 //! chunk) have a reserve of their own at the end of the cap
@@ -65,10 +86,11 @@ mod index;
 mod tests;
 
 use crate::error::{Error, Result};
+use lifeboat_repo::{LocalKey, Repository};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -84,6 +106,78 @@ pub const DEFAULT_EDGE_RESERVE_BYTES: u64 = 64 << 20;
 const DATA_FILE: &str = "blocks.dat";
 const LOG_FILE: &str = "blocks.idx";
 const LOCK_FILE: &str = "lock";
+const KEY_FILE: &str = "key";
+/// Purpose of the store key derived from the repository's master key.
+pub const KEY_PURPOSE: &str = "lifeboat block store v1";
+/// Associated data of every stored block.
+const AAD: &[u8] = b"lifeboat block store v1";
+/// Length of a block's AES-GCM tag.
+const TAG: usize = 16;
+
+/// The store key of `repo` (`None` for an unencrypted repository: the
+/// store then keeps a random key of its own, see the module doc).
+pub fn key_of(repo: &Repository) -> Option<LocalKey> {
+    repo.local_key(KEY_PURPOSE)
+}
+
+/// Opens `path` for reading and writing, creating it with mode 0600.
+fn private_file(path: &Path, truncate: bool) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(truncate)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Makes `dir` (mode 0700) or checks it: a directory, not a symlink, of
+/// this process's user; makes it and every file in it private when they
+/// are not.
+fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != euid {
+        return Err(Error::io(
+            dir,
+            std::io::Error::other(format!(
+                "not a directory of user {euid} (a symlink, or owned by user {})",
+                meta.uid()
+            )),
+        ));
+    }
+    let private = |path: &Path, meta: &std::fs::Metadata, mode: u32| {
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(path, e))?;
+        }
+        Ok::<(), Error>(())
+    };
+    private(dir, &meta, 0o700)?;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+        if meta.is_file() {
+            private(&path, &meta, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// The address of a block as the item its key is derived from.
+fn item(key: &BlockKey) -> [u8; 36] {
+    let mut i = [0u8; 36];
+    i[..32].copy_from_slice(&key.digest);
+    i[32..].copy_from_slice(&key.block.to_le_bytes());
+    i
+}
 
 /// Which block: a chunk's digest and the block's index inside the chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,11 +186,12 @@ pub struct BlockKey {
     pub block: u32,
 }
 
-/// Where a block lives in the data file and what it must hash to.
+/// Where a block lives in the data file and how it is authenticated.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     pos: u64,
-    hash: [u8; 32],
+    nonce: [u8; 12],
+    tag: [u8; TAG],
     /// Number of its record in the index (see `hits.rs`).
     rec: u64,
 }
@@ -114,7 +209,7 @@ pub struct BlockStoreStats {
     pub miss_reads: u64,
     /// Blocks added during this run.
     pub recorded: u64,
-    /// Entries dropped because their block did not match its hash.
+    /// Entries dropped because their block did not authenticate.
     pub bad: u64,
     /// Distinct entries loaded at open that served a read.
     pub reused: u64,
@@ -139,6 +234,7 @@ struct Writer {
 /// A persistent store of 4 KiB chunk blocks (see the module doc).
 pub struct BlockStore {
     dir: PathBuf,
+    key: LocalKey,
     data: File,
     cap: u64,
     /// Where blocks other than chunk edges stop: `cap - reserve`.
@@ -157,43 +253,52 @@ pub struct BlockStore {
 
 impl BlockStore {
     /// Opens (creating it if needed) the store in `dir`, holding at most
-    /// `cap` bytes of blocks, with no reserve for chunk edges. `None` when
-    /// another process holds its lock.
-    pub fn open(dir: &Path, cap: u64) -> Result<Option<BlockStore>> {
-        Self::open_reserving(dir, cap, 0)
+    /// `cap` bytes of blocks, with no reserve for chunk edges, its blocks
+    /// sealed with `key` (see [`key_of`]; `None`: the store's own key file).
+    /// `None` when another process holds its lock.
+    pub fn open(dir: &Path, cap: u64, key: Option<LocalKey>) -> Result<Option<BlockStore>> {
+        Self::open_reserving(dir, cap, 0, key)
     }
 
     /// Like [`BlockStore::open`], keeping the last `edge_reserve` bytes of
     /// the cap for chunk edges (see the module doc).
-    pub fn open_reserving(dir: &Path, cap: u64, edge_reserve: u64) -> Result<Option<BlockStore>> {
+    pub fn open_reserving(
+        dir: &Path,
+        cap: u64,
+        edge_reserve: u64,
+        key: Option<LocalKey>,
+    ) -> Result<Option<BlockStore>> {
         let general_cap = cap.saturating_sub(edge_reserve);
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        private_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
+        let lock = private_file(&lock_path, false)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let path = dir.join(KEY_FILE);
+                LocalKey::load_or_create(&path).map_err(|e| Error::io(&path, e))?
+            }
+        };
         compact::recover(dir)?;
         let data_path = dir.join(DATA_FILE);
         let log_path = dir.join(LOG_FILE);
+        if index::is_foreign(&log_path)? {
+            eprintln!(
+                "block store {}: not a store index of this version, starting it over",
+                log_path.display()
+            );
+            compact::start_over(dir)?;
+        }
         let data_len = std::fs::metadata(&data_path).map_or(0, |m| m.len());
         if data_len >= general_cap {
-            compact::on_full(dir, general_cap, data_len)?;
+            compact::on_full(dir, general_cap, data_len, &key)?;
         }
-        let data = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&data_path)
-            .map_err(|e| Error::io(&data_path, e))?;
+        let data = private_file(&data_path, false)?;
         let data_len = data.metadata().map_err(|e| Error::io(&data_path, e))?.len();
         let (index, log) = index::load(&log_path, data_len)?;
         let hits = hits::HitLog::start(dir, index.records);
@@ -201,6 +306,7 @@ impl BlockStore {
         let next = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
         Ok(Some(BlockStore {
             dir: dir.to_path_buf(),
+            key,
             data,
             cap,
             general_cap,
@@ -255,8 +361,8 @@ impl BlockStore {
         self.map.read().is_ok_and(|m| m.contains_key(key))
     }
 
-    /// Fills `out` with block `key` when the store has it and it matches
-    /// its hash; otherwise drops a bad entry and returns false.
+    /// Fills `out` with block `key` when the store has it and it
+    /// authenticates; otherwise drops a bad entry and returns false.
     pub fn get(&self, key: &BlockKey, out: &mut [u8; BLOCK]) -> bool {
         let slot = match self.map.read() {
             Ok(m) => m.get(key).copied(),
@@ -266,11 +372,13 @@ impl BlockStore {
             return false;
         };
         let why = match self.data.read_exact_at(out, slot.pos) {
-            Ok(()) if *blake3::hash(out).as_bytes() == slot.hash => {
-                self.hits.mark(slot.rec);
-                return true;
-            }
-            Ok(()) => "does not match its hash".to_string(),
+            Ok(()) => match open_block(&self.key, key, &slot, out) {
+                Ok(()) => {
+                    self.hits.mark(slot.rec);
+                    return true;
+                }
+                Err(e) => format!("does not authenticate: {e}"),
+            },
             Err(e) => format!("cannot be read: {e}"),
         };
         if let Ok(mut m) = self.map.write() {
@@ -339,16 +447,33 @@ impl BlockStore {
             return;
         }
         let start = w.next;
-        let mut data = Vec::with_capacity(fresh.len() * BLOCK);
+        let mut data = vec![0u8; fresh.len() * BLOCK];
         let mut records = Vec::with_capacity(fresh.len() * index::RECORD_LEN);
         let mut slots = Vec::with_capacity(fresh.len());
-        for (i, &(key, bytes)) in fresh.iter().enumerate() {
+        for (i, (&(key, bytes), sealed)) in fresh.iter().zip(data.chunks_mut(BLOCK)).enumerate() {
+            sealed.copy_from_slice(bytes);
+            let nonce = LocalKey::random::<12>();
+            let tag = nonce.and_then(|n| {
+                self.key
+                    .seal(&item(&key), n, AAD, sealed)
+                    .map(|tag| (n, tag))
+            });
+            let (nonce, tag) = match tag {
+                Ok(t) => t,
+                Err(e) => {
+                    w.adding = false;
+                    eprintln!(
+                        "block store: sealing a block: {e}; no more blocks added in this run"
+                    );
+                    return;
+                }
+            };
             let slot = Slot {
                 pos: start + (i * BLOCK) as u64,
-                hash: *blake3::hash(bytes).as_bytes(),
+                nonce,
+                tag,
                 rec: w.records + i as u64,
             };
-            data.extend_from_slice(bytes);
             records.extend_from_slice(&index::encode(&key, &slot));
             slots.push((key, slot));
         }
@@ -423,6 +548,17 @@ impl std::fmt::Display for BlockStoreStats {
             if self.adding { "" } else { " (not adding)" }
         )
     }
+}
+
+/// Decrypts in place the block of `key` read into `block` when it
+/// authenticates under `slot`'s nonce and tag.
+fn open_block(
+    store_key: &LocalKey,
+    key: &BlockKey,
+    slot: &Slot,
+    block: &mut [u8],
+) -> std::result::Result<(), String> {
+    store_key.open(&item(key), slot.nonce, AAD, block, &slot.tag)
 }
 
 fn hex(bytes: &[u8]) -> String {

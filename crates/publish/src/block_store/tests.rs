@@ -18,8 +18,10 @@ fn block(n: u8) -> Vec<u8> {
     (0..BLOCK).map(|i| (i as u8).wrapping_mul(7) ^ n).collect()
 }
 
+/// The store in `dir`, sealed with its own key file (as for an unencrypted
+/// repository).
 fn open(dir: &Path, cap: u64) -> BlockStore {
-    match BlockStore::open(dir, cap) {
+    match BlockStore::open(dir, cap, None) {
         Ok(Some(s)) => s,
         Ok(None) => panic!("{}: locked", dir.display()),
         Err(e) => panic!("{}: {e}", dir.display()),
@@ -144,7 +146,7 @@ fn chunk_edges_have_a_reserve_of_their_own() {
     let b = BLOCK as u64;
     let (cap, reserve) = (4 * b, 2 * b);
     {
-        let s = BlockStore::open_reserving(dir.path(), cap, reserve)
+        let s = BlockStore::open_reserving(dir.path(), cap, reserve, None)
             .unwrap()
             .unwrap();
         // Other blocks stop at cap - reserve.
@@ -172,7 +174,7 @@ fn chunk_edges_have_a_reserve_of_their_own() {
     }
     // Full at open means full for the other blocks: with no hits it is kept
     // and served.
-    let s = BlockStore::open_reserving(dir.path(), cap, reserve)
+    let s = BlockStore::open_reserving(dir.path(), cap, reserve, None)
         .unwrap()
         .unwrap();
     assert_eq!(s.stats().entries, 4);
@@ -185,12 +187,12 @@ fn a_locked_store_is_not_opened() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path(), DEFAULT_CAP_BYTES);
     assert!(matches!(
-        BlockStore::open(dir.path(), DEFAULT_CAP_BYTES),
+        BlockStore::open(dir.path(), DEFAULT_CAP_BYTES, None),
         Ok(None)
     ));
     drop(first);
     assert!(matches!(
-        BlockStore::open(dir.path(), DEFAULT_CAP_BYTES),
+        BlockStore::open(dir.path(), DEFAULT_CAP_BYTES, None),
         Ok(Some(_))
     ));
 }
@@ -369,6 +371,11 @@ fn a_committed_compaction_is_finished_at_open() {
     // `done` compacts to [3, 6]; `old` stays as it was before, and is given
     // the committed files in the states a crash can leave.
     let [done, old, old2] = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    // One key for the three (the files move between them).
+    drop(open(done.path(), CAP));
+    for d in [old.path(), old2.path()] {
+        std::fs::copy(done.path().join(KEY_FILE), d.join(KEY_FILE)).unwrap();
+    }
     for d in [done.path(), old.path(), old2.path()] {
         fill(d);
         run_hitting(d, &[3, 6]);
@@ -391,4 +398,58 @@ fn a_committed_compaction_is_finished_at_open() {
     let s = open(old2.path(), CAP);
     assert_eq!(entries_in_order(&s), vec![3, 6]);
     assert!(!old2.path().join(LOG_NEXT).exists());
+}
+
+/// The store of one repository in `dir`: each directory has a key of its
+/// own (its key file).
+fn open_keyed(dir: &Path) -> BlockStore {
+    open(dir, DEFAULT_CAP_BYTES)
+}
+
+#[test]
+fn a_planted_store_is_refused_and_blocks_are_not_stored_in_the_clear() {
+    let victim = tempfile::tempdir().unwrap();
+    let attacker = tempfile::tempdir().unwrap();
+    {
+        let s = open_keyed(victim.path());
+        s.put(&[(key(1, 0), &block(1))]);
+    }
+    let data = std::fs::read(victim.path().join(DATA_FILE)).unwrap();
+    assert!(
+        !data.windows(64).any(|w| w == &block(1)[..64]),
+        "the guest's bytes are stored in the clear"
+    );
+    // Whoever can write the store but has not the repository's key makes a
+    // store of its own mapping the same chunk block to bytes of its choice,
+    // and puts its files in place of the victim's.
+    {
+        let s = open_keyed(attacker.path());
+        s.put(&[(key(1, 0), &block(66)), (key(2, 0), &block(67))]);
+    }
+    for f in [DATA_FILE, LOG_FILE] {
+        std::fs::copy(attacker.path().join(f), victim.path().join(f)).unwrap();
+    }
+    let s = open_keyed(victim.path());
+    assert_eq!(read(&s, &key(1, 0)), None, "a planted block was served");
+    assert_eq!(read(&s, &key(2, 0)), None, "a planted block was served");
+    assert_eq!(s.stats().bad, 2);
+}
+
+#[test]
+fn the_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("blocks");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    {
+        let s = open_keyed(&dir);
+        s.put(&[(key(1, 0), &block(1))]);
+    }
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
 }
