@@ -262,20 +262,26 @@ impl JournalView {
         &self.copies
     }
 
-    /// True when any byte of `offset..offset+len` is served other than
-    /// from the volume's own bytes at that place (a journal copy or a
-    /// patched superblock).
-    pub fn changes(&self, offset: u64, len: u64) -> bool {
-        if len == 0 {
-            return false;
+    /// The volume byte ranges served other than from the volume's own
+    /// bytes at that place (journal copies, the patched superblocks),
+    /// sorted and merged.
+    pub fn replaced_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        let bs = self.block_size;
+        let mut all: Vec<std::ops::Range<u64>> = self
+            .copies
+            .keys()
+            .map(|b| b * bs..(b + 1) * bs)
+            .chain(self.patches.iter().map(|(at, p)| *at..at + p.len() as u64))
+            .collect();
+        all.sort_by_key(|r| r.start);
+        let mut out: Vec<std::ops::Range<u64>> = Vec::with_capacity(all.len());
+        for r in all {
+            match out.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => out.push(r),
+            }
         }
-        let end = offset.saturating_add(len);
-        let (first, last) = (offset / self.block_size, (end - 1) / self.block_size);
-        self.copies.range(first..=last).next().is_some()
-            || self
-                .patches
-                .iter()
-                .any(|(at, p)| *at < end && at + p.len() as u64 > offset)
+        out
     }
 }
 
