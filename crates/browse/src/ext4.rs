@@ -1,12 +1,20 @@
-//! ext2/3/4 through the `ext4-view` crate: read-only; a journal that needs
-//! replay is replayed in memory only, nothing is ever written. The volume
-//! is read through [`DiskReader`], the adapter from `ReadDisk` to
+//! ext2/3/4 through the `ext4-view` crate, read-only. A journal that
+//! needs replay is replayed by `lifeboat_formats::ext4_journal`, the one
+//! replay publish and the scan use too (`select.rs` puts such volumes
+//! behind their replayed view, and [`Ext4Fs::open`] does it for a volume
+//! handed in directly): the view's superblock says the filesystem is
+//! clean, and `ext4-view` only looks at a journal when `needs_recovery`
+//! is set, so its own replay (which differs from the kernel's: no wrap
+//! round the end of the journal, revokes only within a transaction, v2
+//! journal superblocks with crc32c only) never runs. The volume is read
+//! through [`DiskReader`], the adapter from `ReadDisk` to
 //! `ext4_view::Ext4Read`. `ext4_view::Ext4` is single-threaded (`Rc`), so
 //! an [`Ext4Fs`] is not `Send`: open one per thread.
 
 use crate::error::repo_damage;
 use crate::{base_name, normalize, Entry, EntryKind, Error, Filesystem, FsType, Result};
 use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
+use lifeboat_formats::ext4_journal::replay;
 use lifeboat_vdisk::ReadDisk;
 use std::io::Read;
 use std::sync::Arc;
@@ -33,8 +41,11 @@ pub struct Ext4Fs {
 }
 
 impl Ext4Fs {
-    /// Loads the superblock, group descriptors and journal of `disk`.
+    /// Loads the superblock and group descriptors of `disk`, with its
+    /// journal replayed when it needs replay (a volume already behind its
+    /// replayed view is clean: nothing more is done).
     pub fn open(volume: &str, disk: Arc<dyn ReadDisk>) -> Result<Ext4Fs> {
+        let disk = replay(volume, disk.clone()).disk(&disk);
         let fs = Ext4::load(Box::new(DiskReader(disk))).map_err(|e| map_err(volume, "/", e))?;
         Ok(Ext4Fs {
             volume: volume.to_string(),

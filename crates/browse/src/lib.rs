@@ -9,9 +9,10 @@
 //!                                                       list / stat / read_file
 //! ```
 //!
-//! Filesystems: ext2/3/4 through the `ext4-view` crate (read-only, the
-//! journal is replayed in memory only); XFS v5 by an in-house reader
-//! (`xfs`, no well-kept crate exists); vfat (FAT12/16/32) through the
+//! Filesystems: ext2/3/4 through the `ext4-view` crate (read-only; a
+//! journal that needs replay is replayed in memory by
+//! `lifeboat_formats::ext4_journal`, as publish and the scan replay it);
+//! XFS v5 by an in-house reader (`xfs`, no well-kept crate exists); vfat (FAT12/16/32) through the
 //! `fatfs` crate, read-only; NTFS through the `ntfs` crate, read-only
 //! (compressed and encrypted files refused). btrfs is recognised by its
 //! superblock magic and refused with a clear "not built yet" error.

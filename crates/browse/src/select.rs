@@ -3,11 +3,15 @@
 //! chunk read means authenticate + decompress), the partitions of every
 //! disk and the LVM logical volumes are discovered together (a volume group
 //! may span disks), and [`RestorePointVolumes::select`]
-//! picks one by `--disk` / `--volume`. With one disk holding one
+//! picks one by `--disk` / `--volume`. An ext2/3/4 volume whose journal
+//! needs replay is read through its replayed view
+//! (`lifeboat_formats::ext4_journal`), as publish and the scan read it;
+//! what could not be replayed is among [`RestorePointVolumes::problems`]. With one disk holding one
 //! filesystem, nothing needs choosing; otherwise the error lists the
 //! choices.
 
 use crate::{detect, probe, Error, Filesystem, FsType, Result};
+use lifeboat_formats::ext4_journal::replay_volumes;
 use lifeboat_formats::volumes::{discover_volumes_multi, MultiDiscoveryReport, Volume};
 use lifeboat_formats::VolumeProblem;
 use lifeboat_repo::{Manifest, Repository};
@@ -68,10 +72,12 @@ pub fn open_restore_point(repo: &Repository, manifest: &Manifest) -> Result<Rest
         );
         disks.push((entry.name.clone(), cached));
     }
+    let mut report = discover_volumes_multi(&disks);
+    replay_volumes(&mut report.volumes, &mut report.problems);
     Ok(RestorePointVolumes {
         restore_point: manifest.name(),
         disk_names: disks.iter().map(|(n, _)| n.clone()).collect(),
-        report: discover_volumes_multi(&disks),
+        report,
     })
 }
 

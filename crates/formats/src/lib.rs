@@ -9,12 +9,16 @@
 //! | VMDK (monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse/Flat) | [`vmdk`] | yes | no |
 //! | VHDX (fixed, dynamic) | [`vhdx`] | yes | no |
 //!
+//! [`ext4_journal`] serves an ext2/3/4 volume with its journal replayed
+//! in memory, the one way every reader of ext4 sees such a volume.
+//!
 //! Format crates do no policy: they never decide where a disk goes, only how
 //! its bytes are laid out. What an image may make us open besides itself
 //! (backing files, extents) is the caller's list ([`AllowedPaths`], see
 //! [`follow`]); by default nothing.
 
 mod detect;
+pub mod ext4_journal;
 mod fileio;
 pub mod follow;
 pub mod gpt;

@@ -19,6 +19,7 @@ use crate::state::{LoopEntry, MountEntry, SessionState, SessionStatus};
 use crate::stored_disk::StoredDisk;
 use crate::{system, unpublish, DaemonRequest};
 use chrono::Utc;
+use lifeboat_formats::ext4_journal::replay_volumes;
 use lifeboat_formats::volumes::discover_volumes_multi;
 use lifeboat_formats::{safe_name, ProblemKind, VolumeProblem};
 use lifeboat_repo::Repository;
@@ -50,6 +51,13 @@ pub fn disk_file_name(vm: &str, name: &str) -> String {
     format!("{vm}-{name}.raw")
 }
 
+/// The FUSE file of a volume served with its ext4 journal replayed:
+/// `<vm>-<volume>@journal.raw` (`@` is in no disk, partition or LV name,
+/// so it cannot clash with their files).
+pub fn replayed_file_name(vm: &str, volume: &str) -> String {
+    disk_file_name(vm, &format!("{volume}@journal"))
+}
+
 /// What to loop: a volume, as a window of one FUSE file.
 struct Planned {
     /// The disk(s) it lives on, `+`-joined (`disk0`, `disk0+disk1`).
@@ -58,6 +66,8 @@ struct Planned {
     file: PathBuf,
     offset: u64,
     size: u64,
+    /// See [`LoopEntry::replayed_from`].
+    replayed_from: Option<u64>,
 }
 
 /// Runs the publisher: sets everything up, writes `ready <session>`,
@@ -227,7 +237,16 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
         disks.push((entry.name.clone(), cached));
     }
     // All disks at once, so a volume group spanning disks is assembled.
-    let report = discover_volumes_multi(&disks);
+    let mut report = discover_volumes_multi(&disks);
+    // An ext4 volume whose journal needs replay is served replayed, from a
+    // file of its own (the kernel still mounts it with `noload`).
+    let windows: Vec<(String, u64)> = report
+        .volumes
+        .iter()
+        .filter(|v| v.contiguous && v.disks.len() == 1)
+        .map(|v| (v.name.clone(), v.start))
+        .collect();
+    let replayed = replay_volumes(&mut report.volumes, &mut report.problems);
     problems.extend(report.problems);
     let mut planned = Vec::new();
     for v in &report.volumes {
@@ -242,10 +261,16 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
                 file: fuse_mount.join(disk_file_name(&manifest.vm, home)),
                 offset: v.start,
                 size: v.length,
+                replayed_from: None,
             }),
-            // Striped, fragmented or spread over several disks: a file of its own.
+            // Striped, fragmented or spread over several disks, or with its
+            // journal replayed: a file of its own.
             _ => {
-                let name = disk_file_name(&manifest.vm, &v.name);
+                let name = if replayed.contains(&v.name) {
+                    replayed_file_name(&manifest.vm, &v.name)
+                } else {
+                    disk_file_name(&manifest.vm, &v.name)
+                };
                 if let Err(e) = safe_name(&name) {
                     problems.push(e.problem(&format!("volume {:?}", v.name)));
                     continue;
@@ -256,6 +281,10 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
                     file: fuse_mount.join(&name),
                     offset: 0,
                     size: v.length,
+                    replayed_from: windows
+                        .iter()
+                        .find(|(n, _)| replayed.contains(n) && *n == v.name)
+                        .map(|&(_, start)| start),
                 });
                 files.push(DiskFile {
                     name,
@@ -348,6 +377,7 @@ fn attach_and_mount(
             offset: p.offset,
             size: p.size,
             device: None,
+            replayed_from: p.replayed_from,
         });
         state.save(&req.state_dir)?;
         let dev = crate::loopdev::attach(&p.file, p.offset, p.size)?;

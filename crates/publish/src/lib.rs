@@ -1,7 +1,8 @@
 //! Publishing a restore point read-only on this Linux machine (the Data
 //! Integration API): every disk appears as a read-only file on a FUSE mount,
 //! every partition and LVM logical volume gets a read-only loop device, and
-//! every filesystem found is mounted read-only (journal replay refused)
+//! every filesystem found is mounted read-only (the kernel replays no
+//! journal: an ext4 journal that needs replay is replayed in memory first)
 //! under `<mount-root>/<session>/<vm>/<volume>`.
 //!
 //! ```text
@@ -13,6 +14,9 @@
 //!         web01-vg0-data.raw  an LV a loop offset cannot serve (striped,
 //!                           or with PVs on several disks: all disks are
 //!                           discovered together, so a VG may span them)
+//!         web01-disk0p2@journal.raw  an ext4 volume whose journal needs
+//!                           replay, served replayed
+//!                           (lifeboat_formats::ext4_journal)
 //!     web01/disk0p1/        ext4 on /dev/loopN (ro,nodev,nosuid,noexec,noload)
 //!     web01/vg0-root/       xfs  on /dev/loopM (...,norecovery)
 //! ```
@@ -54,7 +58,7 @@ mod unpublish;
 
 pub use access::{resolve_group, Access};
 pub use block_store::{BlockStore, BlockStoreStats};
-pub use daemon::{disk_file_name, run_daemon, HANG_HOOK};
+pub use daemon::{disk_file_name, replayed_file_name, run_daemon, HANG_HOOK};
 pub use error::{Error, Result};
 pub use fusefs::{DiskFile, DiskFs};
 pub use lifeboat_formats::{ProblemKind, VolumeProblem};

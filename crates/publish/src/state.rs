@@ -45,6 +45,11 @@ pub struct LoopEntry {
     pub size: u64,
     /// `/dev/loopN`, once attached (`None`: attaching was started).
     pub device: Option<String>,
+    /// When `backing` is the volume's own file served with its ext4
+    /// journal replayed over it (`lifeboat_formats::ext4_journal`), and
+    /// the volume is otherwise a window of `disk`: its offset there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<u64>,
 }
 
 /// One read-only filesystem mount of a session.
@@ -166,6 +171,7 @@ mod tests {
                 offset: 1 << 20,
                 size: 4 << 20,
                 device: None,
+                replayed_from: None,
             }],
             mounts: vec![],
             problems: vec![],

@@ -71,6 +71,7 @@ impl DiskChunks {
             disk: self,
             offset,
             length,
+            replaced: &[],
         })
     }
 }
@@ -81,6 +82,19 @@ pub struct VolumeChunks<'a> {
     disk: &'a DiskChunks,
     offset: u64,
     length: u64,
+    /// Volume byte ranges (sorted, disjoint) not served from the disk's
+    /// bytes at their place (an ext4 volume served with its journal
+    /// replayed): an extent touching one has no key.
+    replaced: &'a [Range<u64>],
+}
+
+impl<'a> VolumeChunks<'a> {
+    /// The same volume, whose bytes in `replaced` (sorted, disjoint volume
+    /// byte ranges) are served from elsewhere than the disk at their
+    /// place: a file with an extent there gets no key (it is read).
+    pub fn with_replaced(self, replaced: &'a [Range<u64>]) -> VolumeChunks<'a> {
+        VolumeChunks { replaced, ..self }
+    }
 }
 
 impl VolumeChunks<'_> {
@@ -168,6 +182,11 @@ impl VolumeChunks<'_> {
         if end > self.length {
             return None;
         }
+        // The first replaced range ending after the extent's start.
+        let i = self.replaced.partition_point(|r| r.end <= e.physical);
+        if self.replaced.get(i).is_some_and(|r| r.start < end) {
+            return None;
+        }
         let first = self.offset.checked_add(e.physical)?;
         let mut at = first;
         let stop = self.offset.checked_add(end)?;
@@ -241,6 +260,23 @@ mod tests {
         let mut d = d.clone();
         d.digests[i] = Some([0xEE; 32]);
         d
+    }
+
+    #[test]
+    fn an_extent_over_replaced_bytes_has_no_key() {
+        let d = disk(8, 0);
+        let replaced = [4096..8192, 1 << 20..(1 << 20) + 4096];
+        let v = d.volume(0, 8 << 20).unwrap().with_replaced(&replaced);
+        assert!(v.key(4096, &[ext(0, 0, 4096)]).is_some());
+        assert!(v.key(4096, &[ext(0, 8192, 4096)]).is_some());
+        assert!(v.key(8192, &[ext(0, 0, 8192)]).is_none());
+        assert!(v.key(4096, &[ext(0, 4096, 4096)]).is_none());
+        assert!(v.key(4096, &[ext(0, (1 << 20) + 4095, 1)]).is_none());
+        assert!(v
+            .key(4096, &[ext(0, 0, 4096), ext(4096, 1 << 20, 8)])
+            .is_none());
+        let base = d.volume(0, 8 << 20).unwrap();
+        assert!(v.against(&base, 8192, &[ext(0, 0, 8192)]).is_none());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   byte patches, error-message checks.
 //! - [`disks`]: partition tables made by sfdisk, ext4 images made by
 //!   `mkfs.ext4 -d`.
+//! - [`journal`]: ext4 images whose newest file exists only in the
+//!   journal, made by the kernel.
 //! - [`lvm`]: loop devices detached on drop, an `lvm.conf` that shows lvm2
 //!   only the test's devices, running lvm2 tools with it.
 //! - [`repo`] (feature `repo`): test repositories, backups through the
@@ -25,6 +27,7 @@
 
 pub mod disks;
 pub mod files;
+pub mod journal;
 pub mod lvm;
 pub mod pki;
 pub mod process;
@@ -39,6 +42,7 @@ pub use disks::{ext4_image, partitioned_disk, sfdisk, sfdisk_partitions, Partiti
 pub use files::{
     assert_error_names, patch_file, path_str, sparse_file, write_at, write_file, write_sparse,
 };
+pub use journal::{ext4_journal_only, JOURNAL_MARKER, JOURNAL_ONLY_FILE};
 pub use lvm::{create_vg, lvm, lvm_conf, Loops};
 pub use process::{
     output, qemu_img, qemu_img_from_raw, qemu_io, run, run_ignored_in_tmpfs, run_stdout,

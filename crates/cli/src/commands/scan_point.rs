@@ -24,9 +24,15 @@
 //! (`Scan::scan_tree_mapped`), so unchanged files are skipped unread; an
 //! ext2/3/4 volume is also handed its bytes (the window of the disk file),
 //! so its files are listed and mapped in userspace
-//! (`lifeboat_scan::ext4list`) rather than through the kernel. Other
-//! volumes (btrfs, whose FIEMAP gives btrfs logical addresses; FUSE
-//! filesystems; LVs served from a file of their own) have their files read.
+//! (`lifeboat_scan::ext4list`) rather than through the kernel. An ext4
+//! volume of such a window whose journal needed replay is published from
+//! a file of its own, replayed (`lifeboat_formats::ext4_journal`); it keeps
+//! its place on the disk (`LoopEntry::replayed_from`), the lister reads
+//! the replayed file, and the scan redoes the same replay of the disk
+//! file's window to learn which bytes the journal replaced: a file with an
+//! extent there gets no extent key and is read. Other volumes (btrfs,
+//! whose FIEMAP gives btrfs logical addresses; FUSE filesystems; LVs
+//! served from a file of their own) have their files read.
 //! Each such disk also gets a *base*: the same disk (name, chunk size and
 //! size) on the newest older restore point of the VM, whose chunk digests
 //! let files changed since then be scanned only around their changed chunks
@@ -34,6 +40,7 @@
 //! (first backup, index not loaded) just means changed files are read whole.
 
 use anyhow::Context;
+use lifeboat_formats::ext4_journal::replay;
 use lifeboat_publish::LoopEntry;
 use lifeboat_publish::{ProblemKind, PublishOptions, SessionState};
 use lifeboat_repo::{DiskIndex, Manifest, Repository};
@@ -41,7 +48,9 @@ use lifeboat_scan::{
     ClamAvScanner, DiskChunks, Engine, LoadingCache, Scan, ScanReport, Unreadable, VolumeBytes,
     YaraScanner,
 };
+use lifeboat_vdisk::{FileDisk, ReadDisk, SliceDisk};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -205,8 +214,15 @@ pub fn scan_point(
     let mut history: Option<Vec<Manifest>> = None;
     for m in state.mounts.iter().filter(|m| m.mounted) {
         let place = disk_place(&state, &manifest.vm, &m.device, &m.fstype);
-        // The volume's bytes, for listing an ext4 volume in userspace; a
-        // file that does not open just means the kernel lists it.
+        // What the journal replaced on a volume served replayed (a file
+        // with an extent there is read, never keyed by the disk's chunks);
+        // one the scan cannot replay as the publisher did gets no place.
+        let replaced = place.and_then(|l| replaced_bytes(&state, &manifest.vm, l));
+        let place = place.filter(|_| replaced.is_some());
+        let replaced = replaced.unwrap_or_default();
+        // The volume's bytes, for listing an ext4 volume in userspace (the
+        // replayed file for a volume served replayed); a file that does
+        // not open just means the kernel lists it.
         let device = place
             .filter(|_| m.fstype.starts_with("ext"))
             .and_then(|l| VolumeBytes::open(&l.backing, l.offset, l.size).ok());
@@ -216,7 +232,8 @@ pub fn scan_point(
                     .entry(l.disk.clone())
                     .or_insert_with(|| disk_chunks(repo, manifest, &l.disk, &mut notes))
                     .as_ref()
-                    .and_then(|c| c.volume(l.offset, l.size));
+                    .and_then(|c| c.volume(disk_offset(l), l.size))
+                    .map(|c| c.with_replaced(&replaced));
                 let base = bases
                     .entry(l.disk.clone())
                     .or_insert_with(|| {
@@ -227,7 +244,8 @@ pub fn scan_point(
                         chunks_of(repo.load_index(base, &l.disk).ok()?)
                     })
                     .as_ref()
-                    .and_then(|c| c.volume(l.offset, l.size));
+                    .and_then(|c| c.volume(disk_offset(l), l.size))
+                    .map(|c| c.with_replaced(&replaced));
                 (chunks, base)
             }
             None => (None, None),
@@ -277,11 +295,41 @@ fn disk_place<'s>(
         .iter()
         .find(|l| l.device.as_deref() == Some(device))?;
     // The publisher's file of disk D; an LV served from a file of its own
-    // (striped, spread over disks) has another name.
+    // (striped, spread over disks) has another name. A window of one disk
+    // served replayed from a file of its own keeps its place on the disk.
     let disk_file = state
         .fuse_mount
         .join(lifeboat_publish::disk_file_name(vm, &l.disk));
-    (!l.disk.contains('+') && l.backing == disk_file).then_some(l)
+    let replayed_file = state
+        .fuse_mount
+        .join(lifeboat_publish::replayed_file_name(vm, &l.volume));
+    let own_place = match l.replayed_from {
+        None => l.backing == disk_file,
+        Some(_) => l.backing == replayed_file,
+    };
+    (!l.disk.contains('+') && own_place).then_some(l)
+}
+
+/// Where the volume of loop `l` lies on its restore-point disk.
+fn disk_offset(l: &LoopEntry) -> u64 {
+    l.replayed_from.unwrap_or(l.offset)
+}
+
+/// The volume byte ranges the publisher serves other than from the disk
+/// for `l`: none for a window of the disk; for a volume served with its
+/// ext4 journal replayed, what the same replay
+/// (`lifeboat_formats::ext4_journal`) of the disk file's window replaces.
+/// `None` when that replay cannot be redone here.
+fn replaced_bytes(state: &SessionState, vm: &str, l: &LoopEntry) -> Option<Vec<Range<u64>>> {
+    let Some(at) = l.replayed_from else {
+        return Some(Vec::new());
+    };
+    let file = state
+        .fuse_mount
+        .join(lifeboat_publish::disk_file_name(vm, &l.disk));
+    let disk: Arc<dyn ReadDisk> = Arc::new(FileDisk::open(&file).ok()?);
+    let volume: Arc<dyn ReadDisk> = Arc::new(SliceDisk::new(disk, at, l.size, &l.volume).ok()?);
+    replay(&l.volume, volume).view.map(|v| v.replaced_ranges())
 }
 
 /// The chunk digests of `disk`; `None` (and a note) when its index cannot
@@ -575,6 +623,7 @@ mod tests {
             offset: 1 << 20,
             size: 8 << 20,
             device: Some(dev.into()),
+            replayed_from: None,
         };
         let state = session(
             vec![
@@ -582,6 +631,15 @@ mod tests {
                 lp("vg0-striped", "disk0", "vm-vg0-striped.raw", "/dev/loop2"),
                 lp("vg0-span", "disk0+disk1", "vm-vg0-span.raw", "/dev/loop3"),
                 lp("vg0-lin", "disk1", "vm-disk1.raw", "/dev/loop4"),
+                LoopEntry {
+                    replayed_from: Some(1 << 20),
+                    offset: 0,
+                    ..lp("disk0p2", "disk0", "vm-disk0p2@journal.raw", "/dev/loop5")
+                },
+                LoopEntry {
+                    replayed_from: Some(1 << 20),
+                    ..lp("disk0p3", "disk0", "vm-disk0.raw", "/dev/loop6")
+                },
             ],
             vec![],
             vec![],
@@ -594,5 +652,10 @@ mod tests {
         assert_eq!(place("/dev/loop2", "ext4"), None);
         assert_eq!(place("/dev/loop3", "ext4"), None);
         assert_eq!(place("/dev/loop9", "ext4"), None);
+        // Served replayed from its own file: placed at its disk offset.
+        assert_eq!(place("/dev/loop5", "ext4"), Some(&"disk0p2".to_string()));
+        let l = disk_place(&state, "vm", "/dev/loop5", "ext4").unwrap();
+        assert_eq!((disk_offset(l), l.offset), (1 << 20, 0));
+        assert_eq!(place("/dev/loop6", "ext4"), None);
     }
 }

@@ -11,8 +11,13 @@
 //! inodes its entries name (their inode-table blocks, adjacent ones in one
 //! read), several reads in flight at once (see [`volume`]).
 //!
-//! It gives the kernel's view of the volume as mounted read-only without
-//! journal replay (`noload`): directory entries by their file type, as
+//! It gives the kernel's view of the volume as the publisher mounts it
+//! (read-only, `noload`): a volume whose journal needs replay is published
+//! from a file of its own holding its replayed view
+//! (`lifeboat_formats::ext4_journal`, the one replay the file browser uses
+//! too), the kernel mounts that file and the lister reads it, so no reader
+//! replays a journal of its own; the lister refuses a volume that still
+//! says it needs recovery. Directory entries by their file type, as
 //! `readdir` gives them (see [`crate::walk`]); extents as FIEMAP gives them,
 //! merged where adjacent (see [`crate::fiemap::merge_adjacent`]). Whatever
 //! it does not read exactly as the kernel does is left to the kernel:

@@ -15,7 +15,8 @@
 //! Only filesystems the lister reads exactly as the kernel does are taken:
 //! directory entries with file types, files in extents, no feature the
 //! lister does not know (compression, external journal device, `meta_bg`
-//! descriptors, `dirdata`, encryption); anything else is `None` and the
+//! descriptors, `dirdata`, encryption) and no journal awaiting replay
+//! (`needs_recovery`); anything else is `None` and the
 //! volume is listed through the kernel.
 
 use super::csum::crc32c_raw;
@@ -25,7 +26,6 @@ use super::{le16, le32};
 const MAGIC: u16 = 0xEF53;
 
 const INCOMPAT_FILETYPE: u32 = 0x2;
-const INCOMPAT_RECOVER: u32 = 0x4;
 const INCOMPAT_EXTENTS: u32 = 0x40;
 const INCOMPAT_64BIT: u32 = 0x80;
 const INCOMPAT_MMP: u32 = 0x100;
@@ -36,8 +36,10 @@ const INCOMPAT_LARGEDIR: u32 = 0x4000;
 const INCOMPAT_INLINE_DATA: u32 = 0x8000;
 const INCOMPAT_CASEFOLD: u32 = 0x20000;
 /// Incompatible features the lister reads as the kernel does.
+/// Not `needs_recovery`: such a volume reaches the lister only through its
+/// replayed view (`lifeboat_formats::ext4_journal`), which clears it; one
+/// that still has it is left to the kernel.
 const INCOMPAT_KNOWN: u32 = INCOMPAT_FILETYPE
-    | INCOMPAT_RECOVER
     | INCOMPAT_EXTENTS
     | INCOMPAT_64BIT
     | INCOMPAT_MMP
