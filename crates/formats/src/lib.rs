@@ -14,6 +14,9 @@
 
 mod detect;
 mod fileio;
+/// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpt;
 pub mod lvm;
 pub mod partition;

@@ -9,6 +9,7 @@
 //!   byte patches, error-message checks.
 //! - [`disks`]: partition tables made by sfdisk, ext4 images made by
 //!   `mkfs.ext4 -d`.
+//! - [`fuzz`]: replaying the committed fuzz corpora in `cargo test`.
 //! - [`lvm`]: loop devices detached on drop, an `lvm.conf` that shows lvm2
 //!   only the test's devices, running lvm2 tools with it.
 //! - [`repo`] (feature `repo`): test repositories, backups through the
@@ -23,6 +24,7 @@
 
 pub mod disks;
 pub mod files;
+pub mod fuzz;
 pub mod lvm;
 pub mod process;
 pub mod tools;

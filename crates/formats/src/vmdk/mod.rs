@@ -22,7 +22,7 @@
 //! seSparse, raw device maps) are refused as unsupported. The image is never
 //! written.
 
-mod descriptor;
+pub(crate) mod descriptor;
 pub mod layout;
 mod sparse;
 
