@@ -23,6 +23,9 @@
 mod error;
 mod ext4;
 mod fat;
+/// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod ntfs;
 mod probe;
 mod select;

@@ -21,6 +21,9 @@ mod detect;
 pub mod ext4_journal;
 mod fileio;
 pub mod follow;
+/// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpt;
 pub mod lvm;
 pub mod partition;

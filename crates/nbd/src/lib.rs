@@ -91,6 +91,9 @@
 
 mod conn;
 mod export;
+/// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod plan;
 pub mod proto;
 mod server;

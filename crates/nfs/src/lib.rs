@@ -31,6 +31,9 @@
 
 pub mod access;
 pub mod backend;
+/// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod mount;
 pub mod nfs;

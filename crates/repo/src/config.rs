@@ -1,31 +1,64 @@
-//! The `config` file: JSON, written once at init (atomic rename).
+//! The `config` file: JSON, written at init (atomic rename) and rewritten
+//! only to add its MAC to a legacy config.
 //!
 //! ```json
 //! { "format_version": 1, "id": "<32 hex>", "chunk_size": 4194304, "zstd_level": 3,
 //!   "created": "2026-11-22T11:09:30Z",
 //!   "encryption": { "kdf": "argon2id", "m_cost_kib": 65536, "t_cost": 3, "p_cost": 1,
-//!                   "salt": "<64 hex>", "wrapped_key": "<96 hex>" } }   // or null
+//!                   "salt": "<64 hex>", "wrapped_key": "<96 hex>" },   // or null
+//!   "config_mac": "<64 hex>" }                                          // encrypted only
 //! ```
 //!
 //! `format_version` is read first, alone, so a future layout is refused with
 //! `UnknownVersion` rather than a parse error. `wrapped_key` is the 32-byte
 //! master secret sealed with AES-256-GCM under the Argon2id KEK (48 bytes).
+//!
+//! Authentication: whoever can write the repository's storage can rewrite
+//! this file, so an encrypted repository's config is believed only once the
+//! key it wraps vouches for it. `config_mac` is
+//! `blake3::keyed_hash(derive_key("lifeboat v1 config mac", master),
+//! canonical JSON of the config without config_mac)`, checked right after
+//! the master key is unwrapped: a changed chunk size, zstd level, id or
+//! KDF parameter is refused with [`Error::ConfigTampered`]. The key of such
+//! a config is wrapped with the AAD `KEY_WRAP_AAD_MAC || id`, so stripping
+//! the MAC does not make it pass as a legacy config (below). The Argon2id
+//! parameters are bounds-checked before Argon2id runs with them (the MAC
+//! can only be checked after): [`check_kdf`].
+//!
+//! Legacy configs (written before the MAC existed) wrap the key with the
+//! AAD `KEY_WRAP_AAD || id` and have no `config_mac`. They still open;
+//! `Repository::open` with the passphrase rewrites them with a fresh salt,
+//! the MAC AAD and a MAC ([`Config::authenticated`]). Until then their
+//! chunk size and zstd level are not authenticated.
+//!
+//! An unencrypted repository has no key to authenticate anything with: its
+//! config is believed as read, and opening it with a passphrase is refused
+//! ([`Error::NotEncrypted`]), so a config replaced by an unencrypted one
+//! cannot make backups go out in plaintext.
 
 use crate::crypto::{self, KdfParams, Keys};
 use crate::digest::{hex, unhex};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::layout::{
-    CHUNK_ALIGN, CONFIG_FILE, FORMAT_VERSION, KEY_WRAP_AAD, MASTER_KEY_LEN, MAX_CHUNK_SIZE,
-    MIN_CHUNK_SIZE, SALT_LEN, TAG_LEN,
+    ARGON2_MAX_M_COST_KIB, ARGON2_MAX_P_COST, ARGON2_MAX_T_COST, ARGON2_MIN_M_COST_KIB,
+    ARGON2_MIN_T_COST, CHUNK_ALIGN, CONFIG_FILE, FORMAT_VERSION, KDF_CONTEXT_CONFIG_MAC,
+    KEY_WRAP_AAD, KEY_WRAP_AAD_MAC, MASTER_KEY_LEN, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, SALT_LEN,
+    TAG_LEN,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The keys of an unlocked repository and the key-encryption key that
-/// unwrapped them (see [`Config::unlock_with_kek`]).
-pub(crate) type Unlocked = (Keys, [u8; 32]);
+/// An unlocked repository: its keys, the key-encryption key that unwrapped
+/// them (see [`Config::unlock_with_kek`]), the master secret, and whether
+/// the config is a legacy one without a MAC.
+pub(crate) struct Unlocked {
+    pub keys: Keys,
+    pub kek: [u8; 32],
+    pub master: [u8; MASTER_KEY_LEN],
+    pub legacy: bool,
+}
 
 /// Encryption parameters stored in the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +79,38 @@ pub(crate) struct Config {
     pub zstd_level: i32,
     pub created: DateTime<Utc>,
     pub encryption: Option<EncryptionConfig>,
+    /// The MAC of the rest (see the module doc); absent on unencrypted and
+    /// legacy configs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_mac: Option<String>,
+}
+
+/// Fails unless the Argon2id parameters lie within the bounds of
+/// `layout.rs` (checked before Argon2id runs with them).
+pub(crate) fn check_kdf(p: &KdfParams) -> std::result::Result<(), String> {
+    let bad = |what: &str, v: u32, lo: u32, hi: u32| {
+        format!("Argon2id {what} {v} is outside the accepted {lo}..={hi} (the config may have been altered)")
+    };
+    if !(ARGON2_MIN_M_COST_KIB..=ARGON2_MAX_M_COST_KIB).contains(&p.m_cost_kib) {
+        return Err(bad(
+            "memory cost (KiB)",
+            p.m_cost_kib,
+            ARGON2_MIN_M_COST_KIB,
+            ARGON2_MAX_M_COST_KIB,
+        ));
+    }
+    if !(ARGON2_MIN_T_COST..=ARGON2_MAX_T_COST).contains(&p.t_cost) {
+        return Err(bad(
+            "passes",
+            p.t_cost,
+            ARGON2_MIN_T_COST,
+            ARGON2_MAX_T_COST,
+        ));
+    }
+    if !(1..=ARGON2_MAX_P_COST).contains(&p.p_cost) {
+        return Err(bad("lanes", p.p_cost, 1, ARGON2_MAX_P_COST));
+    }
+    Ok(())
 }
 
 /// Fails unless `size` is a valid chunk size.
@@ -58,16 +123,16 @@ pub(crate) fn check_chunk_size(size: u32) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn wrap_aad(id: &str) -> Vec<u8> {
-    let mut a = KEY_WRAP_AAD.to_vec();
+fn wrap_aad(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut a = prefix.to_vec();
     a.extend_from_slice(id.as_bytes());
     a
 }
 
 impl Config {
     /// A new config; generates and wraps a master secret when `passphrase`
-    /// is given, and returns its keys with the key-encryption key (as
-    /// [`Config::unlock`] does).
+    /// is given, and returns it unlocked (as [`Config::unlock`] does). The
+    /// caller has checked `kdf` ([`check_kdf`]).
     pub fn new(
         chunk_size: u32,
         zstd_level: i32,
@@ -75,35 +140,71 @@ impl Config {
         kdf: KdfParams,
     ) -> Result<(Config, Option<Unlocked>)> {
         check_chunk_size(chunk_size).map_err(|e| Error::invalid("init", e))?;
-        let id = fsutil::random_hex(32)?;
-        let (encryption, keys) = match passphrase {
-            None => (None, None),
-            Some(pass) => {
-                let rnd = |e: String| Error::invalid("init", e);
-                let master: [u8; MASTER_KEY_LEN] = crypto::random_array().map_err(rnd)?;
-                let salt: [u8; SALT_LEN] = crypto::random_array().map_err(rnd)?;
-                let kek = crypto::kek(pass, &salt, kdf).map_err(rnd)?;
-                let mut wrapped = master.to_vec();
-                let tag = crypto::seal(&kek, &wrap_aad(&id), &mut wrapped).map_err(rnd)?;
-                wrapped.extend_from_slice(&tag);
-                let enc = EncryptionConfig {
-                    kdf: "argon2id".into(),
-                    params: kdf,
-                    salt: hex(&salt),
-                    wrapped_key: hex(&wrapped),
-                };
-                (Some(enc), Some((Keys::derive(&master), kek)))
-            }
-        };
         let config = Config {
             format_version: FORMAT_VERSION,
-            id,
+            id: fsutil::random_hex(32)?,
             chunk_size,
             zstd_level,
             created: Utc::now(),
-            encryption,
+            encryption: None,
+            config_mac: None,
         };
-        Ok((config, keys))
+        match passphrase {
+            None => Ok((config, None)),
+            Some(pass) => {
+                let master: [u8; MASTER_KEY_LEN] =
+                    crypto::random_array().map_err(|e| Error::invalid("init", e))?;
+                let (config, unlocked) = config.authenticated(pass, master, kdf)?;
+                Ok((config, Some(unlocked)))
+            }
+        }
+    }
+
+    /// This config with `master` wrapped under `passphrase` (a fresh salt,
+    /// Argon2id with `kdf`, the MAC AAD) and its `config_mac`: how init
+    /// writes a config, and how a legacy one is upgraded.
+    pub fn authenticated(
+        &self,
+        passphrase: &str,
+        master: [u8; MASTER_KEY_LEN],
+        kdf: KdfParams,
+    ) -> Result<(Config, Unlocked)> {
+        let fail = |e: String| Error::invalid("repository config", e);
+        let salt: [u8; SALT_LEN] = crypto::random_array().map_err(fail)?;
+        let kek = crypto::kek(passphrase, &salt, kdf).map_err(fail)?;
+        let mut wrapped = master.to_vec();
+        let tag = crypto::seal(&kek, &wrap_aad(KEY_WRAP_AAD_MAC, &self.id), &mut wrapped)
+            .map_err(fail)?;
+        wrapped.extend_from_slice(&tag);
+        let mut config = Config {
+            encryption: Some(EncryptionConfig {
+                kdf: "argon2id".into(),
+                params: kdf,
+                salt: hex(&salt),
+                wrapped_key: hex(&wrapped),
+            }),
+            config_mac: None,
+            ..self.clone()
+        };
+        config.config_mac = Some(hex(config.mac(&master)?.as_bytes()));
+        let unlocked = Unlocked {
+            keys: Keys::derive(&master),
+            kek,
+            master,
+            legacy: false,
+        };
+        Ok((config, unlocked))
+    }
+
+    /// The MAC of this config's canonical JSON without `config_mac`.
+    fn mac(&self, master: &[u8; MASTER_KEY_LEN]) -> Result<blake3::Hash> {
+        let bare = Config {
+            config_mac: None,
+            ..self.clone()
+        };
+        let bytes = serde_json::to_vec(&bare).map_err(|e| Error::invalid("config", e))?;
+        let key = blake3::derive_key(KDF_CONTEXT_CONFIG_MAC, master);
+        Ok(blake3::keyed_hash(&key, &bytes))
     }
 
     /// Writes the config atomically into `repo`.
@@ -137,12 +238,16 @@ impl Config {
         Ok(config)
     }
 
-    /// Unwraps the master secret with `passphrase`; returns the keys and
-    /// the key-encryption key derived from the passphrase (Argon2id), which
-    /// [`Config::unlock_with_kek`] takes instead.
+    /// Unwraps the master secret with `passphrase` and authenticates the
+    /// config with it; `None` for an unencrypted repository (opened
+    /// without a passphrase). The KDF parameters are bounds-checked before
+    /// Argon2id runs.
     pub fn unlock(&self, repo: &Path, passphrase: Option<&str>) -> Result<Option<Unlocked>> {
         let Some(enc) = &self.encryption else {
-            return Ok(None);
+            return match passphrase {
+                Some(_) => Err(Error::NotEncrypted { path: repo.into() }),
+                None => Ok(None),
+            };
         };
         let path = repo.join(CONFIG_FILE);
         let pass = passphrase.ok_or_else(|| Error::PassphraseRequired { path: repo.into() })?;
@@ -152,36 +257,86 @@ impl Config {
                 format!("unknown kdf {:?}", enc.kdf),
             ));
         }
+        check_kdf(&enc.params).map_err(|detail| Error::KdfRefused {
+            path: path.clone(),
+            detail,
+        })?;
         let salt = unhex(&enc.salt)
             .filter(|s| s.len() == SALT_LEN)
             .ok_or_else(|| Error::corrupt_file(&path, "bad encryption salt"))?;
         let kek =
             crypto::kek(pass, &salt, enc.params).map_err(|e| Error::corrupt_file(&path, e))?;
-        Ok(Some((self.unwrap_master(repo, enc, &kek)?, kek)))
+        self.unlock_checked(repo, enc, kek).map(Some)
     }
 
     /// Unwraps the master secret with a key-encryption key from
-    /// [`Config::unlock`]; `None` for an unencrypted repository. A wrong
-    /// key is refused ([`Error::WrongKey`]), as a wrong passphrase is.
+    /// [`Config::unlock`] and authenticates the config; `None` for an
+    /// unencrypted repository (and no key given). A wrong key is refused
+    /// ([`Error::WrongKey`]), as a wrong passphrase is.
     pub fn unlock_with_kek(&self, repo: &Path, kek: Option<[u8; 32]>) -> Result<Option<Unlocked>> {
         let Some(enc) = &self.encryption else {
-            return Ok(None);
+            return match kek {
+                Some(_) => Err(Error::NotEncrypted { path: repo.into() }),
+                None => Ok(None),
+            };
         };
         let kek = kek.ok_or_else(|| Error::PassphraseRequired { path: repo.into() })?;
-        Ok(Some((self.unwrap_master(repo, enc, &kek)?, kek)))
+        self.unlock_checked(repo, enc, kek).map(Some)
     }
 
-    fn unwrap_master(&self, repo: &Path, enc: &EncryptionConfig, kek: &[u8; 32]) -> Result<Keys> {
+    /// Unwraps the master secret (MAC AAD first, then the legacy one) and,
+    /// for a config with a MAC, checks it.
+    fn unlock_checked(
+        &self,
+        repo: &Path,
+        enc: &EncryptionConfig,
+        kek: [u8; 32],
+    ) -> Result<Unlocked> {
         let path = repo.join(CONFIG_FILE);
-        let mut wrapped = unhex(&enc.wrapped_key)
+        let wrapped = unhex(&enc.wrapped_key)
             .filter(|w| w.len() == MASTER_KEY_LEN + TAG_LEN)
             .ok_or_else(|| Error::corrupt_file(&path, "bad wrapped_key"))?;
-        let n = crypto::open(kek, &wrap_aad(&self.id), &mut wrapped)
-            .map_err(|_| Error::WrongKey { path: repo.into() })?;
-        let master: [u8; MASTER_KEY_LEN] = wrapped
-            .get(..n)
-            .and_then(|m| m.try_into().ok())
-            .ok_or_else(|| Error::corrupt_file(&path, "wrapped key has the wrong length"))?;
-        Ok(Keys::derive(&master))
+        let open = |prefix: &[u8]| -> Option<[u8; MASTER_KEY_LEN]> {
+            let mut w = wrapped.clone();
+            let n = crypto::open(&kek, &wrap_aad(prefix, &self.id), &mut w).ok()?;
+            w.get(..n)?.try_into().ok()
+        };
+        let (master, legacy) = match open(KEY_WRAP_AAD_MAC) {
+            Some(m) => (m, false),
+            None => match open(KEY_WRAP_AAD) {
+                Some(m) => (m, true),
+                None => return Err(Error::WrongKey { path: repo.into() }),
+            },
+        };
+        if !legacy {
+            let tampered = |detail: &str| Error::ConfigTampered {
+                path: path.clone(),
+                detail: detail.to_string(),
+            };
+            let stored = self
+                .config_mac
+                .as_deref()
+                .ok_or_else(|| tampered("its config_mac is missing"))?;
+            let stored: [u8; 32] = unhex(stored)
+                .and_then(|m| m.try_into().ok())
+                .ok_or_else(|| tampered("its config_mac is not 64 hex digits"))?;
+            // blake3::Hash compares in constant time.
+            if self.mac(&master)? != blake3::Hash::from(stored) {
+                return Err(tampered(
+                    "its config_mac does not match its contents (chunk size, compression, id or KDF parameters changed)",
+                ));
+            }
+        }
+        Ok(Unlocked {
+            keys: Keys::derive(&master),
+            kek,
+            master,
+            legacy,
+        })
+    }
+
+    /// The KDF parameters of an encrypted config.
+    pub fn kdf(&self) -> Option<KdfParams> {
+        self.encryption.as_ref().map(|e| e.params)
     }
 }

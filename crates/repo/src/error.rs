@@ -23,6 +23,26 @@ pub enum Error {
     /// The passphrase (or key) does not unwrap the repository's master key.
     #[error("wrong passphrase or key for repository {path}")]
     WrongKey { path: PathBuf },
+    /// The config does not authenticate under the key it wraps (its MAC is
+    /// missing or wrong): someone without the key changed it.
+    #[error("repository config {path} fails authentication ({detail}): it was changed by someone without the key; restore it from a copy you trust")]
+    ConfigTampered { path: PathBuf, detail: String },
+    /// Argon2id parameters of a config (or of an init) outside the bounds
+    /// of `layout.rs`, refused before Argon2id runs with them.
+    #[error("{path}: {detail}")]
+    KdfRefused { path: PathBuf, detail: String },
+    /// A passphrase was given for a repository whose config says it is not
+    /// encrypted: a config replaced by an unencrypted one would otherwise
+    /// make backups go out in plaintext.
+    #[error("repository {path} is not encrypted, but a passphrase was given: refusing it (if the repository was created encrypted, its config was replaced; otherwise open it without a passphrase)")]
+    NotEncrypted { path: PathBuf },
+    /// Another process holds a repository lock (`locks/*.lock`).
+    #[error("repository {path} is busy: {holder} holds {lock}; try again when it has finished")]
+    Busy {
+        path: PathBuf,
+        lock: String,
+        holder: String,
+    },
     /// The repository is encrypted and no passphrase was given.
     #[error("repository {path} is encrypted: a passphrase is required")]
     PassphraseRequired { path: PathBuf },

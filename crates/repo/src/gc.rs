@@ -20,12 +20,14 @@
 //! | writer touches X while gc sweeps prefix xx         | touch holds the SHARED prefix lock: it runs before gc's stat (new mtime, kept) or after gc's unlink (X absent, so the writer writes it anew) |
 //! | forget during gc                                   | chunks only become unreferenced; a later gc takes them |
 //! | gc killed                                          | it only ever unlinked unreferenced old chunks and temp files |
+//! | a second gc                                        | refused at once with `Busy` (`locks/gc.lock`, see lock.rs) |
 //! | registration being created                         | written as `.tmp-*`, flock taken right after creating it and before the rename; gc counts a `.tmp-*` registration younger than 10 minutes as a live writer from the epoch (that run removes nothing) instead of as dead, and removes older unlocked ones |
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::*;
+use crate::lock::RepoLock;
 use crate::repository::{dir_names, prefix_dir, Repository};
 use rustix::fs::FlockOperation;
 use serde::Serialize;
@@ -135,7 +137,9 @@ impl Repository {
     }
 
     /// Removes unreferenced chunks older than the cutoff (see the module doc).
+    /// Fails at once with [`Error::Busy`] while another gc runs.
     pub fn gc(&self) -> Result<GcReport> {
+        let _gc = RepoLock::acquire(self.path(), GC_LOCK, "gc", Duration::ZERO)?;
         let mut report = GcReport::default();
         let t0 = SystemTime::now();
         let oldest = self.oldest_active_writer(&mut report)?;

@@ -10,7 +10,8 @@
 //!   indexes/<vm>/<id>/<disk>.idx    index blobs of one restore point
 //!   snapshots/<vm>/<id>.manifest    manifest blob: the restore point exists iff this exists
 //!   writers/<uuid>                  one per running backup, flock-ed exclusively by it
-//!   locks/snapshots.lock            flock serialising lock / forget / prune
+//!   locks/snapshots.lock            flock serialising lock / scan record / forget / prune; names its holder
+//!   locks/gc.lock                   flock held by gc; names its holder
 //! ```
 //!
 //! Blob header (chunks, indexes, manifests), 48 bytes, little endian:
@@ -44,8 +45,11 @@ pub const SNAPSHOTS_DIR: &str = "snapshots";
 pub const WRITERS_DIR: &str = "writers";
 /// Directory of repository-wide lock files.
 pub const LOCKS_DIR: &str = "locks";
-/// Lock file serialising manifest changes (lock, forget, prune).
+/// Lock file serialising manifest changes (lock, scan records, forget,
+/// prune) and the legacy config upgrade (see lock.rs).
 pub const SNAPSHOTS_LOCK: &str = "snapshots.lock";
+/// Lock file held by gc, so two do not run at once (see lock.rs).
+pub const GC_LOCK: &str = "gc.lock";
 /// Per-prefix lock file inside `chunks/<xx>/`.
 pub const PREFIX_LOCK: &str = ".lock";
 /// Prefix of every temporary file; list and gc-mark ignore such files, gc
@@ -107,8 +111,16 @@ pub const MAX_MANIFEST_PLAIN: u64 = 16 << 20;
 /// BLAKE3 derive_key contexts (globally unique, versioned strings).
 pub const KDF_CONTEXT_CHUNK_ID: &str = "lifeboat v1 chunk id";
 pub const KDF_CONTEXT_BLOB_ENCRYPTION: &str = "lifeboat v1 blob encryption";
-/// AAD prefix of the wrapped master key (followed by the repository id).
+/// AAD prefix of the wrapped master key (followed by the repository id) of
+/// a config written before `config_mac` existed (a legacy config).
 pub const KEY_WRAP_AAD: &[u8] = b"lifeboat v1 key wrap";
+/// AAD prefix of the wrapped master key (followed by the repository id) of
+/// a config that carries a `config_mac`. A different AAD, so that a key
+/// wrapped this way never opens as a legacy one: stripping the MAC from a
+/// config does not turn it into a legacy config that is believed unchecked.
+pub const KEY_WRAP_AAD_MAC: &[u8] = b"lifeboat v1 key wrap, config mac";
+/// BLAKE3 derive_key context of the config MAC key (from the master).
+pub const KDF_CONTEXT_CONFIG_MAC: &str = "lifeboat v1 config mac";
 /// Master secret length: 256 bits.
 pub const MASTER_KEY_LEN: usize = 32;
 
@@ -117,6 +129,17 @@ pub const MASTER_KEY_LEN: usize = 32;
 pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
 pub const ARGON2_T_COST: u32 = 3;
 pub const ARGON2_P_COST: u32 = 1;
+
+/// Argon2id bounds, checked at init and at open before Argon2id runs with a
+/// config's parameters (the config is only authenticated after). The floor
+/// is the cheapest cost this code ever wrote (the tests' 8 MiB, t=1);
+/// the ceiling keeps a config written by someone else from making an
+/// open allocate gigabytes or run for minutes: 2 GiB, 16 passes, 16 lanes.
+pub const ARGON2_MIN_M_COST_KIB: u32 = 8 * 1024;
+pub const ARGON2_MIN_T_COST: u32 = 1;
+pub const ARGON2_MAX_M_COST_KIB: u32 = 2 * 1024 * 1024;
+pub const ARGON2_MAX_T_COST: u32 = 16;
+pub const ARGON2_MAX_P_COST: u32 = 16;
 
 /// VM and disk names: `[A-Za-z0-9._-]{1,64}`, not starting with '.' (so they
 /// never collide with `.tmp-*` / `.lock`).

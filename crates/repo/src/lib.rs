@@ -28,6 +28,7 @@ mod error;
 mod fsutil;
 mod gc;
 pub mod layout;
+mod lock;
 mod model;
 mod prune;
 mod repository;
@@ -45,61 +46,12 @@ pub use model::{
     ScanStatus, SourceFormat,
 };
 pub use prune::{KeepPolicy, PruneReport};
-pub use repository::{InitOptions, Repository};
+pub use repository::{InitOptions, LockGuard, Repository, RepositoryLock, DEFAULT_LOCK_WAIT};
 pub use verify::{BadChunk, VerifyReport};
 pub use writer::{BackupWriter, NewDisk, Stored};
 
-/// The crate's private decoders, exposed for the fuzz targets in `fuzz/`
-/// (target `repo_blob`) and for nothing else: not a stable API, hidden from
-/// the docs. `kind` is 0 chunk, 1 index, anything else manifest; `master`
-/// is the master key of an encrypted repository (`None`: unencrypted).
+/// The body of the fuzz target `repo_blob` (see `fuzz/`), also replayed
+/// over the committed corpus by `tests/fuzz_corpus.rs`: not a stable API,
+/// hidden from the docs.
 #[doc(hidden)]
-pub mod fuzzing {
-    use crate::blob::BlobKind;
-    use crate::crypto::Keys;
-
-    fn kind(k: u8) -> BlobKind {
-        [BlobKind::Chunk, BlobKind::Index]
-            .get(usize::from(k))
-            .copied()
-            .unwrap_or(BlobKind::Manifest)
-    }
-
-    /// `blob::decode`, for fuzzing only.
-    pub fn decode_blob(
-        k: u8,
-        master: Option<&[u8; 32]>,
-        context: &[u8],
-        data: Vec<u8>,
-        max_plain: u64,
-    ) -> Result<Vec<u8>, String> {
-        crate::blob::decode(
-            kind(k),
-            master.map(Keys::derive).as_ref(),
-            context,
-            data,
-            max_plain,
-        )
-    }
-
-    /// `blob::encode`, for fuzzing only (round trips).
-    pub fn encode_blob(
-        k: u8,
-        master: Option<&[u8; 32]>,
-        context: &[u8],
-        payload: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        crate::blob::encode(
-            kind(k),
-            master.map(Keys::derive).as_ref(),
-            1,
-            context,
-            payload,
-        )
-    }
-
-    /// `DiskIndex::decode` (an index payload), for fuzzing only.
-    pub fn decode_index(payload: &[u8]) -> Result<crate::DiskIndex, String> {
-        crate::DiskIndex::decode(payload)
-    }
-}
+pub mod fuzzing;

@@ -120,7 +120,7 @@ impl Repository {
                 "every keep count is zero, which would delete every restore point; keep at least one",
             ));
         }
-        let _guard = self.snapshots_lock()?;
+        let _guard = self.snapshots_lock("prune")?;
         let all = self.list(None)?;
         let mut by_vm: BTreeMap<&str, Vec<&Manifest>> = BTreeMap::new();
         for m in &all {

@@ -3,23 +3,32 @@
 //! locks and forget. Writing lives in `writer.rs`, prune in `prune.rs`, gc
 //! in `gc.rs`, verify in `verify.rs`.
 //!
-//! Manifest changes (lock, scan records, forget, prune) serialise on an
-//! exclusive flock of `locks/snapshots.lock`, so "check the lock, then
-//! delete" cannot race a concurrent `lock` extending it, and a scan record
-//! and a lock written at the same time both survive.
+//! Manifest changes (lock, scan records, forget, prune) serialise on the
+//! repository lock `locks/snapshots.lock` (see `lock.rs`), so "check the
+//! lock, then delete" cannot race a concurrent `lock` extending it, and a
+//! scan record and a lock written at the same time both survive. A process
+//! that cannot take it within [`Repository::with_lock_wait`] gets
+//! [`Error::Busy`] naming the holder.
 
 use crate::blob::{self, BlobKind};
-use crate::config::{Config, Unlocked};
+use crate::config::{check_kdf, Config, Unlocked};
 use crate::crypto::{KdfParams, Keys};
 use crate::digest::Digest;
 use crate::disk::{ChunkReader, RestorePointDisk};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{self, ExclusiveLock};
+use crate::fsutil;
 use crate::layout::*;
+use crate::lock::RepoLock;
 use crate::model::{check_name, is_valid_id, DiskIndex, Manifest, ScanRecord};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a manifest change waits for the repository lock by default.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
+/// How long opening a legacy repository waits for the lock to add the MAC.
+const UPGRADE_LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// How to create a repository. `Debug` does not show the passphrase.
 #[derive(Clone)]
@@ -63,10 +72,26 @@ pub(crate) struct Inner {
     pub kek: Option<[u8; 32]>,
 }
 
+/// The repository-wide locks (`locks/`, see [`Repository::hold_lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryLock {
+    /// `locks/snapshots.lock`: lock, scan records, forget, prune.
+    Manifests,
+    /// `locks/gc.lock`: gc.
+    Gc,
+}
+
+/// A repository lock held until dropped.
+pub struct LockGuard {
+    _lock: RepoLock,
+}
+
 /// A repository on a local directory. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct Repository {
     pub(crate) inner: Arc<Inner>,
+    /// How long manifest changes wait for `locks/snapshots.lock`.
+    lock_wait: Duration,
 }
 
 impl std::fmt::Debug for Repository {
@@ -88,6 +113,12 @@ impl Repository {
     /// [`Repository::init`] with explicit Argon2id parameters (tests use
     /// [`KdfParams::insecure_for_tests`]; imports may keep foreign ones).
     pub fn init_with_kdf(path: &Path, opts: InitOptions, kdf: KdfParams) -> Result<Repository> {
+        if opts.passphrase.is_some() {
+            check_kdf(&kdf).map_err(|detail| Error::KdfRefused {
+                path: path.into(),
+                detail,
+            })?;
+        }
         match std::fs::read_dir(path) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -132,7 +163,7 @@ impl Repository {
     /// key-encryption key that unwrapped them.
     fn unlocked(path: &Path, config: Config, unlocked: Option<Unlocked>) -> Repository {
         let (keys, kek) = match unlocked {
-            Some((keys, kek)) => (Some(keys), Some(kek)),
+            Some(u) => (Some(u.keys), Some(u.kek)),
             None => (None, None),
         };
         Repository {
@@ -142,14 +173,59 @@ impl Repository {
                 keys,
                 kek,
             }),
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 
-    /// Opens the repository at `path`, unwrapping its key with `passphrase`.
+    /// Opens the repository at `path`, unwrapping its key with `passphrase`
+    /// and authenticating its config with that key (see `config.rs`). A
+    /// legacy config without a MAC is given one here (a fresh salt, same
+    /// KDF parameters), under the repository lock; if it cannot be
+    /// rewritten (a read-only repository, a busy lock) it is used as it is.
     pub fn open(path: &Path, passphrase: Option<&str>) -> Result<Repository> {
         let config = Config::load(path)?;
         let unlocked = config.unlock(path, passphrase)?;
+        if let (Some(u), Some(pass)) = (&unlocked, passphrase) {
+            if u.legacy {
+                if let Ok(Some((config, u))) = Self::upgrade_config(path, &config, u, pass) {
+                    return Ok(Self::unlocked(path, config, Some(u)));
+                }
+            }
+        }
         Ok(Self::unlocked(path, config, unlocked))
+    }
+
+    /// Rewrites the legacy `config` with a MAC (see [`Repository::open`]);
+    /// `None` when another process changed the config meanwhile.
+    fn upgrade_config(
+        path: &Path,
+        config: &Config,
+        legacy: &Unlocked,
+        pass: &str,
+    ) -> Result<Option<(Config, Unlocked)>> {
+        let kdf = config
+            .kdf()
+            .ok_or_else(|| Error::invalid("config upgrade", "not encrypted"))?;
+        // Opportunistic: a busy lock leaves the config as it is for now.
+        let _guard = RepoLock::acquire(path, SNAPSHOTS_LOCK, "config upgrade", UPGRADE_LOCK_WAIT)?;
+        let now = Config::load(path)?;
+        if now.config_mac.is_some()
+            || now.encryption.as_ref().map(|e| &e.wrapped_key)
+                != config.encryption.as_ref().map(|e| &e.wrapped_key)
+        {
+            return Ok(None);
+        }
+        let (upgraded, unlocked) = config.authenticated(pass, legacy.master, kdf)?;
+        upgraded.save(path)?;
+        Ok(Some((upgraded, unlocked)))
+    }
+
+    /// This handle with manifest changes (lock, scan records, forget,
+    /// prune) waiting up to `wait` for the repository lock before failing
+    /// with [`Error::Busy`] (default [`DEFAULT_LOCK_WAIT`]).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Repository {
+        self.lock_wait = wait;
+        self
     }
 
     /// The secret that unlocked this repository (the key-encryption key
@@ -235,8 +311,22 @@ impl Repository {
         self.inner.path.join(INDEXES_DIR).join(vm).join(id)
     }
 
-    pub(crate) fn snapshots_lock(&self) -> Result<ExclusiveLock> {
-        ExclusiveLock::acquire(&self.inner.path.join(LOCKS_DIR).join(SNAPSHOTS_LOCK))
+    /// Takes one of the repository-wide locks for `operation` (a word
+    /// others see in [`Error::Busy`]) until the guard is dropped, waiting
+    /// up to the lock wait: for maintenance that must not overlap a prune,
+    /// a forget, a lock change or a gc (copying the repository, say).
+    pub fn hold_lock(&self, which: RepositoryLock, operation: &str) -> Result<LockGuard> {
+        let name = match which {
+            RepositoryLock::Manifests => SNAPSHOTS_LOCK,
+            RepositoryLock::Gc => GC_LOCK,
+        };
+        let lock = RepoLock::acquire(&self.inner.path, name, operation, self.lock_wait)?;
+        Ok(LockGuard { _lock: lock })
+    }
+
+    /// The repository lock of manifest changes, for `operation`.
+    pub(crate) fn snapshots_lock(&self, operation: &str) -> Result<RepoLock> {
+        RepoLock::acquire(&self.inner.path, SNAPSHOTS_LOCK, operation, self.lock_wait)
     }
 
     // ---- manifests ----
@@ -458,7 +548,7 @@ impl Repository {
     /// Sets or extends the retention lock; an earlier date than the current
     /// lock is refused with `LockShortening`.
     pub fn lock(&self, manifest: &Manifest, until: DateTime<Utc>) -> Result<Manifest> {
-        let _guard = self.snapshots_lock()?;
+        let _guard = self.snapshots_lock("lock")?;
         let mut current = self.read_manifest(&manifest.vm, &manifest.id)?;
         if let Some(cur) = current.locked_until {
             if until < cur {
@@ -479,7 +569,7 @@ impl Repository {
     /// retention lock are kept as they are on disk now. Allowed on locked
     /// restore points: the lock protects the data, not this record.
     pub fn record_scan(&self, manifest: &Manifest, record: ScanRecord) -> Result<Manifest> {
-        let _guard = self.snapshots_lock()?;
+        let _guard = self.snapshots_lock("scan record")?;
         let mut current = self.read_manifest(&manifest.vm, &manifest.id)?;
         current.scan = Some(record);
         self.write_manifest(&current)?;
@@ -489,7 +579,7 @@ impl Repository {
     /// Deletes a restore point: the manifest first (it disappears
     /// atomically), then its indexes. Chunks are left for gc.
     pub fn forget(&self, manifest: &Manifest) -> Result<()> {
-        let _guard = self.snapshots_lock()?;
+        let _guard = self.snapshots_lock("forget")?;
         self.forget_locked(manifest, Utc::now())
     }
 

@@ -33,6 +33,9 @@ pub mod error;
 pub mod ext4list;
 pub mod extent_key;
 pub mod fiemap;
+/// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listing;
 pub mod locality;
 pub mod mapping;

@@ -11,6 +11,7 @@
 //!   `mkfs.ext4 -d`.
 //! - [`journal`]: ext4 images whose newest file exists only in the
 //!   journal, made by the kernel.
+//! - [`fuzz`]: replaying the committed fuzz corpora in `cargo test`.
 //! - [`lvm`]: loop devices detached on drop, an `lvm.conf` that shows lvm2
 //!   only the test's devices, running lvm2 tools with it.
 //! - [`repo`] (feature `repo`): test repositories, backups through the
@@ -28,6 +29,7 @@
 pub mod disks;
 pub mod files;
 pub mod journal;
+pub mod fuzz;
 pub mod lvm;
 pub mod pki;
 pub mod process;

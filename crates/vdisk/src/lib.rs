@@ -33,6 +33,7 @@ mod mem;
 mod overlay;
 mod shared;
 mod slice;
+mod sparse_input;
 pub mod testsuite;
 
 pub use cache::{CacheBudget, CacheStats, CachedDisk};
@@ -43,6 +44,7 @@ pub use mem::MemDisk;
 pub use overlay::OverlayDisk;
 pub use shared::{concat_shared, SharedBytes};
 pub use slice::{SliceDisk, SliceDiskMut};
+pub use sparse_input::{SparseInputDisk, MAX_SPARSE_SIZE};
 
 use std::sync::Arc;
 

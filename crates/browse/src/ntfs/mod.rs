@@ -120,6 +120,19 @@ impl NtfsFs {
     /// Reads the boot sector and the `$UpCase` table of `disk`.
     pub fn open(volume: &str, disk: Arc<dyn ReadDisk>) -> Result<NtfsFs> {
         let err = |e| ntfs_err(volume, "/", e);
+        // The ntfs crate panics (unreachable!) when a read fails inside its
+        // boot sector parser: refuse a volume too small to hold one first.
+        if disk.size() < 512 {
+            return Err(Error::Corrupt {
+                volume: volume.to_string(),
+                path: "/".to_string(),
+                fs: "ntfs",
+                detail: format!(
+                    "a {}-byte volume cannot hold the 512-byte boot sector",
+                    disk.size()
+                ),
+            });
+        }
         let mut io = VolumeIo::new(disk.as_ref());
         let mut ntfs = Ntfs::new(&mut io).map_err(err)?;
         if ntfs.size() > disk.size() {

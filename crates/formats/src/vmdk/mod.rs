@@ -25,7 +25,7 @@
 //! ESX-only formats (COWD/vmfsSparse, seSparse, raw device maps) are refused
 //! as unsupported. The image is never written.
 
-mod descriptor;
+pub(crate) mod descriptor;
 pub mod layout;
 mod sparse;
 

@@ -52,6 +52,19 @@ use inode::Inode;
 use superblock::Superblock;
 pub use volume::VolumeBytes;
 
+/// `dirent::parse_block` for the fuzz target (`crate::fuzzing`): the
+/// names of the entries it appends, or `Err` for a damaged block.
+pub(crate) fn fuzz_parse_block(
+    block: &[u8],
+    seed: Option<u32>,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), ()> {
+    let mut entries = Vec::new();
+    parse_block(block, seed, &mut entries)?;
+    out.extend(entries.into_iter().map(|e| e.name));
+    Ok(())
+}
+
 /// The root directory's inode.
 const ROOT_INO: u32 = 2;
 /// Blocks read per batch of a level (bounds the memory of a wide level).

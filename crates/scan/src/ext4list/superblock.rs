@@ -171,6 +171,10 @@ impl Superblock {
         let group = (ino - 1) / self.inodes_per_group;
         let index = (ino - 1) % self.inodes_per_group;
         let g = self.groups.get(group as usize)?;
-        (index < g.used).then(|| g.table + u64::from(index) * self.inode_size)
+        (index < g.used).then_some(())?;
+        // The table position comes from the volume: checked arithmetic.
+        u64::from(index)
+            .checked_mul(self.inode_size)
+            .and_then(|at| g.table.checked_add(at))
     }
 }

@@ -1,0 +1,8 @@
+//! Fuzz target `nbd_handshake`. The body is `lifeboat_nbd::fuzzing::nbd_handshake` (input layout and
+//! checks in its doc), which the crate's `tests/fuzz_corpus.rs` replays
+//! over the committed corpus in a plain `cargo test`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| lifeboat_nbd::fuzzing::nbd_handshake(data));

@@ -1,0 +1,8 @@
+//! Fuzz target `ntfs`. The body is `lifeboat_browse::fuzzing::ntfs` (input layout and
+//! checks in its doc), which the crate's `tests/fuzz_corpus.rs` replays
+//! over the committed corpus in a plain `cargo test`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| lifeboat_browse::fuzzing::ntfs(data));
