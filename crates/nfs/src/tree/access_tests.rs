@@ -212,3 +212,29 @@ fn nfs_and_mount_refuse_a_session_to_clients_off_its_list() {
         );
     }
 }
+
+#[test]
+fn export_says_nothing_to_a_peer_off_the_list_and_a_peer_is_admitted_by_some_session() {
+    let (_d, t) = tree();
+    let d = programs(t.clone());
+    // Off the service list: an empty export list (the socket layer closes
+    // such peers first; this is the second line).
+    assert_eq!(call(&d, "192.0.2.1", 100_005, 5, &[]), [0, 0, 0, 0]);
+    let body = call(&d, INSIDER, 100_005, 5, &[]);
+    let mut r = XdrReader::new(&body);
+    assert!(r.bool("entry").unwrap());
+    assert_eq!(r.string(1024, "dir").unwrap(), "/lifeboat");
+    assert!(r.bool("group").unwrap());
+    assert_eq!(r.string(255, "group").unwrap(), "10.0.0.5/32");
+    assert!(!r.bool("more groups").unwrap(), "only the caller's entry");
+    // Connections: "open" admits every client the service allows.
+    assert!(t.admits(ip(OUTSIDER)));
+    assert!(t.remove_session("open"));
+    assert!(!t.admits(ip(OUTSIDER)), "only \"kept\" is left, not for it");
+    assert!(t.admits(ip(INSIDER)));
+    assert!(t.remove_session("kept"));
+    assert!(
+        t.admits(ip(OUTSIDER)),
+        "no session: the service list decides"
+    );
+}
