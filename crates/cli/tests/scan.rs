@@ -556,9 +556,10 @@ fn default_clamav_db_present() -> bool {
     })
 }
 
-/// The engines of a report: (name, not_scanned reason or "").
+/// The engines of a report or scan record: (name, not_scanned reason or
+/// ""), sorted by name.
 fn engine_states(r: &Value) -> Vec<(String, String)> {
-    r["engines"]
+    let mut v: Vec<_> = r["engines"]
         .as_array()
         .unwrap()
         .iter()
@@ -568,7 +569,19 @@ fn engine_states(r: &Value) -> Vec<(String, String)> {
                 e["not_scanned"].as_str().unwrap_or_default().to_string(),
             )
         })
-        .collect()
+        .collect();
+    v.sort();
+    v
+}
+
+/// The engine `name` of a report or scan record.
+fn engine<'r>(r: &'r Value, name: &str) -> &'r Value {
+    r["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no engine {name} in {r}"))
 }
 
 #[test]
@@ -592,7 +605,7 @@ fn without_a_usable_clamav_database_a_scan_is_not_clean_and_find_clean_skips_it(
         "{out}"
     );
     assert_eq!(engines[1], ("yara".to_string(), String::new()), "{out}");
-    assert_eq!(r["engines"][1]["signatures"], "builtin.yar", "{out}");
+    assert_eq!(engine(&r, "yara")["signatures"], "builtin.yar", "{out}");
     assert!(stderr.contains("ClamAV not used"), "{stderr}");
     env.assert_unpublished();
     assert_eq!(env.states(), vec![(rp.clone(), "unproven".to_string())]);
@@ -600,7 +613,7 @@ fn without_a_usable_clamav_database_a_scan_is_not_clean_and_find_clean_skips_it(
     let v: Value = serde_json::from_str(&show).unwrap();
     assert_eq!(v["manifest"]["scan"]["state"], "unproven", "{show}");
     assert!(
-        v["manifest"]["scan"]["engines"][0]["not_scanned"]
+        engine(&v["manifest"]["scan"], "clamav")["not_scanned"]
             .as_str()
             .is_some_and(|w| w.contains("no ClamAV signature database")),
         "{show}"
@@ -644,7 +657,7 @@ fn without_a_usable_clamav_database_a_scan_is_not_clean_and_find_clean_skips_it(
     let out = env.scan(0, &[&rp, "--clamav-db", s(&env.db), "--json"]);
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["state"], "clean", "{out}");
-    let clam = &r["engines"][0];
+    let clam = engine(&r, "clamav");
     assert!(
         clam["version"].as_str().unwrap().starts_with("ClamAV "),
         "{out}"
