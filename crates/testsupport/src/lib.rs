@@ -28,8 +28,8 @@
 
 pub mod disks;
 pub mod files;
-pub mod journal;
 pub mod fuzz;
+pub mod journal;
 pub mod lvm;
 pub mod pki;
 pub mod process;
