@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 # freshclam); dosfstools, mtools: vfat test volumes; fusefat: vfat mounts
 # where the kernel has no vfat driver (publish); gdisk: sgdisk; xfsprogs,
 # btrfs-progs, ntfs-3g: xfs/btrfs/ntfs test volumes (publish, browse);
-# erofs-utils: a filesystem the kernel knows but publish must not mount.
+# erofs-utils: a filesystem the kernel knows but publish must not mount;
+# openssl: test certificates for NBD over TLS.
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
