@@ -131,7 +131,8 @@ pub fn nbd_proto(data: &[u8]) {
         out.clear();
         match neg.handle(&opt, &Catalog, &mut out) {
             OptionOutcome::Continue => {}
-            OptionOutcome::Close => return,
+            // The TLS handshake is the socket layer's, not the core's.
+            OptionOutcome::Close | OptionOutcome::StartTls => return,
             OptionOutcome::Transmission { export, context } => {
                 assert_eq!(context.size, export.size);
                 assert!(!context.writable || export.writable);
