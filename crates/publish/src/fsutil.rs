@@ -1,6 +1,6 @@
 //! File helpers of the publisher with errors that name the path: replacing
-//! a small file whole through a temporary name (session state, the block
-//! store's hits header), renaming, and syncing a directory.
+//! a small file whole through a temporary name (the session state),
+//! renaming, and syncing a directory.
 
 use crate::error::{Error, Result};
 use std::fs::File;
