@@ -112,8 +112,15 @@ fn transmission(mut buf: &[u8], ctx: TransmissionContext) {
     }
 }
 
-/// One fuzz input (see the module doc). Panics on a broken invariant.
-pub fn nbd_proto(data: &[u8]) {
+/// Feeds `data` (client flags, then options) through `Negotiation::handle`
+/// with `catalog`, handing each answered option, its outcome, the answer's
+/// bytes and the input left after it to `on_option`, until an option stops
+/// the negotiation or `on_option` returns false.
+fn negotiate(
+    data: &[u8],
+    catalog: &dyn ExportCatalog,
+    mut on_option: impl FnMut(u32, bool, &OptionOutcome, &[u8], &[u8]) -> bool,
+) {
     let Ok(p) = parse_client_flags(data) else {
         return;
     };
@@ -129,18 +136,26 @@ pub fn nbd_proto(data: &[u8]) {
         };
         buf = rest;
         out.clear();
-        match neg.handle(&opt, &Catalog, &mut out) {
-            OptionOutcome::Continue => {}
-            // The TLS handshake is the socket layer's, not the core's.
-            OptionOutcome::Close | OptionOutcome::StartTls => return,
-            OptionOutcome::Transmission { export, context } => {
-                assert_eq!(context.size, export.size);
-                assert!(!context.writable || export.writable);
-                transmission(buf, context);
-                return;
-            }
+        let outcome = neg.handle(&opt, catalog, &mut out);
+        if !on_option(opt.option, flags.no_zeroes, &outcome, &out, buf)
+            || !matches!(outcome, OptionOutcome::Continue)
+        {
+            return;
         }
     }
+}
+
+/// One fuzz input (see the module doc). Panics on a broken invariant.
+pub fn nbd_proto(data: &[u8]) {
+    negotiate(data, &Catalog, |_, _, outcome, _, rest| {
+        // STARTTLS ends the run: the TLS handshake is the socket layer's.
+        if let OptionOutcome::Transmission { export, context } = outcome {
+            assert_eq!(context.size, export.size);
+            assert!(!context.writable || export.writable);
+            transmission(rest, *context);
+        }
+        true
+    });
 }
 
 /// A catalog whose policy refuses the export "secret" (listed by
@@ -211,40 +226,27 @@ fn check_replies(out: &[u8], option: u32) {
 /// context, and the refused export's description never leaves.
 pub fn nbd_handshake(data: &[u8]) {
     use crate::proto::consts::NBD_OPT_EXPORT_NAME;
-    let Ok(p) = parse_client_flags(data) else {
-        return;
-    };
-    let Some((flags, mut buf)) = step(data, p) else {
-        return;
-    };
-    let mut neg = Negotiation::new(flags.no_zeroes);
-    let mut out = Vec::new();
-    for _ in 0..MAX_MESSAGES {
-        let Ok(p) = parse_option(buf) else { return };
-        let Some((opt, rest)) = step(buf, p) else {
-            return;
-        };
-        buf = rest;
-        out.clear();
-        let outcome = neg.handle(&opt, &PolicyCatalog, &mut out);
-        if let OptionOutcome::Transmission { export, context } = &outcome {
-            assert_ne!(export.name, "secret", "transmission on a refused export");
-            assert!(
-                !context.writable || export.writable,
-                "read-only export made writable"
-            );
-            assert_eq!(context.size, export.size);
-            if opt.option == NBD_OPT_EXPORT_NAME {
-                let want = if flags.no_zeroes { 10 } else { 134 };
-                assert_eq!(out.len(), want, "EXPORT_NAME answer of the wrong length");
-                assert_eq!(out[..8], export.size.to_be_bytes(), "EXPORT_NAME size");
-                assert!(out[10..].iter().all(|&b| b == 0), "EXPORT_NAME padding");
-                return;
+    negotiate(
+        data,
+        &PolicyCatalog,
+        |option, no_zeroes, outcome, out, _| {
+            if let OptionOutcome::Transmission { export, context } = outcome {
+                assert_ne!(export.name, "secret", "transmission on a refused export");
+                assert!(
+                    !context.writable || export.writable,
+                    "read-only export made writable"
+                );
+                assert_eq!(context.size, export.size);
+                if option == NBD_OPT_EXPORT_NAME {
+                    let want = if no_zeroes { 10 } else { 134 };
+                    assert_eq!(out.len(), want, "EXPORT_NAME answer of the wrong length");
+                    assert_eq!(out[..8], export.size.to_be_bytes(), "EXPORT_NAME size");
+                    assert!(out[10..].iter().all(|&b| b == 0), "EXPORT_NAME padding");
+                    return false;
+                }
             }
-        }
-        check_replies(&out, opt.option);
-        if !matches!(outcome, OptionOutcome::Continue) {
-            return;
-        }
-    }
+            check_replies(out, option);
+            true
+        },
+    );
 }
