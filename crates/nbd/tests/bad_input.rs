@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use lifeboat_nbd::proto::consts::*;
-use std::time::{Duration, Instant};
 
 /// A fresh connection can still read the export correctly.
 fn still_serving(f: &Fixture) {
@@ -13,17 +12,6 @@ fn still_serving(f: &Fixture) {
     c.request(0, NBD_CMD_READ, 99, 4096, 8192);
     assert_eq!(c.simple_reply(), (0, 99));
     assert!(c.read_n(8192) == f.bytes[4096..4096 + 8192]);
-}
-
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -275,8 +275,12 @@ fn a_client_certificate_of_another_ca_is_refused() {
     );
     let rogue = list_over_tls(&f, &pki, &pki.rogue_dir);
     assert!(rogue.is_err(), "a rogue certificate listed {rogue:?}");
-    let last = f.server.stats().last_error().unwrap_or_default();
-    assert!(last.contains("TLS handshake failed"), "{last}");
+    wait_for("the refusal to be recorded", || {
+        f.server
+            .stats()
+            .last_error()
+            .is_some_and(|e| e.contains("TLS handshake failed"))
+    });
 }
 
 fn still_serving_over_tls(f: &Fixture, pki: &Pki) {

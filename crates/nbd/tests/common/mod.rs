@@ -260,3 +260,16 @@ impl Raw {
         }
     }
 }
+
+/// Waits up to 15 s for `cond` (a server thread records what it saw after
+/// the client has already seen the result); fails naming `what`.
+pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
