@@ -22,6 +22,7 @@
 mod blob;
 mod config;
 mod crypto;
+mod damage;
 mod digest;
 mod disk;
 mod error;
@@ -36,6 +37,7 @@ mod verify;
 mod writer;
 
 pub use crypto::{KdfParams, LocalKey};
+pub use damage::{DamageState, FileDamage, FileKind};
 pub use digest::{Digest, ParseDigestError};
 pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};
