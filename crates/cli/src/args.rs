@@ -179,6 +179,13 @@ pub struct VerifyArgs {
     pub repo: RepoArgs,
     /// Only this restore point (VM@ID or VM@latest)
     pub restore_point: Option<String>,
+    /// Read only a subset of the chunks: a random P% ("10%") or slice K of
+    /// N ("1/5"); the others are only checked to exist
+    #[arg(long, value_name = "P% | K/N")]
+    pub read_data_subset: Option<lifeboat_repo::Subset>,
+    /// Do not read again chunks verified intact within the last DAYS days
+    #[arg(long, value_name = "DAYS")]
+    pub reverify_after: Option<u32>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -2,8 +2,8 @@
 //! 1 error, 2 bad usage, 3 damage (verify, restore, or a scan that could
 //! not read everything), 4 passphrase, 5 not found (also `scan
 //! --find-clean` without a clean point), 6 locked, 7 `scan` found malware,
-//! 8 `scan` found nothing but proved nothing (unproven), 130 `scan`
-//! interrupted.
+//! 8 `scan` found nothing but proved nothing (unproven), 9 busy (another
+//! process holds a repository lock), 130 `scan` interrupted.
 
 use lifeboat_repo::Error as RepoError;
 
@@ -18,6 +18,8 @@ pub const INFECTED: i32 = 7;
 /// `scan`: nothing found, but ClamAV did not scan with a usable signature
 /// database: not proven clean.
 pub const UNPROVEN: i32 = 8;
+/// Another process holds a repository lock.
+pub const BUSY: i32 = 9;
 /// `scan` stopped by SIGINT/SIGTERM (after unpublishing).
 pub const INTERRUPTED: i32 = 130;
 
@@ -37,7 +39,12 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 RepoError::WrongKey { .. } | RepoError::PassphraseRequired { .. } => KEY,
                 RepoError::NotFound { .. } | RepoError::NotARepository { .. } => NOT_FOUND,
                 RepoError::Locked { .. } | RepoError::LockShortening { .. } => LOCKED,
-                RepoError::MissingChunk { .. } | RepoError::CorruptChunk { .. } => DAMAGE,
+                RepoError::MissingChunk { .. }
+                | RepoError::CorruptChunk { .. }
+                | RepoError::CorruptFile { .. }
+                | RepoError::Damaged { .. }
+                | RepoError::ConfigTampered { .. } => DAMAGE,
+                RepoError::Busy { .. } => BUSY,
                 _ => ERROR,
             };
         }

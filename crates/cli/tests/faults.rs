@@ -102,8 +102,9 @@ fn flipped_chunk_is_named_by_verify_and_refused_by_restore() {
     let out = run(&["verify", "--repo", s(&repo), "--json"]);
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bad = v["bad_chunks"].as_array().unwrap();
+    let bad = v["damage"].as_array().unwrap();
     assert_eq!(bad.len(), 1, "{v}");
+    assert_eq!(bad[0]["kind"], "chunk", "{v}");
     let used = bad[0]["used_by"].to_string();
     assert!(used.contains(&rps[0]) && used.contains(&rps[1]), "{used}");
 

@@ -62,6 +62,9 @@ pub struct FileDamage {
     pub all_restore_points: bool,
     /// Restore points (`vm@id`) that depend on the file.
     pub restore_points: Vec<String>,
+    /// For a chunk: the (restore point, disk) pairs whose index names it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub used_by: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for FileDamage {

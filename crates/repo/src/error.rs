@@ -68,6 +68,13 @@ pub enum Error {
     /// A manifest, index or config file is damaged.
     #[error("{path} is corrupt: {detail}")]
     CorruptFile { path: PathBuf, detail: String },
+    /// An operation that cannot proceed safely past damaged files (gc with
+    /// an index it cannot read: that index may reference any chunk).
+    #[error("{operation} refused: {}; run `lifeboat repo repair` to quarantine {} (the restore points they belong to are lost), or put back intact copies", list_damage(files), if files.len() == 1 { "it" } else { "them" })]
+    Damaged {
+        operation: String,
+        files: Vec<crate::FileDamage>,
+    },
     /// A restore point (or disk) spec that matches nothing.
     #[error("not found: {what}")]
     NotFound { what: String },
@@ -117,6 +124,15 @@ impl Error {
             detail: detail.to_string(),
         }
     }
+}
+
+/// `a; b; c` of the damage entries.
+fn list_damage(files: &[crate::FileDamage]) -> String {
+    files
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Attaches a path to `std::io::Result`s.

@@ -5,8 +5,10 @@
 //!    (entries it can lock are stale: removed). `cutoff = min(T0, oldest
 //!    active writer start) - 2 s`.
 //! 2. Mark: read every manifest (after the cutoff is fixed) and every index
-//!    they name. Any unreadable manifest or index aborts gc: deleting on
-//!    incomplete marks could destroy referenced chunks.
+//!    they name, and every index file of a damaged manifest. An index that
+//!    does not read aborts gc with [`Error::Damaged`] naming it: deleting on
+//!    incomplete marks could destroy referenced chunks (`repo repair`
+//!    quarantines it; then gc runs again).
 //! 3. Sweep each `chunks/<xx>` holding an EXCLUSIVE flock on its `.lock`: a
 //!    chunk is unlinked only if unmarked AND its mtime < cutoff. `.tmp-*`
 //!    files (chunks, indexes, manifests, registrations) and index dirs
@@ -23,6 +25,7 @@
 //! | a second gc                                        | refused at once with `Busy` (`locks/gc.lock`, see lock.rs) |
 //! | registration being created                         | written as `.tmp-*`, flock taken right after creating it and before the rename; gc counts a `.tmp-*` registration younger than 10 minutes as a live writer from the epoch (that run removes nothing) instead of as dead, and removes older unlocked ones |
 
+use crate::damage::FileKind;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -43,6 +46,9 @@ pub struct GcReport {
     pub bytes_removed: u64,
     pub chunks_kept: u64,
     pub temp_files_removed: u64,
+    /// Restore points whose manifest is damaged: their index files were
+    /// marked all the same, so their chunks stay until `repo repair`.
+    pub damaged_manifests: u64,
 }
 
 fn mtime(path: &Path) -> Result<Option<(SystemTime, u64)>> {
@@ -96,6 +102,58 @@ fn sweep_temps(dir: &Path, cutoff: SystemTime, report: &mut GcReport) -> Result<
 }
 
 impl Repository {
+    /// Every digest any index may reference: the indexes of the intact
+    /// manifests, and every index file in the index directory of a
+    /// damaged manifest (its disk list is unknown, its indexes may still
+    /// read). An index that does not read (or is missing for an intact
+    /// manifest) could have referenced any chunk: gc then refuses to
+    /// sweep, naming the files, rather than delete on incomplete marks.
+    fn mark(&self, report: &mut GcReport) -> Result<HashSet<Digest>> {
+        let listing = self.list_all(None)?;
+        let mut live: HashSet<Digest> = HashSet::new();
+        let mut unreadable = Vec::new();
+        let mut mark_file = |vm: &str, id: &str, disk: &str, unreadable: &mut Vec<_>| {
+            match self.load_index_file(vm, id, disk) {
+                Ok(index) => live.extend(index.digests.iter().flatten().copied()),
+                // Forgotten meanwhile: its chunks only became unreferenced.
+                Err(_) if !self.manifest_path(vm, id).exists() => {}
+                Err(e) => unreadable.push(self.point_damage(
+                    FileKind::Index,
+                    self.index_path(vm, id, disk),
+                    format!("{vm}@{id}"),
+                    &e,
+                )),
+            }
+        };
+        for m in &listing.points {
+            for d in &m.disks {
+                mark_file(&m.vm, &m.id, &d.name, &mut unreadable);
+            }
+        }
+        for damaged in &listing.damaged {
+            let Some((vm, id)) = damaged
+                .restore_points
+                .first()
+                .and_then(|p| p.split_once('@'))
+            else {
+                continue;
+            };
+            report.damaged_manifests += 1;
+            for name in dir_names(&self.index_dir(vm, id))? {
+                if let Some(disk) = name.strip_suffix(INDEX_SUFFIX) {
+                    mark_file(vm, id, disk, &mut unreadable);
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            return Err(Error::Damaged {
+                operation: "gc".into(),
+                files: unreadable,
+            });
+        }
+        Ok(live)
+    }
+
     /// Start time of the oldest running backup, removing stale registrations.
     fn oldest_active_writer(&self, report: &mut GcReport) -> Result<Option<SystemTime>> {
         let dir = self.path().join(WRITERS_DIR);
@@ -148,14 +206,7 @@ impl Repository {
             .checked_sub(Duration::from_secs(GC_MARGIN_SECS))
             .unwrap_or(SystemTime::UNIX_EPOCH);
 
-        // Mark.
-        let mut live: HashSet<Digest> = HashSet::new();
-        for m in self.list(None)? {
-            for d in &m.disks {
-                let index = self.load_index(&m, &d.name)?;
-                live.extend(index.digests.iter().flatten().copied());
-            }
-        }
+        let live = self.mark(&mut report)?;
 
         // Orphan index dirs and temp files outside chunks/.
         self.sweep_indexes(cutoff, &mut report)?;

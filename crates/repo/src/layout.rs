@@ -50,6 +50,12 @@ pub const LOCKS_DIR: &str = "locks";
 pub const SNAPSHOTS_LOCK: &str = "snapshots.lock";
 /// Lock file held by gc, so two do not run at once (see lock.rs).
 pub const GC_LOCK: &str = "gc.lock";
+/// `locks/verify.lock`: serialises updates of `state/verified`.
+pub const VERIFY_LOCK: &str = "verify.lock";
+/// Directory of state the repository keeps about itself (not restore points).
+pub const STATE_DIR: &str = "state";
+/// `state/verified`: when each chunk was last verified intact.
+pub const VERIFIED_FILE: &str = "verified";
 /// Per-prefix lock file inside `chunks/<xx>/`.
 pub const PREFIX_LOCK: &str = ".lock";
 /// Prefix of every temporary file; list and gc-mark ignore such files, gc

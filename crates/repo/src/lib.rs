@@ -29,10 +29,12 @@ mod error;
 mod fsutil;
 mod gc;
 pub mod layout;
+mod listing;
 mod lock;
 mod model;
 mod prune;
 mod repository;
+mod verified;
 mod verify;
 mod writer;
 
@@ -43,13 +45,14 @@ pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
+pub use listing::{Listing, Resolved};
 pub use model::{
     check_name, DiskEntry, DiskIndex, DiskStats, FormatChosenBy, Manifest, ScanEngine, ScanRecord,
     ScanStatus, SourceFormat,
 };
 pub use prune::{KeepPolicy, PruneReport};
 pub use repository::{InitOptions, LockGuard, Repository, RepositoryLock, DEFAULT_LOCK_WAIT};
-pub use verify::{BadChunk, VerifyReport};
+pub use verify::{verify_threads, Subset, VerifyOptions, VerifyReport};
 pub use writer::{BackupWriter, NewDisk, Stored};
 
 /// The body of the fuzz target `repo_blob` (see `fuzz/`), also replayed

@@ -19,7 +19,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::*;
 use crate::lock::RepoLock;
-use crate::model::{check_name, is_valid_id, DiskIndex, Manifest, ScanRecord};
+use crate::model::{DiskIndex, Manifest, ScanRecord};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -385,91 +385,18 @@ impl Repository {
         Ok(m)
     }
 
-    /// Restore points, oldest first; all VMs when `vm` is `None`.
-    pub fn list(&self, vm: Option<&str>) -> Result<Vec<Manifest>> {
-        let root = self.snapshots_dir();
-        let vms: Vec<String> = match vm {
-            Some(v) => {
-                check_name(v)?;
-                vec![v.to_string()]
-            }
-            None => dir_names(&root)?
-                .into_iter()
-                .filter(|n| check_name(n).is_ok())
-                .collect(),
-        };
-        let mut out = Vec::new();
-        for vm in vms {
-            let dir = root.join(&vm);
-            for name in dir_names(&dir)? {
-                let Some(id) = name.strip_suffix(MANIFEST_SUFFIX) else {
-                    continue;
-                };
-                if !is_valid_id(id) {
-                    continue; // .tmp-* and foreign files
-                }
-                match self.read_manifest(&vm, id) {
-                    Ok(m) => out.push(m),
-                    Err(Error::NotFound { .. }) => {} // forgotten meanwhile
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        out.sort_by(|a, b| (a.time, &a.vm, &a.id).cmp(&(b.time, &b.vm, &b.id)));
-        Ok(out)
+    /// `indexes/<vm>/<id>/<disk>.idx`.
+    pub(crate) fn index_path(&self, vm: &str, id: &str, disk: &str) -> PathBuf {
+        self.index_dir(vm, id).join(format!("{disk}{INDEX_SUFFIX}"))
     }
 
-    /// Finds one restore point: `vm@latest`, `vm@<id or unique id prefix>`,
-    /// or a unique id prefix across all VMs.
-    pub fn resolve(&self, spec: &str) -> Result<Manifest> {
-        let not_found = || Error::NotFound {
-            what: format!("restore point {spec:?}"),
-        };
-        let (list, id_part) = match spec.split_once('@') {
-            Some((vm, rest)) => (self.list(Some(vm))?, rest),
-            None => (self.list(None)?, spec),
-        };
-        if id_part == "latest" {
-            return list.into_iter().last().ok_or_else(not_found);
-        }
-        if id_part.is_empty() {
-            return Err(not_found());
-        }
-        if let Some(exact) = list.iter().find(|m| m.id == id_part) {
-            return Ok(exact.clone());
-        }
-        let mut matches: Vec<Manifest> = list
-            .into_iter()
-            .filter(|m| m.id.starts_with(id_part))
-            .collect();
-        match matches.len() {
-            0 => Err(not_found()),
-            1 => Ok(matches.remove(0)),
-            n => Err(Error::invalid(
-                format!("restore point {spec:?}"),
-                format!(
-                    "matches {n} restore points ({}); give more of the id",
-                    matches
-                        .iter()
-                        .map(|m| m.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-        }
-    }
-
-    /// Reads the index of `disk` of a restore point.
-    pub fn load_index(&self, manifest: &Manifest, disk: &str) -> Result<DiskIndex> {
-        let entry = manifest.disk(disk).ok_or_else(|| Error::NotFound {
-            what: format!("disk {disk:?} in restore point {}", manifest.name()),
-        })?;
-        let path = self
-            .index_dir(&manifest.vm, &manifest.id)
-            .join(format!("{disk}{INDEX_SUFFIX}"));
+    /// Reads and authenticates the index file of `disk` of `vm@id` without
+    /// its manifest (gc marks the indexes of a damaged manifest with it).
+    pub(crate) fn load_index_file(&self, vm: &str, id: &str, disk: &str) -> Result<DiskIndex> {
+        let path = self.index_path(vm, id, disk);
         let bytes = fsutil::read_optional(&path)?
             .ok_or_else(|| Error::corrupt_file(&path, "index file is missing"))?;
-        let context = format!("{}/{disk}", manifest.name());
+        let context = format!("{vm}@{id}/{disk}");
         let payload = blob::decode(
             BlobKind::Index,
             self.keys(),
@@ -478,10 +405,19 @@ impl Repository {
             MAX_INDEX_PLAIN,
         )
         .map_err(|e| Error::corrupt_file(&path, e))?;
-        let index = DiskIndex::decode(&payload).map_err(|e| Error::corrupt_file(&path, e))?;
+        DiskIndex::decode(&payload).map_err(|e| Error::corrupt_file(&path, e))
+    }
+
+    /// Reads the index of `disk` of a restore point and checks it against
+    /// the manifest.
+    pub fn load_index(&self, manifest: &Manifest, disk: &str) -> Result<DiskIndex> {
+        let entry = manifest.disk(disk).ok_or_else(|| Error::NotFound {
+            what: format!("disk {disk:?} in restore point {}", manifest.name()),
+        })?;
+        let index = self.load_index_file(&manifest.vm, &manifest.id, disk)?;
         if index.chunk_size != entry.chunk_size || index.disk_size != entry.size {
             return Err(Error::corrupt_file(
-                &path,
+                self.index_path(&manifest.vm, &manifest.id, disk),
                 format!(
                     "index is for {} bytes in chunks of {}, manifest says {} in chunks of {}",
                     index.disk_size, index.chunk_size, entry.size, entry.chunk_size

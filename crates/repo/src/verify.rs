@@ -1,75 +1,191 @@
-//! Verify: read every index of the selected restore points and every unique
-//! chunk they reference once, authenticate it and check its digest. Chunks
-//! are checked by 2 threads (`std::thread::scope`) pulling from a shared
-//! counter. A bad chunk is reported with every (restore point, disk) that
-//! uses it; a missing chunk is a bad chunk too. An unreadable index is
-//! reported in `errors` (its chunks cannot be listed).
+//! Verify: prove that every file a restore point depends on reads back.
+//!
+//! For the selected restore points (all, or one) it reads and
+//! authenticates every manifest and every index, then every unique chunk
+//! they reference once: authenticated, decompressed and checked against its
+//! digest, by [`verify_threads`] threads pulling from a shared counter in
+//! digest order (directory order: friendlier to the disk). Every damaged or
+//! missing file is reported as a [`FileDamage`] naming the restore points
+//! that depend on it; a damaged manifest or index stays with its own
+//! restore point and the others are still checked.
+//!
+//! Sampling ([`Subset`], restic's `--read-data-subset`): chunks outside the
+//! subset are not read, only checked to exist. `K/N` takes a fixed slice of
+//! the digest space (N runs with K = 1..N read everything once); `P%` a
+//! random sample each run. Chunks verified intact within
+//! [`VerifyOptions::reverify_after`] are not read again either (see
+//! `verified.rs`, which remembers when each chunk was last verified).
 
+use crate::damage::{DamageState, FileDamage, FileKind};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::Manifest;
 use crate::repository::Repository;
+use crate::verified::VerifiedUpdate;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// (chunks checked, bytes checked, failures) gathered by the threads.
-type Tally = (u64, u64, Vec<(Digest, String)>);
+/// Which chunks a verify reads (the others are only checked to exist).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// `K/N`: the chunks whose digest falls in slice K (1-based) of N.
+    Slice { k: u64, n: u64 },
+    /// `P%`: a random sample of about P percent of the chunks.
+    Percent(f64),
+}
 
-/// Threads that check chunks.
-const VERIFY_THREADS: usize = 2;
+impl std::str::FromStr for Subset {
+    type Err = String;
 
-/// A chunk that failed verification.
-#[derive(Debug, Clone, Serialize)]
-pub struct BadChunk {
-    pub digest: Digest,
-    pub error: String,
-    /// (restore point `vm@id`, disk) pairs that reference it.
-    pub used_by: Vec<(String, String)>,
+    /// `10%`, `2.5%` or `1/5`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?}: expected a percentage (10%) or a slice K/N (1/5)");
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(format!(
+                    "{s:?}: the percentage must be above 0 and at most 100"
+                ));
+            }
+            return Ok(Subset::Percent(p));
+        }
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (u64, u64) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || k == 0 || k > n {
+            return Err(format!("{s:?}: K/N needs 1 <= K <= N"));
+        }
+        Ok(Subset::Slice { k, n })
+    }
+}
+
+/// What to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// One restore point's files only (all restore points when `None`).
+    pub only: Option<Manifest>,
+    /// Read only a subset of the chunks.
+    pub subset: Option<Subset>,
+    /// Do not read again chunks verified intact less than this long ago.
+    pub reverify_after: Option<chrono::Duration>,
 }
 
 /// What verify found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
-    pub chunks_checked: u64,
-    /// Plaintext bytes of the chunks that verified.
-    pub bytes_checked: u64,
-    pub bad_chunks: Vec<BadChunk>,
+    /// Restore points whose files were checked (intact manifests).
     pub restore_points_checked: usize,
-    /// Manifests or indexes that could not be read (their chunks were not checked).
-    pub errors: Vec<String>,
+    /// `vm@id` of every restore point that depends on a damaged file.
+    pub restore_points_damaged: Vec<String>,
+    pub indexes_checked: u64,
+    /// Unique chunks the checked indexes reference.
+    pub chunks_referenced: u64,
+    /// Chunks read and checked.
+    pub chunks_checked: u64,
+    /// Plaintext bytes of the chunks read that verified.
+    pub bytes_checked: u64,
+    /// Chunks outside the subset: checked to exist, not read.
+    pub chunks_not_read: u64,
+    /// Chunks verified within `reverify_after`: not read again.
+    pub chunks_recently_verified: u64,
+    /// Every damaged or missing file, with the restore points it affects.
+    pub damage: Vec<FileDamage>,
 }
 
 impl VerifyReport {
-    /// True when nothing bad was found.
+    /// True when nothing damaged was found.
     pub fn is_ok(&self) -> bool {
-        self.bad_chunks.is_empty() && self.errors.is_empty()
+        self.damage.is_empty()
+    }
+}
+
+/// Threads that read chunks: twice the cores (reads of one overlap the
+/// decoding of another), at least 2, at most 8.
+pub fn verify_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 8)
+}
+
+/// How a chunk is treated by one run.
+enum Plan {
+    Read,
+    Exists,
+    Recent,
+}
+
+/// Chooses chunks for a [`Subset`].
+struct Selector {
+    subset: Option<Subset>,
+    /// Key of the random sample of a `P%` subset (fresh each run).
+    sample_key: [u8; 32],
+}
+
+impl Selector {
+    fn new(subset: Option<Subset>) -> Result<Selector> {
+        let mut sample_key = [0u8; 32];
+        if matches!(subset, Some(Subset::Percent(_))) {
+            crate::crypto::random_bytes(&mut sample_key)
+                .map_err(|e| Error::invalid("random", e))?;
+        }
+        Ok(Selector { subset, sample_key })
+    }
+
+    fn reads(&self, d: &Digest) -> bool {
+        let word = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+        match self.subset {
+            None => true,
+            Some(Subset::Slice { k, n }) => word(&d.0) % n == k - 1,
+            Some(Subset::Percent(p)) => {
+                let h = blake3::keyed_hash(&self.sample_key, &d.0);
+                (word(h.as_bytes()) as f64) < p / 100.0 * (u64::MAX as f64)
+            }
+        }
     }
 }
 
 impl Repository {
-    /// Verifies `only` one restore point, or all of them.
-    pub fn verify(&self, only: Option<&Manifest>) -> Result<VerifyReport> {
-        let manifests = match only {
-            Some(m) => vec![m.clone()],
-            None => self.list(None)?,
+    /// Verifies the restore points `opts` selects; see the module doc.
+    /// Fails only when verify cannot run (the repository's directories
+    /// cannot be listed); damage is in the report.
+    pub fn verify_with(&self, opts: &VerifyOptions) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let manifests = match &opts.only {
+            Some(m) => match self.read_manifest(&m.vm, &m.id) {
+                Ok(m) => vec![m],
+                Err(e) => {
+                    let path = self.manifest_path(&m.vm, &m.id);
+                    report
+                        .damage
+                        .push(self.point_damage(FileKind::Manifest, path, m.name(), &e));
+                    Vec::new()
+                }
+            },
+            None => {
+                let listing = self.list_all(None)?;
+                report.damage.extend(listing.damaged);
+                listing.points
+            }
         };
-        let mut report = VerifyReport {
-            restore_points_checked: manifests.len(),
-            ..Default::default()
-        };
+        report.restore_points_checked = manifests.len();
+
         // users[k] = (restore point, disk); refs[digest] = indexes into users.
         let mut users: Vec<(String, String)> = Vec::new();
         let mut refs: HashMap<Digest, Vec<u32>> = HashMap::new();
         for m in &manifests {
             for d in &m.disks {
+                report.indexes_checked += 1;
                 let index = match self.load_index(m, &d.name) {
                     Ok(i) => i,
                     Err(e) => {
+                        let path = self.index_path(&m.vm, &m.id, &d.name);
                         report
-                            .errors
-                            .push(format!("{} disk {}: {e}", m.name(), d.name));
+                            .damage
+                            .push(self.point_damage(FileKind::Index, path, m.name(), &e));
                         continue;
                     }
                 };
@@ -84,44 +200,149 @@ impl Repository {
                 }
             }
         }
+        report.chunks_referenced = refs.len() as u64;
+
+        let now = chrono::Utc::now();
+        let verified = match opts.reverify_after {
+            Some(_) => self.load_verified(),
+            None => Default::default(),
+        };
+        let recent_since = opts.reverify_after.map(|age| (now - age).timestamp());
+        let selector = Selector::new(opts.subset)?;
         let mut digests: Vec<Digest> = refs.keys().copied().collect();
-        digests.sort(); // directory order: friendlier to the disk
+        digests.sort();
+        let plans: Vec<Plan> = digests
+            .iter()
+            .map(|d| match (recent_since, verified.get(d)) {
+                (Some(since), Some(&t)) if t >= since => Plan::Recent,
+                _ if selector.reads(d) => Plan::Read,
+                _ => Plan::Exists,
+            })
+            .collect();
+
+        let outcome = self.check_chunks(&digests, &plans);
+        report.chunks_checked = outcome.read;
+        report.bytes_checked = outcome.bytes;
+        report.chunks_not_read = outcome.exists_only;
+        report.chunks_recently_verified = outcome.recent;
+        let bad: Vec<Digest> = outcome.bad.iter().map(|(d, _)| *d).collect();
+        for (digest, err) in outcome.bad {
+            let used_by: Vec<(String, String)> = refs
+                .get(&digest)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&u| users.get(u as usize).cloned())
+                .collect();
+            let points: BTreeSet<String> = used_by.iter().map(|(p, _)| p.clone()).collect();
+            report.damage.push(FileDamage {
+                kind: FileKind::Chunk,
+                path: self.chunk_path(&digest),
+                state: match err {
+                    Error::MissingChunk { .. } => DamageState::Missing,
+                    _ => DamageState::Corrupt,
+                },
+                detail: err.to_string(),
+                all_restore_points: false,
+                restore_points: points.into_iter().collect(),
+                used_by,
+            });
+        }
+        let full = opts.only.is_none() && opts.subset.is_none() && opts.reverify_after.is_none();
+        let referenced: HashSet<Digest> = if full {
+            digests.iter().copied().collect()
+        } else {
+            HashSet::new()
+        };
+        if let Err(e) = self.update_verified(VerifiedUpdate {
+            ok: &outcome.ok,
+            bad: &bad,
+            referenced: full.then_some(&referenced),
+            now: now.timestamp(),
+        }) {
+            // Verification times are a convenience: a read-only repository
+            // still verifies.
+            tracing::warn!(error = %e, "could not record verification times");
+        }
+
+        let damaged: BTreeSet<String> = report
+            .damage
+            .iter()
+            .flat_map(|d| d.restore_points.iter().cloned())
+            .collect();
+        report.restore_points_damaged = damaged.into_iter().collect();
+        Ok(report)
+    }
+
+    /// Verifies `only` one restore point, or all of them, reading every chunk.
+    pub fn verify(&self, only: Option<&Manifest>) -> Result<VerifyReport> {
+        self.verify_with(&VerifyOptions {
+            only: only.cloned(),
+            ..Default::default()
+        })
+    }
+
+    /// Reads (or stats) the chunks on [`verify_threads`] threads.
+    fn check_chunks(&self, digests: &[Digest], plans: &[Plan]) -> ChunkOutcome {
         let next = AtomicUsize::new(0);
-        let results: Mutex<Tally> = Mutex::new((0, 0, Vec::new()));
+        let total: Mutex<ChunkOutcome> = Mutex::new(ChunkOutcome::default());
         std::thread::scope(|s| {
-            for _ in 0..VERIFY_THREADS {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(d) = digests.get(i) else { break };
-                    let outcome = self.read_chunk(d);
-                    let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
-                    r.0 += 1;
-                    match outcome {
-                        Ok(plain) => r.1 += plain.len() as u64,
-                        Err(e) => r.2.push((*d, e.to_string())),
+            for _ in 0..verify_threads() {
+                s.spawn(|| {
+                    let mut mine = ChunkOutcome::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(d), Some(plan)) = (digests.get(i), plans.get(i)) else {
+                            break;
+                        };
+                        match plan {
+                            Plan::Recent => mine.recent += 1,
+                            Plan::Exists => {
+                                mine.exists_only += 1;
+                                if let Err(e) = self.chunk_stored_size(d) {
+                                    mine.bad.push((*d, e));
+                                }
+                            }
+                            Plan::Read => {
+                                mine.read += 1;
+                                match self.read_chunk(d) {
+                                    Ok(plain) => {
+                                        mine.bytes += plain.len() as u64;
+                                        mine.ok.push(*d);
+                                    }
+                                    Err(e) => mine.bad.push((*d, e)),
+                                }
+                            }
+                        }
                     }
+                    total.lock().unwrap_or_else(|e| e.into_inner()).merge(mine);
                 });
             }
         });
-        let (checked, bytes, mut bad) = results.into_inner().unwrap_or_else(|e| e.into_inner());
-        bad.sort_by_key(|(d, _)| *d);
-        report.chunks_checked = checked;
-        report.bytes_checked = bytes;
-        report.bad_chunks = bad
-            .into_iter()
-            .map(|(digest, error)| BadChunk {
-                digest,
-                error,
-                used_by: refs
-                    .get(&digest)
-                    .map(|l| {
-                        l.iter()
-                            .filter_map(|&u| users.get(u as usize).cloned())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect();
-        Ok(report)
+        let mut out = total.into_inner().unwrap_or_else(|e| e.into_inner());
+        out.bad.sort_by_key(|(d, _)| *d);
+        out
+    }
+}
+
+/// What the chunk threads found.
+#[derive(Default)]
+struct ChunkOutcome {
+    read: u64,
+    bytes: u64,
+    exists_only: u64,
+    recent: u64,
+    ok: Vec<Digest>,
+    bad: Vec<(Digest, Error)>,
+}
+
+impl ChunkOutcome {
+    fn merge(&mut self, other: ChunkOutcome) {
+        self.read += other.read;
+        self.bytes += other.bytes;
+        self.exists_only += other.exists_only;
+        self.recent += other.recent;
+        self.ok.extend(other.ok);
+        self.bad.extend(other.bad);
     }
 }

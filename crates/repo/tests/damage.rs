@@ -33,14 +33,16 @@ fn flipped_byte_gives_corrupt_chunk_and_verify_names_the_user() {
         assert_eq!(report.restore_points_checked, 1);
         assert_eq!(report.chunks_checked, 4);
         assert_eq!(report.bytes_checked, 3 * CHUNK as u64);
-        assert_eq!(report.bad_chunks.len(), 1);
-        let bad = &report.bad_chunks[0];
-        assert_eq!(bad.digest, d);
+        assert_eq!(report.damage.len(), 1);
+        let bad = &report.damage[0];
+        assert_eq!(bad.kind, FileKind::Chunk);
+        assert_eq!(bad.path, chunk_file(&repo, &d));
         assert_eq!(bad.used_by, vec![(m.name(), "disk0".to_string())]);
-        assert!(bad.error.contains("corrupt"), "{}", bad.error);
+        assert_eq!(bad.restore_points, vec![m.name()]);
+        assert!(bad.detail.contains("corrupt"), "{}", bad.detail);
         // Verify of the one restore point gives the same; JSON works.
         let only = repo.verify(Some(&m)).unwrap();
-        assert_eq!(only.bad_chunks.len(), 1);
+        assert_eq!(only.damage.len(), 1);
         assert!(serde_json::to_string(&only)
             .unwrap()
             .contains(&d.to_string()));
@@ -74,8 +76,9 @@ fn deleted_chunk_is_missing_everywhere() {
     // Other chunks still read.
     disk.read_at(&mut buf, 0).unwrap();
     let report = repo.verify(None).unwrap();
-    assert_eq!(report.bad_chunks.len(), 1);
-    assert!(report.bad_chunks[0].error.contains("missing"));
+    assert_eq!(report.damage.len(), 1);
+    assert_eq!(report.damage[0].state, DamageState::Missing);
+    assert!(report.damage[0].detail.contains("missing"));
 }
 
 #[test]
@@ -94,7 +97,7 @@ fn swapped_chunk_files_fail_authentication() {
                 "encrypted={encrypted}"
             );
         }
-        assert_eq!(repo.verify(None).unwrap().bad_chunks.len(), 2);
+        assert_eq!(repo.verify(None).unwrap().damage.len(), 2);
     }
 }
 
@@ -115,10 +118,15 @@ fn damaged_index_and_manifest_are_corrupt_files() {
         Err(Error::CorruptFile { .. })
     ));
     let report = repo.verify(None).unwrap();
-    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(report.damage.len(), 1, "{report:?}");
+    assert_eq!(report.damage[0].kind, FileKind::Index);
+    assert_eq!(report.damage[0].path, idx);
     assert!(!report.is_ok());
-    // gc refuses to run on incomplete marks.
-    assert!(matches!(repo.gc(), Err(Error::CorruptFile { .. })));
+    // gc refuses to sweep on incomplete marks, naming the index.
+    match repo.gc() {
+        Err(Error::Damaged { files, .. }) => assert_eq!(files[0].path, idx),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
 
     let man = repo
         .path()
@@ -127,7 +135,10 @@ fn damaged_index_and_manifest_are_corrupt_files() {
     let mut bytes = std::fs::read(&man).unwrap();
     bytes[60] ^= 0x01;
     std::fs::write(&man, &bytes).unwrap();
-    assert!(matches!(repo.list(None), Err(Error::CorruptFile { .. })));
+    assert!(repo.list(None).unwrap().is_empty());
+    let listing = repo.list_all(None).unwrap();
+    assert_eq!(listing.damaged.len(), 1);
+    assert_eq!(listing.damaged[0].path, man);
 }
 
 #[test]
@@ -140,7 +151,18 @@ fn a_manifest_copied_to_another_name_is_refused() {
         dir.join(format!("{fake}.manifest")),
     )
     .unwrap();
-    assert!(matches!(repo.list(None), Err(Error::CorruptFile { .. })));
+    // The copy is listed as damaged; the original still lists.
+    let listing = repo.list_all(None).unwrap();
+    assert_eq!(listing.points.len(), 1);
+    assert_eq!(listing.damaged.len(), 1);
+    assert_eq!(
+        listing.damaged[0].restore_points,
+        vec![format!("web01@{fake}")]
+    );
+    assert!(matches!(
+        repo.resolve(&format!("web01@{fake}")),
+        Err(Error::CorruptFile { .. })
+    ));
 }
 
 #[test]

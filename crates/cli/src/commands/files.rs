@@ -107,7 +107,7 @@ fn is_damage(e: &anyhow::Error) -> bool {
 fn ls(a: LsArgs) -> anyhow::Result<i32> {
     let t = &a.target;
     let repo = open_repo(&t.repo)?;
-    let m = repo.resolve(&t.restore_point)?;
+    let m = super::resolve(&repo, &t.restore_point)?;
     let rp = open_restore_point(&repo, &m)?;
     for p in rp.problems() {
         let level = if p.kind.leaves_data_unserved() {
@@ -231,7 +231,7 @@ fn get(a: GetArgs) -> anyhow::Result<i32> {
         "--keep-setid needs root (a setuid file written by another user is not kept)"
     );
     let repo = open_repo(&t.repo)?;
-    let m = repo.resolve(&t.restore_point)?;
+    let m = super::resolve(&repo, &t.restore_point)?;
     let rp = open_restore_point(&repo, &m)?;
     let sel = rp.select(t.disk.as_deref(), t.volume.as_deref())?;
     let fs = sel.open()?;

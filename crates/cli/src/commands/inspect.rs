@@ -7,7 +7,7 @@ use crate::args::{ListArgs, ShowArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use lifeboat_engine::restore_point_usage;
-use lifeboat_repo::Manifest;
+use lifeboat_repo::{FileDamage, FileKind, Manifest};
 
 /// `clean`, `infected`, `incomplete` or `not_scanned`.
 fn scan_state_json(m: &Manifest) -> &'static str {
@@ -16,20 +16,42 @@ fn scan_state_json(m: &Manifest) -> &'static str {
 
 pub fn list(a: ListArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
-    let points = repo.list(a.vm.as_deref())?;
+    let listing = repo.list_all(a.vm.as_deref())?;
+    // A restore point is damaged when its manifest or one of its indexes
+    // does not read; the rest are listed as usual.
+    let mut damaged: Vec<FileDamage> = listing.damaged;
+    let mut points = Vec::with_capacity(listing.points.len());
+    for m in listing.points {
+        let broken = repo.index_damage(&m);
+        points.push((m, broken.is_empty()));
+        damaged.extend(broken);
+    }
     if a.output.json {
-        let mut out = Vec::with_capacity(points.len());
-        for m in &points {
+        let mut out = Vec::with_capacity(points.len() + damaged.len());
+        for (m, _) in &points {
             let mut v = serde_json::to_value(m)?;
             if let Some(o) = v.as_object_mut() {
                 o.insert("scan_state".into(), scan_state_json(m).into());
+                let hit: Vec<&FileDamage> = damaged
+                    .iter()
+                    .filter(|d| d.restore_points.contains(&m.name()))
+                    .collect();
+                o.insert("damaged".into(), serde_json::to_value(&hit)?);
             }
             out.push(v);
+        }
+        for d in damaged.iter().filter(|d| d.kind == FileKind::Manifest) {
+            let (vm, id) = d
+                .restore_points
+                .first()
+                .and_then(|p| p.split_once('@'))
+                .unwrap_or_default();
+            out.push(serde_json::json!({ "vm": vm, "id": id, "damaged": [d] }));
         }
         print_json(&out)?;
         return Ok(exit::OK);
     }
-    if points.is_empty() {
+    if points.is_empty() && damaged.is_empty() {
         println!("no restore points");
         return Ok(exit::OK);
     }
@@ -38,20 +60,27 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
         "restore point", "time (UTC)", "disks", "size", "locked until"
     );
     let now = chrono::Utc::now();
-    for m in &points {
+    for (m, intact) in &points {
         let size: u64 = m.disks.iter().map(|d| d.size).sum();
         let lock = match m.locked_until {
             Some(t) if t > now => t.format("%Y-%m-%d %H:%M").to_string(),
             _ => "-".into(),
         };
         println!(
-            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}",
+            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}{}",
             m.name(),
             m.time.format("%Y-%m-%d %H:%M:%S"),
             m.disks.len(),
             bytes(size),
             lock,
-            state_text(m)
+            state_text(m),
+            if *intact { "" } else { "  DAMAGED" }
+        );
+    }
+    for d in &damaged {
+        println!(
+            "DAMAGED {}: {d}",
+            d.restore_points.first().map_or("", String::as_str)
         );
     }
     Ok(exit::OK)
@@ -59,7 +88,7 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
 
 pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
-    let m = repo.resolve(&a.restore_point)?;
+    let m = super::resolve(&repo, &a.restore_point)?;
     let usage = restore_point_usage(&repo, &m)?;
     if a.output.json {
         print_json(&serde_json::json!({

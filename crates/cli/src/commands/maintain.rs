@@ -6,39 +6,80 @@ use crate::exit;
 use crate::output::{bytes, print_json};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use lifeboat_repo::KeepPolicy;
+use lifeboat_repo::{KeepPolicy, VerifyOptions, VerifyReport};
 
 pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
     let only = match &a.restore_point {
-        Some(spec) => Some(repo.resolve(spec)?),
+        Some(spec) => Some(super::resolve(&repo, spec)?),
         None => None,
     };
-    let report = repo.verify(only.as_ref())?;
+    let opts = VerifyOptions {
+        only,
+        subset: a.read_data_subset,
+        reverify_after: a
+            .reverify_after
+            .map(|days| chrono::Duration::days(i64::from(days))),
+    };
+    let report = repo.verify_with(&opts)?;
     if a.output.json {
         print_json(&report)?;
     } else {
-        println!(
-            "checked {} restore points, {} chunks, {}",
-            report.restore_points_checked,
-            report.chunks_checked,
-            bytes(report.bytes_checked)
-        );
-        for bad in &report.bad_chunks {
-            println!("BAD chunk {}: {}", bad.digest, bad.error);
-            for (rp, disk) in &bad.used_by {
-                println!("    used by {rp} disk {disk}");
-            }
-        }
-        if report.bad_chunks.is_empty() {
-            println!("no damage found");
-        }
+        print_verify(&report);
     }
-    Ok(if report.bad_chunks.is_empty() {
+    Ok(if report.is_ok() {
         exit::OK
     } else {
         exit::DAMAGE
     })
+}
+
+/// The human form of a verify report: what was read, then each damaged
+/// file with the restore points that depend on it.
+fn print_verify(report: &VerifyReport) {
+    println!(
+        "checked {} restore points, {} indexes, {} of {} chunks read ({})",
+        report.restore_points_checked,
+        report.indexes_checked,
+        report.chunks_checked,
+        report.chunks_referenced,
+        bytes(report.bytes_checked)
+    );
+    if report.chunks_not_read > 0 {
+        println!(
+            "{} chunks outside the subset: checked to exist, not read",
+            report.chunks_not_read
+        );
+    }
+    if report.chunks_recently_verified > 0 {
+        println!(
+            "{} chunks verified recently: not read again",
+            report.chunks_recently_verified
+        );
+    }
+    for d in &report.damage {
+        println!("BAD {d}");
+        if d.all_restore_points {
+            println!("    every restore point depends on it");
+        } else if d.used_by.is_empty() {
+            for rp in &d.restore_points {
+                println!("    restore point {rp} depends on it");
+            }
+        }
+        for (rp, disk) in &d.used_by {
+            println!("    used by {rp} disk {disk}");
+        }
+    }
+    if report.damage.is_empty() {
+        println!("no damage found");
+    } else {
+        println!(
+            "{} damaged files; {} restore points affected: {}",
+            report.damage.len(),
+            report.restore_points_damaged.len(),
+            report.restore_points_damaged.join(", ")
+        );
+    }
 }
 
 pub fn prune(a: PruneArgs) -> anyhow::Result<i32> {
@@ -78,7 +119,7 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<i32> {
 
 pub fn forget(a: ForgetArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
-    let m = repo.resolve(&a.restore_point)?;
+    let m = super::resolve(&repo, &a.restore_point)?;
     repo.forget(&m)?;
     if a.output.json {
         print_json(&serde_json::json!({ "removed": m.name() }))?;
@@ -101,6 +142,12 @@ pub fn gc(a: GcArgs) -> anyhow::Result<i32> {
             report.chunks_kept,
             report.temp_files_removed
         );
+        if report.damaged_manifests > 0 {
+            println!(
+                "kept the chunks of {} restore points whose manifest is damaged (see `lifeboat verify`)",
+                report.damaged_manifests
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -108,7 +155,7 @@ pub fn gc(a: GcArgs) -> anyhow::Result<i32> {
 pub fn lock(a: LockArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
     let until = parse_until(&a.until)?;
-    let m = repo.resolve(&a.restore_point)?;
+    let m = super::resolve(&repo, &a.restore_point)?;
     let m = repo.lock(&m, until)?;
     if a.output.json {
         print_json(&m)?;

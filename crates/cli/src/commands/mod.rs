@@ -17,7 +17,7 @@ mod scan_userspace;
 use crate::args::{Command, RepoArgs, RepoCommand};
 use crate::passphrase::passphrase;
 use anyhow::Context;
-use lifeboat_repo::Repository;
+use lifeboat_repo::{Manifest, Repository};
 
 /// Runs one command.
 pub fn run(command: Command) -> anyhow::Result<i32> {
@@ -51,4 +51,20 @@ pub fn open_repo(args: &RepoArgs) -> anyhow::Result<Repository> {
     let pass = passphrase(args.passphrase_file.as_deref())?;
     Repository::open(&args.repo, pass.as_deref())
         .with_context(|| format!("opening repository {}", args.repo.display()))
+}
+
+/// Resolves a restore point spec, saying on stderr which damaged restore
+/// points `@latest` skipped (they stay listed by `list` and `verify`).
+pub fn resolve(repo: &Repository, spec: &str) -> anyhow::Result<Manifest> {
+    let r = repo.resolve_noting(spec)?;
+    for d in &r.skipped {
+        eprintln!(
+            "lifeboat: note: {spec} skipped damaged restore point {}: {d}",
+            d.restore_points.join(", ")
+        );
+    }
+    if !r.skipped.is_empty() {
+        eprintln!("lifeboat: note: {spec} is {}", r.manifest.name());
+    }
+    Ok(r.manifest)
 }

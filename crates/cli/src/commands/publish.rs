@@ -116,7 +116,7 @@ fn print_session(s: &SessionState) {
 /// `lifeboat publish`.
 pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
     let pass = passphrase(a.repo.passphrase_file.as_deref())?;
-    let opts = PublishOptions {
+    let mut opts = PublishOptions {
         repo: a.repo.repo.clone(),
         restore_point: a.restore_point.clone(),
         mount_root: a.mount_root,
@@ -134,6 +134,8 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
     daemon.arg("publish-daemon");
     let repo = lifeboat_repo::Repository::open(&opts.repo, pass.as_deref())
         .with_context(|| format!("opening repository {}", opts.repo.display()))?;
+    // Resolved here so the user hears which damaged points @latest skipped.
+    opts.restore_point = super::resolve(&repo, &a.restore_point)?.name();
     let s = lifeboat_publish::publish(&opts, &repo, daemon)
         .with_context(|| format!("publishing {}", a.restore_point))?;
     if a.output.json {

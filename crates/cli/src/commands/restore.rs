@@ -10,7 +10,7 @@ use lifeboat_engine::{restore_to_file, RestoreFormat};
 
 pub fn run(a: RestoreArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
-    let m = repo.resolve(&a.restore_point)?;
+    let m = super::resolve(&repo, &a.restore_point)?;
     let disk_name = match (&a.disk, m.disks.as_slice()) {
         (Some(d), _) => d.clone(),
         (None, [only]) => only.name.clone(),

@@ -144,7 +144,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
         list.reverse();
         list
     } else {
-        vec![repo.resolve(&a.target)?]
+        vec![super::resolve(&repo, &a.target)?]
     };
     let userspace = if a.no_publish {
         true

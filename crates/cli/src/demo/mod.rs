@@ -181,14 +181,14 @@ fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
         report.restore_points_checked,
         report.chunks_checked,
         bytes(report.bytes_checked),
-        if report.bad_chunks.is_empty() {
+        if report.is_ok() {
             "no damage"
         } else {
             "DAMAGE FOUND"
         }
     );
-    if !report.bad_chunks.is_empty() {
-        bail!("verify found {} bad chunks", report.bad_chunks.len());
+    if !report.is_ok() {
+        bail!("verify found {} damaged files", report.damage.len());
     }
 
     step(
