@@ -186,6 +186,10 @@ pub struct VerifyArgs {
     /// Do not read again chunks verified intact within the last DAYS days
     #[arg(long, value_name = "DAYS")]
     pub reverify_after: Option<u32>,
+    /// Only report damaged chunks: do not move them into quarantine/ (by
+    /// default they are, so the next backup of the same data heals them)
+    #[arg(long)]
+    pub no_heal: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

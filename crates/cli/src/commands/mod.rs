@@ -50,6 +50,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
 pub fn open_repo(args: &RepoArgs) -> anyhow::Result<Repository> {
     let pass = passphrase(args.passphrase_file.as_deref())?;
     Repository::open(&args.repo, pass.as_deref())
+        .map(|r| r.with_heal_on_read(true))
         .with_context(|| format!("opening repository {}", args.repo.display()))
 }
 
