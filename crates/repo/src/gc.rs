@@ -272,6 +272,9 @@ impl Repository {
                 if self.manifest_path(&vm, &id).exists() || !dir.is_dir() {
                     continue;
                 }
+                if self.is_marked_committed(&vm, &id) {
+                    continue; // a lost manifest: damage for `repo repair`, not a leftover
+                }
                 sweep_temps(&dir, cutoff, report)?;
                 if let Some((t, _)) = mtime(&dir)? {
                     if t < cutoff {

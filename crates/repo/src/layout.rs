@@ -75,6 +75,10 @@ pub const TMP_PREFIX: &str = ".tmp-";
 pub const MANIFEST_SUFFIX: &str = ".manifest";
 /// Suffix of index files.
 pub const INDEX_SUFFIX: &str = ".idx";
+/// `indexes/<vm>/<id>/.committed`: written after the manifest, removed
+/// before a forget removes it; an index dir holding it without a manifest
+/// lost its manifest (damage), one without it is a leftover gc removes.
+pub const COMMITTED_MARKER: &str = ".committed";
 
 /// Number of chunk prefix directories: one per value of the digest's first
 /// byte (2 hex digits), so no directory grows past ~1/256 of the chunks.

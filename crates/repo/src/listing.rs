@@ -12,7 +12,7 @@
 
 use crate::damage::{DamageState, FileDamage, FileKind};
 use crate::error::{Error, Result};
-use crate::layout::MANIFEST_SUFFIX;
+use crate::layout::{INDEXES_DIR, MANIFEST_SUFFIX};
 use crate::model::{check_name, is_valid_id, Manifest};
 use crate::repository::{dir_names, Repository};
 
@@ -83,6 +83,7 @@ impl Repository {
         };
         let mut out = Listing::default();
         for vm in vms {
+            self.lost_manifests(&vm, &mut out.damaged)?;
             for name in dir_names(&root.join(&vm))? {
                 let Some(id) = name.strip_suffix(MANIFEST_SUFFIX) else {
                     continue;
@@ -110,6 +111,37 @@ impl Repository {
             .sort_by(|a, b| (a.time, &a.vm, &a.id).cmp(&(b.time, &b.vm, &b.id)));
         out.damaged.sort_by(|a, b| point_of(a).cmp(point_of(b)));
         Ok(out)
+    }
+
+    /// Restore points of `vm` whose index dir says they were committed but
+    /// whose manifest is gone (deleted, or lost with a directory).
+    fn lost_manifests(&self, vm: &str, out: &mut Vec<FileDamage>) -> Result<()> {
+        let dir = self.path().join(INDEXES_DIR).join(vm);
+        for id in dir_names(&dir)? {
+            if !is_valid_id(&id) {
+                continue;
+            }
+            // Manifest first: forget removes the marker before the
+            // manifest, so a manifest seen gone with the marker still
+            // there was not being forgotten.
+            let path = self.manifest_path(vm, &id);
+            if path.exists() || !self.is_marked_committed(vm, &id) {
+                continue;
+            }
+            out.push(FileDamage {
+                kind: FileKind::Manifest,
+                path,
+                state: DamageState::Missing,
+                detail: format!(
+                    "manifest is missing, but the restore point was committed: its indexes remain in {}",
+                    self.index_dir(vm, &id).display()
+                ),
+                all_restore_points: false,
+                restore_points: vec![format!("{vm}@{id}")],
+                used_by: Vec::new(),
+            });
+        }
+        Ok(())
     }
 
     /// Intact restore points, oldest first; all VMs when `vm` is `None`.
@@ -219,10 +251,11 @@ impl Repository {
         let mut skipped: Vec<FileDamage> = Vec::new();
         let mut damaged = listing.damaged;
         for m in listing.points.into_iter().rev() {
-            // Damaged manifests newer than this one (ids sort by time).
+            // Damaged manifests not older than this one. Their time is the
+            // id's (whole seconds): one of the same second may be newer.
             let (newer, older): (Vec<_>, Vec<_>) = damaged
                 .into_iter()
-                .partition(|d| point_of(d) > m.name().as_str());
+                .partition(|d| id_time(point_of(d)).is_none_or(|t| t >= m.time.timestamp()));
             skipped.extend(newer);
             damaged = older;
             let broken = self.index_damage(&m);
@@ -236,4 +269,11 @@ impl Repository {
         }
         None
     }
+}
+
+/// The start time (unix seconds) in a restore point id `vm@YYYYMMDD-HHMMSS-xxxx`.
+fn id_time(point: &str) -> Option<i64> {
+    let id = point.split_once('@')?.1;
+    let t = chrono::NaiveDateTime::parse_from_str(id.get(..15)?, "%Y%m%d-%H%M%S").ok()?;
+    Some(t.and_utc().timestamp())
 }

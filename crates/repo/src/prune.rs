@@ -8,7 +8,10 @@
 //! last one that rule kept and the rule has quota left. Periods are in UTC;
 //! weeks are ISO weeks. A restore point kept by any rule is kept, with every
 //! reason listed. Locked restore points are always kept ("locked until ...").
-//! A policy of all zeros is refused: it would delete everything.
+//! A policy of all zeros is refused: it would delete everything. Damaged
+//! restore points (manifest or index unreadable) are left alone: not
+//! counted by any rule (an unreadable newest point must not make prune
+//! remove the intact one before it) and not removed (`repo repair` decides).
 
 use crate::error::{Error, Result};
 use crate::model::Manifest;
@@ -33,6 +36,9 @@ pub struct KeepPolicy {
 pub struct PruneReport {
     pub kept: Vec<(String, Vec<String>)>,
     pub removed: Vec<String>,
+    /// Damaged restore points (a manifest or index that does not read):
+    /// neither counted by the keep rules nor removed, left for `repo repair`.
+    pub damaged: Vec<String>,
 }
 
 impl KeepPolicy {
@@ -121,12 +127,33 @@ impl Repository {
             ));
         }
         let _guard = self.snapshots_lock("prune")?;
-        let all = self.list(None)?;
+        let listing = self.list_all(None)?;
+        let mut damaged: Vec<String> = listing
+            .damaged
+            .iter()
+            .flat_map(|d| d.restore_points.iter().cloned())
+            .collect();
+        // A damaged point must not count as the one a rule keeps, or the
+        // intact points it stands in for would be removed.
+        let all: Vec<Manifest> = listing
+            .points
+            .into_iter()
+            .filter(|m| {
+                let intact = self.index_damage(m).is_empty();
+                if !intact {
+                    damaged.push(m.name());
+                }
+                intact
+            })
+            .collect();
+        let mut report = PruneReport {
+            damaged,
+            ..Default::default()
+        };
         let mut by_vm: BTreeMap<&str, Vec<&Manifest>> = BTreeMap::new();
         for m in &all {
             by_vm.entry(m.vm.as_str()).or_default().push(m);
         }
-        let mut report = PruneReport::default();
         for points in by_vm.values() {
             let (kept, removed) = select(points, policy, now);
             for (m, reasons) in kept {

@@ -403,6 +403,19 @@ impl Repository {
         self.index_dir(vm, id).join(format!("{disk}{INDEX_SUFFIX}"))
     }
 
+    /// Writes `indexes/<vm>/<id>/.committed` (see [`COMMITTED_MARKER`]).
+    pub(crate) fn mark_committed(&self, vm: &str, id: &str) -> Result<()> {
+        let dir = self.index_dir(vm, id);
+        let marker = dir.join(COMMITTED_MARKER);
+        std::fs::write(&marker, b"").at(&marker)?;
+        fsutil::fsync_dir(&dir)
+    }
+
+    /// Whether `indexes/<vm>/<id>/` holds the committed marker.
+    pub(crate) fn is_marked_committed(&self, vm: &str, id: &str) -> bool {
+        self.index_dir(vm, id).join(COMMITTED_MARKER).exists()
+    }
+
     /// Reads and authenticates the index file of `disk` of `vm@id` without
     /// its manifest (gc marks the indexes of a damaged manifest with it).
     pub(crate) fn load_index_file(&self, vm: &str, id: &str, disk: &str) -> Result<DiskIndex> {
@@ -550,6 +563,16 @@ impl Repository {
                 restore_point: current.name(),
                 until,
             });
+        }
+        // The marker goes first: an index dir without a manifest and
+        // without it is a leftover, not a lost manifest.
+        let marker = self
+            .index_dir(&manifest.vm, &manifest.id)
+            .join(COMMITTED_MARKER);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => fsutil::fsync_dir(&self.index_dir(&manifest.vm, &manifest.id))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&marker, e)),
         }
         let path = self.manifest_path(&manifest.vm, &manifest.id);
         std::fs::remove_file(&path).at(&path)?;

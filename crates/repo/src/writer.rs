@@ -454,6 +454,11 @@ impl BackupWriter {
             scan: None,
         };
         repo.write_manifest(&manifest)?;
+        // Best effort: the restore point exists now; the marker only lets a
+        // later verify tell a lost manifest from a backup that never committed.
+        if let Err(e) = repo.mark_committed(vm, id) {
+            tracing::warn!(restore_point = %manifest.name(), error = %e, "could not write the committed marker");
+        }
         Ok(manifest)
     }
 }

@@ -11,6 +11,8 @@
 //!   `mkfs.ext4 -d`.
 //! - [`journal`]: ext4 images whose newest file exists only in the
 //!   journal, made by the kernel.
+//! - [`damage`]: the five kinds of damage reliability tests apply to a
+//!   file (flip, half, zero, delete, swap).
 //! - [`fuzz`]: replaying the committed fuzz corpora in `cargo test`.
 //! - [`lvm`]: loop devices detached on drop, an `lvm.conf` that shows lvm2
 //!   only the test's devices, running lvm2 tools with it.
@@ -26,6 +28,7 @@
 //! silently. The crate is `publish = false` and only ever a
 //! `[dev-dependencies]` entry.
 
+pub mod damage;
 pub mod disks;
 pub mod files;
 pub mod fuzz;

@@ -128,6 +128,9 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<i32> {
     for name in &report.removed {
         println!("{verb} {name}");
     }
+    for name in &report.damaged {
+        println!("damaged {name}: left alone (see `lifeboat verify`)");
+    }
     println!(
         "{} kept, {} {verb}{}",
         report.kept.len(),
