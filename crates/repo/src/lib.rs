@@ -17,7 +17,8 @@
 //! key unwrapping), `crypto` (keys, AEAD), `blob` (the container of every
 //! file), `model` (manifest, index, names), `repository` (open, read, lock,
 //! forget), `writer` (backups), `disk` (restore point disks), `prune`,
-//! `gc`, `verify`.
+//! `gc`, `verify`, `quarantine` (damaged files moved aside), `repair`
+//! and `salvage` (`repo repair`).
 
 mod blob;
 mod config;
@@ -34,7 +35,9 @@ mod lock;
 mod model;
 mod prune;
 mod quarantine;
+mod repair;
 mod repository;
+mod salvage;
 mod verified;
 mod verify;
 mod writer;
@@ -53,7 +56,9 @@ pub use model::{
 };
 pub use prune::{KeepPolicy, PruneReport};
 pub use quarantine::{ChunkQuarantine, QuarantineNote};
+pub use repair::{RepairAction, RepairOptions, RepairReport, RepairStep};
 pub use repository::{InitOptions, LockGuard, Repository, RepositoryLock, DEFAULT_LOCK_WAIT};
+pub use salvage::{ByteRange, Salvage, SalvagedDisk};
 pub use verify::{verify_threads, Subset, VerifyOptions, VerifyReport};
 pub use writer::{BackupWriter, NewDisk, Stored};
 

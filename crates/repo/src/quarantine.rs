@@ -27,7 +27,8 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::{
-    PREFIX_LOCK, QUARANTINE_CHUNKS, QUARANTINE_DIR, QUARANTINE_NOTE, QUARANTINE_POINTS, TMP_PREFIX,
+    INDEXES_DIR, PREFIX_LOCK, QUARANTINE_CHUNKS, QUARANTINE_DIR, QUARANTINE_NOTE,
+    QUARANTINE_POINTS, TMP_PREFIX,
 };
 use crate::repository::{dir_names, prefix_dir, Repository};
 use chrono::{DateTime, Utc};
@@ -201,6 +202,59 @@ impl Repository {
             }
         }
         Ok(out)
+    }
+
+    /// Moves restore point `vm@id` whole (its manifest, then its index
+    /// directory) into `quarantine/points/<vm>/<id>.<secs>/` with a note.
+    /// The caller holds the snapshots lock. Returns the directory.
+    pub(crate) fn quarantine_point(
+        &self,
+        vm: &str,
+        id: &str,
+        kind: FileKind,
+        state: DamageState,
+        reason: &str,
+        by: &str,
+    ) -> Result<PathBuf> {
+        let vm_dir = self.quarantine_dir().join(QUARANTINE_POINTS).join(vm);
+        std::fs::create_dir_all(&vm_dir).at(&vm_dir)?;
+        let now = Utc::now();
+        let dir = free_name(&vm_dir, &format!("{id}.{}", stamp(now)), "");
+        std::fs::create_dir(&dir).at(&dir)?;
+        let manifest = self.manifest_path(vm, id);
+        let original = match kind {
+            FileKind::Index => self.index_dir(vm, id),
+            _ => manifest.clone(),
+        };
+        if std::fs::symlink_metadata(&manifest).is_ok() {
+            let to = dir.join(manifest.file_name().unwrap_or_default());
+            std::fs::rename(&manifest, &to).at(&to)?;
+            if let Some(parent) = manifest.parent() {
+                fsutil::fsync_dir(parent)?;
+            }
+        }
+        let indexes = self.index_dir(vm, id);
+        if indexes.is_dir() {
+            let to = dir.join(INDEXES_DIR);
+            std::fs::rename(&indexes, &to).at(&to)?;
+            if let Some(parent) = indexes.parent() {
+                fsutil::fsync_dir(parent)?;
+            }
+        }
+        let note = QuarantineNote {
+            kind,
+            original: self.relative(&original),
+            moved_to: Some(self.relative(&dir)),
+            state,
+            reason: reason.to_string(),
+            time: now,
+            by: by.to_string(),
+            restore_points: vec![format!("{vm}@{id}")],
+        };
+        self.write_note(&dir.join(QUARANTINE_NOTE), &note)?;
+        fsutil::fsync_dir(&vm_dir)?;
+        tracing::warn!(restore_point = %format!("{vm}@{id}"), to = %dir.display(), by, "quarantined a damaged restore point");
+        Ok(dir)
     }
 
     /// Every quarantine note (chunks and restore points), oldest first.

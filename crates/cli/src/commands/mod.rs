@@ -8,6 +8,7 @@ pub mod instant_recovery;
 mod maintain;
 pub mod nfs_serve;
 pub mod publish;
+mod repair;
 mod repo_init;
 mod restore;
 pub mod scan;
@@ -29,6 +30,9 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Repo {
             command: RepoCommand::Init(a),
         } => repo_init::run(a),
+        Command::Repo {
+            command: RepoCommand::Repair(a),
+        } => repair::run(a),
         Command::Backup(a) => backup::run(a),
         Command::List(a) => inspect::list(a),
         Command::Show(a) => inspect::show(a),

@@ -1,0 +1,73 @@
+//! `repo repair`: quarantine damaged files, salvage what still reads, and
+//! `--purge-quarantine` (see crates/repo/src/repair.rs for what it does).
+
+use super::open_repo;
+use crate::args::RepairArgs;
+use crate::exit;
+use crate::output::print_json;
+use lifeboat_repo::{RepairOptions, RepairReport, RepairStep};
+
+pub fn run(a: RepairArgs) -> anyhow::Result<i32> {
+    let repo = open_repo(&a.repo)?;
+    if let Some(days) = a.purge_quarantine {
+        let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        let purged = repo.purge_quarantine(before, a.dry_run)?;
+        if a.output.json {
+            print_json(&serde_json::json!({ "dry_run": a.dry_run, "purged": purged }))?;
+        } else {
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            for n in &purged {
+                println!(
+                    "{verb} quarantined {} {} ({})",
+                    n.kind.as_str(),
+                    n.original,
+                    n.time.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            }
+            println!("{verb} {} quarantine entries", purged.len());
+        }
+        return Ok(exit::OK);
+    }
+    let report = repo.repair(&RepairOptions {
+        dry_run: a.dry_run,
+        salvage: a.salvage,
+    })?;
+    if a.output.json {
+        print_json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(exit::OK)
+}
+
+fn print_report(r: &RepairReport) {
+    if r.damage.is_empty() {
+        println!("no damage found: nothing to repair");
+        return;
+    }
+    let would = if r.dry_run { "would " } else { "" };
+    for a in &r.actions {
+        let what = match a.step {
+            RepairStep::QuarantinePoint => format!("{would}quarantine restore point"),
+            RepairStep::QuarantineChunk => format!("{would}quarantine chunk"),
+            RepairStep::RememberMissingChunk => format!("{would}remember missing chunk"),
+            RepairStep::Salvage => format!("{would}salvage restore point"),
+            RepairStep::Skip => "skip restore point".to_string(),
+        };
+        match &a.result {
+            Some(to) => println!("{what} {} -> {to}", a.target),
+            None => println!("{what} {}", a.target),
+        }
+        println!("    {}", a.detail);
+    }
+    if !r.still_damaged.is_empty() {
+        println!(
+            "left in place, using damaged chunks (whole again when a backup stores the same data; \
+             or forget them): {}",
+            r.still_damaged.join(", ")
+        );
+    }
+    if r.dry_run {
+        println!("dry run: nothing changed");
+    }
+}
