@@ -33,6 +33,7 @@ mod listing;
 mod lock;
 mod model;
 mod prune;
+mod rebuild;
 mod repository;
 mod verified;
 mod verify;
@@ -51,6 +52,7 @@ pub use model::{
     ScanStatus, SourceFormat,
 };
 pub use prune::{KeepPolicy, PruneReport};
+pub use rebuild::REBUILT_SOURCE;
 pub use repository::{InitOptions, LockGuard, Repository, RepositoryLock, DEFAULT_LOCK_WAIT};
 pub use verify::{verify_threads, Subset, VerifyOptions, VerifyReport};
 pub use writer::{BackupWriter, NewDisk, Stored};
