@@ -28,11 +28,14 @@ mod disk;
 mod error;
 mod fsutil;
 mod gc;
+mod keys;
+mod keyslot;
 pub mod layout;
 mod lock;
 mod model;
 mod prune;
 mod repository;
+mod unlock;
 mod verify;
 mod writer;
 
@@ -42,6 +45,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};
 pub use gc::GcReport;
+pub use keys::KeySlotInfo;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use model::{
     check_name, DiskEntry, DiskIndex, DiskStats, FormatChosenBy, Manifest, ScanEngine, ScanRecord,
