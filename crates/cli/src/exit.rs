@@ -37,7 +37,9 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 RepoError::WrongKey { .. } | RepoError::PassphraseRequired { .. } => KEY,
                 RepoError::NotFound { .. } | RepoError::NotARepository { .. } => NOT_FOUND,
                 RepoError::Locked { .. } | RepoError::LockShortening { .. } => LOCKED,
-                RepoError::MissingChunk { .. } | RepoError::CorruptChunk { .. } => DAMAGE,
+                RepoError::MissingChunk { .. }
+                | RepoError::CorruptChunk { .. }
+                | RepoError::KeysDamaged { .. } => DAMAGE,
                 _ => ERROR,
             };
         }

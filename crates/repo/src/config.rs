@@ -31,6 +31,10 @@
 //! the MAC AAD and a MAC ([`Config::authenticated`]). Until then their
 //! chunk size and zstd level are not authenticated.
 //!
+//! Every key slot (`keyslot.rs`) holds a full copy of this file with its
+//! own wrap of the same master; opening falls back to them when this file
+//! is damaged (`unlock.rs`).
+//!
 //! An unencrypted repository has no key to authenticate anything with: its
 //! config is believed as read, and opening it with a passphrase is refused
 //! ([`Error::NotEncrypted`]), so a config replaced by an unencrypted one

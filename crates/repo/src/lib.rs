@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Modules: `layout` (every on-disk constant), `config` (the config file and
-//! key unwrapping), `crypto` (keys, AEAD), `blob` (the container of every
+//! key unwrapping), `keyslot` (key slot files), `unlock` (open from the
+//! config or any intact slot), `keys` (verify, repair and manage the
+//! config and slots), `crypto` (keys, AEAD), `blob` (the container of every
 //! file), `model` (manifest, index, names), `repository` (open, read, lock,
 //! forget), `writer` (backups), `disk` (restore point disks), `prune`,
 //! `gc`, `verify`.

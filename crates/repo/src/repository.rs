@@ -160,8 +160,8 @@ impl Repository {
             fsutil::open_lock_file(&dir.join(PREFIX_LOCK))?;
         }
         fsutil::open_lock_file(&path.join(LOCKS_DIR).join(SNAPSHOTS_LOCK))?;
+        rustix::fs::sync(); // the 256 directories, cheaply, before the slot and the config make it a repository
         KeySlot::new(&config, unlocked.as_ref().map(|u| &u.master))?.save(path)?;
-        rustix::fs::sync(); // the 256 directories, cheaply, before the config makes it a repository
         config.save(path)?;
         Ok(Self::unlocked(path, config, unlocked))
     }
