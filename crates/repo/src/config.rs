@@ -279,8 +279,9 @@ impl Config {
             .as_deref()
             .ok_or("its config_mac is missing")?;
         let stored: [u8; 32] = unhex(stored)
+            .filter(|m| hex(m) == stored)
             .and_then(|m| m.try_into().ok())
-            .ok_or("its config_mac is not 64 hex digits")?;
+            .ok_or("its config_mac is not 64 lowercase hex digits")?;
         let mac = self.mac(master).map_err(|e| e.to_string())?;
         // blake3::Hash compares in constant time.
         if mac != blake3::Hash::from(stored) {
@@ -313,7 +314,7 @@ impl Config {
 
     /// Writes the config atomically into `repo`.
     pub fn save(&self, repo: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self)
+        let json = crate::keyslot::encode(self)
             .map_err(|e| Error::corrupt_file(repo.join(CONFIG_FILE), e))?;
         fsutil::atomic_write(&repo.join(CONFIG_FILE), &json)
     }

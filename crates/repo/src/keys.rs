@@ -40,6 +40,11 @@ pub struct KeySlotInfo {
     pub damage: Option<String>,
 }
 
+/// Why a file whose content parses and authenticates is still damaged.
+fn not_exact() -> String {
+    "its bytes differ from what Lifeboat wrote, though what they say is intact (a flipped letter case or whitespace)".into()
+}
+
 /// The words of a repository error without the path it names.
 fn detail_of(e: &Error) -> String {
     match e {
@@ -86,10 +91,11 @@ impl Repository {
                     .into(),
             );
         }
-        match self.master() {
+        let problem = match self.master() {
             Some(m) => slot.check(m).err(),
             None => (slot.config != *trusted).then(|| "it differs from the config".to_string()),
-        }
+        };
+        problem.or_else(|| (!sf.exact).then(not_exact))
     }
 
     /// Why the `config` file is damaged; `None` when intact.
@@ -120,6 +126,11 @@ impl Repository {
                 .map(|d| format!("it fails authentication: {d}")),
             None => (config != *trusted).then(|| "it differs from the key slots".to_string()),
         };
+        let problem = problem.or_else(|| {
+            let bytes = fsutil::read_optional(&self.path().join(CONFIG_FILE)).ok()??;
+            let written = keyslot::encode(&config).ok()?;
+            (bytes != written).then(not_exact)
+        });
         problem.map(|p| (DamageState::Corrupt, p))
     }
 

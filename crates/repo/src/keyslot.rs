@@ -57,6 +57,14 @@ pub(crate) struct SlotFile {
     pub id: String,
     pub path: PathBuf,
     pub slot: Result<KeySlot>,
+    /// The file holds exactly the bytes [`KeySlot::save`] writes for it
+    /// (a flipped letter case parses the same but is damage all the same).
+    pub exact: bool,
+}
+
+/// The bytes `save` writes for `value` (config files and key slots).
+pub(crate) fn encode<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec_pretty(value)
 }
 
 /// The slot id of `config`'s key wrap (see the module doc).
@@ -121,9 +129,9 @@ impl KeySlot {
         let stored: [u8; 32] = self
             .slot_mac
             .as_deref()
-            .and_then(unhex)
+            .and_then(|s| unhex(s).filter(|m| hex(m) == s))
             .and_then(|m| m.try_into().ok())
-            .ok_or("its slot_mac is missing or not 64 hex digits")?;
+            .ok_or("its slot_mac is missing or not 64 lowercase hex digits")?;
         let mac = self.mac(master).map_err(|e| e.to_string())?;
         if mac != blake3::Hash::from(stored) {
             return Err(
@@ -143,7 +151,7 @@ impl KeySlot {
     /// Writes the slot atomically to `keys/<slot>.key` of `repo`.
     pub fn save(&self, repo: &Path) -> Result<PathBuf> {
         let path = slot_path(repo, &self.slot);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::corrupt_file(&path, e))?;
+        let json = encode(self).map_err(|e| Error::corrupt_file(&path, e))?;
         fsutil::atomic_write(&path, &json)?;
         Ok(path)
     }
@@ -211,21 +219,26 @@ pub(crate) fn load_all(repo: &Path) -> Result<Vec<SlotFile>> {
             continue;
         };
         let path = dir.join(&name);
-        let slot = if is_slot_id(id) {
+        let (slot, exact) = if is_slot_id(id) {
             match fsutil::read_optional(&path)? {
-                Some(bytes) => KeySlot::parse(&path, id, &bytes),
+                Some(bytes) => {
+                    let slot = KeySlot::parse(&path, id, &bytes);
+                    let exact = slot
+                        .as_ref()
+                        .is_ok_and(|s| encode(s).is_ok_and(|e| e == bytes));
+                    (slot, exact)
+                }
                 None => continue, // removed meanwhile
             }
         } else {
-            Err(Error::corrupt_file(
-                &path,
-                "not a key slot name (16 hex digits)",
-            ))
+            let e = Error::corrupt_file(&path, "not a key slot name (16 hex digits)");
+            (Err(e), false)
         };
         out.push(SlotFile {
             id: id.to_string(),
             path,
             slot,
+            exact,
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -330,3 +330,36 @@ fn a_repository_from_before_key_slots_gets_one_when_opened_with_its_passphrase()
         "no config",
     );
 }
+
+#[test]
+fn a_flipped_bit_anywhere_in_the_config_or_the_slot_is_found_and_never_blocks_the_open() {
+    for encrypted in [true, false] {
+        let s = setup(encrypted);
+        let slot = only_slot(&s.path);
+        for target in [s.path.join("config"), slot] {
+            let original = std::fs::read(&target).unwrap();
+            for at in (0..original.len()).step_by(11) {
+                for bit in [0x01u8, 0x20] {
+                    let mut b = original.clone();
+                    b[at] ^= bit;
+                    std::fs::write(&target, &b).unwrap();
+                    let what = format!(
+                        "encrypted={encrypted} {} byte {at} ^ {bit:#x}",
+                        target.display()
+                    );
+                    let repo = Repository::open(&s.path, pass(encrypted))
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(repo.chunk_size(), CHUNK, "{what}");
+                    let found = repo.verify_keys().unwrap();
+                    assert_eq!(found.len(), 1, "{what}: {found:?}");
+                    assert_eq!(found[0].path, target, "{what}: {}", found[0]);
+                }
+            }
+            std::fs::write(&target, &original).unwrap();
+            let (m, data) = &s.points[0];
+            let repo = Repository::open(&s.path, pass(encrypted)).unwrap();
+            assert!(repo.verify_keys().unwrap().is_empty());
+            assert!(read_back(&repo, m, "disk0") == *data);
+        }
+    }
+}
