@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Modules: `layout` (every on-disk constant), `config` (the config file and
-//! key unwrapping), `crypto` (keys, AEAD), `blob` (the container of every
+//! key unwrapping), `keyslot` (key slot files), `unlock` (open from the
+//! config or any intact slot), `keys` (verify, repair and manage the
+//! config and slots), `crypto` (keys, AEAD), `blob` (the container of every
 //! file), `model` (manifest, index, names), `repository` (open, read, lock,
 //! forget), `writer` (backups), `disk` (restore point disks), `prune`,
 //! `gc`, `verify`.
@@ -28,6 +30,8 @@ mod disk;
 mod error;
 mod fsutil;
 mod gc;
+mod keys;
+mod keyslot;
 pub mod layout;
 mod listing;
 mod lock;
@@ -35,6 +39,7 @@ mod model;
 mod prune;
 mod rebuild;
 mod repository;
+mod unlock;
 mod verified;
 mod verify;
 mod writer;
@@ -45,6 +50,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};
 pub use gc::GcReport;
+pub use keys::KeySlotInfo;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use listing::{Listing, Resolved};
 pub use model::{
