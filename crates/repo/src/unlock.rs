@@ -23,7 +23,7 @@ use crate::config::{Config, Unlocked};
 use crate::crypto::{KdfParams, Keys};
 use crate::error::{Error, Result};
 use crate::keyslot::{self, KeySlot};
-use crate::layout::CONFIG_FILE;
+use crate::layout::{CONFIG_FILE, SNAPSHOTS_DIR};
 use std::path::Path;
 
 /// What unlocks the repository.
@@ -112,6 +112,10 @@ pub(crate) fn open_with_slots(
                 problems.push(e.to_string());
             }
         }
+    }
+    if config.is_none() && slots.is_empty() && !repo.join(SNAPSHOTS_DIR).is_dir() {
+        // Nothing of a repository here, only a directory named keys.
+        return Err(Error::NotARepository { path: repo.into() });
     }
     if slots.is_empty() {
         problems.push(format!(

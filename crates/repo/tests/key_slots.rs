@@ -197,6 +197,13 @@ fn with_every_copy_damaged_the_open_fails_naming_them() {
             other => panic!("encrypted={encrypted}: expected KeysDamaged, got {other:?}"),
         }
     }
+    // A directory that merely holds a `keys/` is no repository.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    assert!(matches!(
+        Repository::open(dir.path(), Some(PASS)),
+        Err(Error::NotARepository { .. })
+    ));
 }
 
 #[test]

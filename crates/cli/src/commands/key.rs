@@ -64,7 +64,7 @@ fn list(a: KeyListArgs) -> anyhow::Result<i32> {
         print_json(&slots)?;
         return Ok(exit::OK);
     }
-    println!("{:<16}  {:<20}  {:<22}  STATE", "SLOT", "ADDED", "KDF");
+    println!("{:<16}  {:<20}  {:<26}  STATE", "SLOT", "ADDED", "KDF");
     for k in &slots {
         let added = k
             .added
@@ -91,7 +91,7 @@ fn list(a: KeyListArgs) -> anyhow::Result<i32> {
         if k.in_use {
             state.push_str(", this passphrase");
         }
-        println!("{:<16}  {added:<20}  {kdf:<22}  {state}", k.id);
+        println!("{:<16}  {added:<20}  {kdf:<26}  {state}", k.id);
     }
     Ok(exit::OK)
 }
