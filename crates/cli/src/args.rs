@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RepoCommand,
     },
+    /// Manage the passphrases (key slots) of an encrypted repository
+    Key {
+        #[command(subcommand)]
+        command: crate::commands::key::KeyCommand,
+    },
     /// Back up the disks of a VM as one restore point
     Backup(BackupArgs),
     /// List restore points

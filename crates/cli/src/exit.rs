@@ -43,6 +43,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 | RepoError::CorruptChunk { .. }
                 | RepoError::CorruptFile { .. }
                 | RepoError::Damaged { .. }
+                | RepoError::KeysDamaged { .. }
                 | RepoError::ConfigTampered { .. } => DAMAGE,
                 RepoError::Busy { .. } => BUSY,
                 _ => ERROR,

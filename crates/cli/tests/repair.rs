@@ -142,3 +142,23 @@ fn repair_quarantines_salvages_and_lets_gc_run() {
     assert!(out.contains("removed 0 quarantine entries"), "{out}");
     assert!(repo.join("quarantine/chunks").read_dir().unwrap().count() > 0);
 }
+
+#[test]
+fn repair_also_repairs_the_config_from_its_key_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let r = s(&repo);
+    let a = dir.path().join("a.raw");
+    let data = make_disk(&a, 1 << 20, 4);
+    let rp = backup(&repo, "web01", &[("disk0", &a)]);
+    Damage::Flip.apply(&repo.join("config"), Path::new(""));
+    fails_with(3, &["verify", "--repo", r]);
+    let out = ok(&["repo", "repair", "--repo", r, "--dry-run"]);
+    assert!(out.contains("config") && out.contains("would"), "{out}");
+    let (code, v) = json(&["repo", "repair", "--repo", r]);
+    assert_eq!(code, 0, "{v}");
+    assert!(!v["keys"].as_array().unwrap().is_empty(), "{v}");
+    ok(&["verify", "--repo", r]);
+    let to = dir.path().join("out.raw");
+    assert!(restore_raw(&repo, &rp, "disk0", &to) == data);
+}

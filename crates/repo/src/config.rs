@@ -31,6 +31,10 @@
 //! the MAC AAD and a MAC ([`Config::authenticated`]). Until then their
 //! chunk size and zstd level are not authenticated.
 //!
+//! Every key slot (`keyslot.rs`) holds a full copy of this file with its
+//! own wrap of the same master; opening falls back to them when this file
+//! is damaged (`unlock.rs`).
+//!
 //! An unencrypted repository has no key to authenticate anything with: its
 //! config is believed as read, and opening it with a passphrase is refused
 //! ([`Error::NotEncrypted`]), so a config replaced by an unencrypted one
@@ -58,10 +62,12 @@ pub(crate) struct Unlocked {
     pub kek: [u8; 32],
     pub master: [u8; MASTER_KEY_LEN],
     pub legacy: bool,
+    /// The key wrap the KEK opened (of the config or of a key slot).
+    pub wrap: EncryptionConfig,
 }
 
 /// Encryption parameters stored in the config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EncryptionConfig {
     pub kdf: String,
     #[serde(flatten)]
@@ -71,7 +77,7 @@ pub(crate) struct EncryptionConfig {
 }
 
 /// The parsed `config` file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Config {
     pub format_version: u32,
     pub id: String,
@@ -129,6 +135,63 @@ fn wrap_aad(prefix: &[u8], id: &str) -> Vec<u8> {
     a
 }
 
+impl EncryptionConfig {
+    /// The key-encryption key `passphrase` gives for this wrap: the KDF
+    /// and its parameters are checked first (`path` names the file).
+    pub fn kek(&self, path: &Path, passphrase: &str) -> Result<[u8; 32]> {
+        if self.kdf != "argon2id" {
+            return Err(Error::corrupt_file(
+                path,
+                format!("unknown kdf {:?}", self.kdf),
+            ));
+        }
+        check_kdf(&self.params).map_err(|detail| Error::KdfRefused {
+            path: path.into(),
+            detail,
+        })?;
+        let salt = self
+            .salt_bytes()
+            .map_err(|e| Error::corrupt_file(path, e))?;
+        crypto::kek(passphrase, &salt, self.params).map_err(|e| Error::corrupt_file(path, e))
+    }
+
+    /// The 32-byte salt.
+    pub fn salt_bytes(&self) -> std::result::Result<Vec<u8>, String> {
+        unhex(&self.salt)
+            .filter(|s| s.len() == SALT_LEN)
+            .ok_or_else(|| "bad encryption salt".to_string())
+    }
+
+    /// Unwraps the master secret of repository `id` with `kek`: with the
+    /// MAC AAD, then (when `legacy_too`) the legacy one. `Ok(None)` when
+    /// the key does not open it (a wrong key, or a damaged wrap); the bool
+    /// says the legacy AAD opened it.
+    pub fn unwrap_master(
+        &self,
+        id: &str,
+        kek: &[u8; 32],
+        legacy_too: bool,
+    ) -> std::result::Result<Option<([u8; MASTER_KEY_LEN], bool)>, String> {
+        let wrapped = unhex(&self.wrapped_key)
+            .filter(|w| w.len() == MASTER_KEY_LEN + TAG_LEN)
+            .ok_or("bad wrapped_key")?;
+        let open = |prefix: &[u8]| -> Option<[u8; MASTER_KEY_LEN]> {
+            let mut w = wrapped.clone();
+            let n = crypto::open(kek, &wrap_aad(prefix, id), &mut w).ok()?;
+            w.get(..n)?.try_into().ok()
+        };
+        if let Some(m) = open(KEY_WRAP_AAD_MAC) {
+            return Ok(Some((m, false)));
+        }
+        if legacy_too {
+            if let Some(m) = open(KEY_WRAP_AAD) {
+                return Ok(Some((m, true)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Config {
     /// A new config; generates and wraps a master secret when `passphrase`
     /// is given, and returns it unlocked (as [`Config::unlock`] does). The
@@ -176,24 +239,66 @@ impl Config {
         let tag = crypto::seal(&kek, &wrap_aad(KEY_WRAP_AAD_MAC, &self.id), &mut wrapped)
             .map_err(fail)?;
         wrapped.extend_from_slice(&tag);
-        let mut config = Config {
-            encryption: Some(EncryptionConfig {
-                kdf: "argon2id".into(),
-                params: kdf,
-                salt: hex(&salt),
-                wrapped_key: hex(&wrapped),
-            }),
-            config_mac: None,
-            ..self.clone()
+        let wrap = EncryptionConfig {
+            kdf: "argon2id".into(),
+            params: kdf,
+            salt: hex(&salt),
+            wrapped_key: hex(&wrapped),
         };
-        config.config_mac = Some(hex(config.mac(&master)?.as_bytes()));
+        let config = self.with_wrap(wrap.clone(), &master)?;
         let unlocked = Unlocked {
             keys: Keys::derive(&master),
             kek,
             master,
             legacy: false,
+            wrap,
         };
         Ok((config, unlocked))
+    }
+
+    /// This config's parameters with the key wrap `wrap` (of the same
+    /// master, under the MAC AAD) and a fresh `config_mac`.
+    pub fn with_wrap(
+        &self,
+        wrap: EncryptionConfig,
+        master: &[u8; MASTER_KEY_LEN],
+    ) -> Result<Config> {
+        let mut config = Config {
+            encryption: Some(wrap),
+            config_mac: None,
+            ..self.clone()
+        };
+        config.config_mac = Some(hex(config.mac(master)?.as_bytes()));
+        Ok(config)
+    }
+
+    /// Checks `config_mac` against `master`; the reason when it fails.
+    pub fn check_mac(&self, master: &[u8; MASTER_KEY_LEN]) -> std::result::Result<(), String> {
+        let stored = self
+            .config_mac
+            .as_deref()
+            .ok_or("its config_mac is missing")?;
+        let stored: [u8; 32] = unhex(stored)
+            .filter(|m| hex(m) == stored)
+            .and_then(|m| m.try_into().ok())
+            .ok_or("its config_mac is not 64 lowercase hex digits")?;
+        let mac = self.mac(master).map_err(|e| e.to_string())?;
+        // blake3::Hash compares in constant time.
+        if mac != blake3::Hash::from(stored) {
+            return Err("its config_mac does not match its contents (chunk size, compression, id or KDF parameters changed)".into());
+        }
+        Ok(())
+    }
+
+    /// The same repository parameters (format, id, chunk size, zstd
+    /// level, creation time, encrypted or not), whatever the key wrap.
+    pub fn same_parameters(&self, other: &Config) -> bool {
+        self.format_version == other.format_version
+            && self.id == other.id
+            && self.chunk_size == other.chunk_size
+            && self.zstd_level == other.zstd_level
+            && self.created == other.created
+            && self.encryption.is_some() == other.encryption.is_some()
     }
 
     /// The MAC of this config's canonical JSON without `config_mac`.
@@ -209,7 +314,7 @@ impl Config {
 
     /// Writes the config atomically into `repo`.
     pub fn save(&self, repo: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self)
+        let json = crate::keyslot::encode(self)
             .map_err(|e| Error::corrupt_file(repo.join(CONFIG_FILE), e))?;
         fsutil::atomic_write(&repo.join(CONFIG_FILE), &json)
     }
@@ -221,6 +326,13 @@ impl Config {
             .ok_or_else(|| Error::NotARepository { path: repo.into() })?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| Error::corrupt_file(&path, e))?;
+        Config::from_value(&path, value)
+    }
+
+    /// Checks and parses a config read from `path` (the config file or
+    /// the copy inside a key slot).
+    pub fn from_value(path: &Path, value: serde_json::Value) -> Result<Config> {
+        let path = path.to_path_buf();
         let found = value
             .get("format_version")
             .and_then(|v| v.as_u64())
@@ -249,23 +361,8 @@ impl Config {
                 None => Ok(None),
             };
         };
-        let path = repo.join(CONFIG_FILE);
         let pass = passphrase.ok_or_else(|| Error::PassphraseRequired { path: repo.into() })?;
-        if enc.kdf != "argon2id" {
-            return Err(Error::corrupt_file(
-                &path,
-                format!("unknown kdf {:?}", enc.kdf),
-            ));
-        }
-        check_kdf(&enc.params).map_err(|detail| Error::KdfRefused {
-            path: path.clone(),
-            detail,
-        })?;
-        let salt = unhex(&enc.salt)
-            .filter(|s| s.len() == SALT_LEN)
-            .ok_or_else(|| Error::corrupt_file(&path, "bad encryption salt"))?;
-        let kek =
-            crypto::kek(pass, &salt, enc.params).map_err(|e| Error::corrupt_file(&path, e))?;
+        let kek = enc.kek(&repo.join(CONFIG_FILE), pass)?;
         self.unlock_checked(repo, enc, kek).map(Some)
     }
 
@@ -293,45 +390,23 @@ impl Config {
         kek: [u8; 32],
     ) -> Result<Unlocked> {
         let path = repo.join(CONFIG_FILE);
-        let wrapped = unhex(&enc.wrapped_key)
-            .filter(|w| w.len() == MASTER_KEY_LEN + TAG_LEN)
-            .ok_or_else(|| Error::corrupt_file(&path, "bad wrapped_key"))?;
-        let open = |prefix: &[u8]| -> Option<[u8; MASTER_KEY_LEN]> {
-            let mut w = wrapped.clone();
-            let n = crypto::open(&kek, &wrap_aad(prefix, &self.id), &mut w).ok()?;
-            w.get(..n)?.try_into().ok()
-        };
-        let (master, legacy) = match open(KEY_WRAP_AAD_MAC) {
-            Some(m) => (m, false),
-            None => match open(KEY_WRAP_AAD) {
-                Some(m) => (m, true),
-                None => return Err(Error::WrongKey { path: repo.into() }),
-            },
-        };
+        let (master, legacy) = enc
+            .unwrap_master(&self.id, &kek, true)
+            .map_err(|e| Error::corrupt_file(&path, e))?
+            .ok_or_else(|| Error::WrongKey { path: repo.into() })?;
         if !legacy {
-            let tampered = |detail: &str| Error::ConfigTampered {
-                path: path.clone(),
-                detail: detail.to_string(),
-            };
-            let stored = self
-                .config_mac
-                .as_deref()
-                .ok_or_else(|| tampered("its config_mac is missing"))?;
-            let stored: [u8; 32] = unhex(stored)
-                .and_then(|m| m.try_into().ok())
-                .ok_or_else(|| tampered("its config_mac is not 64 hex digits"))?;
-            // blake3::Hash compares in constant time.
-            if self.mac(&master)? != blake3::Hash::from(stored) {
-                return Err(tampered(
-                    "its config_mac does not match its contents (chunk size, compression, id or KDF parameters changed)",
-                ));
-            }
+            self.check_mac(&master)
+                .map_err(|detail| Error::ConfigTampered {
+                    path: path.clone(),
+                    detail,
+                })?;
         }
         Ok(Unlocked {
             keys: Keys::derive(&master),
             kek,
             master,
             legacy,
+            wrap: enc.clone(),
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! passphrase --Argon2id(salt, m, t, p)--> KEK (32 B)
-//! KEK --AES-256-GCM(nonce 0, AAD "lifeboat v1 key wrap" || repo id)--> wrapped master (48 B, in config)
+//! KEK --AES-256-GCM(nonce 0, AAD "lifeboat v1 key wrap" || repo id)--> wrapped master (48 B, in config and in each key slot)
 //! master (32 random B) --blake3::derive_key("lifeboat v1 chunk id")--------> id key
 //!                      --blake3::derive_key("lifeboat v1 blob encryption")-> enc key
 //!                      --blake3::derive_key("lifeboat v1 local keys")------> local root

@@ -27,6 +27,11 @@ pub enum Error {
     /// missing or wrong): someone without the key changed it.
     #[error("repository config {path} fails authentication ({detail}): it was changed by someone without the key; restore it from a copy you trust")]
     ConfigTampered { path: PathBuf, detail: String },
+    /// No copy of the repository key (the config, the key slots) is
+    /// readable: every one is missing, damaged or fails authentication.
+    /// `detail` names each file and what is wrong with it.
+    #[error("repository {path}: no intact copy of its key and parameters is left ({detail}); restore the config or a key slot from a copy you trust")]
+    KeysDamaged { path: PathBuf, detail: String },
     /// Argon2id parameters of a config (or of an init) outside the bounds
     /// of `layout.rs`, refused before Argon2id runs with them.
     #[error("{path}: {detail}")]

@@ -4,6 +4,7 @@
 //! ```text
 //! <repo>/
 //!   config                          JSON, see config.rs (format_version, keys)
+//!   keys/<16 hex>.key               key slots: a copy of the config + its own key wrap (keyslot.rs)
 //!   chunks/<xx>/<64 hex>            chunk blobs, xx = first 2 hex of the digest
 //!   chunks/<xx>/.lock               flock: shared by store_chunk, exclusive by gc sweep
 //!   chunks/<xx>/.tmp-*              chunk being written (renamed into place)
@@ -36,6 +37,12 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// File name of the repository configuration.
 pub const CONFIG_FILE: &str = "config";
+/// Directory of key slots (`keys/<16 hex>.key`, see keyslot.rs).
+pub const KEYS_DIR: &str = "keys";
+/// Suffix of key slot files.
+pub const KEY_SLOT_SUFFIX: &str = ".key";
+/// Where `repo repair` moves a damaged key slot it cannot rewrite.
+pub const QUARANTINE_KEYS_DIR: &str = "quarantine/keys";
 /// Directory of chunk blobs.
 pub const CHUNKS_DIR: &str = "chunks";
 /// Directory of index blobs.
@@ -141,6 +148,13 @@ pub const KEY_WRAP_AAD: &[u8] = b"lifeboat v1 key wrap";
 pub const KEY_WRAP_AAD_MAC: &[u8] = b"lifeboat v1 key wrap, config mac";
 /// BLAKE3 derive_key context of the config MAC key (from the master).
 pub const KDF_CONTEXT_CONFIG_MAC: &str = "lifeboat v1 config mac";
+/// BLAKE3 derive_key context of the key slot MAC key (from the master).
+pub const KDF_CONTEXT_KEY_SLOT_MAC: &str = "lifeboat v1 key slot mac";
+/// BLAKE3 derive_key context of a key slot's id: the first 8 bytes of
+/// `derive_key(this, salt)` (unencrypted: of the repository id), as hex.
+pub const KDF_CONTEXT_KEY_SLOT_ID: &str = "lifeboat v1 key slot id";
+/// Hex digits of a key slot id (the file name without `.key`).
+pub const KEY_SLOT_ID_HEX: usize = 16;
 /// Master secret length: 256 bits.
 pub const MASTER_KEY_LEN: usize = 32;
 

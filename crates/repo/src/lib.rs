@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Modules: `layout` (every on-disk constant), `config` (the config file and
-//! key unwrapping), `crypto` (keys, AEAD), `blob` (the container of every
+//! key unwrapping), `keyslot` (key slot files), `unlock` (open from the
+//! config or any intact slot), `keys` (verify, repair and manage the
+//! config and slots), `crypto` (keys, AEAD), `blob` (the container of every
 //! file), `model` (manifest, index, names), `repository` (open, read, lock,
 //! forget), `writer` (backups), `disk` (restore point disks), `prune`,
 //! `gc`, `verify`, `quarantine` (damaged files moved aside), `repair`
@@ -29,15 +31,19 @@ mod disk;
 mod error;
 mod fsutil;
 mod gc;
+mod keys;
+mod keyslot;
 pub mod layout;
 mod listing;
 mod lock;
 mod model;
 mod prune;
 mod quarantine;
+mod rebuild;
 mod repair;
 mod repository;
 mod salvage;
+mod unlock;
 mod verified;
 mod verify;
 mod writer;
@@ -48,6 +54,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use disk::{ChunkReader, RestorePointDisk};
 pub use error::{Error, Result};
 pub use gc::GcReport;
+pub use keys::KeySlotInfo;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use listing::{Listing, Resolved};
 pub use model::{
@@ -56,6 +63,7 @@ pub use model::{
 };
 pub use prune::{KeepPolicy, PruneReport};
 pub use quarantine::{ChunkQuarantine, QuarantineNote};
+pub use rebuild::REBUILT_SOURCE;
 pub use repair::{RepairAction, RepairOptions, RepairReport, RepairStep};
 pub use repository::{InitOptions, LockGuard, Repository, RepositoryLock, DEFAULT_LOCK_WAIT};
 pub use salvage::{ByteRange, Salvage, SalvagedDisk};

@@ -22,7 +22,7 @@
 //! lock gc's sweep takes), after reading it once more: a chunk that reads
 //! intact by then is left where it is.
 
-use crate::damage::{DamageState, FileKind};
+use crate::damage::{DamageState, FileDamage, FileKind};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -204,15 +204,17 @@ impl Repository {
         Ok(out)
     }
 
-    /// Moves restore point `vm@id` whole (its manifest, then its index
-    /// directory) into `quarantine/points/<vm>/<id>.<secs>/` with a note.
-    /// The caller holds the snapshots lock. Returns the directory.
+    /// Moves restore point `vm@id` into `quarantine/points/<vm>/<id>.<secs>/`
+    /// with a note: its manifest, then (when `whole`) its index directory.
+    /// `found` is the damage that sends it there (its kind and state go in
+    /// the note), `reason` the words of all of it. The caller holds the
+    /// snapshots lock. Returns the directory.
     pub(crate) fn quarantine_point(
         &self,
         vm: &str,
         id: &str,
-        kind: FileKind,
-        state: DamageState,
+        whole: bool,
+        found: &FileDamage,
         reason: &str,
         by: &str,
     ) -> Result<PathBuf> {
@@ -222,7 +224,7 @@ impl Repository {
         let dir = free_name(&vm_dir, &format!("{id}.{}", stamp(now)), "");
         std::fs::create_dir(&dir).at(&dir)?;
         let manifest = self.manifest_path(vm, id);
-        let original = match kind {
+        let original = match found.kind {
             FileKind::Index => self.index_dir(vm, id),
             _ => manifest.clone(),
         };
@@ -234,7 +236,7 @@ impl Repository {
             }
         }
         let indexes = self.index_dir(vm, id);
-        if indexes.is_dir() {
+        if whole && indexes.is_dir() {
             let to = dir.join(INDEXES_DIR);
             std::fs::rename(&indexes, &to).at(&to)?;
             if let Some(parent) = indexes.parent() {
@@ -242,10 +244,10 @@ impl Repository {
             }
         }
         let note = QuarantineNote {
-            kind,
+            kind: found.kind,
             original: self.relative(&original),
             moved_to: Some(self.relative(&dir)),
-            state,
+            state: found.state,
             reason: reason.to_string(),
             time: now,
             by: by.to_string(),

@@ -1,17 +1,21 @@
 //! `repo repair`: puts damage where it can do no harm, and (asked to)
 //! saves what can still be read.
 //!
-//! It runs a full verify (every manifest, index and chunk read), then:
-//! 1. with `salvage`, for every damaged restore point whose data can still
-//!    be partly read, writes a NEW salvaged restore point (see
+//! It first repairs the config and key slots ([`Repository::repair_keys`]),
+//! then runs a full verify (every manifest, index and chunk read), and:
+//! 1. rebuilds in place, from its indexes (`rebuild.rs`), the manifest of
+//!    a restore point whose manifest is damaged or lost while all its
+//!    indexes read (the damaged manifest goes to quarantine);
+//! 2. with `salvage`, for every other damaged restore point of which
+//!    something reads, writes a NEW salvaged restore point (see
 //!    `salvage.rs`): from its manifest and the indexes that read, or, when
-//!    the manifest is damaged, from the index files alone (disk names and
-//!    sizes from the indexes, the time from the id). A restore point that
-//!    already has a salvaged copy is not salvaged again.
-//! 2. quarantines every restore point whose manifest or an index is
+//!    the manifest is damaged, from the index files that read (disk names
+//!    and sizes from the indexes, the time from the id). A restore point
+//!    that already has a salvaged copy is not salvaged again.
+//! 3. quarantines every other restore point whose manifest or an index is
 //!    damaged, whole (manifest and index directory), so it no longer
 //!    lists, resolves or blocks gc;
-//! 3. quarantines every damaged chunk and remembers every missing one
+//! 4. quarantines every damaged chunk and remembers every missing one
 //!    (see `quarantine.rs`): the next backup of the same data heals them.
 //!
 //! Restore points whose own files are intact but that use a damaged chunk
@@ -26,6 +30,7 @@ use crate::damage::{DamageState, FileDamage, FileKind};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::layout::INDEX_SUFFIX;
+use crate::model::Manifest;
 use crate::repository::{dir_names, Repository};
 use crate::salvage::{SalvageSource, SourceDisk};
 use crate::verify::VerifyOptions;
@@ -48,6 +53,10 @@ pub struct RepairOptions {
 pub enum RepairStep {
     /// A restore point moved whole into `quarantine/points/`.
     QuarantinePoint,
+    /// A damaged or lost manifest moved into `quarantine/points/` (when
+    /// there was one) and rebuilt in place from the restore point's
+    /// indexes, which all read (see `rebuild.rs`).
+    RebuildManifest,
     /// A damaged chunk moved into `quarantine/chunks/`.
     QuarantineChunk,
     /// A missing chunk remembered by a note in `quarantine/chunks/`.
@@ -75,6 +84,9 @@ pub struct RepairAction {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RepairReport {
     pub dry_run: bool,
+    /// What [`Repository::repair_keys`] did to the config and key slots
+    /// (first, so the rest reads with them intact), one line each.
+    pub keys: Vec<String>,
     /// The damage the verify at its start found.
     pub damage: Vec<FileDamage>,
     pub actions: Vec<RepairAction>,
@@ -99,10 +111,13 @@ fn time_of_id(id: &str) -> Option<DateTime<Utc>> {
 impl Repository {
     /// Runs `repo repair` (see the module doc).
     pub fn repair(&self, opts: &RepairOptions) -> Result<RepairReport> {
+        // Takes the snapshots lock itself: before ours.
+        let keys = self.repair_keys(opts.dry_run)?;
         let _lock = self.snapshots_lock("repair")?;
         let found = self.verify_with(&VerifyOptions::default())?;
         let mut report = RepairReport {
             dry_run: opts.dry_run,
+            keys,
             damage: found.damage.clone(),
             ..Default::default()
         };
@@ -122,7 +137,7 @@ impl Repository {
                         chunks.push((digest, d));
                     }
                 }
-                // Config and key slots are repaired by their own code.
+                // Config and key slots: repair_keys above.
                 FileKind::Config | FileKind::KeySlot => {}
             }
         }
@@ -133,6 +148,18 @@ impl Repository {
             .filter(|p| !own.contains_key(p))
             .collect();
 
+        // A damaged or lost manifest whose indexes all read is rebuilt
+        // from them: the same restore point, nothing lost but what only
+        // the manifest held (see rebuild.rs).
+        let rebuilt: BTreeMap<String, Manifest> = own
+            .iter()
+            .filter(|(_, ds)| ds.iter().all(|d| d.kind == FileKind::Manifest))
+            .filter_map(|(p, _)| {
+                let (vm, id) = split_point(p)?;
+                Some((p.clone(), self.manifest_from_indexes(vm, id).ok()?))
+            })
+            .collect();
+
         if opts.salvage {
             let salvaged: BTreeMap<String, String> = self
                 .list(None)?
@@ -141,6 +168,7 @@ impl Repository {
                 .collect();
             let mut todo: Vec<(String, String)> = own
                 .iter()
+                .filter(|(p, _)| !rebuilt.contains_key(*p))
                 .map(|(p, ds)| {
                     let why: Vec<String> = ds.iter().map(|d| d.to_string()).collect();
                     (p.clone(), why.join("; "))
@@ -173,23 +201,27 @@ impl Repository {
             };
             let first = ds[0];
             let detail: Vec<String> = ds.iter().map(|d| d.to_string()).collect();
+            let detail = detail.join("; ");
+            let (step, whole) = match rebuilt.get(point) {
+                Some(_) => (RepairStep::RebuildManifest, false),
+                None => (RepairStep::QuarantinePoint, true),
+            };
             let result = if opts.dry_run {
                 None
             } else {
-                let dir = self.quarantine_point(
-                    vm,
-                    id,
-                    first.kind,
-                    first.state,
-                    &detail.join("; "),
-                    "repo repair",
-                )?;
+                let dir = self.quarantine_point(vm, id, whole, first, &detail, "repo repair")?;
+                if let Some(m) = rebuilt.get(point) {
+                    // Under our snapshots lock (write_rebuilt_manifest
+                    // would take it again).
+                    self.write_manifest(m)?;
+                    self.mark_committed(vm, id)?;
+                }
                 Some(self.relative(&dir))
             };
             report.actions.push(RepairAction {
-                step: RepairStep::QuarantinePoint,
+                step,
                 target: point.clone(),
-                detail: detail.join("; "),
+                detail,
                 result,
             });
         }

@@ -11,12 +11,13 @@
 //! [`Error::Busy`] naming the holder.
 
 use crate::blob::{self, BlobKind};
-use crate::config::{check_kdf, Config, Unlocked};
+use crate::config::{check_kdf, Config, EncryptionConfig, Unlocked};
 use crate::crypto::{KdfParams, Keys};
 use crate::digest::Digest;
 use crate::disk::{ChunkReader, RestorePointDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::keyslot::{self, KeySlot};
 use crate::layout::*;
 use crate::lock::RepoLock;
 use crate::model::{DiskIndex, Manifest, ScanRecord};
@@ -70,6 +71,10 @@ pub(crate) struct Inner {
     /// The key-encryption key the passphrase gave (see
     /// [`Repository::unlock_secret_hex`]).
     pub kek: Option<[u8; 32]>,
+    /// The master secret (checks and writes key slots, see keys.rs).
+    pub master: Option<[u8; MASTER_KEY_LEN]>,
+    /// The key wrap `kek` opened (of the config or of a key slot).
+    pub wrap: Option<EncryptionConfig>,
 }
 
 /// The repository-wide locks (`locks/`, see [`Repository::hold_lock`]).
@@ -148,6 +153,7 @@ impl Repository {
             WRITERS_DIR,
             LOCKS_DIR,
             CHUNKS_DIR,
+            KEYS_DIR,
         ] {
             std::fs::create_dir(path.join(d)).at(path.join(d))?;
         }
@@ -157,7 +163,8 @@ impl Repository {
             fsutil::open_lock_file(&dir.join(PREFIX_LOCK))?;
         }
         fsutil::open_lock_file(&path.join(LOCKS_DIR).join(SNAPSHOTS_LOCK))?;
-        rustix::fs::sync(); // the 256 directories, cheaply, before the config makes it a repository
+        rustix::fs::sync(); // the 256 directories, cheaply, before the slot and the config make it a repository
+        KeySlot::new(&config, unlocked.as_ref().map(|u| &u.master))?.save(path)?;
         config.save(path)?;
         Ok(Self::unlocked(path, config, unlocked))
     }
@@ -165,9 +172,9 @@ impl Repository {
     /// A repository from its config and, when encrypted, its keys with the
     /// key-encryption key that unwrapped them.
     fn unlocked(path: &Path, config: Config, unlocked: Option<Unlocked>) -> Repository {
-        let (keys, kek) = match unlocked {
-            Some(u) => (Some(u.keys), Some(u.kek)),
-            None => (None, None),
+        let (keys, kek, master, wrap) = match unlocked {
+            Some(u) => (Some(u.keys), Some(u.kek), Some(u.master), Some(u.wrap)),
+            None => (None, None, None, None),
         };
         Repository {
             inner: Arc::new(Inner {
@@ -175,6 +182,8 @@ impl Repository {
                 config,
                 keys,
                 kek,
+                master,
+                wrap,
             }),
             lock_wait: DEFAULT_LOCK_WAIT,
             heal_on_read: false,
@@ -182,21 +191,52 @@ impl Repository {
     }
 
     /// Opens the repository at `path`, unwrapping its key with `passphrase`
-    /// and authenticating its config with that key (see `config.rs`). A
-    /// legacy config without a MAC is given one here (a fresh salt, same
-    /// KDF parameters), under the repository lock; if it cannot be
-    /// rewritten (a read-only repository, a busy lock) it is used as it is.
+    /// and authenticating its config with that key (see `config.rs`), from
+    /// the config or any intact key slot (see `unlock.rs`).
+    ///
+    /// A repository from before key slots (no `keys/`) opens from its
+    /// config as before; with the passphrase, under the repository lock, a
+    /// legacy config without a MAC is given one (a fresh salt, same KDF
+    /// parameters) and then its first key slot (a copy of the config). If
+    /// that cannot be written (a read-only repository, a busy lock) it is
+    /// used as it is.
     pub fn open(path: &Path, passphrase: Option<&str>) -> Result<Repository> {
-        let config = Config::load(path)?;
-        let unlocked = config.unlock(path, passphrase)?;
+        let secret = match passphrase {
+            Some(p) => crate::unlock::Secret::Passphrase(p),
+            None => crate::unlock::Secret::None,
+        };
+        if let Some((config, unlocked)) = crate::unlock::open_with_slots(path, &secret)? {
+            return Ok(Self::unlocked(path, config, unlocked));
+        }
+        let mut config = Config::load(path)?;
+        let mut unlocked = config.unlock(path, passphrase)?;
         if let (Some(u), Some(pass)) = (&unlocked, passphrase) {
             if u.legacy {
-                if let Ok(Some((config, u))) = Self::upgrade_config(path, &config, u, pass) {
-                    return Ok(Self::unlocked(path, config, Some(u)));
+                if let Ok(Some((c, u))) = Self::upgrade_config(path, &config, u, pass) {
+                    (config, unlocked) = (c, Some(u));
                 }
             }
         }
+        if let Some(u) = unlocked.as_ref().filter(|u| !u.legacy) {
+            // Opportunistic, like the MAC upgrade.
+            let _ = Self::add_first_slot(path, &config, u);
+        }
         Ok(Self::unlocked(path, config, unlocked))
+    }
+
+    /// Gives a repository without `keys/` its first key slot, a copy of
+    /// its authenticated config (see [`Repository::open`]).
+    fn add_first_slot(path: &Path, config: &Config, u: &Unlocked) -> Result<()> {
+        let _guard =
+            RepoLock::acquire(path, SNAPSHOTS_LOCK, "key slot upgrade", UPGRADE_LOCK_WAIT)?;
+        if keyslot::has_keys_dir(path) || Config::load(path)? != *config {
+            return Ok(()); // another process got there first
+        }
+        let slot = KeySlot::new(config, Some(&u.master))?;
+        let dir = keyslot::keys_dir(path);
+        std::fs::create_dir(&dir).at(&dir)?;
+        slot.save(path)?;
+        fsutil::fsync_dir(path)
     }
 
     /// Rewrites the legacy `config` with a MAC (see [`Repository::open`]);
@@ -255,7 +295,6 @@ impl Repository {
     /// [`Repository::unlock_secret_hex`] (`None` for an unencrypted one); a
     /// wrong secret is refused like a wrong passphrase.
     pub fn open_unlocked(path: &Path, secret_hex: Option<&str>) -> Result<Repository> {
-        let config = Config::load(path)?;
         let kek: Option<[u8; 32]> = match secret_hex {
             Some(h) => Some(
                 crate::digest::unhex(h.trim())
@@ -264,6 +303,14 @@ impl Repository {
             ),
             None => None,
         };
+        let secret = match kek {
+            Some(k) => crate::unlock::Secret::Kek(k),
+            None => crate::unlock::Secret::None,
+        };
+        if let Some((config, unlocked)) = crate::unlock::open_with_slots(path, &secret)? {
+            return Ok(Self::unlocked(path, config, unlocked));
+        }
+        let config = Config::load(path)?;
         let unlocked = config.unlock_with_kek(path, kek)?;
         Ok(Self::unlocked(path, config, unlocked))
     }

@@ -1,7 +1,8 @@
 //! Verify: prove that every file a restore point depends on reads back.
 //!
-//! For the selected restore points (all, or one) it reads and
-//! authenticates every manifest and every index, then every unique chunk
+//! It checks the config and every key slot (`keys.rs`), then for the
+//! selected restore points (all, or one) reads and authenticates every
+//! manifest and every index, then every unique chunk
 //! they reference once: authenticated, decompressed and checked against its
 //! digest, by [`verify_threads`] threads pulling from a shared counter in
 //! digest order (directory order: friendlier to the disk). Every damaged or
@@ -163,6 +164,8 @@ impl Repository {
     /// cannot be listed); damage is in the report.
     pub fn verify_with(&self, opts: &VerifyOptions) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
+        // The config and key slots: every restore point depends on them.
+        report.damage.extend(self.verify_keys()?);
         let manifests = match &opts.only {
             Some(m) => match self.read_manifest(&m.vm, &m.id) {
                 Ok(m) => vec![m],

@@ -145,6 +145,11 @@ fn unknown_format_version_is_refused() {
         other => panic!("expected UnknownVersion, got {other:?}"),
     }
     std::fs::write(&cfg_path, b"{ not json").unwrap();
+    // An unreadable config is taken from the key slot (tests/key_slots.rs);
+    // with no slot left, it is refused naming the config.
+    let repo = Repository::open(&path, None).unwrap();
+    assert_eq!(repo.verify_keys().unwrap()[0].path, cfg_path);
+    std::fs::remove_dir_all(path.join("keys")).unwrap();
     assert!(matches!(
         Repository::open(&path, None),
         Err(Error::CorruptFile { .. })

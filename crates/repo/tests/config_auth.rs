@@ -4,6 +4,10 @@
 //! outside the bounds are refused before Argon2id runs; a legacy config
 //! (no MAC) still opens and gets its MAC, and cannot be faked by stripping
 //! the MAC from a new one.
+//!
+//! These tests look at the config alone, as in a repository from before
+//! key slots: they remove `keys/` (with a slot beside it, a damaged config
+//! is taken from the slot instead: tests/key_slots.rs).
 
 mod common;
 use common::*;
@@ -15,6 +19,11 @@ use std::time::{Duration, Instant};
 
 fn read_config(repo: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(repo.join("config")).unwrap()).unwrap()
+}
+
+/// Removes the key slots: the config is then the only copy.
+fn remove_key_slots(repo: &Path) {
+    std::fs::remove_dir_all(repo.join("keys")).unwrap();
 }
 
 fn write_config(repo: &Path, v: &Value) {
@@ -48,6 +57,7 @@ fn a_changed_chunk_size_compression_or_missing_mac_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
     init(&path, true);
+    remove_key_slots(&path);
     let original = read_config(&path);
     assert!(original["config_mac"].is_string(), "{original}");
     let chunk = |v: &mut Value| v["chunk_size"] = json!(CHUNK * 2);
@@ -97,6 +107,7 @@ fn kdf_parameters_outside_the_bounds_are_refused_before_argon2_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
     init(&path, true);
+    remove_key_slots(&path);
     let original = read_config(&path);
     let cases: [(&str, u64); 4] = [
         ("m_cost_kib", 8),       // lowered far below the floor
@@ -138,6 +149,7 @@ fn an_encrypted_config_replaced_by_an_unencrypted_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
     init(&path, true);
+    remove_key_slots(&path);
     let mut v = read_config(&path);
     v["encryption"] = Value::Null;
     v.as_object_mut().unwrap().remove("config_mac");
@@ -201,6 +213,7 @@ fn a_legacy_config_opens_keeps_its_key_and_gets_a_mac() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
     init(&path, true); // the layout; the config is replaced below
+    remove_key_slots(&path);
     let master = [0x42u8; 32];
     let kek = write_legacy(&path, &master, &[7u8; 32]);
     // A helper with the unlock secret opens it without rewriting it.
@@ -220,6 +233,10 @@ fn a_legacy_config_opens_keeps_its_key_and_gets_a_mac() {
     let upgraded = read_config(&path);
     assert!(upgraded["config_mac"].is_string(), "{upgraded}");
     assert_ne!(upgraded["encryption"]["salt"], json!(hex(&[7u8; 32])));
+    // ... and its first key slot, a copy of the upgraded config.
+    let slots: Vec<_> = std::fs::read_dir(path.join("keys")).unwrap().collect();
+    assert_eq!(slots.len(), 1);
+    assert!(repo.verify_keys().unwrap().is_empty());
     assert_eq!(read_back(&repo, &m, "disk0"), data);
     assert_eq!(
         repo.digest(b"x").0,
@@ -229,6 +246,7 @@ fn a_legacy_config_opens_keeps_its_key_and_gets_a_mac() {
     let secret = repo.unlock_secret_hex().unwrap();
     Repository::open_unlocked(&path, Some(&secret)).unwrap();
     // From now on it is authenticated.
+    remove_key_slots(&path);
     let chunk = |v: &mut Value| v["chunk_size"] = json!(CHUNK * 2);
     assert_tampered(open_changed(&path, &upgraded, chunk), "upgraded chunk size");
     write_config(&path, &upgraded);

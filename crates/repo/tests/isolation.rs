@@ -260,3 +260,38 @@ fn forgotten_point_is_not_a_lost_manifest() {
     assert!(listing.damaged.is_empty(), "{:?}", listing.damaged);
     assert!(f.repo.verify(None).unwrap().is_ok());
 }
+
+#[test]
+fn a_damaged_manifest_is_rebuilt_from_its_indexes() {
+    for how in Damage::ALL {
+        let f = fixture(true);
+        let (victim, file) = damage(&f, Target::MiddleManifest, how);
+        let m = &f.points[victim];
+        let rebuilt = f.repo.manifest_from_indexes(&m.vm, &m.id).unwrap();
+        assert_eq!(rebuilt.disks.len(), 1);
+        assert_eq!(rebuilt.disks[0].size, m.disks[0].size);
+        assert_eq!(rebuilt.disks[0].source, REBUILT_SOURCE);
+        assert_eq!(rebuilt.time.timestamp(), m.time.timestamp());
+        if file.exists() {
+            std::fs::rename(&file, f._dir.path().join("aside")).unwrap();
+        }
+        f.repo.write_rebuilt_manifest(&rebuilt).unwrap();
+        let back = f.repo.resolve(&m.name()).unwrap();
+        assert_eq!(
+            read_back(&f.repo, &back, "disk0"),
+            f.data[victim],
+            "{how:?}"
+        );
+        let report = f.repo.verify(None).unwrap();
+        assert!(report.is_ok(), "{how:?}: {:?}", report.damage);
+        assert_eq!(report.restore_points_checked, 4);
+    }
+    // With its index damaged too, there is nothing to rebuild from.
+    let f = fixture(true);
+    let m = &f.points[1];
+    Damage::Half.apply(&index_path(&f.repo, m), &index_path(&f.repo, m));
+    assert!(matches!(
+        f.repo.manifest_from_indexes(&m.vm, &m.id),
+        Err(Error::CorruptFile { .. })
+    ));
+}

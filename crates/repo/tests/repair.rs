@@ -1,7 +1,8 @@
 //! `repo repair`, quarantine and healing on real damage: each of the five
 //! kinds (flip, half, zero, delete, swap) applied to a manifest, an index
 //! or a chunk. Verify names the file and the restore points; repair
-//! (with salvage) quarantines it, gc then runs and keeps what the intact
+//! (with salvage) quarantines it (a manifest is rebuilt from its
+//! indexes), gc then runs and keeps what the intact
 //! restore points need (they read back bit-exact after it), verify finds
 //! no unexplained damage, a salvaged restore point reads as the damaged
 //! one with the listed ranges as zeros, and the next backup of the same
@@ -133,15 +134,21 @@ fn check_repair(encrypted: bool, target: Target, how: Damage) {
         })
         .unwrap();
     let step = |s: RepairStep| done.actions.iter().filter(|a| a.step == s).count();
-    // Its only index lost, nothing of the victim reads: not salvaged.
-    let salvages = target != Target::Index;
+    // Its only index lost, nothing of the victim reads: not salvaged. A
+    // damaged manifest is rebuilt from the indexes instead: nothing to
+    // salvage.
+    let salvages = target == Target::Chunk;
     assert_eq!(
         step(RepairStep::Salvage),
         usize::from(salvages),
         "{case}: {:?}",
         done.actions
     );
-    assert_eq!(step(RepairStep::Skip), usize::from(!salvages), "{case}");
+    assert_eq!(
+        step(RepairStep::Skip),
+        usize::from(target == Target::Index),
+        "{case}"
+    );
     let salvaged_name = done
         .actions
         .iter()
@@ -149,7 +156,22 @@ fn check_repair(encrypted: bool, target: Target, how: Damage) {
         .and_then(|a| a.result.clone());
     let q = quarantine_files(&f.repo);
     match target {
-        Target::Manifest | Target::Index => {
+        Target::Manifest => {
+            assert_eq!(step(RepairStep::RebuildManifest), 1, "{case}");
+            assert!(done.still_damaged.is_empty(), "{case}");
+            // The damaged manifest is kept (when there was one), the
+            // rebuilt one lists under the same name and reads bit-exact.
+            let kept = format!("points/web01/{}.", f.points[victim].id);
+            let moved = q
+                .iter()
+                .any(|p| p.starts_with(&kept) && p.ends_with(".manifest"));
+            assert_eq!(moved, how != Damage::Delete, "{case}: {q:?}");
+            let listing = f.repo.list_all(None).unwrap();
+            assert!(listing.damaged.is_empty(), "{case}");
+            let m = f.repo.resolve(&victim_name).unwrap();
+            assert_eq!(m.disks[0].source, REBUILT_SOURCE);
+        }
+        Target::Index => {
             assert_eq!(step(RepairStep::QuarantinePoint), 1, "{case}");
             assert!(done.still_damaged.is_empty(), "{case}");
             let note = format!("points/web01/{}.", f.points[victim].id);
@@ -191,7 +213,7 @@ fn check_repair(encrypted: bool, target: Target, how: Damage) {
         .gc()
         .unwrap_or_else(|e| panic!("{case}: gc after repair: {e}"));
     for (i, m) in f.points.iter().enumerate() {
-        if i != victim {
+        if i != victim || target == Target::Manifest {
             assert!(
                 read_back(&f.repo, m, "disk0") == f.data[i],
                 "{case}: {}",
@@ -270,7 +292,7 @@ fn check_repair(encrypted: bool, target: Target, how: Damage) {
 }
 
 #[test]
-fn damaged_manifest_is_quarantined_and_salvaged_from_its_indexes() {
+fn damaged_manifest_is_quarantined_and_rebuilt_from_its_indexes() {
     for how in Damage::ALL {
         check_repair(true, Target::Manifest, how);
     }

@@ -5,6 +5,7 @@ mod backup;
 pub mod files;
 mod inspect;
 pub mod instant_recovery;
+pub mod key;
 mod maintain;
 pub mod nfs_serve;
 pub mod publish;
@@ -33,6 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Repo {
             command: RepoCommand::Repair(a),
         } => repair::run(a),
+        Command::Key { command } => key::run(command),
         Command::Backup(a) => backup::run(a),
         Command::List(a) => inspect::list(a),
         Command::Show(a) => inspect::show(a),

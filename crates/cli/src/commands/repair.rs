@@ -41,14 +41,26 @@ pub fn run(a: RepairArgs) -> anyhow::Result<i32> {
 }
 
 fn print_report(r: &RepairReport) {
-    if r.damage.is_empty() {
+    for line in &r.keys {
+        println!("{line}");
+    }
+    if r.damage.is_empty() && r.keys.is_empty() {
         println!("no damage found: nothing to repair");
+        return;
+    }
+    if r.damage.is_empty() && r.dry_run {
+        println!("dry run: nothing changed");
+    }
+    if r.damage.is_empty() {
         return;
     }
     let would = if r.dry_run { "would " } else { "" };
     for a in &r.actions {
         let what = match a.step {
             RepairStep::QuarantinePoint => format!("{would}quarantine restore point"),
+            RepairStep::RebuildManifest => {
+                format!("{would}rebuild from its indexes the manifest of")
+            }
             RepairStep::QuarantineChunk => format!("{would}quarantine chunk"),
             RepairStep::RememberMissingChunk => format!("{would}remember missing chunk"),
             RepairStep::Salvage => format!("{would}salvage restore point"),
