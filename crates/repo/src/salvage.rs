@@ -9,8 +9,9 @@
 //! chunk_size, (k + 1) * chunk_size)`, the last one cut at the disk's
 //! end), or the whole disk when its index is lost. The chunks it keeps are
 //! the damaged restore point's own (touched, so gc keeps them), nothing is
-//! copied. Which files of a recognised filesystem the ranges hit is not
-//! worked out here: the ranges are in bytes of the disk.
+//! copied. Which files of a recognised filesystem the ranges hit is worked
+//! out by the caller, who can read filesystems (the CLI, with
+//! lifeboat-browse), and added by [`Repository::record_salvaged_files`].
 
 use crate::digest::Digest;
 use crate::error::Result;
@@ -42,6 +43,12 @@ pub struct SalvagedDisk {
     pub unreadable: Vec<ByteRange>,
     /// Their total length.
     pub unreadable_bytes: u64,
+    /// Files of a recognised filesystem on the disk that do not read whole
+    /// from the damaged restore point (`volume:/path`; a directory that
+    /// does not list ends in `/`), when they were worked out (`repo repair
+    /// --salvage` does, see [`Repository::record_salvaged_files`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
 }
 
 /// `length` bytes from `offset` of a disk.
@@ -127,6 +134,7 @@ impl Repository {
                 disk: d.name.clone(),
                 unreadable: ranges,
                 unreadable_bytes,
+                files: None,
             });
             disks.push(NewDisk {
                 name: d.name.clone(),
@@ -147,6 +155,34 @@ impl Repository {
             disks: record,
         };
         writer.commit_with(&src.vm, disks, src.time, Some(salvage))
+    }
+}
+
+impl Repository {
+    /// Records in salvaged restore point `m`'s manifest, per disk, the
+    /// files the unreadable ranges hit (found by the caller, who can read
+    /// filesystems). Rewrites the manifest atomically under the snapshots
+    /// lock, like a scan record.
+    pub fn record_salvaged_files(
+        &self,
+        m: &Manifest,
+        files: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<Manifest> {
+        let _guard = self.snapshots_lock("salvage record")?;
+        let mut current = self.read_manifest(&m.vm, &m.id)?;
+        let Some(salvage) = current.salvage.as_mut() else {
+            return Err(crate::error::Error::invalid(
+                current.name(),
+                "is not a salvaged restore point",
+            ));
+        };
+        for d in &mut salvage.disks {
+            if let Some(list) = files.get(&d.disk) {
+                d.files = Some(list.clone());
+            }
+        }
+        self.write_manifest(&current)?;
+        Ok(current)
     }
 }
 

@@ -141,6 +141,9 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
                 if ranges.is_empty() { "" } else { ": " },
                 ranges.join(", ")
             );
+            for f in d.files.iter().flatten() {
+                println!("      file hit: {f}");
+            }
         }
     }
     for d in &m.disks {

@@ -12,6 +12,7 @@ pub mod publish;
 mod repair;
 mod repo_init;
 mod restore;
+mod salvage_files;
 pub mod scan;
 mod scan_point;
 mod scan_userspace;

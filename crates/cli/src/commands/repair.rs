@@ -6,6 +6,7 @@ use crate::args::RepairArgs;
 use crate::exit;
 use crate::output::print_json;
 use lifeboat_repo::{RepairOptions, RepairReport, RepairStep};
+use std::collections::BTreeMap;
 
 pub fn run(a: RepairArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
@@ -32,12 +33,68 @@ pub fn run(a: RepairArgs) -> anyhow::Result<i32> {
         dry_run: a.dry_run,
         salvage: a.salvage,
     })?;
+    let files = record_files(&repo, &report)?;
     if a.output.json {
-        print_json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("salvaged_files".into(), serde_json::to_value(&files)?);
+        }
+        print_json(&v)?;
     } else {
         print_report(&report);
+        for (point, disks) in &files {
+            for (disk, list) in disks {
+                println!(
+                    "{point} disk {disk}: {} files hit by the unreadable ranges{}",
+                    list.len(),
+                    if list.is_empty() { "" } else { ":" }
+                );
+                for f in list {
+                    println!("    {f}");
+                }
+            }
+        }
     }
     Ok(exit::OK)
+}
+
+/// For each salvaged restore point written: the files of the damaged one
+/// that its unreadable ranges hit, per disk with such ranges, recorded in
+/// its manifest. Keyed by the salvaged restore point.
+fn record_files(
+    repo: &lifeboat_repo::Repository,
+    report: &RepairReport,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, Vec<String>>>> {
+    let mut out = BTreeMap::new();
+    for a in &report.actions {
+        let (RepairStep::Salvage, Some(name)) = (a.step, &a.result) else {
+            continue;
+        };
+        let Ok(salvaged) = repo.resolve(name) else {
+            continue;
+        };
+        // The damaged restore point still reads where only chunks are lost.
+        let Ok(damaged) = repo.resolve(&a.target) else {
+            continue;
+        };
+        let Some(record) = &salvaged.salvage else {
+            continue;
+        };
+        let partly: Vec<&str> = record
+            .disks
+            .iter()
+            .filter(|d| !d.unreadable.is_empty())
+            .map(|d| d.disk.as_str())
+            .collect();
+        let mut hit = super::salvage_files::files_hit(repo, &damaged);
+        hit.retain(|disk, _| partly.contains(&disk.as_str()));
+        if hit.is_empty() {
+            continue;
+        }
+        repo.record_salvaged_files(&salvaged, &hit)?;
+        out.insert(salvaged.name(), hit);
+    }
+    Ok(out)
 }
 
 fn print_report(r: &RepairReport) {
