@@ -114,7 +114,9 @@ impl Repository {
     }
 
     /// Moves chunk `digest` into `quarantine/chunks/` (or, when it is
-    /// missing, writes a note remembering it), unless it reads intact now.
+    /// missing, writes a note remembering it), unless it reads intact now;
+    /// a chunk whose read fails with an I/O error is left in place and
+    /// the error returned.
     /// `reason` is the error that found it, `points` the restore points
     /// that use it, `by` the command.
     pub fn quarantine_chunk(
@@ -130,8 +132,14 @@ impl Repository {
         let _lock = fsutil::ExclusiveLock::acquire(&prefix.join(PREFIX_LOCK))?;
         let original = self.chunk_path(digest);
         let present = std::fs::symlink_metadata(&original).is_ok();
-        if present && self.read_chunk_only(digest).is_ok() {
-            return Ok(ChunkQuarantine::Intact);
+        if present {
+            // Only a chunk that reads and fails its checks is moved: an
+            // I/O error (a permission, a busy system) says nothing of it.
+            match self.read_chunk_only(digest) {
+                Ok(_) => return Ok(ChunkQuarantine::Intact),
+                Err(Error::CorruptChunk { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         if !present && self.quarantined_chunks()?.contains_key(digest) {
             return Ok(ChunkQuarantine::AlreadyNoted);

@@ -236,10 +236,11 @@ impl Repository {
                 None
             } else {
                 use crate::quarantine::ChunkQuarantine;
-                match self.quarantine_chunk(digest, &d.detail, &d.restore_points, "repo repair")? {
-                    ChunkQuarantine::Done(p) => Some(self.relative(&p)),
-                    ChunkQuarantine::Intact => Some("reads intact now: left in place".into()),
-                    ChunkQuarantine::AlreadyNoted => Some("already remembered".into()),
+                match self.quarantine_chunk(digest, &d.detail, &d.restore_points, "repo repair") {
+                    Ok(ChunkQuarantine::Done(p)) => Some(self.relative(&p)),
+                    Ok(ChunkQuarantine::Intact) => Some("reads intact now: left in place".into()),
+                    Ok(ChunkQuarantine::AlreadyNoted) => Some("already remembered".into()),
+                    Err(e) => Some(format!("left in place: {e}")),
                 }
             };
             report.actions.push(RepairAction {

@@ -360,7 +360,9 @@ impl Repository {
             Error::MissingChunk { .. } => DamageState::Missing,
             _ => DamageState::Corrupt,
         };
-        if heal {
+        let known = found == DamageState::Missing && noted.contains_key(digest);
+        let healable = matches!(err, Error::CorruptChunk { .. } | Error::MissingChunk { .. });
+        if heal && healable && !known {
             match self.quarantine_chunk(digest, &err.to_string(), points, "verify") {
                 Ok(ChunkQuarantine::Done(to)) => {
                     return (

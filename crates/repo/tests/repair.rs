@@ -425,3 +425,33 @@ fn verify_with_heal_moves_a_corrupt_chunk_aside_and_remembers_a_missing_one() {
     f.repo.purge_quarantine(Utc::now(), false).unwrap();
     assert!(quarantine_files(&f.repo).is_empty());
 }
+
+#[test]
+fn a_chunk_that_fails_with_an_io_error_is_reported_and_left_in_place() {
+    let f = fixture(true);
+    let (path, d) = file_of(&f, Target::Chunk, 0);
+    // A directory where the chunk file should be: reading it is EISDIR,
+    // an I/O error that says nothing about the chunk's bytes.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let heal = VerifyOptions {
+        heal: true,
+        ..Default::default()
+    };
+    let report = f.repo.verify_with(&heal).unwrap();
+    assert_eq!(report.damage.len(), 1);
+    assert_eq!(report.damage[0].state, DamageState::Corrupt);
+    assert!(path.is_dir(), "left in place");
+    let done = f.repo.repair(&RepairOptions::default()).unwrap();
+    let a = &done.actions[0];
+    assert_eq!(
+        a.target,
+        format!("chunks/{}/{}", &d.unwrap().to_string()[..2], d.unwrap())
+    );
+    assert!(
+        a.result.as_deref().unwrap().starts_with("left in place"),
+        "{a:?}"
+    );
+    assert!(path.is_dir());
+    assert!(quarantine_files(&f.repo).is_empty());
+}
