@@ -90,8 +90,14 @@ fn print_quarantine(report: &VerifyReport) {
     if report.quarantined.is_empty() {
         return;
     }
+    /// Lines shown; `--json` lists every entry.
+    const SHOWN: usize = 20;
     println!("{} files in quarantine/:", report.quarantined.len());
-    for n in &report.quarantined {
+    let newest = report.quarantined.len().saturating_sub(SHOWN);
+    if newest > 0 {
+        println!("    ({newest} older entries not shown; --json lists them)");
+    }
+    for n in report.quarantined.iter().skip(newest) {
         println!(
             "    quarantined {} {} ({} by {}{}): {}",
             n.kind.as_str(),
