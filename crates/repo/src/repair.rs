@@ -179,10 +179,8 @@ impl Repository {
                     .iter()
                     .filter(|(_, d)| d.restore_points.contains(p))
                     .count();
-                (
-                    p.clone(),
-                    format!("{n} of its chunks are damaged or missing"),
-                )
+                let what = if n == 1 { "chunk" } else { "chunks" };
+                (p.clone(), format!("uses {n} damaged or missing {what}"))
             }));
             for (point, reason) in todo {
                 report.actions.push(self.salvage_one(
@@ -274,7 +272,7 @@ impl Repository {
         }
         let Some(src) = self.salvage_source(point, reason.clone())? else {
             return Ok(skip(format!(
-                "nothing of it reads (no manifest, no index): not salvaged; {reason}"
+                "no index of it reads: nothing to salvage; {reason}"
             )));
         };
         let result = if dry_run {
