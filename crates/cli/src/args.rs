@@ -97,6 +97,26 @@ pub enum Command {
 pub enum RepoCommand {
     /// Create a repository (encrypted unless --no-encryption)
     Init(InitArgs),
+    /// Quarantine damaged manifests, indexes and chunks; optionally write
+    /// salvaged restore points (unreadable ranges read as zeros, listed)
+    Repair(RepairArgs),
+}
+
+#[derive(Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Say what would be done, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// For each damaged restore point, write a new salvaged one
+    #[arg(long)]
+    pub salvage: bool,
+    /// Instead of repairing: remove quarantine entries older than DAYS days
+    #[arg(long, value_name = "DAYS", conflicts_with = "salvage")]
+    pub purge_quarantine: Option<u32>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -191,6 +211,10 @@ pub struct VerifyArgs {
     /// Do not read again chunks verified intact within the last DAYS days
     #[arg(long, value_name = "DAYS")]
     pub reverify_after: Option<u32>,
+    /// Only report damaged chunks: do not move them into quarantine/ (by
+    /// default they are, so the next backup of the same data heals them)
+    #[arg(long)]
+    pub no_heal: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

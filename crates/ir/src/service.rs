@@ -160,12 +160,13 @@ impl Service {
         let lock = control::lock_cache(&cache)?;
         let sock = control::socket_path(&cache);
         control::claim(&sock)?;
-        let repo =
-            Repository::open(&config.repo, config.passphrase.as_deref()).map_err(|source| {
-                Error::Repo {
-                    path: config.repo.clone(),
-                    source,
-                }
+        // A chunk that fails authentication while a VM runs from it is
+        // quarantined (best effort), so the next backup heals it.
+        let repo = Repository::open(&config.repo, config.passphrase.as_deref())
+            .map(|r| r.with_heal_on_read(true))
+            .map_err(|source| Error::Repo {
+                path: config.repo.clone(),
+                source,
             })?;
         let allow = AllowList::parse(&config.allow)?;
         let key_path = cache.join("handle.key");

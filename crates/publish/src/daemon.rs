@@ -190,7 +190,8 @@ fn setup(req: &DaemonRequest, secret: &mut dyn std::io::BufRead) -> Result<Runni
             ))
         })?;
     }
-    let repo = Repository::open_unlocked(&req.repo, req.secret_on_stdin.then_some(line.as_str()))?;
+    let repo = Repository::open_unlocked(&req.repo, req.secret_on_stdin.then_some(line.as_str()))?
+        .with_heal_on_read(true);
     let manifest = repo.resolve(&req.restore_point)?;
     let access = Access::new(req.group);
     // Names that become directories here are single, safe components.

@@ -4,11 +4,11 @@
 //! gc and `repo repair` all report damage as [`FileDamage`], so a user sees
 //! the same words whichever command found it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The kind of repository file that is damaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileKind {
     /// `config`: every restore point depends on it.
@@ -38,7 +38,7 @@ impl FileKind {
 }
 
 /// What is wrong with a damaged file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DamageState {
     /// The file should exist and does not.

@@ -13,6 +13,7 @@
 //!   writers/<uuid>                  one per running backup, flock-ed exclusively by it
 //!   locks/snapshots.lock            flock serialising lock / scan record / forget / prune; names its holder
 //!   locks/gc.lock                   flock held by gc; names its holder
+//!   quarantine/                     damaged files moved aside (see quarantine.rs)
 //! ```
 //!
 //! Blob header (chunks, indexes, manifests), 48 bytes, little endian:
@@ -63,6 +64,15 @@ pub const VERIFY_LOCK: &str = "verify.lock";
 pub const STATE_DIR: &str = "state";
 /// `state/verified`: when each chunk was last verified intact.
 pub const VERIFIED_FILE: &str = "verified";
+/// Directory of damaged files moved aside (see quarantine.rs); never
+/// read as restore points or chunks, never swept by gc.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// `quarantine/chunks/`: `<digest>.<unix secs>` and its `.json` note.
+pub const QUARANTINE_CHUNKS: &str = "chunks";
+/// `quarantine/points/<vm>/<id>.<unix secs>/`: a whole restore point.
+pub const QUARANTINE_POINTS: &str = "points";
+/// The note inside a quarantined restore point's directory.
+pub const QUARANTINE_NOTE: &str = "note.json";
 /// Per-prefix lock file inside `chunks/<xx>/`.
 pub const PREFIX_LOCK: &str = ".lock";
 /// Prefix of every temporary file; list and gc-mark ignore such files, gc

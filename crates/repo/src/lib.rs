@@ -19,7 +19,8 @@
 //! config and slots), `crypto` (keys, AEAD), `blob` (the container of every
 //! file), `model` (manifest, index, names), `repository` (open, read, lock,
 //! forget), `writer` (backups), `disk` (restore point disks), `prune`,
-//! `gc`, `verify`.
+//! `gc`, `verify`, `quarantine` (damaged files moved aside), `repair`
+//! and `salvage` (`repo repair`).
 
 mod blob;
 mod config;
@@ -37,8 +38,11 @@ mod listing;
 mod lock;
 mod model;
 mod prune;
+mod quarantine;
 mod rebuild;
+mod repair;
 mod repository;
+mod salvage;
 mod unlock;
 mod verified;
 mod verify;
@@ -58,8 +62,11 @@ pub use model::{
     ScanStatus, SourceFormat,
 };
 pub use prune::{KeepPolicy, PruneReport};
+pub use quarantine::{ChunkQuarantine, QuarantineNote};
 pub use rebuild::REBUILT_SOURCE;
+pub use repair::{RepairAction, RepairOptions, RepairReport, RepairStep};
 pub use repository::{InitOptions, LockGuard, Repository, RepositoryLock, DEFAULT_LOCK_WAIT};
+pub use salvage::{ByteRange, Salvage, SalvagedDisk};
 pub use verify::{verify_threads, Subset, VerifyOptions, VerifyReport};
 pub use writer::{BackupWriter, NewDisk, Stored};
 

@@ -107,6 +107,10 @@ pub struct Manifest {
     /// The last malware scan (`None`: never scanned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<ScanRecord>,
+    /// Set on a restore point `repo repair --salvage` wrote from a damaged
+    /// one: where from, and which ranges of each disk read as zeros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salvage: Option<crate::salvage::Salvage>,
 }
 
 /// Outcome of a malware scan of a restore point.

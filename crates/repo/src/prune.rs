@@ -184,6 +184,7 @@ mod tests {
             disks: vec![],
             locked_until: None,
             scan: None,
+            salvage: None,
         }
     }
 

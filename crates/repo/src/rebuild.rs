@@ -70,6 +70,7 @@ impl Repository {
             disks,
             locked_until: None,
             scan: None,
+            salvage: None,
         })
     }
 

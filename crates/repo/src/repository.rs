@@ -97,6 +97,9 @@ pub struct Repository {
     pub(crate) inner: Arc<Inner>,
     /// How long manifest changes wait for `locks/snapshots.lock`.
     lock_wait: Duration,
+    /// Whether a chunk that fails authentication on read is quarantined
+    /// (see [`Repository::with_heal_on_read`]).
+    heal_on_read: bool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -183,6 +186,7 @@ impl Repository {
                 wrap,
             }),
             lock_wait: DEFAULT_LOCK_WAIT,
+            heal_on_read: false,
         }
     }
 
@@ -265,6 +269,15 @@ impl Repository {
     /// with [`Error::Busy`] (default [`DEFAULT_LOCK_WAIT`]).
     pub fn with_lock_wait(mut self, wait: Duration) -> Repository {
         self.lock_wait = wait;
+        self
+    }
+
+    /// This handle with chunks that fail authentication on read moved into
+    /// `quarantine/` (best effort: a read-only repository or an
+    /// unprivileged reader reads on), so the next backup of the same data
+    /// stores them again. Off by default; the CLI turns it on.
+    pub fn with_heal_on_read(mut self, heal: bool) -> Repository {
+        self.heal_on_read = heal;
         self
     }
 
@@ -488,7 +501,17 @@ impl Repository {
     }
 
     /// Reads a chunk: authenticates, decompresses and checks its digest.
+    /// A corrupt chunk is quarantined when the handle heals on read.
     pub fn read_chunk(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let read = self.read_chunk_only(digest);
+        if let (true, Err(e @ Error::CorruptChunk { .. })) = (self.heal_on_read, &read) {
+            self.quarantine_after_read(digest, e);
+        }
+        read
+    }
+
+    /// [`Repository::read_chunk`] without quarantining.
+    pub(crate) fn read_chunk_only(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.chunk_path(digest);
         let corrupt = |detail: String| Error::CorruptChunk {
             digest: *digest,

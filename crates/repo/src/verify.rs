@@ -21,6 +21,7 @@ use crate::damage::{DamageState, FileDamage, FileKind};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::Manifest;
+use crate::quarantine::ChunkQuarantine;
 use crate::repository::Repository;
 use crate::verified::VerifiedUpdate;
 use serde::Serialize;
@@ -73,6 +74,9 @@ pub struct VerifyOptions {
     pub subset: Option<Subset>,
     /// Do not read again chunks verified intact less than this long ago.
     pub reverify_after: Option<chrono::Duration>,
+    /// Move damaged chunks into `quarantine/` (and remember missing ones)
+    /// so the next backup of the same data stores them again.
+    pub heal: bool,
 }
 
 /// What verify found.
@@ -94,7 +98,12 @@ pub struct VerifyReport {
     /// Chunks verified within `reverify_after`: not read again.
     pub chunks_recently_verified: u64,
     /// Every damaged or missing file, with the restore points it affects.
+    /// A chunk in quarantine that a restore point still uses is here with
+    /// state `quarantined`.
     pub damage: Vec<FileDamage>,
+    /// Everything in `quarantine/` (a full verify only): explained damage
+    /// that no longer counts unless a restore point above still uses it.
+    pub quarantined: Vec<crate::QuarantineNote>,
 }
 
 impl VerifyReport {
@@ -229,6 +238,7 @@ impl Repository {
         report.chunks_not_read = outcome.exists_only;
         report.chunks_recently_verified = outcome.recent;
         let bad: Vec<Digest> = outcome.bad.iter().map(|(d, _)| *d).collect();
+        let noted = self.quarantined_chunks().unwrap_or_default();
         for (digest, err) in outcome.bad {
             let used_by: Vec<(String, String)> = refs
                 .get(&digest)
@@ -237,19 +247,26 @@ impl Repository {
                 .iter()
                 .filter_map(|&u| users.get(u as usize).cloned())
                 .collect();
-            let points: BTreeSet<String> = used_by.iter().map(|(p, _)| p.clone()).collect();
+            let points: Vec<String> = used_by
+                .iter()
+                .map(|(p, _)| p.clone())
+                .collect::<BTreeSet<String>>()
+                .into_iter()
+                .collect();
+            let (state, detail) =
+                self.chunk_damage_state(&digest, &err, &points, opts.heal, &noted);
             report.damage.push(FileDamage {
                 kind: FileKind::Chunk,
                 path: self.chunk_path(&digest),
-                state: match err {
-                    Error::MissingChunk { .. } => DamageState::Missing,
-                    _ => DamageState::Corrupt,
-                },
-                detail: err.to_string(),
+                state,
+                detail,
                 all_restore_points: false,
-                restore_points: points.into_iter().collect(),
+                restore_points: points,
                 used_by,
             });
+        }
+        if opts.only.is_none() {
+            report.quarantined = self.quarantine().unwrap_or_default();
         }
         let full = opts.only.is_none() && opts.subset.is_none() && opts.reverify_after.is_none();
         let referenced: HashSet<Digest> = if full {
@@ -308,7 +325,7 @@ impl Repository {
                             }
                             Plan::Read => {
                                 mine.read += 1;
-                                match self.read_chunk(d) {
+                                match self.read_chunk_only(d) {
                                     Ok(plain) => {
                                         mine.bytes += plain.len() as u64;
                                         mine.ok.push(*d);
@@ -325,6 +342,56 @@ impl Repository {
         let mut out = total.into_inner().unwrap_or_else(|e| e.into_inner());
         out.bad.sort_by_key(|(d, _)| *d);
         out
+    }
+}
+
+impl Repository {
+    /// The state and detail of a damaged chunk: quarantined now (`heal`),
+    /// or earlier (a note remembers it), else missing or corrupt.
+    fn chunk_damage_state(
+        &self,
+        digest: &Digest,
+        err: &Error,
+        points: &[String],
+        heal: bool,
+        noted: &HashMap<Digest, crate::QuarantineNote>,
+    ) -> (DamageState, String) {
+        let found = match err {
+            Error::MissingChunk { .. } => DamageState::Missing,
+            _ => DamageState::Corrupt,
+        };
+        let known = found == DamageState::Missing && noted.contains_key(digest);
+        let healable = matches!(err, Error::CorruptChunk { .. } | Error::MissingChunk { .. });
+        if heal && healable && !known {
+            match self.quarantine_chunk(digest, &err.to_string(), points, "verify") {
+                Ok(ChunkQuarantine::Done(to)) => {
+                    return (
+                        DamageState::Quarantined,
+                        format!("{err}; quarantined as {}", self.relative(&to)),
+                    )
+                }
+                Ok(ChunkQuarantine::Intact) => {
+                    return (found, format!("{err} (reads intact now: left in place)"))
+                }
+                Ok(ChunkQuarantine::AlreadyNoted) => {}
+                Err(e) => {
+                    tracing::warn!(chunk = %digest, error = %e, "could not quarantine");
+                    return (found, format!("{err} (could not quarantine: {e})"));
+                }
+            }
+        }
+        match noted.get(digest) {
+            Some(n) if found == DamageState::Missing => (
+                DamageState::Quarantined,
+                format!(
+                    "quarantined by {} at {}: {}",
+                    n.by,
+                    n.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    n.reason
+                ),
+            ),
+            _ => (found, err.to_string()),
+        }
     }
 }
 

@@ -352,6 +352,19 @@ impl BackupWriter {
     /// [`BackupWriter::commit`] with an explicit restore point time: for
     /// tests (retention with synthetic times) and imports only.
     pub fn commit_at(self, vm: &str, disks: Vec<NewDisk>, time: DateTime<Utc>) -> Result<Manifest> {
+        self.commit_with(vm, disks, time, None)
+    }
+
+    /// [`BackupWriter::commit_at`] of a restore point `repo repair
+    /// --salvage` writes: the salvage record is in its manifest from the
+    /// start, so it is never visible without it.
+    pub(crate) fn commit_with(
+        self,
+        vm: &str,
+        disks: Vec<NewDisk>,
+        time: DateTime<Utc>,
+        salvage: Option<crate::salvage::Salvage>,
+    ) -> Result<Manifest> {
         check_name(vm)?;
         let mut seen = HashSet::new();
         for d in &disks {
@@ -378,7 +391,7 @@ impl BackupWriter {
         std::fs::create_dir_all(&vm_index_dir).at(&vm_index_dir)?;
         let id = self.reserve_id(vm, time)?;
         let index_dir = self.repo.index_dir(vm, &id);
-        let result = self.write_restore_point(vm, &id, time, disks);
+        let result = self.write_restore_point(vm, &id, time, disks, salvage);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&index_dir);
         }
@@ -411,6 +424,7 @@ impl BackupWriter {
         id: &str,
         time: DateTime<Utc>,
         disks: Vec<NewDisk>,
+        salvage: Option<crate::salvage::Salvage>,
     ) -> Result<Manifest> {
         let repo = &self.repo;
         let index_dir = repo.index_dir(vm, id);
@@ -452,6 +466,7 @@ impl BackupWriter {
             disks: entries,
             locked_until: None,
             scan: None,
+            salvage,
         };
         repo.write_manifest(&manifest)?;
         // Best effort: the restore point exists now; the marker only lets a

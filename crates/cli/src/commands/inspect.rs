@@ -67,14 +67,18 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             _ => "-".into(),
         };
         println!(
-            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}{}",
+            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}{}{}",
             m.name(),
             m.time.format("%Y-%m-%d %H:%M:%S"),
             m.disks.len(),
             bytes(size),
             lock,
             state_text(m),
-            if *intact { "" } else { "  DAMAGED" }
+            if *intact { "" } else { "  DAMAGED" },
+            m.salvage.as_ref().map_or(String::new(), |s| format!(
+                "  SALVAGED from {}",
+                s.salvaged_from
+            ))
         );
     }
     for d in &damaged {
@@ -116,6 +120,31 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
             );
         }
         None => println!("  scan          not scanned"),
+    }
+    if let Some(s) = &m.salvage {
+        println!(
+            "  salvaged from {} at {} ({}); unreadable ranges read as zeros:",
+            s.salvaged_from,
+            s.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            s.reason
+        );
+        for d in &s.disks {
+            let ranges: Vec<String> = d
+                .unreadable
+                .iter()
+                .map(|r| format!("{}+{}", r.offset, r.length))
+                .collect();
+            println!(
+                "    disk {:<8} {} unreadable{}{}",
+                d.disk,
+                bytes(d.unreadable_bytes),
+                if ranges.is_empty() { "" } else { ": " },
+                ranges.join(", ")
+            );
+            for f in d.files.iter().flatten() {
+                println!("      file hit: {f}");
+            }
+        }
     }
     for d in &m.disks {
         println!(

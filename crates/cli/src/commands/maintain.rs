@@ -20,6 +20,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
         reverify_after: a
             .reverify_after
             .map(|days| chrono::Duration::days(i64::from(days))),
+        heal: !a.no_heal,
     };
     let report = repo.verify_with(&opts)?;
     if a.output.json {
@@ -70,6 +71,7 @@ fn print_verify(report: &VerifyReport) {
             println!("    used by {rp} disk {disk}");
         }
     }
+    print_quarantine(report);
     if report.damage.is_empty() {
         println!("no damage found");
     } else {
@@ -78,6 +80,34 @@ fn print_verify(report: &VerifyReport) {
             report.damage.len(),
             report.restore_points_damaged.len(),
             report.restore_points_damaged.join(", ")
+        );
+    }
+}
+
+/// The quarantine lines of a verify report: explained damage that no
+/// restore point listed above depends on any more.
+fn print_quarantine(report: &VerifyReport) {
+    if report.quarantined.is_empty() {
+        return;
+    }
+    /// Lines shown; `--json` lists every entry.
+    const SHOWN: usize = 20;
+    println!("{} files in quarantine/:", report.quarantined.len());
+    let newest = report.quarantined.len().saturating_sub(SHOWN);
+    if newest > 0 {
+        println!("    ({newest} older entries not shown; --json lists them)");
+    }
+    for n in report.quarantined.iter().skip(newest) {
+        println!(
+            "    quarantined {} {} ({} by {}{}): {}",
+            n.kind.as_str(),
+            n.original,
+            n.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            n.by,
+            n.moved_to
+                .as_deref()
+                .map_or(String::from(", was missing"), |to| format!(", now {to}")),
+            n.reason
         );
     }
 }

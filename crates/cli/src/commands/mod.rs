@@ -9,8 +9,10 @@ pub mod key;
 mod maintain;
 pub mod nfs_serve;
 pub mod publish;
+mod repair;
 mod repo_init;
 mod restore;
+mod salvage_files;
 pub mod scan;
 mod scan_point;
 mod scan_userspace;
@@ -30,6 +32,9 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Repo {
             command: RepoCommand::Init(a),
         } => repo_init::run(a),
+        Command::Repo {
+            command: RepoCommand::Repair(a),
+        } => repair::run(a),
         Command::Key { command } => key::run(command),
         Command::Backup(a) => backup::run(a),
         Command::List(a) => inspect::list(a),
@@ -52,6 +57,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
 pub fn open_repo(args: &RepoArgs) -> anyhow::Result<Repository> {
     let pass = passphrase(args.passphrase_file.as_deref())?;
     Repository::open(&args.repo, pass.as_deref())
+        .map(|r| r.with_heal_on_read(true))
         .with_context(|| format!("opening repository {}", args.repo.display()))
 }
 

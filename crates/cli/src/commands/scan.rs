@@ -126,6 +126,7 @@ impl From<PointScan> for PointOut {
 pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
     let pass = passphrase(a.repo.passphrase_file.as_deref())?;
     let repo = Repository::open(&a.repo.repo, pass.as_deref())
+        .map(|r| r.with_heal_on_read(true))
         .with_context(|| format!("opening repository {}", a.repo.repo.display()))?;
     let points = if a.find_clean {
         if a.target.contains('@') {

@@ -580,6 +580,7 @@ mod tests {
             disks,
             locked_until: None,
             scan: None,
+            salvage: None,
         };
         let history = vec![
             point(
