@@ -12,6 +12,10 @@
 //!
 //! Checked besides "no panic": a listed entry's path is its directory's
 //! path joined with its name, and its name holds no `/`.
+//!
+//! `ntfs` walks through `NtfsFs`, so through its panic boundary (`ntfs::guard`):
+//! a panic of the `ntfs` crate is an error there, as in production; the fuzz
+//! target lets only those unwind to it (`fuzz/fuzz_targets/ntfs.rs`).
 
 use crate::{Filesystem, NtfsFs, XfsFs};
 use lifeboat_vdisk::{ReadDisk, SparseInputDisk};

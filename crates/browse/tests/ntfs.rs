@@ -20,6 +20,7 @@ use lifeboat_vdisk::{FileDisk, ReadDisk};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -482,4 +483,110 @@ fn ntfs_through_a_restore_point() {
             assert!(read_all(fs.as_ref(), &path) == data, "{path} differs");
         }
     }
+}
+
+/// The fixture image whose `fail_at`-th read (counting from 0) fails with
+/// a missing-chunk error, as a damaged restore point does, or (`zeros`)
+/// returns zeros instead of its bytes.
+struct Faulty {
+    base: FileDisk,
+    reads: AtomicUsize,
+    fail_at: usize,
+    zeros: bool,
+}
+
+impl Faulty {
+    fn new(fail_at: usize, zeros: bool) -> Faulty {
+        Faulty {
+            base: FileDisk::open(image()).unwrap(),
+            reads: AtomicUsize::new(0),
+            fail_at,
+            zeros,
+        }
+    }
+}
+
+impl ReadDisk for Faulty {
+    fn size(&self) -> u64 {
+        self.base.size()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> lifeboat_vdisk::Result<()> {
+        if self.reads.fetch_add(1, Ordering::Relaxed) != self.fail_at {
+            return self.base.read_at(buf, offset);
+        }
+        if self.zeros {
+            buf.fill(0);
+            return Ok(());
+        }
+        Err(lifeboat_vdisk::Error::Source {
+            what: format!("faulty disk at byte {offset}"),
+            source: Box::new(lifeboat_repo::Error::MissingChunk {
+                digest: lifeboat_repo::Digest([7; 32]),
+            }),
+        })
+    }
+
+    fn describe(&self) -> String {
+        "faulty fixture image".to_string()
+    }
+}
+
+/// Opens the volume on `disk` and browses the fragmented file (whose
+/// attribute list is non-resident: the crate parses it straight from the
+/// disk), a directory and a small file; returns the first error.
+fn browse_faulty(disk: Arc<Faulty>) -> Result<(), Error> {
+    let fs = NtfsFs::open("ntfsvol", disk)?;
+    fs.stat("/frag.bin")?;
+    fs.list("/dir")?;
+    let mut r = fs.read_file("/frag.bin")?;
+    let mut buf = vec![0u8; 65536];
+    r.read_exact(&mut buf).map_err(|e| match e.into_inner() {
+        Some(inner) => *inner.downcast::<Error>().unwrap(),
+        None => panic!("a read error without its cause"),
+    })?;
+    fs.stat("/small.txt")?;
+    Ok(())
+}
+
+/// A failed disk read anywhere under the NTFS parser (the boot sector,
+/// the non-resident attribute list of /frag.bin, index blocks, MFT
+/// records) is an error naming the volume that keeps its damage flag, and
+/// zeros read instead of metadata are an error or data: never a panic.
+#[test]
+fn ntfs_read_errors_under_the_parser_are_errors() {
+    let clean = Arc::new(Faulty::new(usize::MAX, false));
+    browse_faulty(clean.clone()).unwrap();
+    let total = clean.reads.load(Ordering::Relaxed);
+    assert!(total > 20, "only {total} reads");
+    // The boot sector: the crate panicked on this one read error.
+    let e = browse_faulty(Arc::new(Faulty::new(0, false))).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("ntfsvol: /: read error: ") && msg.contains("missing from the repository"),
+        "{msg}"
+    );
+    assert!(e.is_damage(), "{msg}");
+    let (mut panics, mut wrong) = (Vec::new(), Vec::new());
+    for fail_at in 0..total {
+        for zeros in [false, true] {
+            let disk = Arc::new(Faulty::new(fail_at, zeros));
+            match std::panic::catch_unwind(|| browse_faulty(disk)) {
+                Err(_) => panics.push((fail_at, zeros)),
+                Ok(Ok(())) if !zeros => wrong.push(format!("read {fail_at} failed unnoticed")),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    if !msg.starts_with("ntfsvol: ") || !(zeros || e.is_damage()) {
+                        wrong.push(format!("read {fail_at} (zeros: {zeros}): {msg}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "panicked at reads (n, zeros) {panics:?} of {total}"
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

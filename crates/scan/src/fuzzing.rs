@@ -8,9 +8,12 @@
 //!                       `dirent::parse_block`, checksum seed 0x5eed when
 //!                       bit 1 is set (no checksum otherwise)
 //!                bit 0 clear: the rest is a raw ext4 volume, written to
-//!                       `$TMPDIR/lifeboat-fuzz-ext4list-<pid>/vol` (created
+//!                       `<tmp>/lifeboat-fuzz-ext4list-<pid>/vol` (created
 //!                       once per process, rewritten per input) and listed
-//!                       with `list_ext4` through `VolumeBytes`
+//!                       with `list_ext4` through `VolumeBytes`; `<tmp>` is
+//!                       `/dev/shm` when it is a folder (a tmpfs: no
+//!                       writeback of the file rewritten per input), else
+//!                       `$TMPDIR`
 //! bytes 1..
 //! ```
 //!
@@ -26,8 +29,13 @@ fn volume_path() -> &'static PathBuf {
     PATH.get_or_init(|| {
         // libFuzzer exits without running destructors, so the folder is
         // named (not a TempDir): `rm -rf /tmp/lifeboat-fuzz-*` cleans up.
-        let dir =
-            std::env::temp_dir().join(format!("lifeboat-fuzz-ext4list-{}", std::process::id()));
+        let shm = Path::new("/dev/shm");
+        let tmp = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = tmp.join(format!("lifeboat-fuzz-ext4list-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir for fuzz volumes");
         dir.join("vol")
     })

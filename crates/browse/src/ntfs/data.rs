@@ -12,7 +12,7 @@
 //! volume offset or a hole). Sparse runs are holes; bytes past the
 //! initialized size are zeros (see `io`).
 
-use super::io::initialized_size;
+use super::io::{initialized_size, InitSizeError};
 use super::{ntfs_err, NtfsFs, VolumeIo};
 use crate::error::repo_damage;
 use crate::Error;
@@ -172,7 +172,10 @@ impl<'a> DataReader<'a> {
                 initialized = if attr.is_resident() {
                     len
                 } else {
-                    initialized_size(io, &frag.record, &attr).map_err(corrupt)?
+                    initialized_size(io, &frag.record, &attr).map_err(|e| match e {
+                        InitSizeError::Read(e) => err(e),
+                        InitSizeError::Corrupt(detail) => corrupt(detail),
+                    })?
                 };
             }
             let value = attr.value(io).map_err(err)?;

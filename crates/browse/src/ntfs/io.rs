@@ -10,19 +10,38 @@
 //! reads the clusters, so the field is read here from the raw MFT record
 //! (update sequence fixups applied), at offset 0x38 of the attribute.
 
+use crate::error::repo_damage;
 use lifeboat_vdisk::ReadDisk;
-use ntfs::{NtfsAttribute, NtfsFile};
+use ntfs::{NtfsAttribute, NtfsError, NtfsFile};
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// A read-only cursor over a volume.
 pub(crate) struct VolumeIo<'d> {
     disk: &'d dyn ReadDisk,
     pos: u64,
+    /// How the last read failed (`None` when it succeeded).
+    failed: Option<FailedRead>,
+}
+
+/// A failed read, kept for the panic boundary (`guard`).
+pub(crate) struct FailedRead {
+    pub(crate) detail: String,
+    /// True when the cause is a missing or corrupt repository chunk.
+    pub(crate) damaged: bool,
 }
 
 impl<'d> VolumeIo<'d> {
     pub(crate) fn new(disk: &'d dyn ReadDisk) -> VolumeIo<'d> {
-        VolumeIo { disk, pos: 0 }
+        VolumeIo {
+            disk,
+            pos: 0,
+            failed: None,
+        }
+    }
+
+    /// How the last read failed, if it did.
+    pub(crate) fn take_failed_read(&mut self) -> Option<FailedRead> {
+        self.failed.take()
     }
 
     /// Reads exactly `buf.len()` bytes at `offset`.
@@ -34,22 +53,31 @@ impl<'d> VolumeIo<'d> {
 
 impl Read for VolumeIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.failed = None;
         if buf.is_empty() {
             return Ok(0);
         }
         let size = self.disk.size();
         let end = self.pos.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > size) {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "read of {} bytes at offset {} goes beyond the end of the volume ({size} bytes)",
-                    buf.len(),
-                    self.pos
-                ),
-            ));
+            let detail = format!(
+                "read of {} bytes at offset {} goes beyond the end of the volume ({size} bytes)",
+                buf.len(),
+                self.pos
+            );
+            self.failed = Some(FailedRead {
+                detail: detail.clone(),
+                damaged: false,
+            });
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, detail));
         }
-        self.disk.read_at(buf, self.pos).map_err(io::Error::other)?;
+        if let Err(e) = self.disk.read_at(buf, self.pos) {
+            self.failed = Some(FailedRead {
+                detail: e.to_string(),
+                damaged: repo_damage(&e),
+            });
+            return Err(io::Error::other(e));
+        }
         self.pos = end.unwrap_or(size);
         Ok(buf.len())
     }
@@ -107,13 +135,28 @@ fn fixup(rec: &mut [u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Why [`initialized_size`] failed.
+pub(crate) enum InitSizeError {
+    /// Reading the MFT record failed (keeps the disk's error and so its
+    /// damage flag).
+    Read(NtfsError),
+    /// The record does not hold the attribute as expected.
+    Corrupt(String),
+}
+
+impl From<&str> for InitSizeError {
+    fn from(detail: &str) -> Self {
+        InitSizeError::Corrupt(detail.to_string())
+    }
+}
+
 /// The initialized size of the non-resident `attr` (a `$DATA` of `file`
 /// or of one of its extension records), clamped to its data size.
 pub(crate) fn initialized_size(
     io: &mut VolumeIo<'_>,
     file: &NtfsFile<'_>,
     attr: &NtfsAttribute<'_, '_>,
-) -> Result<u64, String> {
+) -> Result<u64, InitSizeError> {
     let data_size = attr.value_length();
     let at = attr
         .position()
@@ -132,11 +175,11 @@ pub(crate) fn initialized_size(
     for start in candidates {
         let mut rec = vec![0u8; rs as usize];
         io.read_exact_at(&mut rec, start)
-            .map_err(|e| format!("reading the MFT record at byte {start}: {e}"))?;
+            .map_err(|e| InitSizeError::Read(NtfsError::Io(e)))?;
         if fixup(&mut rec).is_err() {
             continue;
         }
-        let off = usize::try_from(at - start).map_err(|e| e.to_string())?;
+        let off = usize::try_from(at - start).map_err(|e| InitSizeError::Corrupt(e.to_string()))?;
         let ty = rec.get(off..off + 4);
         if ty != Some(0x80u32.to_le_bytes().as_slice()) || rec.get(off + 8) != Some(&1) {
             continue;
@@ -147,9 +190,9 @@ pub(crate) fn initialized_size(
         let init = u64_at(&rec, off + 0x38).ok_or("truncated $DATA attribute header")?;
         return Ok(init.min(data_size));
     }
-    Err(format!(
+    Err(InitSizeError::Corrupt(format!(
         "cannot find the MFT record of the $DATA attribute at byte {at}"
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -31,16 +31,20 @@
 //! bypassed for file data). Compressed and encrypted files are refused
 //! with an error naming the file: the crate does not decompress LZNT1.
 //!
-//! The crate returns errors for the malformed records and indexes tried
-//! in the tests; a corrupt index whose B-tree points back into itself can
-//! still make it loop (not guarded here).
+//! The crate returns errors for most malformed records and indexes, and
+//! panics on some failed or short reads: every entry point runs behind
+//! the panic boundary of `guard`, which turns a panic into an error naming
+//! the volume. A corrupt index whose B-tree points back into itself can
+//! still make the crate loop (not guarded here).
 
 mod data;
+mod guard;
 mod io;
 
 use crate::error::repo_damage;
 use crate::{base_name, normalize, Entry, EntryKind, Error, Filesystem, FsType, Result};
 use data::{data_size, DataReader};
+use guard::guarded;
 use io::VolumeIo;
 use lifeboat_vdisk::ReadDisk;
 use ntfs::indexes::NtfsFileNameIndex;
@@ -120,8 +124,8 @@ impl NtfsFs {
     /// Reads the boot sector and the `$UpCase` table of `disk`.
     pub fn open(volume: &str, disk: Arc<dyn ReadDisk>) -> Result<NtfsFs> {
         let err = |e| ntfs_err(volume, "/", e);
-        // The ntfs crate panics (unreachable!) when a read fails inside its
-        // boot sector parser: refuse a volume too small to hold one first.
+        // A clearer error than the parser's for a volume too small to
+        // hold a boot sector.
         if disk.size() < 512 {
             return Err(Error::Corrupt {
                 volume: volume.to_string(),
@@ -133,21 +137,23 @@ impl NtfsFs {
                 ),
             });
         }
-        let mut io = VolumeIo::new(disk.as_ref());
-        let mut ntfs = Ntfs::new(&mut io).map_err(err)?;
-        if ntfs.size() > disk.size() {
-            return Err(Error::Corrupt {
-                volume: volume.to_string(),
-                path: "/".to_string(),
-                fs: "ntfs",
-                detail: format!(
-                    "the boot sector says {} bytes but the volume holds {} (cut short?)",
-                    ntfs.size(),
-                    disk.size()
-                ),
-            });
-        }
-        ntfs.read_upcase_table(&mut io).map_err(err)?;
+        let ntfs = guarded(volume, "/", disk.as_ref(), |io| {
+            let mut ntfs = Ntfs::new(io).map_err(err)?;
+            if ntfs.size() > disk.size() {
+                return Err(Error::Corrupt {
+                    volume: volume.to_string(),
+                    path: "/".to_string(),
+                    fs: "ntfs",
+                    detail: format!(
+                        "the boot sector says {} bytes but the volume holds {} (cut short?)",
+                        ntfs.size(),
+                        disk.size()
+                    ),
+                });
+            }
+            ntfs.read_upcase_table(io).map_err(err)?;
+            Ok(ntfs)
+        })?;
         Ok(NtfsFs {
             volume: volume.to_string(),
             disk,
@@ -155,8 +161,13 @@ impl NtfsFs {
         })
     }
 
-    fn io(&self) -> VolumeIo<'_> {
-        VolumeIo::new(self.disk.as_ref())
+    /// Runs `f` (the body of an entry point) behind the panic boundary.
+    fn guarded<'s, T>(
+        &'s self,
+        path: &str,
+        f: impl FnOnce(&mut VolumeIo<'s>) -> Result<T>,
+    ) -> Result<T> {
+        guarded(&self.volume, path, self.disk.as_ref(), f)
     }
 
     fn err(&self, path: &str) -> impl Fn(NtfsError) -> Error + '_ {
@@ -347,8 +358,27 @@ impl Filesystem for NtfsFs {
 
     fn list(&self, path: &str) -> Result<Vec<Entry>> {
         let path = normalize(&self.volume, path)?;
-        let mut io = self.io();
-        let (canon, dir) = self.resolve(&mut io, &path)?;
+        self.guarded(&path, |io| self.list_in(io, path.clone()))
+    }
+
+    fn stat(&self, path: &str) -> Result<Entry> {
+        let path = normalize(&self.volume, path)?;
+        self.guarded(&path, |io| {
+            let (canon, file) = self.resolve(io, &path)?;
+            self.entry(io, &canon, &file)
+        })
+    }
+
+    fn read_file<'a>(&'a self, path: &str) -> Result<Box<dyn Read + 'a>> {
+        let path = normalize(&self.volume, path)?;
+        self.guarded(&path, |io| self.read_file_in(io, path.clone()))
+    }
+}
+
+/// The bodies of the entry points, run behind the panic boundary.
+impl NtfsFs {
+    fn list_in(&self, io: &mut VolumeIo<'_>, path: String) -> Result<Vec<Entry>> {
+        let (canon, dir) = self.resolve(io, &path)?;
         if !dir.is_directory() {
             return Err(Error::NotADirectory {
                 volume: self.volume.clone(),
@@ -356,30 +386,25 @@ impl Filesystem for NtfsFs {
             });
         }
         let mut out = Vec::new();
-        for (name, record) in self.entries(&mut io, &dir, &path)? {
+        for (name, record) in self.entries(io, &dir, &path)? {
             let child = join(&canon, &name);
             let file = self
                 .ntfs
-                .file(&mut io, record)
+                .file(io, record)
                 .map_err(|e| ntfs_err(&self.volume, &child, e))?;
-            out.push(self.entry(&mut io, &child, &file)?);
+            out.push(self.entry(io, &child, &file)?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    fn stat(&self, path: &str) -> Result<Entry> {
-        let path = normalize(&self.volume, path)?;
-        let mut io = self.io();
-        let (canon, file) = self.resolve(&mut io, &path)?;
-        self.entry(&mut io, &canon, &file)
-    }
-
-    fn read_file<'a>(&'a self, path: &str) -> Result<Box<dyn Read + 'a>> {
-        let mut path = normalize(&self.volume, path)?;
-        let mut io = self.io();
+    fn read_file_in<'a>(
+        &'a self,
+        io: &mut VolumeIo<'_>,
+        mut path: String,
+    ) -> Result<Box<dyn Read + 'a>> {
         for _ in 0..MAX_FOLLOW {
-            let (canon, file) = self.resolve(&mut io, &path)?;
+            let (canon, file) = self.resolve(io, &path)?;
             if file.is_directory() {
                 return Err(Error::IsADirectory {
                     volume: self.volume.clone(),
@@ -387,10 +412,10 @@ impl Filesystem for NtfsFs {
                 });
             }
             let attrs = file.info().map_err(self.err(&path))?.file_attributes();
-            match self.special(&mut io, &file, attrs, &path)? {
+            match self.special(io, &file, attrs, &path)? {
                 Special::None => {
                     let encrypted = attrs.contains(NtfsFileAttributeFlags::ENCRYPTED);
-                    let r = DataReader::open(self, &mut io, path, &file, encrypted)?;
+                    let r = DataReader::open(self, io, path, &file, encrypted)?;
                     return Ok(Box::new(r));
                 }
                 Special::Reparse => {
