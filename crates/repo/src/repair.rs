@@ -295,6 +295,7 @@ impl Repository {
         let Some((vm, id)) = split_point(point) else {
             return Ok(None);
         };
+        let mut lost = Vec::new();
         let (time, disks) = match self.read_manifest(vm, id) {
             Ok(m) => {
                 let disks = m
@@ -318,16 +319,18 @@ impl Repository {
                     if crate::model::check_name(disk).is_err() {
                         continue;
                     }
-                    if let Ok(index) = self.load_index_file(vm, id, disk) {
-                        disks.push(SourceDisk {
+                    match self.load_index_file(vm, id, disk) {
+                        Ok(index) => disks.push(SourceDisk {
                             name: disk.to_string(),
                             size: index.disk_size,
                             chunk_size: index.chunk_size,
                             index: Some(index),
-                        });
+                        }),
+                        Err(_) => lost.push(disk.to_string()),
                     }
                 }
                 disks.sort_by(|a, b| a.name.cmp(&b.name));
+                lost.sort();
                 (time_of_id(id).unwrap_or_else(Utc::now), disks)
             }
         };
@@ -340,6 +343,7 @@ impl Repository {
             time,
             reason,
             disks,
+            lost,
         }))
     }
 }

@@ -33,6 +33,11 @@ pub struct Salvage {
     pub reason: String,
     /// Every disk, with the ranges that read as zeros (empty: intact).
     pub disks: Vec<SalvagedDisk>,
+    /// Disks of the damaged restore point that are not in this one: its
+    /// manifest was lost and their index files do not read, so not even
+    /// their size is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_disks: Vec<String>,
 }
 
 /// One disk of a salvaged restore point.
@@ -74,6 +79,8 @@ pub(crate) struct SalvageSource {
     pub time: DateTime<Utc>,
     pub reason: String,
     pub disks: Vec<SourceDisk>,
+    /// Disks known only by an index file that does not read.
+    pub lost: Vec<String>,
 }
 
 /// Appends `[offset, offset + length)` to `ranges`, merging it with the
@@ -153,6 +160,7 @@ impl Repository {
             time: Utc::now(),
             reason: src.reason.clone(),
             disks: record,
+            lost_disks: src.lost.clone(),
         };
         writer.commit_with(&src.vm, disks, src.time, Some(salvage))
     }

@@ -455,3 +455,55 @@ fn a_chunk_that_fails_with_an_io_error_is_reported_and_left_in_place() {
     assert!(path.is_dir());
     assert!(quarantine_files(&f.repo).is_empty());
 }
+
+#[test]
+fn a_lost_manifest_with_an_unreadable_index_is_salvaged_from_the_indexes_that_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init(&dir.path().join("repo"), true);
+    let a = noise(3 * CHUNK as usize, 5);
+    let b = noise(2 * CHUNK as usize, 6);
+    let w = repo.begin_backup().unwrap();
+    let disks = vec![
+        store_disk(&repo, &w, "disk0", &a),
+        store_disk(&repo, &w, "disk1", &b),
+    ];
+    let m = w.commit("vm1", disks).unwrap();
+    let manifest = repo
+        .path()
+        .join("snapshots/vm1")
+        .join(format!("{}.manifest", m.id));
+    Damage::Half.apply(&manifest, &manifest);
+    let idx = repo
+        .path()
+        .join("indexes/vm1")
+        .join(&m.id)
+        .join("disk1.idx");
+    Damage::Flip.apply(&idx, &idx);
+    // Not rebuildable (an index does not read): salvaged instead.
+    let report = repo
+        .repair(&RepairOptions {
+            dry_run: false,
+            salvage: true,
+        })
+        .unwrap();
+    let steps: Vec<RepairStep> = report.actions.iter().map(|x| x.step).collect();
+    assert_eq!(
+        steps,
+        vec![RepairStep::Salvage, RepairStep::QuarantinePoint]
+    );
+    let name = report.actions[0].result.clone().unwrap();
+    let s = repo.resolve(&name).unwrap();
+    assert_eq!(
+        s.time.timestamp(),
+        m.time.timestamp(),
+        "the time comes from the id (whole seconds)"
+    );
+    let rec = s.salvage.clone().unwrap();
+    assert_eq!(rec.salvaged_from, m.name());
+    assert_eq!(rec.lost_disks, vec!["disk1".to_string()]);
+    assert_eq!(rec.disks.len(), 1);
+    assert!(rec.disks[0].unreadable.is_empty());
+    assert!(read_back(&repo, &s, "disk0") == a);
+    let v = repo.verify(None).unwrap();
+    assert!(v.damage.is_empty(), "{:?}", v.damage);
+}

@@ -145,6 +145,9 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
                 println!("      file hit: {f}");
             }
         }
+        for d in &s.lost_disks {
+            println!("    disk {d:<8} lost: its index does not read and its manifest is gone");
+        }
     }
     for d in &m.disks {
         println!(
