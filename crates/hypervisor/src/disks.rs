@@ -11,6 +11,9 @@ use crate::error::{HypervisorError, Result};
 use crate::qmp::QmpClient;
 use crate::PREFIX;
 
+/// Filter drivers a backup job puts above a disk (`backup-top` before QEMU 6.2).
+const FILTERS: [&str; 2] = ["copy-before-write", "backup-top"];
+
 /// One dirty bitmap of a disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BitmapInfo {
@@ -47,7 +50,7 @@ pub struct Disk {
     pub size: u64,
     /// Named dirty bitmaps on the node.
     pub bitmaps: Vec<BitmapInfo>,
-    /// A lifeboat copy-before-write filter sits above the disk (a leftover).
+    /// A copy-before-write filter sits above the disk (ours, or a backup job's).
     pub filtered_by_lifeboat: bool,
 }
 
@@ -104,13 +107,14 @@ pub fn list_disks(client: &QmpClient) -> Result<Vec<Disk>> {
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let mut node_name = s(inserted, "node-name");
         let mut filtered = false;
-        if node_name.starts_with(PREFIX) {
+        let drv = s(inserted, "drv");
+        if node_name.starts_with(PREFIX) || FILTERS.contains(&drv.as_str()) {
             if graph.is_none() {
                 graph = Some(client.execute("x-debug-query-block-graph", Value::Null)?);
             }
-            if let Some(child) = graph
-                .as_ref()
-                .and_then(|g| child_node(g, &node_name, "file"))
+            let g = graph.as_ref().expect("fetched above");
+            if let Some(child) =
+                child_node(g, &node_name, "file").or_else(|| child_node(g, &node_name, "backing"))
             {
                 node_name = child;
                 filtered = true;

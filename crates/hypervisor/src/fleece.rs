@@ -21,7 +21,7 @@
 //! node, device drive, filter, overlay nodes, overlay file), going on past
 //! errors; a failed [`Fleece::start`] tears down what it built and merges a
 //! rotation back. A killed run leaves names with the `lifeboat-` prefix, which
-//! [`cleanup_leftovers`] finds and removes.
+//! [`crate::cleanup_leftovers`] finds and removes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,13 +30,44 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::bitmaps::{undo_rotation, Rotation};
-use crate::disks::{child_node, Disk};
+use crate::disks::Disk;
 use crate::error::{HypervisorError, Result};
-use crate::qmp::QmpClient;
+use crate::qmp::{QemuVersion, QmpClient};
 use crate::PREFIX;
 
 /// First QEMU with the `snapshot-access` driver (and `on-cbw-error`).
 pub const SNAPSHOT_ACCESS_SINCE: (u32, u32) = (7, 1);
+
+/// First QEMU with `block-export-add` (and several bitmaps per NBD export).
+pub const BLOCK_EXPORT_SINCE: (u32, u32) = (5, 2);
+
+/// How the point in time is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FleeceMethod {
+    /// QEMU >= 7.1: a `copy-before-write` filter put in front of the device
+    /// with `qom-set`, read through a `snapshot-access` node. The guest is
+    /// paused (`stop`/`cont`) for the milliseconds the switch takes.
+    SnapshotAccess,
+    /// QEMU 5.2 to 7.0: the overlay gets the disk as its backing, and a
+    /// `blockdev-backup sync=none` job (which copies old data into the overlay
+    /// before each guest write) starts in the same `transaction` as the bitmap
+    /// rotation; the overlay node is exported. No pause.
+    BackupSyncNone,
+}
+
+impl FleeceMethod {
+    /// The method for a QEMU version, or the version it would need.
+    pub fn for_version(v: &QemuVersion) -> std::result::Result<FleeceMethod, (u32, u32)> {
+        if v.at_least(SNAPSHOT_ACCESS_SINCE.0, SNAPSHOT_ACCESS_SINCE.1) {
+            Ok(FleeceMethod::SnapshotAccess)
+        } else if v.at_least(BLOCK_EXPORT_SINCE.0, BLOCK_EXPORT_SINCE.1) {
+            Ok(FleeceMethod::BackupSyncNone)
+        } else {
+            Err(BLOCK_EXPORT_SINCE)
+        }
+    }
+}
 
 /// What to fleece, and where.
 #[derive(Debug, Clone)]
@@ -47,6 +78,8 @@ pub struct FleeceOptions {
     pub nbd_socket: PathBuf,
     /// Timeout of the overlay-creation jobs.
     pub job_timeout: Duration,
+    /// Force a method (`None`: the best the QEMU version has).
+    pub method: Option<FleeceMethod>,
 }
 
 /// One disk to fleece.
@@ -77,22 +110,24 @@ pub struct Export {
 enum Step {
     File(PathBuf),
     Node(String),
+    Job(String),
     Drive { qdev: String, node: String },
     NbdServer,
     Export(String),
 }
 
 /// A running fleece. Call [`Fleece::teardown`]; dropping it leaves everything
-/// in place (as a killed process would) for [`cleanup_leftovers`].
+/// in place (as a killed process would) for [`crate::cleanup_leftovers`].
 #[derive(Debug)]
 pub struct Fleece {
     steps: Vec<Step>,
     exports: Vec<Export>,
     paused: Duration,
+    method: FleeceMethod,
 }
 
 /// QOM path of a device as `query-block` names it.
-fn qom_path(qdev: &str) -> String {
+pub(crate) fn qom_path(qdev: &str) -> String {
     if qdev.starts_with('/') {
         qdev.to_string()
     } else {
@@ -119,14 +154,25 @@ impl Fleece {
     /// Builds the point in time for `disks` and exports them (see the module docs).
     pub fn start(client: &QmpClient, disks: &[FleeceDisk], opts: &FleeceOptions) -> Result<Fleece> {
         let v = client.version();
-        if !v.at_least(SNAPSHOT_ACCESS_SINCE.0, SNAPSHOT_ACCESS_SINCE.1) {
-            return Err(HypervisorError::TooOld {
-                socket: client.socket().to_path_buf(),
-                version: v.to_string(),
-                feature: "fleecing (copy-before-write + snapshot-access)".into(),
-                needs: format!("{}.{}", SNAPSHOT_ACCESS_SINCE.0, SNAPSHOT_ACCESS_SINCE.1),
-            });
-        }
+        let method = match (opts.method, FleeceMethod::for_version(v)) {
+            (_, Err(needs)) => {
+                return Err(HypervisorError::TooOld {
+                    socket: client.socket().to_path_buf(),
+                    version: v.to_string(),
+                    feature: "fleecing exported by QEMU's NBD server (block-export-add)".into(),
+                    needs: format!("{}.{}", needs.0, needs.1),
+                })
+            }
+            (Some(FleeceMethod::SnapshotAccess), Ok(FleeceMethod::BackupSyncNone)) => {
+                return Err(HypervisorError::TooOld {
+                    socket: client.socket().to_path_buf(),
+                    version: v.to_string(),
+                    feature: "fleecing with copy-before-write + snapshot-access".into(),
+                    needs: format!("{}.{}", SNAPSHOT_ACCESS_SINCE.0, SNAPSHOT_ACCESS_SINCE.1),
+                })
+            }
+            (Some(m), Ok(_)) | (None, Ok(m)) => m,
+        };
         for d in disks {
             if d.disk.qdev.is_empty() {
                 return Err(HypervisorError::Invalid {
@@ -139,6 +185,7 @@ impl Fleece {
             steps: Vec::new(),
             exports: Vec::new(),
             paused: Duration::ZERO,
+            method,
         };
         let rotations: Vec<Rotation> = disks.iter().filter_map(|d| d.rotation.clone()).collect();
         let mut rotated = false;
@@ -167,8 +214,11 @@ impl Fleece {
         opts: &FleeceOptions,
         rotated: &mut bool,
     ) -> Result<()> {
+        if self.method == FleeceMethod::BackupSyncNone {
+            return self.build_backup_sync_none(client, disks, rotations, opts, rotated);
+        }
         for (i, d) in disks.iter().enumerate() {
-            self.add_overlay(client, i, &d.disk, opts)?;
+            self.add_overlay(client, i, &d.disk, opts, None)?;
         }
         // The point in time: nothing the guest writes may fall between the
         // bitmap rotation and the filters taking over.
@@ -207,14 +257,66 @@ impl Fleece {
                 args["bitmaps"] = json!([{"node": d.disk.node_name, "name": b}]);
             }
             client.execute("block-export-add", args)?;
-            self.steps.push(Step::Export(name.clone()));
-            self.exports.push(Export {
-                disk: d.disk.label(),
-                uri: format!("nbd+unix:///{name}?socket={}", opts.nbd_socket.display()),
-                name,
-                bitmap,
-                size: d.disk.size,
-            });
+            self.exported(&d.disk, name, bitmap, opts);
+        }
+        Ok(())
+    }
+
+    fn exported(
+        &mut self,
+        disk: &Disk,
+        name: String,
+        bitmap: Option<String>,
+        opts: &FleeceOptions,
+    ) {
+        self.steps.push(Step::Export(name.clone()));
+        self.exports.push(Export {
+            disk: disk.label(),
+            uri: format!("nbd+unix:///{name}?socket={}", opts.nbd_socket.display()),
+            name,
+            bitmap,
+            size: disk.size,
+        });
+    }
+
+    fn build_backup_sync_none(
+        &mut self,
+        client: &QmpClient,
+        disks: &[FleeceDisk],
+        rotations: &[Rotation],
+        opts: &FleeceOptions,
+        rotated: &mut bool,
+    ) -> Result<()> {
+        for (i, d) in disks.iter().enumerate() {
+            self.add_overlay(client, i, &d.disk, opts, Some(&d.disk.node_name))?;
+        }
+        // The point in time: bitmaps and copy-before-write jobs in one transaction.
+        let mut actions: Vec<Value> = rotations.iter().flat_map(Rotation::actions).collect();
+        let jobs: Vec<String> = (0..disks.len())
+            .map(|i| format!("{PREFIX}backup{i}"))
+            .collect();
+        for (i, d) in disks.iter().enumerate() {
+            actions.push(json!({"type": "blockdev-backup", "data": {
+                "job-id": jobs[i], "device": d.disk.node_name,
+                "target": format!("{PREFIX}fl{i}"), "sync": "none"}}));
+        }
+        client.execute("transaction", json!({ "actions": actions }))?;
+        *rotated = !rotations.is_empty();
+        self.steps.extend(jobs.into_iter().map(Step::Job));
+        if !disks.is_empty() {
+            self.start_nbd(client, &opts.nbd_socket)?;
+        }
+        for (i, d) in disks.iter().enumerate() {
+            let name = export_name(&d.disk);
+            let bitmap = d.rotation.as_ref().map(|r| r.old.clone());
+            let mut args = json!({"type": "nbd", "id": name,
+                                  "node-name": format!("{PREFIX}fl{i}"), "name": name});
+            if let Some(b) = &bitmap {
+                // Found through the overlay's backing chain (the disk).
+                args["bitmaps"] = json!([b]);
+            }
+            client.execute("block-export-add", args)?;
+            self.exported(&d.disk, name, bitmap, opts);
         }
         Ok(())
     }
@@ -225,6 +327,7 @@ impl Fleece {
         i: usize,
         disk: &Disk,
         opts: &FleeceOptions,
+        backing: Option<&str>,
     ) -> Result<()> {
         let path = opts
             .work_dir
@@ -253,10 +356,12 @@ impl Fleece {
             json!({"driver": "qcow2", "file": file_node, "size": disk.size}),
             opts.job_timeout,
         )?;
-        client.execute(
-            "blockdev-add",
-            json!({"driver": "qcow2", "node-name": node, "file": file_node, "discard": "unmap"}),
-        )?;
+        let mut args =
+            json!({"driver": "qcow2", "node-name": node, "file": file_node, "discard": "unmap"});
+        if let Some(b) = backing {
+            args["backing"] = json!(b);
+        }
+        client.execute("blockdev-add", args)?;
         self.steps.push(Step::Node(node));
         Ok(())
     }
@@ -315,6 +420,11 @@ impl Fleece {
         &self.exports
     }
 
+    /// The method used.
+    pub fn method(&self) -> FleeceMethod {
+        self.method
+    }
+
     /// How long the guest was paused for the point in time (zero if it was not running).
     pub fn paused(&self) -> Duration {
         self.paused
@@ -342,6 +452,7 @@ fn undo(client: &QmpClient, step: &Step) -> Result<()> {
     match step {
         Step::Export(id) => delete_export(client, id),
         Step::NbdServer => client.execute("nbd-server-stop", Value::Null).map(drop),
+        Step::Job(id) => cancel_backup_job(client, id),
         Step::Drive { qdev, node } => client
             .execute(
                 "qom-set",
@@ -363,12 +474,30 @@ fn undo(client: &QmpClient, step: &Step) -> Result<()> {
 }
 
 /// Deletes an export (disconnecting clients) and waits until QEMU has.
-fn delete_export(client: &QmpClient, id: &str) -> Result<()> {
+pub(crate) fn delete_export(client: &QmpClient, id: &str) -> Result<()> {
     client.execute("block-export-del", json!({"id": id, "mode": "hard"}))?;
     client
         .wait_event("BLOCK_EXPORT_DELETED", client.timeout(), |e| {
             e.name == "BLOCK_EXPORT_DELETED" && e.data.get("id").and_then(Value::as_str) == Some(id)
         })
+        .map(drop)
+}
+
+/// Cancels a `blockdev-backup sync=none` job and waits until it is gone
+/// (it removes its copy-before-write filter as it ends).
+pub(crate) fn cancel_backup_job(client: &QmpClient, id: &str) -> Result<()> {
+    client.execute("block-job-cancel", json!({"device": id, "force": true}))?;
+    client
+        .wait_event(
+            &format!("BLOCK_JOB_CANCELLED {id}"),
+            client.timeout(),
+            |e| {
+                matches!(
+                    e.name.as_str(),
+                    "BLOCK_JOB_CANCELLED" | "BLOCK_JOB_COMPLETED"
+                ) && e.data.get("device").and_then(Value::as_str) == Some(id)
+            },
+        )
         .map(drop)
 }
 
@@ -402,178 +531,57 @@ fn run_job(client: &QmpClient, id: &str, options: Value, timeout: Duration) -> R
     }
 }
 
-/// What [`cleanup_leftovers`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CleanupReport {
-    /// Exports deleted.
-    pub exports: Vec<String>,
-    /// Whether the NBD server was stopped (it served only our exports).
-    pub nbd_server_stopped: bool,
-    /// Devices whose drive was set back from our filter to the disk.
-    pub devices_restored: Vec<String>,
-    /// Block nodes deleted.
-    pub nodes: Vec<String>,
-    /// Overlay files deleted.
-    pub files: Vec<PathBuf>,
-    /// Disabled bitmaps of interrupted backups merged back (`old -> new`) or re-enabled.
-    pub bitmaps: Vec<String>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl CleanupReport {
-    /// Whether anything was left over.
-    pub fn is_empty(&self) -> bool {
-        *self == CleanupReport::default()
-    }
-}
-
-/// Finds and removes what an earlier, killed run left in this QEMU: exports,
-/// filters, overlay nodes and files named `lifeboat-*`, and the disabled
-/// bitmap of an interrupted rotation (merged into the recording one, so no
-/// change is forgotten).
-pub fn cleanup_leftovers(client: &QmpClient) -> Result<CleanupReport> {
-    let mut report = CleanupReport::default();
-    let exports = client.execute("query-block-exports", Value::Null)?;
-    let ids: Vec<String> = exports
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("id").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    for id in ids.iter().filter(|id| id.starts_with(PREFIX)) {
-        delete_export(client, id)?;
-        report.exports.push(id.clone());
-    }
-    if !report.exports.is_empty() && report.exports.len() == ids.len() {
-        match client.execute("nbd-server-stop", Value::Null) {
-            Ok(_) => report.nbd_server_stopped = true,
-            Err(e) => tracing::debug!(error = %e, "no NBD server to stop"),
+    fn v(major: u32, minor: u32) -> QemuVersion {
+        QemuVersion {
+            major,
+            minor,
+            micro: 0,
+            package: String::new(),
         }
     }
 
-    let graph = client.execute("x-debug-query-block-graph", Value::Null)?;
-    let blocks = client.execute("query-block", Value::Null)?;
-    let nodes = client.execute("query-named-block-nodes", json!({"flat": true}))?;
-    let mut ours: Vec<(String, String, String)> = Vec::new();
-    let mut bitmap_nodes = Vec::new();
-    for n in nodes.as_array().into_iter().flatten() {
-        let s = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let name = s("node-name");
-        if name.starts_with(PREFIX) {
-            ours.push((name, s("drv"), s("file")));
-        } else if n.get("dirty-bitmaps").is_some() {
-            bitmap_nodes.push(n.clone());
-        }
-    }
-    // Parents before children: access nodes, filters, qcow2 overlays, files.
-    let rank = |n: &str| {
-        let kind = &n[PREFIX.len()..];
-        match () {
-            _ if kind.starts_with("snap") => 0,
-            _ if kind.starts_with("cbw") => 1,
-            _ if kind.starts_with("flf") => 3,
-            _ if kind.starts_with("fl") => 2,
-            _ => 4,
-        }
-    };
-    ours.sort_by_key(|(n, _, _)| rank(n));
-    // The access nodes go first: while one sits on a filter, the filter
-    // refuses to give the device its disk back.
-    for stage in 0..5 {
-        if stage == 1 {
-            restore_devices(client, &graph, &blocks, &mut report)?;
-        }
-        for (name, drv, file) in ours.iter().filter(|(n, _, _)| rank(n) == stage) {
-            client.execute("blockdev-del", json!({"node-name": name}))?;
-            report.nodes.push(name.clone());
-            let path = Path::new(file);
-            let is_overlay = drv == "file"
-                && path
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .is_some_and(|f| f.starts_with(&format!("{PREFIX}fleece-")));
-            if is_overlay {
-                match std::fs::remove_file(path) {
-                    Ok(()) => report.files.push(path.to_path_buf()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(HypervisorError::File {
-                            what: "removing the fleecing overlay",
-                            path: path.to_path_buf(),
-                            source,
-                        })
-                    }
-                }
-            }
-        }
+    #[test]
+    fn each_version_gets_its_method() {
+        assert_eq!(FleeceMethod::for_version(&v(5, 1)), Err((5, 2)));
+        assert_eq!(
+            FleeceMethod::for_version(&v(5, 2)),
+            Ok(FleeceMethod::BackupSyncNone)
+        );
+        assert_eq!(
+            FleeceMethod::for_version(&v(7, 0)),
+            Ok(FleeceMethod::BackupSyncNone)
+        );
+        assert_eq!(
+            FleeceMethod::for_version(&v(7, 1)),
+            Ok(FleeceMethod::SnapshotAccess)
+        );
+        assert_eq!(
+            FleeceMethod::for_version(&v(10, 0)),
+            Ok(FleeceMethod::SnapshotAccess)
+        );
     }
 
-    for n in &bitmap_nodes {
-        let node = n.get("node-name").and_then(Value::as_str).unwrap_or("");
-        let bms: Vec<(String, bool)> = n
-            .get("dirty-bitmaps")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|b| {
-                let name = b.get("name").and_then(Value::as_str)?;
-                name.starts_with(PREFIX).then(|| {
-                    (
-                        name.to_string(),
-                        b.get("recording").and_then(Value::as_bool).unwrap_or(false),
-                    )
-                })
-            })
-            .collect();
-        let recording: Vec<&String> = bms.iter().filter(|b| b.1).map(|b| &b.0).collect();
-        for (old, _) in bms.iter().filter(|b| !b.1) {
-            if let [new] = recording.as_slice() {
-                let r = Rotation {
-                    node: node.to_string(),
-                    old: old.clone(),
-                    new: (*new).clone(),
-                    persistent: true,
-                };
-                undo_rotation(client, &[r])?;
-                report.bitmaps.push(format!("{node}: {old} -> {new}"));
-            } else if recording.is_empty() {
-                client.execute(
-                    "block-dirty-bitmap-enable",
-                    json!({"node": node, "name": old}),
-                )?;
-                report.bitmaps.push(format!("{node}: {old} enabled"));
-            }
-        }
-    }
-    if !report.is_empty() {
-        tracing::info!(?report, "removed leftovers of an earlier run");
-    }
-    Ok(report)
-}
-
-/// Sets each device whose drive is one of our filters back to the disk below it.
-fn restore_devices(
-    client: &QmpClient,
-    graph: &Value,
-    blocks: &Value,
-    report: &mut CleanupReport,
-) -> Result<()> {
-    for b in blocks.as_array().into_iter().flatten() {
-        let root = b
-            .pointer("/inserted/node-name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let qdev = b.get("qdev").and_then(Value::as_str).unwrap_or("");
-        if !root.starts_with(PREFIX) || qdev.is_empty() {
-            continue;
-        }
-        let Some(disk) = child_node(graph, root, "file") else {
-            continue;
+    #[test]
+    fn export_names_are_prefixed_and_tame() {
+        let d = Disk {
+            device: "drive-virtio disk0".into(),
+            qdev: String::new(),
+            node_name: "n".into(),
+            format: "qcow2".into(),
+            file: String::new(),
+            size: 0,
+            bitmaps: Vec::new(),
+            filtered_by_lifeboat: false,
         };
-        client.execute(
-            "qom-set",
-            json!({"path": qom_path(qdev), "property": "drive", "value": disk}),
-        )?;
-        report.devices_restored.push(qdev.to_string());
+        assert_eq!(export_name(&d), "lifeboat-drive-virtio_disk0");
+        assert_eq!(qom_path("sda"), "/machine/peripheral/sda");
+        assert_eq!(
+            qom_path("/machine/peripheral/vda/virtio-backend"),
+            "/machine/peripheral/vda/virtio-backend"
+        );
     }
-    Ok(())
 }

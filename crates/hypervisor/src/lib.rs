@@ -15,6 +15,7 @@
 //! describes the QMP sequence and which QEMU version gets which path.
 
 mod bitmaps;
+mod cleanup;
 mod disks;
 mod error;
 mod fleece;
@@ -24,10 +25,11 @@ pub use bitmaps::{
     bitmap_name, create_bitmap, finish_rotation, next_read, persistence, remove_bitmap, rotate,
     undo_rotation, NextRead, Persistence, Rotation,
 };
+pub use cleanup::{cleanup_leftovers, CleanupReport};
 pub use disks::{find_disk, list_disks, BitmapInfo, Disk};
 pub use error::{HypervisorError, Result};
 pub use fleece::{
-    cleanup_leftovers, CleanupReport, Export, Fleece, FleeceDisk, FleeceOptions,
+    Export, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, BLOCK_EXPORT_SINCE,
     SNAPSHOT_ACCESS_SINCE,
 };
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::{dirty_extents, exports, lifeboat_nodes, qemu_io, read_export, Qemu, DISK_SIZE};
 use lifeboat_hypervisor::{
     cleanup_leftovers, create_bitmap, find_disk, finish_rotation, list_disks, next_read, rotate,
-    undo_rotation, Fleece, FleeceDisk, FleeceOptions, HypervisorError, NextRead, Persistence,
-    QmpClient, Rotation,
+    undo_rotation, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, HypervisorError, NextRead,
+    Persistence, QmpClient, Rotation,
 };
 use serde_json::{json, Value};
 
@@ -20,6 +20,14 @@ fn options(q: &Qemu) -> FleeceOptions {
         work_dir: q.work_dir(),
         nbd_socket: q.nbd_socket(),
         job_timeout: Duration::from_secs(30),
+        method: None,
+    }
+}
+
+fn options_with(q: &Qemu, method: FleeceMethod) -> FleeceOptions {
+    FleeceOptions {
+        method: Some(method),
+        ..options(q)
     }
 }
 
@@ -57,6 +65,15 @@ fn client_reads_version_and_disks() {
 
 #[test]
 fn bitmap_records_exactly_the_written_extents() {
+    bitmap_records_exactly_the_written_extents_with(FleeceMethod::SnapshotAccess);
+}
+
+#[test]
+fn bitmap_records_exactly_the_written_extents_backup_sync_none() {
+    bitmap_records_exactly_the_written_extents_with(FleeceMethod::BackupSyncNone);
+}
+
+fn bitmap_records_exactly_the_written_extents_with(method: FleeceMethod) {
     let q = Qemu::start();
     let c = q.client();
     let disks = list_disks(&c).unwrap();
@@ -99,7 +116,7 @@ fn bitmap_records_exactly_the_written_extents() {
             rotation: Some(Rotation::new(d, "lifeboat-1", "lifeboat-2")),
         })
         .collect();
-    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
+    let f = Fleece::start(&c, &fd, &options_with(&q, method)).unwrap();
     let e = &f.exports()[0];
     assert_eq!(
         (e.name.as_str(), e.bitmap.as_deref()),
@@ -175,10 +192,19 @@ fn rotation_in_one_transaction_splits_before_and_after() {
 
 #[test]
 fn fleecing_export_reads_the_point_in_time_and_teardown_removes_everything() {
+    fleecing_case(FleeceMethod::SnapshotAccess);
+}
+
+#[test]
+fn fleecing_backup_sync_none_reads_the_point_in_time_and_teardown_removes_everything() {
+    fleecing_case(FleeceMethod::BackupSyncNone);
+}
+
+fn fleecing_case(method: FleeceMethod) {
     let q = Qemu::start();
     let c = q.client();
     // The VM runs (firmware finds no boot disk and waits): the point in time
-    // pauses it briefly and lets it run again.
+    // pauses it briefly (snapshot-access) or not at all (backup sync=none).
     c.execute("cont", Value::Null).unwrap();
     let running = || c.execute("query-status", Value::Null).unwrap()["running"] == true;
     assert!(running());
@@ -188,21 +214,34 @@ fn fleecing_export_reads_the_point_in_time_and_teardown_removes_everything() {
         disk: disks[0].clone(),
         rotation: None,
     }];
-    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
-    assert!(
-        f.paused() > Duration::ZERO && f.paused() < Duration::from_secs(5),
-        "{:?}",
-        f.paused()
-    );
-    assert!(running(), "the guest runs again after the point in time");
+    let f = Fleece::start(&c, &fd, &options_with(&q, method)).unwrap();
+    assert_eq!(f.method(), method);
     let events = c.take_events();
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-    assert!(
-        names.contains(&"STOP") && names.contains(&"RESUME"),
-        "{names:?}"
-    );
+    if method == FleeceMethod::SnapshotAccess {
+        assert!(
+            f.paused() > Duration::ZERO && f.paused() < Duration::from_secs(5),
+            "{:?}",
+            f.paused()
+        );
+        assert!(
+            names.contains(&"STOP") && names.contains(&"RESUME"),
+            "{names:?}"
+        );
+    } else {
+        assert_eq!(f.paused(), Duration::ZERO);
+        assert!(!names.contains(&"STOP"), "{names:?}");
+    }
+    assert!(running(), "the guest runs after the point in time");
     // The overlay-creation jobs' JOB_STATUS_CHANGE events were awaited and taken.
-    assert!(!names.contains(&"JOB_STATUS_CHANGE"), "{names:?}");
+    assert!(
+        !events.iter().any(|e| e.name == "JOB_STATUS_CHANGE"
+            && e.data["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("lifeboat-create")),
+        "{events:?}"
+    );
     assert_eq!(work_files(&q).len(), 1, "one overlay file");
     assert_eq!(
         list_disks(&c).unwrap()[0].node_name,
@@ -235,7 +274,7 @@ fn fleecing_export_reads_the_point_in_time_and_teardown_removes_everything() {
     );
     // Writes still reach the disk, and a second point in time works.
     qemu_io(&c, "sda", "write -P 0x11 0 4k");
-    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
+    let f = Fleece::start(&c, &fd, &options_with(&q, method)).unwrap();
     assert_eq!(
         &read_export(&f.exports()[0].uri, q.dir.path())[..4096],
         &[0x11; 4096][..]
@@ -245,6 +284,15 @@ fn fleecing_export_reads_the_point_in_time_and_teardown_removes_everything() {
 
 #[test]
 fn cleanup_leftovers_after_a_killed_run() {
+    cleanup_case(FleeceMethod::SnapshotAccess);
+}
+
+#[test]
+fn cleanup_leftovers_after_a_killed_run_backup_sync_none() {
+    cleanup_case(FleeceMethod::BackupSyncNone);
+}
+
+fn cleanup_case(method: FleeceMethod) {
     let q = Qemu::start();
     let c = q.client();
     let disks = list_disks(&c).unwrap();
@@ -258,7 +306,7 @@ fn cleanup_leftovers_after_a_killed_run() {
                 .then(|| Rotation::new(d, "lifeboat-1", "lifeboat-2")),
         })
         .collect();
-    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
+    let f = Fleece::start(&c, &fd, &options_with(&q, method)).unwrap();
     qemu_io(&c, "sda", "write -P 2 8M 64k");
     // The process dies: no teardown, the connection closes.
     drop(f);
@@ -275,8 +323,16 @@ fn cleanup_leftovers_after_a_killed_run() {
     report.devices_restored.sort();
     assert_eq!(report.exports, ["lifeboat-sda", "lifeboat-sdb"]);
     assert!(report.nbd_server_stopped);
-    assert_eq!(report.devices_restored, ["sda", "sdb"]);
-    assert_eq!(report.nodes.len(), 8, "{:?}", report.nodes);
+    if method == FleeceMethod::SnapshotAccess {
+        assert_eq!(report.devices_restored, ["sda", "sdb"]);
+        assert_eq!(report.nodes.len(), 8, "{:?}", report.nodes);
+        assert!(report.jobs.is_empty(), "{:?}", report.jobs);
+    } else {
+        assert!(report.devices_restored.is_empty());
+        report.jobs.sort();
+        assert_eq!(report.jobs, ["lifeboat-backup0", "lifeboat-backup1"]);
+        assert_eq!(report.nodes.len(), 4, "{:?}", report.nodes);
+    }
     assert_eq!(report.files.len(), 2, "{:?}", report.files);
     assert_eq!(report.bitmaps, ["disk0: lifeboat-1 -> lifeboat-2"]);
     assert_eq!(lifeboat_nodes(&c), Vec::<String>::new());
@@ -304,7 +360,7 @@ fn cleanup_leftovers_after_a_killed_run() {
             rotation: None,
         })
         .collect();
-    Fleece::start(&c, &fd, &options(&q))
+    Fleece::start(&c, &fd, &options_with(&q, method))
         .unwrap()
         .teardown(&c)
         .unwrap();
