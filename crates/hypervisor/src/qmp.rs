@@ -161,9 +161,10 @@ impl QmpClient {
         };
 
         let greeting = read_line_limited(&mut reader).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                not_qmp(format!("no QMP greeting within {timeout:?}"))
-            }
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => not_qmp(format!(
+                "no QMP greeting within {timeout:?} (QEMU serves one client per QMP \
+                     socket: is another client, such as libvirt, connected?)"
+            )),
             _ => not_qmp(format!("reading the greeting: {e}")),
         })?;
         if greeting.is_empty() {

@@ -484,3 +484,17 @@ fn every_command_times_out_and_events_are_delivered() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_client_is_told_that_qemu_serves_one_at_a_time() {
+    let q = Qemu::start();
+    let first = q.client();
+    let err = QmpClient::connect_with_timeout(&q.qmp, Duration::from_millis(500)).unwrap_err();
+    assert!(matches!(err, HypervisorError::NotQmp { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("one client per QMP socket"),
+        "{err}"
+    );
+    drop(first);
+    q.client().query_version().unwrap();
+}
