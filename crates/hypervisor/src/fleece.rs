@@ -181,6 +181,7 @@ impl Fleece {
                 });
             }
         }
+        busy_check(client)?;
         let mut f = Fleece {
             steps: Vec::new(),
             exports: Vec::new(),
@@ -338,6 +339,12 @@ impl Fleece {
             socket: client.socket().to_path_buf(),
             what: format!("work directory path {} is not UTF-8", path.display()),
         })?;
+        if path.exists() {
+            return Err(HypervisorError::Invalid {
+                socket: client.socket().to_path_buf(),
+                what: format!("the fleecing overlay {} already exists", path.display()),
+            });
+        }
         self.steps.push(Step::File(path.clone()));
         run_job(
             client,
@@ -481,6 +488,38 @@ pub(crate) fn delete_export(client: &QmpClient, id: &str) -> Result<()> {
             e.name == "BLOCK_EXPORT_DELETED" && e.data.get("id").and_then(Value::as_str) == Some(id)
         })
         .map(drop)
+}
+
+/// Refuses to start while `lifeboat-*` nodes or exports exist: another
+/// backup of this VM runs, or a killed one left them.
+fn busy_check(client: &QmpClient) -> Result<()> {
+    let nodes = client.execute("query-named-block-nodes", json!({"flat": true}))?;
+    let exports = client.execute("query-block-exports", Value::Null)?;
+    let ours: Vec<&str> = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.get("node-name").and_then(Value::as_str))
+        .chain(
+            exports
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get("id").and_then(Value::as_str)),
+        )
+        .filter(|n| n.starts_with(PREFIX))
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    Err(HypervisorError::Invalid {
+        socket: client.socket().to_path_buf(),
+        what: format!(
+            "this VM already has a point in time ({}): another backup of it runs, \
+             or a killed one left these (cleanup_leftovers removes them)",
+            ours.join(", ")
+        ),
+    })
 }
 
 /// Cancels a `blockdev-backup sync=none` job and waits until it is gone

@@ -498,3 +498,30 @@ fn a_second_client_is_told_that_qemu_serves_one_at_a_time() {
     drop(first);
     q.client().query_version().unwrap();
 }
+
+#[test]
+fn a_second_point_in_time_of_the_same_vm_is_refused() {
+    let q = Qemu::start();
+    let c = q.client();
+    qemu_io(&c, "sda", "write -P 0x5a 0 64k");
+    let disks = list_disks(&c).unwrap();
+    let fd = vec![FleeceDisk {
+        disk: disks[0].clone(),
+        rotation: None,
+    }];
+    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
+    let err = Fleece::start(&c, &fd, &options(&q)).unwrap_err();
+    assert!(matches!(err, HypervisorError::Invalid { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("another backup of it runs") && msg.contains("lifeboat-cbw0"),
+        "{msg}"
+    );
+    // The first one is untouched.
+    assert_eq!(work_files(&q).len(), 1);
+    assert_eq!(
+        &read_export(&f.exports()[0].uri, q.dir.path())[..65536],
+        &[0x5a; 65536][..]
+    );
+    f.teardown(&c).unwrap();
+}
