@@ -118,6 +118,16 @@ pub enum HypervisorError {
         /// QEMU's error text.
         reason: String,
     },
+    /// The VM went away or a job of ours failed while a point in time was held.
+    #[error("QMP socket {socket}: {event}: {detail}")]
+    Interrupted {
+        /// The socket path.
+        socket: PathBuf,
+        /// The event (`SHUTDOWN`, `BLOCK_JOB_ERROR`) or "connection closed".
+        event: String,
+        /// What QEMU said.
+        detail: String,
+    },
     /// A local file operation (the fleecing overlay) failed.
     #[error("{what} {path}: {source}")]
     File {

@@ -437,6 +437,47 @@ impl Fleece {
         self.paused
     }
 
+    /// Whether the point in time still stands: fails when QEMU closed the
+    /// connection, sent `SHUTDOWN`, or reported `BLOCK_JOB_ERROR` for one of
+    /// our jobs since the last check (those events are taken from the queue).
+    /// A reader calls it between batches and stops on an error.
+    pub fn check(&self, client: &QmpClient) -> Result<()> {
+        let interrupted = |event: &str, detail: String| HypervisorError::Interrupted {
+            socket: client.socket().to_path_buf(),
+            event: event.to_string(),
+            detail,
+        };
+        let events = client.take_events_matching(|e| {
+            e.name == "SHUTDOWN"
+                || (e.name == "BLOCK_JOB_ERROR"
+                    && e.data
+                        .get("device")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| d.starts_with(PREFIX)))
+        });
+        if let Some(e) = events.first() {
+            let detail = if e.name == "SHUTDOWN" {
+                format!(
+                    "the VM shut down (reason: {}) while its point in time was being read",
+                    e.data
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                )
+            } else {
+                format!("job error: {}", e.data)
+            };
+            return Err(interrupted(&e.name, detail));
+        }
+        if client.is_closed() {
+            return Err(interrupted(
+                "connection closed",
+                "QEMU closed the QMP connection (quit or killed)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Removes everything [`Fleece::start`] built; returns the first error
     /// after trying every step.
     pub fn teardown(mut self, client: &QmpClient) -> Result<()> {

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dirty_extents, exports, lifeboat_nodes, qemu_io, read_export, Qemu, DISK_SIZE};
+use common::{
+    dirty_extents, exports, lifeboat_nodes, qemu_io, qemu_io_drive, read_export, Qemu, DISK_SIZE,
+};
 use lifeboat_hypervisor::{
     cleanup_leftovers, create_bitmap, find_disk, finish_rotation, list_disks, next_read, rotate,
     undo_rotation, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, HypervisorError, NextRead,
@@ -524,4 +526,98 @@ fn a_second_point_in_time_of_the_same_vm_is_refused() {
         &[0x5a; 65536][..]
     );
     f.teardown(&c).unwrap();
+}
+
+/// A virtio-blk disk attached the older way (`-drive if=none` + device):
+/// the device's drive is switched to the filter through its
+/// `.../virtio-backend` QOM path, and writes through its named
+/// BlockBackend `drive2` (the one the guest writes through) go through it.
+#[test]
+fn fleecing_a_virtio_blk_disk_attached_with_drive() {
+    let q = Qemu::start_with(&[
+        "-drive",
+        "if=none,id=drive2,format=qcow2,node-name=disk2,file={dir}/disk2.qcow2",
+        "-device",
+        "virtio-blk-pci,drive=drive2,id=vda",
+    ]);
+    let c = q.client();
+    let disks = list_disks(&c).unwrap();
+    let vda = find_disk(&c, &disks, "drive2").unwrap().clone();
+    assert_eq!(
+        (vda.qdev.as_str(), vda.node_name.as_str()),
+        ("/machine/peripheral/vda/virtio-backend", "disk2")
+    );
+    create_bitmap(&c, &vda, "lifeboat-1").unwrap();
+    qemu_io_drive(&c, "drive2", "write -P 0x21 2M 64k");
+    let fd = vec![FleeceDisk {
+        rotation: Some(Rotation::new(&vda, "lifeboat-1", "lifeboat-2")),
+        disk: vda,
+    }];
+    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
+    qemu_io_drive(&c, "drive2", "write -P 0x22 2M 4k");
+    qemu_io_drive(&c, "drive2", "write -P 0x23 6M 64k");
+    let e = &f.exports()[0];
+    assert_eq!(e.name, "lifeboat-drive2");
+    assert_eq!(dirty_extents(&e.uri, "lifeboat-1"), vec![(2 * M, 64 * K)]);
+    let data = read_export(&e.uri, q.dir.path());
+    let mut want = vec![0u8; DISK_SIZE as usize];
+    want[2 * M as usize..(2 * M + 64 * K) as usize].fill(0x21);
+    assert!(data == want, "the export shows the point in time");
+    qemu_io_drive(&c, "drive2", "read -P 0x22 2M 4k");
+    f.teardown(&c).unwrap();
+    let blocks = c.execute("query-block", Value::Null).unwrap();
+    let vda = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["device"] == "drive2")
+        .unwrap();
+    assert_eq!(vda["inserted"]["node-name"], "disk2");
+    finish_rotation(
+        &c,
+        &[Rotation::new(
+            find_disk(&c, &list_disks(&c).unwrap(), "drive2").unwrap(),
+            "lifeboat-1",
+            "lifeboat-2",
+        )],
+    )
+    .unwrap();
+    let disks = list_disks(&c).unwrap();
+    let d = find_disk(&c, &disks, "drive2").unwrap();
+    assert_eq!(
+        d.bitmap("lifeboat-2").unwrap().dirty_bytes,
+        128 * K,
+        "the writes after the point in time"
+    );
+}
+
+#[test]
+fn a_vm_that_stops_while_its_point_in_time_is_held_is_reported() {
+    let mut q = Qemu::start();
+    let c = q.client();
+    let disks = list_disks(&c).unwrap();
+    let fd = vec![FleeceDisk {
+        disk: disks[0].clone(),
+        rotation: None,
+    }];
+    let f = Fleece::start(&c, &fd, &options(&q)).unwrap();
+    f.check(&c).unwrap();
+    c.execute("quit", Value::Null).unwrap();
+    q.wait_exit();
+    let err = f.check(&c).unwrap_err();
+    match &err {
+        HypervisorError::Interrupted { event, detail, .. } => {
+            assert_eq!(event, "SHUTDOWN");
+            assert!(detail.contains("reason: host-qmp-quit"), "{detail}");
+        }
+        e => panic!("{e:?}"),
+    }
+    let err = f.check(&c).unwrap_err();
+    assert!(
+        err.to_string().contains("QEMU closed the QMP connection"),
+        "{err}"
+    );
+    // Teardown reports the closed connection and still removes the overlay file.
+    assert!(f.teardown(&c).is_err());
+    assert_eq!(work_files(&q), Vec::<String>::new());
 }

@@ -56,6 +56,12 @@ fn run(cmd: &mut Command) -> String {
 
 impl Qemu {
     pub fn start() -> Qemu {
+        Self::start_with(&[])
+    }
+
+    /// Starts QEMU with `extra` arguments appended (`{dir}` is replaced by
+    /// the test directory, which also holds a spare qcow2 `disk2.qcow2`).
+    pub fn start_with(extra: &[&str]) -> Qemu {
         let qemu = qemu_binary();
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-qmp-test.")
@@ -69,6 +75,10 @@ impl Qemu {
         run(Command::new("qemu-img")
             .args(["create", "-q", "-f", "raw"])
             .arg(d.join("disk1.raw"))
+            .arg(DISK_SIZE.to_string()));
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(d.join("disk2.qcow2"))
             .arg(DISK_SIZE.to_string()));
         let qmp = d.join("qmp.sock");
         let p = |n: &str| d.join(n).to_str().unwrap().to_string();
@@ -100,6 +110,11 @@ impl Qemu {
                 "-qmp",
                 &format!("unix:{},server=on,wait=off", qmp.display()),
             ])
+            .args(
+                extra
+                    .iter()
+                    .map(|a| a.replace("{dir}", d.to_str().unwrap())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -162,16 +177,26 @@ impl Drop for Qemu {
 
 /// One `qemu-io` command through HMP on device `qdev` (as the guest writes).
 pub fn qemu_io(client: &QmpClient, qdev: &str, cmd: &str) -> String {
+    hmp_qemu_io(client, &format!("-d {qdev}"), cmd)
+}
+
+/// One `qemu-io` command through HMP on the named BlockBackend `drive`
+/// (`-drive id=`), the one its device writes through.
+pub fn qemu_io_drive(client: &QmpClient, drive: &str, cmd: &str) -> String {
+    hmp_qemu_io(client, drive, cmd)
+}
+
+fn hmp_qemu_io(client: &QmpClient, target: &str, cmd: &str) -> String {
     let out = client
         .execute(
             "human-monitor-command",
-            json!({"command-line": format!("qemu-io -d {qdev} \"{cmd}\"")}),
+            json!({"command-line": format!("qemu-io {target} \"{cmd}\"")}),
         )
         .unwrap();
     let out = out.as_str().unwrap_or("").to_string();
     assert!(
         !out.contains("Error") && !out.contains("failed"),
-        "qemu-io {qdev} {cmd}: {out}"
+        "qemu-io {target} {cmd}: {out}"
     );
     out
 }
