@@ -88,7 +88,8 @@ fn start_qemu() -> Qemu {
         .unwrap();
     let q = Qemu { child, dir };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !q.dir.path().join("qmp.sock").exists() {
+    // The socket file exists from bind(); connects succeed from listen().
+    while std::os::unix::net::UnixStream::connect(q.dir.path().join("qmp.sock")).is_err() {
         assert!(Instant::now() < deadline, "QEMU made no QMP socket");
         std::thread::sleep(Duration::from_millis(20));
     }

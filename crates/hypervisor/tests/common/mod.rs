@@ -124,7 +124,8 @@ impl Qemu {
             .unwrap_or_else(|e| panic!("starting {}: {e}", qemu.display()));
         let mut q = Qemu { child, dir, qmp };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !q.qmp.exists() {
+        // The socket file exists from bind(); connects succeed from listen().
+        while std::os::unix::net::UnixStream::connect(&q.qmp).is_err() {
             if let Ok(Some(status)) = q.child.try_wait() {
                 panic!(
                     "QEMU exited ({status}): {}",
@@ -133,7 +134,7 @@ impl Qemu {
             }
             assert!(
                 Instant::now() < deadline,
-                "QEMU made no QMP socket within 20 s"
+                "QEMU did not listen on its QMP socket within 20 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
