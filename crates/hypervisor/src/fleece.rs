@@ -181,6 +181,20 @@ impl Fleece {
                 });
             }
         }
+        private_dir(
+            client,
+            &opts.work_dir,
+            "the fleecing overlays (old guest data)",
+        )?;
+        let socket_dir = match opts.nbd_socket.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        private_dir(
+            client,
+            socket_dir,
+            "the NBD socket (reads every exported disk)",
+        )?;
         busy_check(client)?;
         let mut f = Fleece {
             steps: Vec::new(),
@@ -529,6 +543,29 @@ pub(crate) fn delete_export(client: &QmpClient, id: &str) -> Result<()> {
             e.name == "BLOCK_EXPORT_DELETED" && e.data.get("id").and_then(Value::as_str) == Some(id)
         })
         .map(drop)
+}
+
+/// Refuses a directory that others may enter: QEMU creates the overlay and
+/// the NBD socket with the process umask, and both give away guest data.
+fn private_dir(client: &QmpClient, dir: &Path, holds: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir).map_err(|source| HypervisorError::File {
+        what: "checking the directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_dir() || mode & 0o077 != 0 {
+        return Err(HypervisorError::Invalid {
+            socket: client.socket().to_path_buf(),
+            what: format!(
+                "{} holds {holds}: it must be a directory only its owner can enter \
+                 (mode 0700), not {mode:04o}",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses to start while `lifeboat-*` nodes or exports exist: another

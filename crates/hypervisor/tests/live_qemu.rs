@@ -621,3 +621,37 @@ fn a_vm_that_stops_while_its_point_in_time_is_held_is_reported() {
     assert!(f.teardown(&c).is_err());
     assert_eq!(work_files(&q), Vec::<String>::new());
 }
+
+#[test]
+fn overlays_and_the_nbd_socket_need_private_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let q = Qemu::start();
+    let c = q.client();
+    let disks = list_disks(&c).unwrap();
+    let fd = vec![FleeceDisk {
+        disk: disks[0].clone(),
+        rotation: None,
+    }];
+    let open_dir = q.dir.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut o = options(&q);
+    o.work_dir = open_dir.clone();
+    let err = Fleece::start(&c, &fd, &o).unwrap_err();
+    assert!(
+        err.to_string().contains("overlays") && err.to_string().contains("0755"),
+        "{err}"
+    );
+    let mut o = options(&q);
+    o.nbd_socket = open_dir.join("nbd.sock");
+    let err = Fleece::start(&c, &fd, &o).unwrap_err();
+    assert!(
+        err.to_string().contains("NBD socket") && err.to_string().contains("mode 0700"),
+        "{err}"
+    );
+    assert_eq!(
+        lifeboat_nodes(&c),
+        Vec::<String>::new(),
+        "nothing was built"
+    );
+}

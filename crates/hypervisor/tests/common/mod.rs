@@ -68,6 +68,8 @@ impl Qemu {
             .tempdir()
             .unwrap();
         let d = dir.path();
+        // Fleece::start wants private directories for overlays and the NBD socket.
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         run(Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2"])
             .arg(d.join("disk0.qcow2"))
@@ -150,8 +152,10 @@ impl Qemu {
     }
 
     pub fn work_dir(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let w = self.dir.path().join("work");
         std::fs::create_dir_all(&w).unwrap();
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o700)).unwrap();
         w
     }
 
