@@ -88,6 +88,8 @@ pub enum Command {
     Unpublish(crate::commands::publish::UnpublishArgs),
     /// Scan restore points for malware (ClamAV, YARA): publish, scan, report, unpublish
     Scan(crate::commands::scan::ScanArgs),
+    /// The changed-block tracking of a running QEMU VM's disks (qmp:SOCKET)
+    Bitmaps(crate::commands::bitmaps::BitmapsArgs),
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]
     PublishDaemon(crate::commands::publish::PublishDaemonArgs),

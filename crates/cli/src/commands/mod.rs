@@ -2,6 +2,7 @@
 //! returns the process exit code it wants.
 
 mod backup;
+pub mod bitmaps;
 pub mod files;
 mod inspect;
 pub mod instant_recovery;
@@ -50,6 +51,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::InstantRecovery { command } => instant_recovery::run(command),
         Command::Files { command } => files::run(command),
         Command::Scan(a) => scan::run(a),
+        Command::Bitmaps(a) => bitmaps::run(a),
     }
 }
 

@@ -1,0 +1,170 @@
+//! `lifeboat bitmaps qmp:SOCKET` against a real QEMU (the fixture's
+//! qemu-system-x86_64, paused with -S: no guest boot needed).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{lifeboat, ok};
+use lifeboat_hypervisor::{create_bitmap, list_disks, QmpClient};
+use serde_json::{json, Value};
+
+struct Qemu {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn qemu_binary() -> PathBuf {
+    if let Some(q) = std::env::var_os("LIFEBOAT_QEMU").filter(|q| !q.is_empty()) {
+        return PathBuf::from(q);
+    }
+    match lifeboat_testvm::try_guest_fixture() {
+        Ok(f) if f.qemu.exists() => f.qemu,
+        r => panic!(
+            "no QEMU fixture ({r:?}): run scripts/build-test-guest.sh <target dir>/fixtures/guest \
+             (it extracts Debian's QEMU 7.2), or set LIFEBOAT_QEMU"
+        ),
+    }
+}
+
+/// QEMU with a qcow2 disk (scsi-hd `sda`) and a raw disk (`sdb`).
+fn start_qemu() -> Qemu {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, fmt) in [("a.qcow2", "qcow2"), ("b.raw", "raw")] {
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", fmt])
+            .arg(d.join(name))
+            .arg("8M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let p = |n: &str| d.join(n).display().to_string();
+    let child = Command::new(qemu_binary())
+        .args([
+            "-machine",
+            "q35",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-accel",
+            "tcg",
+            "-S",
+        ])
+        .args([
+            "-blockdev",
+            &format!("driver=file,filename={},node-name=f0", p("a.qcow2")),
+        ])
+        .args(["-blockdev", "driver=qcow2,file=f0,node-name=disk0"])
+        .args([
+            "-blockdev",
+            &format!("driver=file,filename={},node-name=f1", p("b.raw")),
+        ])
+        .args(["-blockdev", "driver=raw,file=f1,node-name=disk1"])
+        .args([
+            "-device",
+            "virtio-scsi-pci",
+            "-device",
+            "scsi-hd,drive=disk0,id=sda",
+        ])
+        .args(["-device", "scsi-hd,drive=disk1,id=sdb"])
+        .args([
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", p("qmp.sock")),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = Qemu { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The socket file exists from bind(); connects succeed from listen().
+    while std::os::unix::net::UnixStream::connect(q.dir.path().join("qmp.sock")).is_err() {
+        assert!(Instant::now() < deadline, "QEMU made no QMP socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    q
+}
+
+#[test]
+fn bitmaps_shows_tracking_and_the_next_read() {
+    let q = start_qemu();
+    let sock = q.dir.path().join("qmp.sock");
+    let spec = format!("qmp:{}", sock.display());
+
+    let v: Value = serde_json::from_str(&ok(&["bitmaps", &spec, "--json"])).unwrap();
+    assert_eq!(v["disks"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["disks"][0]["disk"], "sda");
+    assert_eq!(v["disks"][0]["tracking"]["kind"], "persistent");
+    assert_eq!(v["disks"][0]["next_backup"]["read"], "full");
+    assert_eq!(v["disks"][1]["tracking"]["kind"], "non-persistent");
+    let why = v["disks"][1]["next_backup"]["reason"].as_str().unwrap();
+    assert!(why.contains("do not survive a VM restart"), "{why}");
+
+    let c = QmpClient::connect(&sock).unwrap();
+    let disks = list_disks(&c).unwrap();
+    create_bitmap(&c, &disks[0], "lifeboat-1").unwrap();
+    c.execute(
+        "human-monitor-command",
+        json!({"command-line": "qemu-io -d sda \"write -P 7 1M 64k\""}),
+    )
+    .unwrap();
+    // QEMU serves one QMP client at a time.
+    drop(c);
+
+    let v: Value = serde_json::from_str(&ok(&["bitmaps", &spec, "--json"])).unwrap();
+    let sda = &v["disks"][0];
+    assert_eq!(
+        sda["next_backup"],
+        json!({"read": "incremental", "bitmap": "lifeboat-1", "dirty_bytes": 65536})
+    );
+    assert_eq!(sda["bitmaps"][0]["persistent"], true);
+    let text = ok(&["bitmaps", &spec]);
+    assert!(text.contains("QEMU 7."), "{text}");
+    assert!(
+        text.contains("bitmap lifeboat-1: persistent, recording, 64.0 KiB dirty"),
+        "{text}"
+    );
+    assert!(
+        text.contains("next backup: incremental, reads 64.0 KiB dirty (bitmap lifeboat-1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("next backup: full read: no lifeboat-* bitmap on sdb"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bitmaps_names_a_missing_or_wrong_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("web01.qmp");
+    let out = lifeboat()
+        .args(["bitmaps", &format!("qmp:{}", sock.display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to the QMP socket") && err.contains("web01.qmp"),
+        "{err}"
+    );
+
+    let out = lifeboat()
+        .args(["bitmaps", "/run/web01.qmp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected qmp:/path/to/qmp.sock"), "{err}");
+}

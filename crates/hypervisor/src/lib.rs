@@ -1,0 +1,38 @@
+//! lifeboat-hypervisor: control of running QEMU/KVM VMs for live backup.
+//!
+//! - [`QmpClient`] (`qmp`): QMP over a unix socket, a timeout on every
+//!   command, QEMU's errors typed, events queued by a reader thread.
+//! - [`list_disks`] (`disks`): the VM's disks, their format node and bitmaps.
+//! - `bitmaps`: changed-block tracking with dirty bitmaps, rotated for all
+//!   disks in one QMP `transaction` at each point in time.
+//! - [`Fleece`] (`fleece`): the point-in-time view of every disk
+//!   (copy-before-write + snapshot-access over a temporary qcow2 overlay),
+//!   exported by QEMU's NBD server with the bitmap; teardown and
+//!   [`cleanup_leftovers`] for runs that were killed.
+//!
+//! Everything this crate creates inside QEMU (nodes, exports, bitmaps, jobs)
+//! and every overlay file is named with [`PREFIX`]. docs/live-backup.md
+//! describes the QMP sequence and which QEMU version gets which path.
+
+mod bitmaps;
+mod cleanup;
+mod disks;
+mod error;
+mod fleece;
+mod qmp;
+
+pub use bitmaps::{
+    bitmap_name, create_bitmap, finish_rotation, next_read, persistence, remove_bitmap, rotate,
+    undo_rotation, NextRead, Persistence, Rotation,
+};
+pub use cleanup::{cleanup_leftovers, CleanupReport};
+pub use disks::{find_disk, list_disks, BitmapInfo, Disk};
+pub use error::{HypervisorError, Result};
+pub use fleece::{
+    Export, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, BLOCK_EXPORT_SINCE,
+    SNAPSHOT_ACCESS_SINCE,
+};
+pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
+
+/// The prefix of every name this crate creates in QEMU and of its overlay files.
+pub const PREFIX: &str = "lifeboat-";
