@@ -1,4 +1,4 @@
-//! An NBD server for Lifeboat: exports any [`lifeboat_vdisk::ReadDisk`]
+//! An NBD server (and client) for Lifeboat: exports any [`lifeboat_vdisk::ReadDisk`]
 //! (optionally [`lifeboat_vdisk::WriteDisk`]) over TCP, so QEMU, qemu-img,
 //! nbdkit clients and the Linux kernel can use a restore point as a disk.
 //! Written in-house: no crate offered structured replies and BLOCK_STATUS.
@@ -22,6 +22,8 @@
 //!           longest-idle connection at the limit
 //! server    accept loop (admission by policy, then a slot), one std thread
 //!           per connection, ServerLimits, ServerHandle
+//! client    the other side: NbdClient reads data and block status
+//!           (base:allocation, qemu:dirty-bitmap:NAME) from an export
 //! ```
 //!
 //! # A connection
@@ -89,6 +91,7 @@
 //!   connection stays up after any of these; only bytes that break framing
 //!   (bad magic, EOF mid-message) end it, and only that connection.
 
+pub mod client;
 mod conn;
 mod export;
 /// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
@@ -101,6 +104,7 @@ mod slots;
 mod tls;
 mod transport;
 
+pub use client::{ClientError, Extent, NbdClient};
 pub use export::{AccessPolicy, Export, ExportTable};
 pub use server::{
     serve, spawn, ListenError, LogHook, NbdServer, ServeError, ServerHandle, ServerLimits,

@@ -5,17 +5,17 @@
 //! ```text
 //! Service::start(ephemeral) ── control socket <dir>/ir/control.sock
 //!   request(Start web01@latest, nbd)  → NFS export path, QEMU line
-//!   NBD client (nbd_client.rs): write a block, read it back merged
+//!   NBD client (lifeboat_nbd::NbdClient): write a block, read it back merged
 //!   request(List)                     → the overlay holds the write
 //!   index file re-read, base re-read  → restore point unchanged
 //!   request(Stop)                     → session folder removed
 //!   drop the service                  → listeners closed
 //! ```
 
-use super::nbd_client::NbdClient;
 use crate::output::bytes;
 use anyhow::{bail, Context};
 use lifeboat_ir::{Request, Response, Service, ServiceConfig, SessionInfo, StartRequest};
+use lifeboat_nbd::NbdClient;
 use lifeboat_repo::{DiskIndex, Manifest, Repository};
 use lifeboat_vdisk::ReadDisk;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -75,7 +75,12 @@ pub fn run(repo: &Repository, passphrase: &str, spec: &str, dir: &Path) -> anyho
     let port = info.nbd_port.context("the service runs without NBD")?;
 
     // The guest writes: one block, over NBD, then reads around it.
-    let mut nbd = NbdClient::connect(SocketAddr::new(ip, port), &export)?;
+    let mut nbd = NbdClient::connect_tcp(
+        SocketAddr::new(ip, port),
+        &export,
+        &[],
+        std::time::Duration::from_secs(30),
+    )?;
     if nbd.size() != disk.size {
         bail!(
             "NBD export {export} is {} bytes, the session's disk {}",
@@ -87,7 +92,7 @@ pub fn run(repo: &Repository, passphrase: &str, spec: &str, dir: &Path) -> anyho
     nbd.write(WRITE_OFFSET, &block)?;
     nbd.flush()?;
     let start = WRITE_OFFSET - MARGIN as u64;
-    let merged = nbd.read(start, WRITE_LEN + 2 * MARGIN)?;
+    let merged = nbd.read(start, u32::try_from(WRITE_LEN + 2 * MARGIN)?)?;
     nbd.disconnect()?;
     let mut expected = base_before.clone();
     expected[MARGIN..MARGIN + WRITE_LEN].copy_from_slice(&block);

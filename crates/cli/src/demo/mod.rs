@@ -8,13 +8,12 @@
 //! result: files browsed and copied out of the latest restore point
 //! (browse_step.rs), an Instant Recovery session served by the real service
 //! in-process whose writes land in an overlay while the restore point stays
-//! unchanged (ir_step.rs, nbd_client.rs), and a YARA scan that finds the
+//! unchanged (ir_step.rs), and a YARA scan that finds the
 //! file planted between the two backups (scan_step.rs).
 
 mod browse_step;
 mod disk;
 mod ir_step;
-mod nbd_client;
 mod scan_step;
 
 use crate::args::DemoArgs;

@@ -1,0 +1,201 @@
+//! The NBD client against a real server, qemu-nbd, exporting a qcow2 image
+//! with a persistent dirty bitmap (what QEMU's own export of a running VM
+//! gives a live backup): the bitmap's dirty extents, base:allocation holes,
+//! data reads, and the errors of a refused export and a dead server.
+
+use lifeboat_nbd::proto::consts::{NBD_STATE_HOLE, NBD_STATE_ZERO};
+use lifeboat_nbd::{ClientError, Extent, NbdClient};
+use lifeboat_testsupport::process::{qemu_img, qemu_io, run};
+use lifeboat_testsupport::tools::tool;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// qemu-nbd serving an image on a unix socket; killed on drop.
+struct QemuNbd {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl QemuNbd {
+    fn start(image: &Path, socket: &Path, extra: &[&str]) -> QemuNbd {
+        let mut cmd = tool("qemu-nbd", "qemu-utils");
+        cmd.args([
+            "--read-only",
+            "--persistent",
+            "--format",
+            "qcow2",
+            "--export-name",
+            "disk",
+        ])
+        .arg("--socket")
+        .arg(socket)
+        .args(extra)
+        .arg(image);
+        let child = cmd
+            .spawn()
+            .expect("qemu-nbd starts (apt-get install qemu-utils)");
+        let start = Instant::now();
+        while !socket.exists() {
+            assert!(start.elapsed() < TIMEOUT, "qemu-nbd made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        QemuNbd {
+            child,
+            socket: socket.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for QemuNbd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An 8 MiB qcow2: 1 MiB of 0x11 written before bitmap `b0` was added,
+/// then 64 KiB of 0x22 at 2 MiB and 4 KiB of 0x33 at 5 MiB after it.
+fn image(dir: &Path) -> PathBuf {
+    let img = dir.join("d.qcow2");
+    let p = img.to_str().unwrap();
+    qemu_img(&["create", "-q", "-f", "qcow2", p, "8M"]);
+    qemu_io(&["-f", "qcow2", "-c", "write -P 0x11 0 1M", p]);
+    run(tool("qemu-img", "qemu-utils").args(["bitmap", "--add", p, "b0"]));
+    qemu_io(&[
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x22 2M 64k",
+        "-c",
+        "write -P 0x33 5M 4k",
+        p,
+    ]);
+    img
+}
+
+fn connect(server: &QemuNbd, contexts: &[&str]) -> NbdClient<std::os::unix::net::UnixStream> {
+    NbdClient::connect_unix(&server.socket, "disk", contexts, TIMEOUT).unwrap()
+}
+
+/// Every extent of `context` over the whole export, merged where equal.
+fn map(c: &mut NbdClient<std::os::unix::net::UnixStream>, context: &str) -> Vec<Extent> {
+    let id = c
+        .context_id(context)
+        .unwrap_or_else(|| panic!("{context} negotiated"));
+    let mut out: Vec<Extent> = Vec::new();
+    let mut at = 0;
+    while at < c.size() {
+        let len = (c.size() - at).min(4 * MIB) as u32;
+        for e in c.block_status(id, at, len).unwrap() {
+            let e = Extent {
+                length: e.length.min(c.size() - e.offset),
+                ..e
+            };
+            match out.last_mut() {
+                Some(last) if last.flags == e.flags && last.offset + last.length == e.offset => {
+                    last.length += e.length
+                }
+                _ => out.push(e),
+            }
+            at = e.offset + e.length;
+        }
+    }
+    out
+}
+
+#[test]
+fn dirty_bitmap_and_allocation_extents_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let server = QemuNbd::start(&img, &dir.path().join("nbd.sock"), &["--bitmap", "b0"]);
+    let bitmap = "qemu:dirty-bitmap:b0";
+    let mut c = connect(&server, &["base:allocation", bitmap]);
+    assert_eq!(c.size(), 8 * MIB);
+
+    // The bitmap marks exactly the writes made after it was added, in its
+    // 64 KiB granules: [2M, 2M+64k) and [5M, 5M+64k).
+    let dirty: Vec<(u64, u64)> = map(&mut c, bitmap)
+        .into_iter()
+        .filter(|e| e.flags & 1 != 0)
+        .map(|e| (e.offset, e.length))
+        .collect();
+    assert_eq!(dirty, vec![(2 * MIB, 64 << 10), (5 * MIB, 64 << 10)]);
+
+    // base:allocation: data where something was written, holes elsewhere.
+    let alloc = map(&mut c, "base:allocation");
+    let data: u64 = alloc
+        .iter()
+        .filter(|e| e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO) == 0)
+        .map(|e| e.length)
+        .sum();
+    assert!(
+        (MIB + (64 << 10) + 4096..=2 * MIB).contains(&data),
+        "{alloc:?}"
+    );
+    let at_7m = alloc
+        .iter()
+        .find(|e| e.offset <= 7 * MIB && 7 * MIB < e.offset + e.length)
+        .unwrap();
+    assert!(at_7m.flags & NBD_STATE_HOLE != 0, "{alloc:?}");
+
+    // Reads: the data, and zeros across a hole.
+    assert!(c
+        .read(2 * MIB, 64 << 10)
+        .unwrap()
+        .iter()
+        .all(|&b| b == 0x22));
+    let around = c.read(5 * MIB - 4096, 3 * 4096).unwrap();
+    assert!(around[..4096].iter().all(|&b| b == 0));
+    assert!(around[4096..8192].iter().all(|&b| b == 0x33));
+    assert!(around[8192..].iter().all(|&b| b == 0));
+    assert!(c.read(7 * MIB, 1 << 20).unwrap().iter().all(|&b| b == 0));
+    c.disconnect().unwrap();
+}
+
+#[test]
+fn a_context_the_server_lacks_is_not_negotiated_and_bad_requests_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let server = QemuNbd::start(&img, &dir.path().join("nbd.sock"), &[]);
+    let mut c = connect(&server, &["base:allocation", "qemu:dirty-bitmap:b0"]);
+    assert!(
+        c.context_id("qemu:dirty-bitmap:b0").is_none(),
+        "not exported with --bitmap"
+    );
+    let id = c.context_id("base:allocation").unwrap();
+    // A read past the end: the server's error, typed, naming the request.
+    match c.read(8 * MIB - 512, 4096) {
+        Err(ClientError::Command { what, errno, .. }) => {
+            assert!(what.contains("READ") && errno != 0, "{what}")
+        }
+        other => panic!("expected a command error, got {other:?}"),
+    }
+    // The connection is still usable after an error.
+    assert!(!c.block_status(id, 0, 4096).unwrap().is_empty());
+}
+
+#[test]
+fn a_refused_export_and_a_dead_server_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let sock = dir.path().join("nbd.sock");
+    let server = QemuNbd::start(&img, &sock, &[]);
+    match NbdClient::connect_unix(&sock, "nope", &[], TIMEOUT) {
+        Err(ClientError::Refused { what, code, .. }) => {
+            assert!(what.contains("nope") && code & (1 << 31) != 0, "{what}")
+        }
+        Err(e) => panic!("expected Refused, got {e}"),
+        Ok(_) => panic!("expected Refused, got a connection"),
+    }
+    drop(server);
+    let _ = std::fs::remove_file(&sock);
+    match NbdClient::connect_unix(&sock, "disk", &[], TIMEOUT) {
+        Err(e @ ClientError::Io { .. }) => assert!(e.to_string().contains("nbd.sock"), "{e}"),
+        Err(e) => panic!("expected Io, got {e}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
