@@ -145,9 +145,17 @@ pub struct BackupArgs {
     /// VM name
     #[arg(long)]
     pub vm: String,
-    /// Disks as NAME=PATH or NAME=FORMAT:PATH (FORMAT: raw, qcow2, vmdk, vhdx, auto)
-    #[arg(required = true, value_name = "NAME=[FORMAT:]PATH")]
+    /// Disks as NAME=PATH or NAME=FORMAT:PATH (FORMAT: raw, qcow2, vmdk, vhdx, auto),
+    /// or qmp:SOCKET alone: every disk of the running VM behind that QMP socket
+    #[arg(required = true, value_name = "NAME=[FORMAT:]PATH | qmp:SOCKET")]
     pub disks: Vec<String>,
+    /// Live backup: a private directory for the fleecing overlays and QEMU's
+    /// NBD socket (default: a fresh one under the temporary directory)
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Live backup: timeout of every QMP command and NBD request, seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub qmp_timeout: u64,
     /// Format of the disks given without FORMAT: (auto: block device or .raw/.img
     /// name = raw, .qcow2/.vmdk/.vhdx name = that, else the file's first bytes)
     #[arg(long, value_name = "FORMAT", default_value = "auto")]

@@ -168,3 +168,74 @@ fn bitmaps_names_a_missing_or_wrong_socket() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected qmp:/path/to/qmp.sock"), "{err}");
 }
+
+/// One qemu-io command through HMP on device `qdev`, as the guest writes.
+fn guest_write(sock: &std::path::Path, qdev: &str, cmd: &str) {
+    let c = QmpClient::connect(sock).unwrap();
+    c.execute(
+        "human-monitor-command",
+        json!({"command-line": format!("qemu-io -d {qdev} \"{cmd}\"")}),
+    )
+    .unwrap();
+}
+
+#[test]
+fn backup_of_a_running_vm_is_full_then_incremental_and_restores() {
+    let q = start_qemu();
+    let sock = q.dir.path().join("qmp.sock");
+    let spec = format!("qmp:{}", sock.display());
+    QmpClient::connect(&sock)
+        .unwrap()
+        .execute("cont", Value::Null)
+        .unwrap();
+    let repo = common::init_repo(q.dir.path());
+    let r = repo.to_str().unwrap();
+    guest_write(&sock, "sda", "write -P 0x11 0 1M");
+
+    let full: Value = serde_json::from_str(&ok(&[
+        "backup", "--repo", r, "--vm", "web01", &spec, "--json",
+    ]))
+    .unwrap();
+    assert_eq!(full["disks"][0]["read"], "full", "{full}");
+    assert!(full["disks"][0]["why_full"].is_string(), "{full}");
+    guest_write(&sock, "sda", "write -P 0x22 4M 64k");
+    let text = ok(&["backup", "--repo", r, "--vm", "web01", &spec]);
+    assert!(text.contains("crash-consistent"), "{text}");
+    let sda = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("sda"))
+        .unwrap();
+    assert!(
+        sda.contains("incremental") && sda.contains("64.0 KiB"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not persistent"),
+        "the raw disk says so: {text}"
+    );
+
+    // The incremental restore point restores the disk as it was.
+    let out = q.dir.path().join("sda.raw");
+    ok(&[
+        "restore",
+        "--repo",
+        r,
+        "web01@latest",
+        "--disk",
+        "sda",
+        "--to",
+        out.to_str().unwrap(),
+    ]);
+    let got = std::fs::read(&out).unwrap();
+    let mut want = vec![0u8; 8 << 20];
+    want[..1 << 20].fill(0x11);
+    want[4 << 20..(4 << 20) + (64 << 10)].fill(0x22);
+    assert!(got == want, "restored bit-exact");
+    // `show` records how each disk was read.
+    let show: Value =
+        serde_json::from_str(&ok(&["show", "--repo", r, "web01@latest", "--json"])).unwrap();
+    assert_eq!(
+        show["manifest"]["disks"][0]["live"]["read"], "incremental",
+        "{show}"
+    );
+}

@@ -10,8 +10,8 @@ use crate::parallel::{default_workers, for_each_chunk};
 use crate::{is_zero, Error, Progress, Result};
 use lifeboat_formats::{ChosenBy, OpenOptions};
 use lifeboat_repo::{
-    BackupWriter, Digest, DiskIndex, DiskStats, FormatChosenBy, Manifest, NewDisk, Repository,
-    SourceFormat, Stored,
+    BackupWriter, Digest, DiskIndex, DiskStats, FormatChosenBy, LiveRead, Manifest, NewDisk,
+    Repository, SourceFormat, Stored,
 };
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
 use std::path::Path;
@@ -33,6 +33,34 @@ pub struct DiskSource {
     pub disk: Arc<dyn ReadDisk>,
     /// How an image file was read (`None`: not an image file).
     pub format: Option<SourceFormat>,
+    /// An incremental read: what the disk's previous restore point holds
+    /// and what changed since (`None`: read the whole disk).
+    pub base: Option<IncrementalBase>,
+    /// How a running VM's disk is read, recorded in the restore point.
+    pub live: Option<LiveRead>,
+}
+
+/// What an incremental backup of a disk starts from: the disk's index in
+/// the previous restore point and the byte ranges written since (from a
+/// dirty bitmap). A chunk that no range touches takes the previous digest
+/// without being read (its chunk is marked live for gc; a chunk gone from
+/// the repository, e.g. quarantined, is read after all). Used only when the
+/// index has the disk's size and the repository's chunk size.
+#[derive(Debug, Clone)]
+pub struct IncrementalBase {
+    pub index: DiskIndex,
+    /// `(offset, length)` ranges written since the previous restore point.
+    pub changed: Vec<(u64, u64)>,
+}
+
+impl IncrementalBase {
+    /// Whether any changed range touches `[offset, offset + len)`.
+    fn touches(&self, offset: u64, len: u64) -> bool {
+        let end = offset + len;
+        // Ranges are sorted: the first range ending after `offset` decides.
+        let i = self.changed.partition_point(|&(o, l)| o + l <= offset);
+        self.changed.get(i).is_some_and(|&(o, _)| o < end)
+    }
 }
 
 impl DiskSource {
@@ -42,6 +70,8 @@ impl DiskSource {
             name: name.into(),
             disk,
             format: None,
+            base: None,
+            live: None,
         }
     }
 
@@ -85,6 +115,8 @@ impl DiskSource {
             name,
             disk: opened.disk,
             format: Some(format),
+            base: None,
+            live: None,
         };
         Ok((source, warning))
     }
@@ -126,6 +158,7 @@ pub fn backup_vm(
             index,
             stats,
             format: source.format.clone(),
+            live: source.live.clone(),
         });
     }
     let manifest = writer.commit(vm, disks)?;
@@ -157,6 +190,11 @@ fn backup_disk(
     let count = size.div_ceil(cs);
     let digests: Mutex<Vec<Option<Digest>>> = Mutex::new(vec![None; count as usize]);
     let counters = Counters::default();
+    // The previous index applies only to a disk of the same geometry.
+    let base = source
+        .base
+        .as_ref()
+        .filter(|b| b.index.chunk_size == chunk_size && b.index.disk_size == size);
     let disk_error = |e| Error::Disk {
         disk: source.name.clone(),
         source: e,
@@ -169,6 +207,23 @@ fn backup_disk(
         |buf: &mut Vec<u8>, n| {
             let offset = n * cs;
             let len = cs.min(size - offset);
+            if let Some(previous) = base.and_then(|b| unchanged_chunk(b, n, offset, len)) {
+                let kept = match previous {
+                    None => true,
+                    Some(d) => writer.reuse_chunk(&d)?,
+                };
+                if kept {
+                    let counter = if previous.is_some() {
+                        &counters.data_chunks
+                    } else {
+                        &counters.zero_chunks
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    digests.lock().unwrap_or_else(|p| p.into_inner())[n as usize] = previous;
+                    progress.advance(len);
+                    return Ok(());
+                }
+            }
             let digest = read_chunk(disk, offset, len, buf, &counters).map_err(disk_error)?;
             let digest = match digest {
                 None => {
@@ -206,6 +261,20 @@ fn backup_disk(
         new_stored_bytes: counters.new_stored_bytes.into_inner(),
     };
     Ok((index, stats))
+}
+
+/// The previous digest of chunk `n` (`Some(None)`: it was all zeros) when
+/// no changed range touches it; `None` when it must be read.
+fn unchanged_chunk(
+    base: &IncrementalBase,
+    n: u64,
+    offset: u64,
+    len: u64,
+) -> Option<Option<Digest>> {
+    if base.touches(offset, len) {
+        return None;
+    }
+    base.index.digests.get(usize::try_from(n).ok()?).copied()
 }
 
 /// Reads the chunk at `offset` into `buf`, reading only the data extents.

@@ -19,6 +19,7 @@ mod cleanup;
 mod disks;
 mod error;
 mod fleece;
+mod live;
 mod qmp;
 
 pub use bitmaps::{
@@ -32,6 +33,7 @@ pub use fleece::{
     Export, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, BLOCK_EXPORT_SINCE,
     SNAPSHOT_ACCESS_SINCE,
 };
+pub use live::{live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport};
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
 
 /// The prefix of every name this crate creates in QEMU and of its overlay files.

@@ -308,11 +308,7 @@ fn starting_a_session_over_a_64_gib_sparse_disk_is_instant() {
     backup_vm(
         &repo,
         "big",
-        &[DiskSource {
-            name: "disk0".into(),
-            disk,
-            format: None,
-        }],
+        &[DiskSource::from_disk("disk0", disk)],
         &NoProgress,
     )
     .unwrap();

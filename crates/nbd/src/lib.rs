@@ -24,6 +24,8 @@
 //!           per connection, ServerLimits, ServerHandle
 //! client    the other side: NbdClient reads data and block status
 //!           (base:allocation, qemu:dirty-bitmap:NAME) from an export
+//! export_disk  NbdExportDisk: an export read as a ReadDisk (a pool of
+//!           clients), with the ranges a dirty bitmap marks
 //! ```
 //!
 //! # A connection
@@ -94,6 +96,7 @@
 pub mod client;
 mod conn;
 mod export;
+mod export_disk;
 /// Fuzz target bodies (`fuzz/`), replayed by `tests/fuzz_corpus.rs`; not an API.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -106,6 +109,7 @@ mod transport;
 
 pub use client::{ClientError, Extent, NbdClient};
 pub use export::{AccessPolicy, Export, ExportTable};
+pub use export_disk::NbdExportDisk;
 pub use server::{
     serve, spawn, ListenError, LogHook, NbdServer, ServeError, ServerHandle, ServerLimits,
     ServerStats,

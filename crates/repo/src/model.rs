@@ -51,6 +51,30 @@ pub struct DiskEntry {
     /// restore point written before this was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<SourceFormat>,
+    /// How a running VM's disk was read (`None`: not a live backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRead>,
+}
+
+/// How a disk of a running VM was read: the whole disk or only what its
+/// dirty bitmap marked, and the bitmap that tracks the writes since this
+/// restore point (the next backup is incremental only if the disk still
+/// has that bitmap, recording).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRead {
+    /// `full` or `incremental`.
+    pub read: String,
+    /// Why the whole disk was read (a full read only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_full: Option<String>,
+    /// Bytes the bitmap marked changed since the previous restore point
+    /// (incremental only).
+    pub changed_bytes: u64,
+    /// The QEMU dirty bitmap (on `node`) recording writes since this point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<String>,
+    /// Whether that bitmap survives a VM restart (qcow2) or not (raw).
+    pub persistent: bool,
 }
 
 /// How the format of a backed-up image file was chosen.

@@ -59,6 +59,7 @@ impl Repository {
                     ..Default::default()
                 },
                 format: None,
+                live: None,
                 name,
             });
         }

@@ -153,6 +153,7 @@ impl Repository {
                 },
                 stats,
                 format: None,
+                live: None,
             });
         }
         let salvage = Salvage {

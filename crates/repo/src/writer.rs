@@ -78,6 +78,8 @@ pub struct NewDisk {
     pub stats: DiskStats,
     /// How an image file was read (`None`: not an image file).
     pub format: Option<SourceFormat>,
+    /// How a running VM's disk was read (`None`: not a live backup).
+    pub live: Option<crate::model::LiveRead>,
 }
 
 /// A shared flock on one prefix lock file, counted across this process's threads.
@@ -449,6 +451,7 @@ impl BackupWriter {
                 source: d.source,
                 stats: d.stats,
                 format: d.format,
+                live: d.live,
             });
         }
         fsutil::fsync_dir(&index_dir)?;

@@ -29,12 +29,12 @@ pub fn backed_up(repo: &Path, vm: &str, disks: &[(&str, &Path)]) -> (Repository,
     let repository = init_repo(repo, None, BACKUP_CHUNK);
     let sources: Vec<DiskSource> = disks
         .iter()
-        .map(|(name, path)| DiskSource {
-            name: name.to_string(),
-            disk: Arc::new(
-                FileDisk::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-            ) as Arc<dyn ReadDisk>,
-            format: None,
+        .map(|(name, path)| {
+            DiskSource::from_disk(
+                *name,
+                Arc::new(FileDisk::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+                    as Arc<dyn ReadDisk>,
+            )
         })
         .collect();
     let summary = backup_vm(&repository, vm, &sources, &NoProgress)

@@ -91,6 +91,12 @@ pub(crate) fn describe_format(f: &SourceFormat) -> String {
 }
 
 pub fn run(a: BackupArgs) -> anyhow::Result<i32> {
+    if let Some(socket) = a.disks.iter().find_map(|d| d.strip_prefix("qmp:")) {
+        if a.disks.len() != 1 {
+            bail!("qmp:{socket} backs up every disk of the VM: give it alone, without NAME=PATH disks");
+        }
+        return super::backup_live::run(&a, Path::new(socket));
+    }
     let default_format = parse_format(&a.format)?;
     let mut allowed = AllowedPaths::none();
     for p in &a.allow_backing {

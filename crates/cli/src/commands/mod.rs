@@ -2,6 +2,7 @@
 //! returns the process exit code it wants.
 
 mod backup;
+mod backup_live;
 pub mod bitmaps;
 pub mod files;
 mod inspect;

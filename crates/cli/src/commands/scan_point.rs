@@ -570,6 +570,7 @@ mod tests {
             source: "raw /x".into(),
             stats: Default::default(),
             format: None,
+            live: None,
         };
         let point = |id: &str, minute: u32, disks: Vec<lifeboat_repo::DiskEntry>| Manifest {
             format_version: 1,

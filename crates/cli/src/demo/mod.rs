@@ -237,11 +237,7 @@ fn backup(repo: &Repository, vm: &str, path: &Path) -> anyhow::Result<String> {
     let summary = backup_vm(
         repo,
         vm,
-        &[DiskSource {
-            name: "disk0".into(),
-            disk,
-            format: None,
-        }],
+        &[DiskSource::from_disk("disk0", disk)],
         &NoProgress,
     )?;
     let m = summary.manifest;

@@ -43,6 +43,7 @@ pub fn store_disk(repo: &Repository, w: &BackupWriter, name: &str, data: &[u8]) 
         name: name.to_string(),
         source: format!("test {name}"),
         format: None,
+        live: None,
         index: DiskIndex {
             chunk_size: repo.chunk_size(),
             disk_size: data.len() as u64,

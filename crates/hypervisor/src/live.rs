@@ -1,0 +1,412 @@
+//! Live backup of a running VM: one restore point of every disk at one point
+//! in time, read from QEMU's own NBD export of a fleecing node, incremental
+//! where a dirty bitmap proves what changed.
+//!
+//! ```text
+//! connect QMP, cleanup_leftovers (a killed run's nodes, exports, rotation)
+//! per disk: decide full or incremental
+//!     incremental iff the disk has a recording lifeboat-* bitmap that the
+//!     latest restore point recorded for that disk (same size): it holds
+//!     exactly the writes since that point; else full, with the reason
+//! Fleece::start: the point in time; in the same transaction each disk's
+//!     bitmap rotates (OLD frozen and exported, NEW records from now on); a
+//!     disk without a bitmap gets NEW just before (over-marking, never under)
+//! per disk: NbdExportDisk on the export (base:allocation: holes are not
+//!     read); incremental: the ranges OLD marks, the previous index for the rest
+//! backup_vm -> restore point (each disk records NEW as its bitmap)
+//! teardown; success: remove OLD; failure: merge OLD back into NEW
+//! ```
+//!
+//! The restore point is crash-consistent: the guest agent (fsfreeze) and the
+//! guest helper are not built yet, and the report says so.
+
+use crate::bitmaps::{
+    bitmap_name, create_bitmap, finish_rotation, next_read, remove_bitmap, undo_rotation, NextRead,
+    Rotation,
+};
+use crate::cleanup::cleanup_leftovers;
+use crate::disks::{list_disks, Disk};
+use crate::error::HypervisorError;
+use crate::fleece::{Fleece, FleeceDisk, FleeceMethod, FleeceOptions};
+use crate::qmp::QmpClient;
+use lifeboat_engine::{backup_vm, DiskSource, IncrementalBase, Progress};
+use lifeboat_nbd::{ClientError, NbdExportDisk};
+use lifeboat_repo::{LiveRead, Manifest, Repository};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What went wrong in a live backup.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveBackupError {
+    /// QMP, bitmaps, fleecing.
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    /// Reading QEMU's export of a disk.
+    #[error("reading disk {disk} of the running VM through QEMU's NBD export: {source}")]
+    Export {
+        disk: String,
+        #[source]
+        source: ClientError,
+    },
+    /// The backup itself (repository, reads).
+    #[error("live backup of {vm}: {source}")]
+    Backup {
+        vm: String,
+        #[source]
+        source: lifeboat_engine::Error,
+    },
+    /// The repository outside the backup (finding the previous point).
+    #[error(transparent)]
+    Repo(#[from] lifeboat_repo::Error),
+    /// Nothing to back up, or names that do not fit.
+    #[error("live backup of {vm}: {detail}")]
+    Invalid { vm: String, detail: String },
+}
+
+/// How to back up a running VM.
+#[derive(Debug, Clone)]
+pub struct LiveBackupOptions {
+    /// The VM's name in the repository.
+    pub vm: String,
+    /// A private directory (0700) on the QEMU host for the fleecing
+    /// overlays and QEMU's NBD socket.
+    pub work_dir: PathBuf,
+    /// NBD connections per disk (requests in flight).
+    pub connections: usize,
+    /// Timeout of every QMP command and NBD request.
+    pub timeout: Duration,
+    /// Force a fleecing method (`None`: the best the QEMU version has).
+    pub method: Option<FleeceMethod>,
+}
+
+/// What happened to one disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveDiskReport {
+    /// The disk's name in the restore point.
+    pub disk: String,
+    /// QEMU's name for it.
+    pub device: String,
+    /// `full` or `incremental`.
+    pub read: String,
+    /// Why the whole disk was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why_full: Option<String>,
+    /// Bytes the bitmap marked changed (incremental).
+    pub changed_bytes: u64,
+    /// Bytes read from the VM.
+    pub bytes_read: u64,
+    /// Bytes written to the repository (new chunks, compressed, encrypted).
+    pub uploaded_bytes: u64,
+    /// The bitmap that records writes since this restore point.
+    pub bitmap: String,
+    /// Whether it survives a VM restart.
+    pub persistent: bool,
+}
+
+/// What a live backup did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveBackupReport {
+    pub restore_point: String,
+    pub disks: Vec<LiveDiskReport>,
+    /// How the point in time was built.
+    pub method: FleeceMethod,
+    /// How long the guest was paused for the point in time.
+    pub paused_ms: u64,
+    /// `crash-consistent`: no guest agent freeze yet.
+    pub consistency: String,
+    pub elapsed_ms: u64,
+    #[serde(skip)]
+    pub manifest: Option<Manifest>,
+}
+
+/// One disk's plan.
+struct Plan {
+    disk: Disk,
+    name: String,
+    rotation: Option<Rotation>,
+    /// The bitmap created before the point in time (no rotation).
+    created: Option<String>,
+    new: String,
+    base: Option<lifeboat_repo::DiskIndex>,
+    why_full: Option<String>,
+}
+
+/// The restore point's name for a disk: QEMU's label with anything outside
+/// `[A-Za-z0-9._-]` replaced, unique within the VM.
+fn disk_name(disk: &Disk, taken: &[String]) -> String {
+    let mut name: String = disk
+        .label()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(56)
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        name = format!("disk{}", taken.len());
+    }
+    let base = name.clone();
+    let mut n = 1;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+/// Backs up every disk of the running VM that `client` controls as one
+/// restore point. (QEMU serves one client per QMP socket: the caller
+/// connects, with [`QmpClient::connect_with_timeout`].)
+pub fn live_backup(
+    repo: &Repository,
+    client: &QmpClient,
+    opts: &LiveBackupOptions,
+    progress: &dyn Progress,
+) -> Result<LiveBackupReport, LiveBackupError> {
+    let started = Instant::now();
+    let vm = opts.vm.clone();
+    let cleaned = cleanup_leftovers(client)?;
+    if !cleaned.is_empty() {
+        tracing::warn!(vm = %vm, "removed what an interrupted backup left: {cleaned:?}");
+    }
+    let disks = list_disks(client)?;
+    if disks.is_empty() {
+        return Err(LiveBackupError::Invalid {
+            vm,
+            detail: "the VM has no disk".into(),
+        });
+    }
+    let previous = match repo.resolve(&format!("{vm}@latest")) {
+        Ok(m) => Some(m),
+        Err(lifeboat_repo::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    // Unique per backup: the bitmaps of two backups must never share a name.
+    let tag = chrono::Utc::now().format("%Y%m%d%H%M%S%9f").to_string();
+    let mut plans: Vec<Plan> = Vec::with_capacity(disks.len());
+    for disk in disks {
+        let taken: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+        let name = disk_name(&disk, &taken);
+        let new = bitmap_name(&format!("{tag}-{}", plans.len()));
+        let mut plan = Plan {
+            rotation: None,
+            created: None,
+            base: None,
+            why_full: None,
+            new,
+            name,
+            disk,
+        };
+        match next_read(&plan.disk) {
+            NextRead::Incremental { bitmap, .. } => {
+                plan.rotation = Some(Rotation::new(&plan.disk, &bitmap, &plan.new));
+                let entry = previous
+                    .as_ref()
+                    .and_then(|m| m.disk(&plan.name).map(|d| (m, d)));
+                match entry {
+                    Some((m, d))
+                        if d.size == plan.disk.size
+                            && d.live.as_ref().and_then(|l| l.bitmap.as_deref())
+                                == Some(bitmap.as_str()) =>
+                    {
+                        plan.base = Some(repo.load_index(m, &plan.name)?);
+                    }
+                    Some((m, _)) => {
+                        plan.why_full = Some(format!(
+                            "bitmap {bitmap} does not belong to the latest restore point {} \
+                             (another tool's backup, a restored or resized disk)",
+                            m.name()
+                        ))
+                    }
+                    None => {
+                        plan.why_full = Some(format!(
+                            "no earlier restore point of {vm} has disk {}",
+                            plan.name
+                        ))
+                    }
+                }
+            }
+            NextRead::Full { reason } => plan.why_full = Some(reason),
+        }
+        plans.push(plan);
+    }
+    // Disks without a bitmap get NEW now: it may also mark writes made
+    // before the point in time (read again next time), never miss one.
+    for p in plans.iter_mut().filter(|p| p.rotation.is_none()) {
+        create_bitmap(client, &p.disk, &p.new)?;
+        p.created = Some(p.new.clone());
+    }
+    let fleece_disks: Vec<FleeceDisk> = plans
+        .iter()
+        .map(|p| FleeceDisk {
+            disk: p.disk.clone(),
+            rotation: p.rotation.clone(),
+        })
+        .collect();
+    let fleece_opts = FleeceOptions {
+        work_dir: opts.work_dir.clone(),
+        nbd_socket: opts.work_dir.join("nbd.sock"),
+        job_timeout: opts.timeout,
+        method: opts.method,
+    };
+    let fleece = match Fleece::start(client, &fleece_disks, &fleece_opts) {
+        Ok(f) => f,
+        Err(e) => {
+            forget_created(client, &plans);
+            return Err(e.into());
+        }
+    };
+    let outcome = back_up(repo, &vm, &plans, &fleece, &fleece_opts, opts, progress);
+    let method = fleece.method();
+    let paused = fleece.paused();
+    let teardown = fleece.teardown(client);
+    let rotations: Vec<Rotation> = plans.iter().filter_map(|p| p.rotation.clone()).collect();
+    let (manifest, mut reports) =
+        match (outcome, teardown) {
+            (Ok(done), Ok(())) => done,
+            (outcome, teardown) => {
+                if let Err(e) = &teardown {
+                    tracing::warn!(vm = %vm, error = %e, "tearing down the point in time");
+                }
+                if !rotations.is_empty() {
+                    if let Err(e) = undo_rotation(client, &rotations) {
+                        tracing::warn!(vm = %vm, error = %e, "merging the bitmaps back");
+                    }
+                }
+                forget_created(client, &plans);
+                return Err(match outcome {
+                    Err(e) => e,
+                    Ok(_) => teardown.err().map(LiveBackupError::from).unwrap_or(
+                        LiveBackupError::Invalid {
+                            vm,
+                            detail: "teardown failed".into(),
+                        },
+                    ),
+                });
+            }
+        };
+    if !rotations.is_empty() {
+        finish_rotation(client, &rotations)?;
+    }
+    for (r, p) in reports.iter_mut().zip(&plans) {
+        r.bitmap = p.new.clone();
+    }
+    Ok(LiveBackupReport {
+        restore_point: manifest.name(),
+        disks: reports,
+        method,
+        paused_ms: paused.as_millis() as u64,
+        consistency: "crash-consistent (no guest agent freeze)".into(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        manifest: Some(manifest),
+    })
+}
+
+/// Removes the bitmaps created for a backup that did not happen.
+fn forget_created(client: &QmpClient, plans: &[Plan]) {
+    for p in plans {
+        if let Some(name) = &p.created {
+            if let Err(e) = remove_bitmap(client, &p.disk, name) {
+                tracing::warn!(disk = %p.disk.label(), error = %e, "removing bitmap {name}");
+            }
+        }
+    }
+}
+
+/// Reads the exports into one restore point.
+fn back_up(
+    repo: &Repository,
+    vm: &str,
+    plans: &[Plan],
+    fleece: &Fleece,
+    fleece_opts: &FleeceOptions,
+    opts: &LiveBackupOptions,
+    progress: &dyn Progress,
+) -> Result<(Manifest, Vec<LiveDiskReport>), LiveBackupError> {
+    let mut sources = Vec::with_capacity(plans.len());
+    for p in plans {
+        let export = fleece
+            .exports()
+            .iter()
+            .find(|e| e.disk == p.disk.label())
+            .ok_or_else(|| LiveBackupError::Invalid {
+                vm: vm.to_string(),
+                detail: format!("QEMU exported no point in time of {}", p.disk.label()),
+            })?;
+        let export_err = |source| LiveBackupError::Export {
+            disk: p.name.clone(),
+            source,
+        };
+        let disk = NbdExportDisk::open(
+            &fleece_opts.nbd_socket,
+            &export.name,
+            opts.connections,
+            opts.timeout,
+        )
+        .map_err(export_err)?;
+        let mut changed_bytes = 0;
+        let mut base = None;
+        if let (Some(index), Some(bitmap)) = (&p.base, &export.bitmap) {
+            let ranges = disk
+                .marked_ranges(&format!("qemu:dirty-bitmap:{bitmap}"))
+                .map_err(export_err)?;
+            changed_bytes = ranges.iter().map(|(_, l)| l).sum();
+            base = Some(IncrementalBase {
+                index: index.clone(),
+                changed: ranges,
+            });
+        }
+        let mut source = DiskSource::from_disk(p.name.clone(), Arc::new(disk));
+        source.base = base;
+        let incremental = source.base.is_some();
+        source.live = Some(LiveRead {
+            read: if incremental { "incremental" } else { "full" }.into(),
+            why_full: if incremental {
+                None
+            } else {
+                p.why_full.clone()
+            },
+            changed_bytes,
+            bitmap: Some(p.new.clone()),
+            persistent: p.disk.supports_persistent_bitmaps(),
+        });
+        sources.push(source);
+    }
+    let summary =
+        backup_vm(repo, vm, &sources, progress).map_err(|source| LiveBackupError::Backup {
+            vm: vm.to_string(),
+            source,
+        })?;
+    let reports = plans
+        .iter()
+        .zip(&summary.manifest.disks)
+        .zip(&sources)
+        .map(|((p, d), s)| {
+            let live = s.live.clone().unwrap_or_else(|| LiveRead {
+                read: "full".into(),
+                why_full: None,
+                changed_bytes: 0,
+                bitmap: None,
+                persistent: false,
+            });
+            LiveDiskReport {
+                disk: p.name.clone(),
+                device: p.disk.label(),
+                read: live.read,
+                why_full: live.why_full,
+                changed_bytes: live.changed_bytes,
+                bytes_read: d.stats.bytes_read,
+                uploaded_bytes: d.stats.new_stored_bytes,
+                bitmap: p.new.clone(),
+                persistent: live.persistent,
+            }
+        })
+        .collect();
+    Ok((summary.manifest, reports))
+}
