@@ -23,12 +23,12 @@
 //! decompress is the rest.
 //! Prints one line of `key=value` pairs (CPU seconds, bytes).
 //!
-//! `threads2` and `threads2-ahead N` are experiments on the shape of
-//! verify (run them from a cold cache and compare the wall time they
-//! print): `threads2` is verify's loop (2 threads taking the next chunk
-//! and calling `read_chunk`), `threads2-ahead N` the same loop that first
-//! asks the kernel to read the chunk N places ahead
-//! (`posix_fadvise(WILLNEED)`), so the disk works while the CPUs decode.
+//! `threads N [AHEAD]` is an experiment on the shape of verify (run it
+//! from a cold cache and compare the wall time it prints): verify's loop
+//! (N threads taking the next chunk and calling `read_chunk`; verify has
+//! 2), where with AHEAD each step first asks the kernel to read the chunk
+//! AHEAD places further (`posix_fadvise(WILLNEED)`), so the disk works
+//! while the CPUs decode.
 
 use lifeboat_repo::layout::CHUNKS_DIR;
 use lifeboat_repo::{Digest, Repository};
@@ -72,13 +72,13 @@ fn chunk_file(root: &Path, d: &Digest) -> PathBuf {
         .join(d.to_hex())
 }
 
-/// Verify's loop on 2 threads; with `ahead` > 0 each step first asks the
-/// kernel to read the chunk file `ahead` places further.
-fn threads2(repo: &Repository, root: &Path, digests: &[Digest], ahead: usize) {
+/// Verify's loop on `threads` threads; with `ahead` > 0 each step first
+/// asks the kernel to read the chunk file `ahead` places further.
+fn threads_loop(repo: &Repository, root: &Path, digests: &[Digest], threads: usize, ahead: usize) {
     let wall = Instant::now();
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for _ in 0..2 {
+        for _ in 0..threads {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(d) = digests.get(i) else { break };
@@ -95,7 +95,7 @@ fn threads2(repo: &Repository, root: &Path, digests: &[Digest], ahead: usize) {
         }
     });
     println!(
-        "chunks={} ahead={ahead} wall_s={:.3}",
+        "chunks={} threads={threads} ahead={ahead} wall_s={:.3}",
         digests.len(),
         wall.elapsed().as_secs_f64()
     );
@@ -104,7 +104,7 @@ fn threads2(repo: &Repository, root: &Path, digests: &[Digest], ahead: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(root), Some(mode)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: verify_floor REPO paths|cpu|cpu-split|threads2|threads2-ahead N   (passphrase in LIFEBOAT_PASSPHRASE)");
+        eprintln!("usage: verify_floor REPO paths|cpu|cpu-split|threads N [AHEAD]   (passphrase in LIFEBOAT_PASSPHRASE)");
         std::process::exit(2);
     };
     let root = Path::new(root);
@@ -172,18 +172,13 @@ fn main() {
                 s(decode_ns.saturating_sub(read_ns + hash_ns)),
             );
         }
-        "threads2" => threads2(&repo, root, &digests, 0),
-        "threads2-ahead" => {
-            let ahead = std::env::args()
-                .nth(3)
-                .and_then(|n| n.parse().ok())
-                .expect("threads2-ahead N");
-            threads2(&repo, root, &digests, ahead)
+        "threads" => {
+            let arg = |i: usize| std::env::args().nth(i).and_then(|n| n.parse().ok());
+            let threads = arg(3).expect("threads N [AHEAD]");
+            threads_loop(&repo, root, &digests, threads, arg(4).unwrap_or(0))
         }
         other => {
-            eprintln!(
-                "unknown mode {other:?}: paths, cpu, cpu-split, threads2 or threads2-ahead N"
-            );
+            eprintln!("unknown mode {other:?}: paths, cpu, cpu-split or threads N [AHEAD]");
             std::process::exit(2);
         }
     }
