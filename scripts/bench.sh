@@ -128,7 +128,7 @@ measure_ok() {
         echo "$1 exited ${status[$1]}:"; cat "$BENCH_DIR/$1.err"; exit 1
     fi
 }
-# sample LABEL VALUE: one run's value; med/lo/hi LABEL read them back.
+# sample LABEL VALUE: one run's value; med and range LABEL read them back.
 sample() { samples[$1]="${samples[$1]:-} $2"; }
 stat_of() { # median|min|max LABEL
     printf '%s\n' ${samples[$2]:-} | sort -g | awk -v w="$1" '{ v[NR] = $1 }
