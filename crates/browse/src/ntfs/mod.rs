@@ -137,8 +137,17 @@ impl NtfsFs {
                 ),
             });
         }
+        // The crate parses the boot sector a field (and the boot code a
+        // byte) per read: hand it the sector read once.
+        let mut boot = vec![0u8; 512];
+        disk.read_at(&mut boot, 0).map_err(|e| Error::Io {
+            volume: volume.to_string(),
+            path: "/".to_string(),
+            detail: e.to_string(),
+            damaged: repo_damage(&e),
+        })?;
         let ntfs = guarded(volume, "/", disk.as_ref(), |io| {
-            let mut ntfs = Ntfs::new(io).map_err(err)?;
+            let mut ntfs = Ntfs::new(&mut std::io::Cursor::new(boot)).map_err(err)?;
             if ntfs.size() > disk.size() {
                 return Err(Error::Corrupt {
                     volume: volume.to_string(),
