@@ -275,7 +275,18 @@ impl NtfsFs {
             if key.namespace() == NtfsFileNamespace::Dos || record < FIRST_USER_RECORD {
                 continue;
             }
-            out.push((key.name().to_string_lossy(), record));
+            let name = key.name().to_string_lossy();
+            // Not a name a path can hold: it would stand for the directory
+            // itself, its parent or a deeper path.
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+                return Err(Error::Corrupt {
+                    volume: self.volume.clone(),
+                    path: path.to_string(),
+                    fs: "ntfs",
+                    detail: format!("a directory entry (record {record}) is named {name:?}"),
+                });
+            }
+            out.push((name, record));
         }
         Ok(out)
     }
