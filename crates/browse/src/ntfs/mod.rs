@@ -5,7 +5,9 @@
 //! What maps to an [`Entry`]:
 //! - names: the Win32, POSIX and Win32+DOS names of the directory index;
 //!   DOS 8.3 aliases are not listed (they still resolve, as on Windows).
-//!   Names that are not valid UTF-16 are shown lossily.
+//!   Names that are not valid UTF-16 are shown lossily; an entry named
+//!   `""`, `.`, `..` or holding `/` or NUL makes listing its directory a
+//!   corrupt-filesystem error.
 //! - lookups are case-insensitive through the volume's `$UpCase` table,
 //!   as the crate offers; when a directory holds names differing only in
 //!   case (POSIX namespace, ntfs-3g), the exact spelling wins.
