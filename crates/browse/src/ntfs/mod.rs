@@ -50,8 +50,8 @@ use guard::guarded;
 use io::VolumeIo;
 use lifeboat_vdisk::ReadDisk;
 use ntfs::indexes::NtfsFileNameIndex;
-use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
-use ntfs::{Ntfs, NtfsError, NtfsFile, NtfsReadSeek};
+use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace, NtfsIndexRoot};
+use ntfs::{Ntfs, NtfsAttributeType, NtfsError, NtfsFile, NtfsReadSeek};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -61,6 +61,8 @@ const FIRST_USER_RECORD: u64 = 16;
 const INTERIX_LINK: &[u8] = b"IntxLNK\x01";
 /// Largest Interix symlink read (magic + 4096 UTF-16 units).
 const INTERIX_MAX: u64 = 8 + 2 * 4096;
+/// Largest index record size accepted (Windows and mkntfs use 4 KiB).
+const MAX_INDEX_RECORD: u32 = 64 << 10;
 /// Symlinks followed by one `read_file` before giving up.
 const MAX_FOLLOW: usize = 40;
 /// 100 ns intervals between 1601-01-01 and 1970-01-01.
@@ -231,6 +233,7 @@ impl NtfsFs {
         path: &str,
     ) -> Result<(String, u64)> {
         let err = self.err(path);
+        self.check_index_record_size(dir, path)?;
         let index = dir.directory_index(io).map_err(&err)?;
         let mut finder = index.finder();
         let hit = match NtfsFileNameIndex::find(&mut finder, &self.ntfs, io, name) {
@@ -257,6 +260,33 @@ impl NtfsFs {
         Ok(found)
     }
 
+    /// Refuses a directory whose `$INDEX_ROOT` states an index record
+    /// size the crate would allocate unchecked (a u32 from the volume).
+    fn check_index_record_size(&self, dir: &NtfsFile<'_>, path: &str) -> Result<()> {
+        let err = self.err(path);
+        for attr in dir.attributes_raw() {
+            let attr = attr.map_err(&err)?;
+            if attr.ty().map_err(&err)? != NtfsAttributeType::IndexRoot
+                || attr.name().map_err(&err)? != "$I30"
+            {
+                continue;
+            }
+            let root = attr
+                .resident_structured_value::<NtfsIndexRoot>()
+                .map_err(&err)?;
+            let size = root.index_record_size();
+            if root.is_large_index() && !(size.is_power_of_two() && size <= MAX_INDEX_RECORD) {
+                return Err(Error::Corrupt {
+                    volume: self.volume.clone(),
+                    path: path.to_string(),
+                    fs: "ntfs",
+                    detail: format!("an index record size of {size} bytes"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The listed entries of directory `dir`: (name, record), without DOS
     /// aliases and metadata files, in index order.
     fn entries(
@@ -266,6 +296,7 @@ impl NtfsFs {
         path: &str,
     ) -> Result<Vec<(String, u64)>> {
         let err = self.err(path);
+        self.check_index_record_size(dir, path)?;
         let index = dir.directory_index(io).map_err(&err)?;
         let mut iter = index.entries();
         let mut out = Vec::new();
