@@ -590,3 +590,30 @@ fn ntfs_read_errors_under_the_parser_are_errors() {
     );
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// A directory whose `$INDEX_ROOT` states a 2 GiB index record size is a
+/// corrupt-filesystem error, not a 2 GiB allocation by the crate.
+#[test]
+fn ntfs_huge_index_record_size_is_refused() {
+    let at = record_of("big-dir");
+    let p = patched(at, 1024, |rec| {
+        let root = attribute_in(rec, 0x90);
+        let value = root + u16::from_le_bytes([rec[root + 0x14], rec[root + 0x15]]) as usize;
+        let field = value + 8;
+        assert!(
+            field % 512 < 506,
+            "index record size straddles a fixup slot"
+        );
+        assert_eq!(rec[field..field + 4], 4096u32.to_le_bytes());
+        rec[field..field + 4].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    });
+    let fs = open_patched(p).unwrap();
+    let e = fs.list("/big-dir").unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Corrupt { .. }), "{msg}");
+    assert!(
+        msg.starts_with("ntfsvol: /big-dir: ") && msg.contains("index record size of 2147483648"),
+        "{msg}"
+    );
+    assert_eq!(read_all(&fs, "/small.txt"), b"hello ntfs\n");
+}

@@ -6,8 +6,9 @@
 //! Why: `ntfs` 0.4 panics on some failed or short reads deep in its
 //! parsing. Its structures are read with `binrw`, which wraps a failed read
 //! of a field in a context error, and the crate's conversion of that error
-//! is `unreachable!` (a read error of the boot sector, of a non-resident
-//! attribute list, or a resident value shorter than its header). A
+//! is `unreachable!` (a read error of a non-resident attribute list, or a
+//! resident value shorter than its header; the boot sector is handed to
+//! it already read). A
 //! guest-written volume is hostile input and a restore point's disk can
 //! fail a read (a missing chunk); neither may take down a host process
 //! running as root (scan, files, publish).

@@ -5,7 +5,9 @@
 //! What maps to an [`Entry`]:
 //! - names: the Win32, POSIX and Win32+DOS names of the directory index;
 //!   DOS 8.3 aliases are not listed (they still resolve, as on Windows).
-//!   Names that are not valid UTF-16 are shown lossily.
+//!   Names that are not valid UTF-16 are shown lossily; an entry named
+//!   `""`, `.`, `..` or holding `/` or NUL makes listing its directory a
+//!   corrupt-filesystem error.
 //! - lookups are case-insensitive through the volume's `$UpCase` table,
 //!   as the crate offers; when a directory holds names differing only in
 //!   case (POSIX namespace, ntfs-3g), the exact spelling wins.
@@ -48,8 +50,8 @@ use guard::guarded;
 use io::VolumeIo;
 use lifeboat_vdisk::ReadDisk;
 use ntfs::indexes::NtfsFileNameIndex;
-use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
-use ntfs::{Ntfs, NtfsError, NtfsFile, NtfsReadSeek};
+use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace, NtfsIndexRoot};
+use ntfs::{Ntfs, NtfsAttributeType, NtfsError, NtfsFile, NtfsReadSeek};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -59,6 +61,8 @@ const FIRST_USER_RECORD: u64 = 16;
 const INTERIX_LINK: &[u8] = b"IntxLNK\x01";
 /// Largest Interix symlink read (magic + 4096 UTF-16 units).
 const INTERIX_MAX: u64 = 8 + 2 * 4096;
+/// Largest index record size accepted (Windows and mkntfs use 4 KiB).
+const MAX_INDEX_RECORD: u32 = 64 << 10;
 /// Symlinks followed by one `read_file` before giving up.
 const MAX_FOLLOW: usize = 40;
 /// 100 ns intervals between 1601-01-01 and 1970-01-01.
@@ -137,8 +141,17 @@ impl NtfsFs {
                 ),
             });
         }
+        // The crate parses the boot sector a field (and the boot code a
+        // byte) per read: hand it the sector read once.
+        let mut boot = vec![0u8; 512];
+        disk.read_at(&mut boot, 0).map_err(|e| Error::Io {
+            volume: volume.to_string(),
+            path: "/".to_string(),
+            detail: e.to_string(),
+            damaged: repo_damage(&e),
+        })?;
         let ntfs = guarded(volume, "/", disk.as_ref(), |io| {
-            let mut ntfs = Ntfs::new(io).map_err(err)?;
+            let mut ntfs = Ntfs::new(&mut std::io::Cursor::new(boot)).map_err(err)?;
             if ntfs.size() > disk.size() {
                 return Err(Error::Corrupt {
                     volume: volume.to_string(),
@@ -220,6 +233,7 @@ impl NtfsFs {
         path: &str,
     ) -> Result<(String, u64)> {
         let err = self.err(path);
+        self.check_index_record_size(dir, path)?;
         let index = dir.directory_index(io).map_err(&err)?;
         let mut finder = index.finder();
         let hit = match NtfsFileNameIndex::find(&mut finder, &self.ntfs, io, name) {
@@ -246,6 +260,33 @@ impl NtfsFs {
         Ok(found)
     }
 
+    /// Refuses a directory whose `$INDEX_ROOT` states an index record
+    /// size the crate would allocate unchecked (a u32 from the volume).
+    fn check_index_record_size(&self, dir: &NtfsFile<'_>, path: &str) -> Result<()> {
+        let err = self.err(path);
+        for attr in dir.attributes_raw() {
+            let attr = attr.map_err(&err)?;
+            if attr.ty().map_err(&err)? != NtfsAttributeType::IndexRoot
+                || attr.name().map_err(&err)? != "$I30"
+            {
+                continue;
+            }
+            let root = attr
+                .resident_structured_value::<NtfsIndexRoot>()
+                .map_err(&err)?;
+            let size = root.index_record_size();
+            if root.is_large_index() && !(size.is_power_of_two() && size <= MAX_INDEX_RECORD) {
+                return Err(Error::Corrupt {
+                    volume: self.volume.clone(),
+                    path: path.to_string(),
+                    fs: "ntfs",
+                    detail: format!("an index record size of {size} bytes"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The listed entries of directory `dir`: (name, record), without DOS
     /// aliases and metadata files, in index order.
     fn entries(
@@ -255,6 +296,7 @@ impl NtfsFs {
         path: &str,
     ) -> Result<Vec<(String, u64)>> {
         let err = self.err(path);
+        self.check_index_record_size(dir, path)?;
         let index = dir.directory_index(io).map_err(&err)?;
         let mut iter = index.entries();
         let mut out = Vec::new();
@@ -266,7 +308,18 @@ impl NtfsFs {
             if key.namespace() == NtfsFileNamespace::Dos || record < FIRST_USER_RECORD {
                 continue;
             }
-            out.push((key.name().to_string_lossy(), record));
+            let name = key.name().to_string_lossy();
+            // Not a name a path can hold: it would stand for the directory
+            // itself, its parent or a deeper path.
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+                return Err(Error::Corrupt {
+                    volume: self.volume.clone(),
+                    path: path.to_string(),
+                    fs: "ntfs",
+                    detail: format!("a directory entry (record {record}) is named {name:?}"),
+                });
+            }
+            out.push((name, record));
         }
         Ok(out)
     }
