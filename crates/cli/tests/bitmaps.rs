@@ -3,103 +3,20 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::{lifeboat, ok};
 use lifeboat_hypervisor::{create_bitmap, list_disks, QmpClient};
+use lifeboat_testvm::PausedQemu;
 use serde_json::{json, Value};
 
-struct Qemu {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn qemu_binary() -> PathBuf {
-    if let Some(q) = std::env::var_os("LIFEBOAT_QEMU").filter(|q| !q.is_empty()) {
-        return PathBuf::from(q);
-    }
-    match lifeboat_testvm::try_guest_fixture() {
-        Ok(f) if f.qemu.exists() => f.qemu,
-        r => panic!(
-            "no QEMU fixture ({r:?}): run scripts/build-test-guest.sh <target dir>/fixtures/guest \
-             (it extracts Debian's QEMU 7.2), or set LIFEBOAT_QEMU"
-        ),
-    }
-}
-
-/// QEMU with a qcow2 disk (scsi-hd `sda`) and a raw disk (`sdb`).
-fn start_qemu() -> Qemu {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    for (name, fmt) in [("a.qcow2", "qcow2"), ("b.raw", "raw")] {
-        let st = Command::new("qemu-img")
-            .args(["create", "-q", "-f", fmt])
-            .arg(d.join(name))
-            .arg("8M")
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    let p = |n: &str| d.join(n).display().to_string();
-    let child = Command::new(qemu_binary())
-        .args([
-            "-machine",
-            "q35",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-accel",
-            "tcg",
-            "-S",
-        ])
-        .args([
-            "-blockdev",
-            &format!("driver=file,filename={},node-name=f0", p("a.qcow2")),
-        ])
-        .args(["-blockdev", "driver=qcow2,file=f0,node-name=disk0"])
-        .args([
-            "-blockdev",
-            &format!("driver=file,filename={},node-name=f1", p("b.raw")),
-        ])
-        .args(["-blockdev", "driver=raw,file=f1,node-name=disk1"])
-        .args([
-            "-device",
-            "virtio-scsi-pci",
-            "-device",
-            "scsi-hd,drive=disk0,id=sda",
-        ])
-        .args(["-device", "scsi-hd,drive=disk1,id=sdb"])
-        .args([
-            "-qmp",
-            &format!("unix:{},server=on,wait=off", p("qmp.sock")),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let q = Qemu { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // The socket file exists from bind(); connects succeed from listen().
-    while std::os::unix::net::UnixStream::connect(q.dir.path().join("qmp.sock")).is_err() {
-        assert!(Instant::now() < deadline, "QEMU made no QMP socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    q
+/// QEMU paused with a qcow2 disk (scsi-hd `sda`) and a raw disk (`sdb`) of 8 MiB.
+fn start_qemu() -> PausedQemu {
+    PausedQemu::start_sized(8 << 20, &[])
 }
 
 #[test]
 fn bitmaps_shows_tracking_and_the_next_read() {
     let q = start_qemu();
-    let sock = q.dir.path().join("qmp.sock");
+    let sock = q.qmp.clone();
     let spec = format!("qmp:{}", sock.display());
 
     let v: Value = serde_json::from_str(&ok(&["bitmaps", &spec, "--json"])).unwrap();
@@ -182,7 +99,7 @@ fn guest_write(sock: &std::path::Path, qdev: &str, cmd: &str) {
 #[test]
 fn backup_of_a_running_vm_is_full_then_incremental_and_restores() {
     let q = start_qemu();
-    let sock = q.dir.path().join("qmp.sock");
+    let sock = q.qmp.clone();
     let spec = format!("qmp:{}", sock.display());
     QmpClient::connect(&sock)
         .unwrap()

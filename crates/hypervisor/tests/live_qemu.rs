@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    dirty_extents, exports, lifeboat_nodes, qemu_io, qemu_io_drive, read_export, Qemu, DISK_SIZE,
+    dirty_extents, exports, lifeboat_nodes, qemu_io, qemu_io_drive, read_export, Qemu, QemuClient,
+    DISK_SIZE,
 };
 use lifeboat_hypervisor::{
     cleanup_leftovers, create_bitmap, find_disk, finish_rotation, list_disks, next_read, rotate,

@@ -9,12 +9,15 @@
 //!   with ports 22 and 23 forwarded to loopback; wait for port 22, run guest
 //!   commands, shut down cleanly.
 //! - [`read_guest_file`]: read a file from a (powered-off) guest disk with debugfs.
+//! - [`PausedQemu`]: QEMU started paused with two small disks and a QMP
+//!   socket, for tests that drive QEMU's block layer (no guest boot).
 //!
 //! Boot one guest at a time per process where possible: the machine has 2 cores
 //! and TCG is CPU-bound.
 
 mod error;
 mod fixture;
+mod paused;
 mod vm;
 
 pub use error::{Result, TestVmError};
@@ -22,4 +25,5 @@ pub use fixture::{
     fixture_dir, guest_image, read_guest_file, target_dir, try_guest_fixture, workspace_root,
     GuestFixture, FAILED_MARKER, GUEST_PARTITION_OFFSET, READY_MARKER,
 };
+pub use paused::{qemu_binary, PausedQemu, DISK_SIZE};
 pub use vm::{BootOptions, CacheMode, DriveSpec, GuestOutput, Vm};
