@@ -6,8 +6,11 @@
 //! refuses to sweep past an index it cannot read, naming it.
 
 mod common;
-use chrono::{Duration, TimeZone, Utc};
+
 use common::*;
+
+/// Bytes of each point's own data after the shared chunks.
+const TAIL: usize = 2 * CHUNK as usize;
 use lifeboat_repo::*;
 use lifeboat_testsupport::damage::Damage;
 use std::path::PathBuf;
@@ -21,35 +24,6 @@ enum Target {
     MiddleManifest,
     /// The newest point's index (swap: the middle point's index).
     NewestIndex,
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    repo: Repository,
-    /// web01 oldest, middle, newest; then db01.
-    points: Vec<Manifest>,
-    data: Vec<Vec<u8>>,
-}
-
-fn fixture(encrypted: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = init(&dir.path().join("repo"), encrypted);
-    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
-    let shared = noise(2 * CHUNK as usize, 1);
-    let mut points = Vec::new();
-    let mut data = Vec::new();
-    for (i, vm) in ["web01", "web01", "web01", "db01"].iter().enumerate() {
-        let mut d = shared.clone();
-        d.extend(noise(2 * CHUNK as usize, 10 + i as u64));
-        points.push(backup_at(&repo, vm, &d, t0 + Duration::days(i as i64)));
-        data.push(d);
-    }
-    Fixture {
-        _dir: dir,
-        repo,
-        points,
-        data,
-    }
 }
 
 fn manifest_path(repo: &Repository, m: &Manifest) -> PathBuf {
@@ -68,7 +42,7 @@ fn index_path(repo: &Repository, m: &Manifest) -> PathBuf {
 }
 
 /// Damages `target`; returns (the damaged point's position, its file).
-fn damage(f: &Fixture, target: Target, how: Damage) -> (usize, PathBuf) {
+fn damage(f: &FourPoints, target: Target, how: Damage) -> (usize, PathBuf) {
     let (victim, donor, path_of): (usize, usize, fn(&Repository, &Manifest) -> PathBuf) =
         match target {
             Target::NewestManifest => (2, 1, manifest_path),
@@ -82,7 +56,7 @@ fn damage(f: &Fixture, target: Target, how: Damage) -> (usize, PathBuf) {
 
 fn check_isolation(encrypted: bool, target: Target, how: Damage) {
     let case = format!("{target:?} {how:?} encrypted={encrypted}");
-    let f = fixture(encrypted);
+    let f = four_points(encrypted, TAIL);
     let (victim, file) = damage(&f, target, how);
     let victim_name = f.points[victim].name();
     let is_manifest = target != Target::NewestIndex;
@@ -245,7 +219,7 @@ fn damaged_index_stays_with_its_restore_point() {
 
 #[test]
 fn forgotten_point_is_not_a_lost_manifest() {
-    let f = fixture(true);
+    let f = four_points(true, TAIL);
     f.repo.forget(&f.points[2]).unwrap();
     // Even when forget is interrupted before its index dir goes: the state
     // it leaves is the index dir without its marker and no manifest.
@@ -264,7 +238,7 @@ fn forgotten_point_is_not_a_lost_manifest() {
 #[test]
 fn a_damaged_manifest_is_rebuilt_from_its_indexes() {
     for how in Damage::ALL {
-        let f = fixture(true);
+        let f = four_points(true, TAIL);
         let (victim, file) = damage(&f, Target::MiddleManifest, how);
         let m = &f.points[victim];
         let rebuilt = f.repo.manifest_from_indexes(&m.vm, &m.id).unwrap();
@@ -273,7 +247,7 @@ fn a_damaged_manifest_is_rebuilt_from_its_indexes() {
         assert_eq!(rebuilt.disks[0].source, REBUILT_SOURCE);
         assert_eq!(rebuilt.time.timestamp(), m.time.timestamp());
         if file.exists() {
-            std::fs::rename(&file, f._dir.path().join("aside")).unwrap();
+            std::fs::rename(&file, f.dir.path().join("aside")).unwrap();
         }
         f.repo.write_rebuilt_manifest(&rebuilt).unwrap();
         let back = f.repo.resolve(&m.name()).unwrap();
@@ -287,7 +261,7 @@ fn a_damaged_manifest_is_rebuilt_from_its_indexes() {
         assert_eq!(report.restore_points_checked, 4);
     }
     // With its index damaged too, there is nothing to rebuild from.
-    let f = fixture(true);
+    let f = four_points(true, TAIL);
     let m = &f.points[1];
     Damage::Half.apply(&index_path(&f.repo, m), &index_path(&f.repo, m));
     assert!(matches!(

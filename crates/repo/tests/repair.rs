@@ -9,8 +9,11 @@
 //! data heals a quarantined chunk.
 
 mod common;
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{Duration, Utc};
 use common::*;
+
+/// Bytes of each point's own data after the shared chunks.
+const TAIL: usize = 2 * CHUNK as usize;
 use lifeboat_repo::*;
 use lifeboat_testsupport::damage::Damage;
 use lifeboat_testsupport::repo::repo_snapshot;
@@ -28,37 +31,8 @@ enum Target {
 /// The damaged chunk's position in the newest point's disk.
 const BAD_CHUNK: usize = 3;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    repo: Repository,
-    /// web01 oldest, middle, newest; then db01.
-    points: Vec<Manifest>,
-    data: Vec<Vec<u8>>,
-}
-
-fn fixture(encrypted: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = init(&dir.path().join("repo"), encrypted);
-    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
-    let shared = noise(2 * CHUNK as usize, 1);
-    let mut points = Vec::new();
-    let mut data = Vec::new();
-    for (i, vm) in ["web01", "web01", "web01", "db01"].iter().enumerate() {
-        let mut d = shared.clone();
-        d.extend(noise(2 * CHUNK as usize + 1000, 10 + i as u64));
-        points.push(backup_at(&repo, vm, &d, t0 + Duration::days(i as i64)));
-        data.push(d);
-    }
-    Fixture {
-        _dir: dir,
-        repo,
-        points,
-        data,
-    }
-}
-
 /// (file of `target` of point `i`, its digest for a chunk).
-fn file_of(f: &Fixture, target: Target, i: usize) -> (PathBuf, Option<Digest>) {
+fn file_of(f: &FourPoints, target: Target, i: usize) -> (PathBuf, Option<Digest>) {
     let m = &f.points[i];
     let root = f.repo.path();
     match target {
@@ -92,7 +66,7 @@ fn quarantine_files(repo: &Repository) -> Vec<String> {
 
 fn check_repair(encrypted: bool, target: Target, how: Damage) {
     let case = format!("{target:?} {how:?} encrypted={encrypted}");
-    let f = fixture(encrypted);
+    let f = four_points(encrypted, TAIL + 1000);
     let victim = 2;
     let victim_name = f.points[victim].name();
     let (path, digest) = file_of(&f, target, victim);
@@ -378,7 +352,7 @@ fn salvage_keeps_the_disks_whose_index_reads_and_zeroes_a_lost_one() {
 
 #[test]
 fn verify_with_heal_moves_a_corrupt_chunk_aside_and_remembers_a_missing_one() {
-    let f = fixture(true);
+    let f = four_points(true, TAIL + 1000);
     let (bad, d) = file_of(&f, Target::Chunk, 2);
     let d = d.unwrap();
     Damage::Flip.apply(&bad, &bad);
@@ -428,7 +402,7 @@ fn verify_with_heal_moves_a_corrupt_chunk_aside_and_remembers_a_missing_one() {
 
 #[test]
 fn a_chunk_that_fails_with_an_io_error_is_reported_and_left_in_place() {
-    let f = fixture(true);
+    let f = four_points(true, TAIL + 1000);
     let (path, d) = file_of(&f, Target::Chunk, 0);
     // A directory where the chunk file should be: reading it is EISDIR,
     // an I/O error that says nothing about the chunk's bytes.

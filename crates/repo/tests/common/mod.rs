@@ -107,3 +107,40 @@ pub fn age_all_chunks(repo: &Repository, age: Duration) {
 pub fn count_chunks(repo: &Repository) -> usize {
     chunk_files(repo.path()).len()
 }
+
+/// Four restore points at fixed days: web01 oldest, middle, newest, then
+/// db01. Each disk is two chunks shared by all, then `tail` bytes of its own.
+pub struct FourPoints {
+    pub dir: tempfile::TempDir,
+    pub repo: Repository,
+    pub points: Vec<Manifest>,
+    pub data: Vec<Vec<u8>>,
+}
+
+/// Makes [`FourPoints`] in a new temporary directory.
+pub fn four_points(encrypted: bool, tail: usize) -> FourPoints {
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init(&dir.path().join("repo"), encrypted);
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
+    let shared = noise(2 * CHUNK as usize, 1);
+    let mut points = Vec::new();
+    let mut data = Vec::new();
+    for (i, vm) in ["web01", "web01", "web01", "db01"].iter().enumerate() {
+        let mut d = shared.clone();
+        d.extend(noise(tail, 10 + i as u64));
+        points.push(backup_at(
+            &repo,
+            vm,
+            &d,
+            t0 + chrono::Duration::days(i as i64),
+        ));
+        data.push(d);
+    }
+    FourPoints {
+        dir,
+        repo,
+        points,
+        data,
+    }
+}
