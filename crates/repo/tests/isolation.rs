@@ -6,14 +6,13 @@
 //! refuses to sweep past an index it cannot read, naming it.
 
 mod common;
-
 use common::*;
-
-/// Bytes of each point's own data after the shared chunks.
-const TAIL: usize = 2 * CHUNK as usize;
 use lifeboat_repo::*;
 use lifeboat_testsupport::damage::Damage;
 use std::path::PathBuf;
+
+/// Bytes of each point's own data after the shared chunks.
+const TAIL: usize = 2 * CHUNK as usize;
 
 /// Which file of which restore point of web01 is damaged.
 #[derive(Debug, Clone, Copy, PartialEq)]

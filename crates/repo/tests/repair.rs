@@ -11,13 +11,13 @@
 mod common;
 use chrono::{Duration, Utc};
 use common::*;
-
-/// Bytes of each point's own data after the shared chunks.
-const TAIL: usize = 2 * CHUNK as usize;
 use lifeboat_repo::*;
 use lifeboat_testsupport::damage::Damage;
 use lifeboat_testsupport::repo::repo_snapshot;
 use std::path::PathBuf;
+
+/// Bytes of each point's own data after the shared chunks.
+const TAIL: usize = 2 * CHUNK as usize;
 
 /// Which file of web01's newest restore point is damaged.
 #[derive(Debug, Clone, Copy, PartialEq)]
