@@ -41,6 +41,14 @@ fn volume_path() -> &'static PathBuf {
     })
 }
 
+/// Removes this process's scratch folder (a test that replays the corpus
+/// calls it when done; libFuzzer never does, see above).
+pub fn remove_scratch() {
+    if let Some(dir) = volume_path().parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// One fuzz input (see the module doc). Panics on a broken invariant.
 pub fn ext4list(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
