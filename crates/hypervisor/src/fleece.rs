@@ -265,25 +265,33 @@ impl Fleece {
                        "file": format!("{PREFIX}cbw{i}")}),
             )?;
             self.steps.push(Step::Node(snap.clone()));
-            let name = export_name(&d.disk);
+            // The bitmap lives on the disk's node, not under the access node.
             let bitmap = d.rotation.as_ref().map(|r| r.old.clone());
-            let mut args = json!({"type": "nbd", "id": name, "node-name": snap, "name": name});
-            if let Some(b) = &bitmap {
-                args["bitmaps"] = json!([{"node": d.disk.node_name, "name": b}]);
-            }
-            client.execute("block-export-add", args)?;
-            self.exported(&d.disk, name, bitmap, opts);
+            let spec = bitmap
+                .as_ref()
+                .map(|b| json!([{"node": d.disk.node_name, "name": b}]));
+            self.export(client, &d.disk, snap, bitmap, spec, opts)?;
         }
         Ok(())
     }
 
-    fn exported(
+    /// `block-export-add` of `node` as the disk's export, with `bitmap`
+    /// (named for QEMU by `bitmap_spec`) readable as a metadata context.
+    fn export(
         &mut self,
+        client: &QmpClient,
         disk: &Disk,
-        name: String,
+        node: String,
         bitmap: Option<String>,
+        bitmap_spec: Option<Value>,
         opts: &FleeceOptions,
-    ) {
+    ) -> Result<()> {
+        let name = export_name(disk);
+        let mut args = json!({"type": "nbd", "id": name, "node-name": node, "name": name});
+        if let Some(spec) = bitmap_spec {
+            args["bitmaps"] = spec;
+        }
+        client.execute("block-export-add", args)?;
         self.steps.push(Step::Export(name.clone()));
         self.exports.push(Export {
             disk: disk.label(),
@@ -292,6 +300,7 @@ impl Fleece {
             bitmap,
             size: disk.size,
         });
+        Ok(())
     }
 
     fn build_backup_sync_none(
@@ -322,16 +331,17 @@ impl Fleece {
             self.start_nbd(client, &opts.nbd_socket)?;
         }
         for (i, d) in disks.iter().enumerate() {
-            let name = export_name(&d.disk);
+            // Found through the overlay's backing chain (the disk).
             let bitmap = d.rotation.as_ref().map(|r| r.old.clone());
-            let mut args = json!({"type": "nbd", "id": name,
-                                  "node-name": format!("{PREFIX}fl{i}"), "name": name});
-            if let Some(b) = &bitmap {
-                // Found through the overlay's backing chain (the disk).
-                args["bitmaps"] = json!([b]);
-            }
-            client.execute("block-export-add", args)?;
-            self.exported(&d.disk, name, bitmap, opts);
+            let spec = bitmap.as_ref().map(|b| json!([b]));
+            self.export(
+                client,
+                &d.disk,
+                format!("{PREFIX}fl{i}"),
+                bitmap,
+                spec,
+                opts,
+            )?;
         }
         Ok(())
     }

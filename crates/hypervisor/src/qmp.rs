@@ -101,10 +101,45 @@ struct Shared {
     cond: Condvar,
 }
 
+/// Why [`Shared::wait_for`] gave up.
+enum WaitEnd {
+    Closed,
+    TimedOut,
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another holder leaves plain data behind: keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `take` finds what it wants in the state, the connection
+    /// closes, or `deadline` passes (then `on_timeout` runs under the lock).
+    fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        mut take: impl FnMut(&mut State) -> Option<T>,
+        on_timeout: impl FnOnce(&mut State),
+    ) -> std::result::Result<T, WaitEnd> {
+        let mut st = self.lock();
+        loop {
+            if let Some(found) = take(&mut st) {
+                return Ok(found);
+            }
+            if st.closed.is_some() {
+                return Err(WaitEnd::Closed);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                on_timeout(&mut st);
+                return Err(WaitEnd::TimedOut);
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 
@@ -292,33 +327,24 @@ impl QmpClient {
                 })?;
         }
         let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
-        loop {
-            if let Some(reply) = st.replies.remove(&id) {
-                drop(st);
-                return reply_result(&self.socket, command, reply);
-            }
-            if st.closed.is_some() {
-                return Err(HypervisorError::Closed {
-                    socket: self.socket.clone(),
-                    command: command.to_string(),
-                });
-            }
-            let now = Instant::now();
-            if now >= deadline {
+        let waited = self.shared.wait_for(
+            deadline,
+            |st| st.replies.remove(&id),
+            |st| {
                 st.abandoned.insert(id);
-                return Err(HypervisorError::Timeout {
-                    socket: self.socket.clone(),
-                    command: command.to_string(),
-                    timeout,
-                });
-            }
-            st = self
-                .shared
-                .cond
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            },
+        );
+        match waited {
+            Ok(reply) => reply_result(&self.socket, command, reply),
+            Err(WaitEnd::Closed) => Err(HypervisorError::Closed {
+                socket: self.socket.clone(),
+                command: command.to_string(),
+            }),
+            Err(WaitEnd::TimedOut) => Err(HypervisorError::Timeout {
+                socket: self.socket.clone(),
+                command: command.to_string(),
+                timeout,
+            }),
         }
     }
 
@@ -331,32 +357,25 @@ impl QmpClient {
         matches: impl Fn(&QmpEvent) -> bool,
     ) -> Result<QmpEvent> {
         let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
-        loop {
-            if let Some(i) = st.events.iter().position(&matches) {
-                return Ok(st.events.remove(i).expect("index from position"));
-            }
-            if st.closed.is_some() {
-                return Err(HypervisorError::Closed {
-                    socket: self.socket.clone(),
-                    command: format!("waiting for event {what}"),
-                });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(HypervisorError::EventTimeout {
-                    socket: self.socket.clone(),
-                    what: what.to_string(),
-                    timeout,
-                });
-            }
-            st = self
-                .shared
-                .cond
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let waited = self.shared.wait_for(
+            deadline,
+            |st| {
+                let i = st.events.iter().position(&matches)?;
+                st.events.remove(i)
+            },
+            |_| {},
+        );
+        waited.map_err(|end| match end {
+            WaitEnd::Closed => HypervisorError::Closed {
+                socket: self.socket.clone(),
+                command: format!("waiting for event {what}"),
+            },
+            WaitEnd::TimedOut => HypervisorError::EventTimeout {
+                socket: self.socket.clone(),
+                what: what.to_string(),
+                timeout,
+            },
+        })
     }
 
     /// Removes and returns every queued event.

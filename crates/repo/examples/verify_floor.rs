@@ -34,21 +34,13 @@ use lifeboat_repo::layout::CHUNKS_DIR;
 use lifeboat_repo::{Digest, Repository};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-fn thread_cpu_ns() -> u64 {
-    let mut s = String::new();
-    File::open("/proc/thread-self/schedstat")
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .expect("read /proc/thread-self/schedstat");
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("parse schedstat")
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu_ns;
 
 /// The chunks `verify` reads, in its order.
 fn verify_order(repo: &Repository) -> Vec<Digest> {

@@ -27,20 +27,12 @@
 //! while storing at most 1.00, 1.01, 1.02 or 1.03 times the first SPEC.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use zstd::zstd_safe::{CParameter, Strategy};
 
-fn thread_cpu_ns() -> u64 {
-    let mut s = String::new();
-    File::open("/proc/thread-self/schedstat")
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .expect("read /proc/thread-self/schedstat");
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("parse schedstat")
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu_ns;
 
 fn strategy(n: u32) -> Strategy {
     match n {
