@@ -29,6 +29,7 @@ pub struct ServiceLog {
     pub(crate) refused_peers: AtomicU64,
     pub(crate) over_limit: AtomicU64,
     pub(crate) idle_closed: AtomicU64,
+    pub(crate) followed: AtomicU64,
     lines: Mutex<VecDeque<String>>,
     hook: Mutex<Option<LogHook>>,
 }
@@ -113,5 +114,10 @@ impl ServiceLog {
     /// Connections closed for being idle.
     pub fn idle_closed(&self) -> u64 {
         self.idle_closed.load(Ordering::Relaxed)
+    }
+    /// Calls read by a worker following its connection (not by the
+    /// reactor): a client sending one call at a time.
+    pub fn followed(&self) -> u64 {
+        self.followed.load(Ordering::Relaxed)
     }
 }

@@ -12,7 +12,9 @@
 //! servers usually do); the portmapper advertises MOUNT v3 and NFS v3 on
 //! their own ports. Threads: one reactor for every TCP listener and
 //! connection (reactor.rs), [`NfsConfig::workers`] workers running calls
-//! (pool.rs) and one for UDP (udp.rs), whatever the number of clients.
+//! (pool.rs, calls.rs; a worker may follow a connection that sends one
+//! call at a time) and one for UDP (udp.rs), whatever the number of
+//! clients.
 //!
 //! Hostile peers: a peer on no allow list is closed when accepted, before
 //! a byte is read (over UDP its datagrams are dropped unanswered); at most
@@ -22,6 +24,8 @@
 //! record bytes that have arrived (at most [`NfsConfig::max_record`]) and
 //! at most 16 unanswered calls.
 
+mod calls;
+mod conn;
 mod pool;
 mod reactor;
 mod udp;
@@ -193,6 +197,7 @@ impl NfsService {
             tcp,
             waker.clone(),
             pool,
+            config.workers,
             dispatcher.clone(),
             log.clone(),
             gate.clone(),

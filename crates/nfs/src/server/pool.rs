@@ -1,7 +1,8 @@
 //! [`Pool`]: a fixed number of worker threads running the RPC calls the
-//! reactor has read, so one connection's calls run concurrently (and a slow
-//! disk read on one connection does not hold up the others). The queue is
-//! bounded by the reactor, which stops reading a connection that has
+//! reactor (or a worker following a connection) has read, so one
+//! connection's calls run concurrently (and a slow disk read on one
+//! connection does not hold up the others). The queue is bounded by the
+//! reactor, which stops reading a connection that has
 //! [`super::reactor::MAX_IN_FLIGHT`] calls unanswered.
 
 use std::collections::VecDeque;
@@ -23,6 +24,32 @@ pub(crate) struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// Queues jobs for a [`Pool`] from anywhere (a job may queue others).
+#[derive(Clone)]
+pub(crate) struct PoolHandle(Arc<(Mutex<Queue>, Condvar)>);
+
+impl PoolHandle {
+    /// Queues `job` for the next free thread.
+    pub(crate) fn submit(&self, job: Job) {
+        let (q, cv) = &*self.0;
+        q.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs
+            .push_back(job);
+        cv.notify_one();
+    }
+
+    /// Jobs waiting for a thread.
+    pub(crate) fn queued(&self) -> usize {
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs
+            .len()
+    }
+}
+
 impl Pool {
     /// Starts `n` (at least one) threads named `name`.
     pub(crate) fn start(n: usize, name: &str) -> std::io::Result<Pool> {
@@ -39,14 +66,9 @@ impl Pool {
         Ok(Pool { shared, threads })
     }
 
-    /// Queues `job` for the next free thread.
-    pub(crate) fn submit(&self, job: Job) {
-        let (q, cv) = &*self.shared;
-        q.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .jobs
-            .push_back(job);
-        cv.notify_one();
+    /// A handle that queues jobs for these threads.
+    pub(crate) fn handle(&self) -> PoolHandle {
+        PoolHandle(self.shared.clone())
     }
 
     /// Runs what is queued, then stops the threads and waits for them.
@@ -97,7 +119,7 @@ mod tests {
         let n = Arc::new(AtomicUsize::new(0));
         for i in 0..100 {
             let n = n.clone();
-            p.submit(Box::new(move || {
+            p.handle().submit(Box::new(move || {
                 if i == 7 {
                     panic!("a panicking job");
                 }

@@ -13,9 +13,13 @@
 //!             the worker while the client takes it; what the client has
 //!             not taken after HANDOFF (100 ms) without progress or
 //!             WORKER_BUDGET (1 s) is queued and written here when the
-//!             socket is writable
+//!             socket is writable (calls.rs)
 //! every second: close connections idle for idle_timeout
 //! ```
+//!
+//! A worker that answered a connection's only call may follow it for a
+//! moment, reading its next call itself (calls.rs); the connection's
+//! input is then out of the epoll set and this thread leaves it alone.
 //!
 //! A connection's calls run concurrently on the pool and their replies go
 //! out as they finish (RPC matches replies by xid). At most
@@ -28,43 +32,30 @@
 //! closes its connection and is logged; so does a client leaving in the
 //! middle of a record.
 
+use super::calls::{dispatch, Calls, HANDOFF, READ_BUDGET, SCRATCH};
+use super::conn::{receive, NoWait, Received, Shared};
 use super::pool::Pool;
 use crate::access::AllowList;
 use crate::backend::NfsBackend;
 use crate::log::ServiceLog;
-use crate::rpc::msg::CallError;
-use crate::rpc::record::{begin_record, finish_record, RecordReader};
-use crate::rpc::{Dispatcher, Reply};
+use crate::rpc::Dispatcher;
 use rustix::event::{epoll, Timespec};
 use rustix::fd::OwnedFd;
-use rustix::net::{RecvFlags, SendFlags};
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Calls of one connection read and not yet answered in full, at most.
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
-/// The send timeout of connections: how long a worker waits for a client
-/// that takes none of its reply before it leaves the rest to the reactor.
-const HANDOFF: Duration = Duration::from_millis(100);
-/// How long a worker spends writing one reply at most.
-const WORKER_BUDGET: Duration = Duration::from_secs(1);
 /// How long the reactor waits for events before looking at the clock.
 const TICK: Duration = Duration::from_millis(200);
 /// How often idle connections are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
 /// How long accepting pauses after a failure (out of file descriptors).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// The shared buffer small reads go through.
-const SCRATCH: usize = 64 << 10;
-/// A fragment body with at least this much to come, of a record that has
-/// received at least this much, is read straight into the record's buffer.
-const DIRECT: usize = 16 << 10;
-/// Bytes read from one connection per readiness event (fairness).
-const READ_BUDGET: usize = 2 << 20;
 /// Event token of the waker; listeners are 1..=n; connections above.
 const WAKER: u64 = 0;
 const FIRST_CONN: u64 = 1 << 16;
@@ -148,194 +139,16 @@ impl Waker {
     }
 }
 
-/// Replies waiting for the socket, with how much of the first is written.
-#[derive(Default)]
-struct Out {
-    queue: VecDeque<(Reply, usize)>,
-    closed: bool,
-    /// A worker is writing a reply (without holding the lock): others
-    /// queue behind it and the reactor leaves the socket alone.
-    writing: bool,
-}
-
-/// The part of a connection the workers share.
-struct Shared {
-    id: u64,
-    sock: TcpStream,
-    peer: SocketAddr,
-    out: Mutex<Out>,
-    in_flight: AtomicUsize,
-    /// Set while the reactor does not read (MAX_IN_FLIGHT reached).
-    paused: AtomicBool,
-    /// Milliseconds after `epoch` of the last bytes in or out.
-    last: AtomicU64,
-    epoch: Instant,
-}
-
-impl Shared {
-    fn touch(&self) {
-        self.last
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn out(&self) -> std::sync::MutexGuard<'_, Out> {
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// One call is answered (or dropped); wakes the reactor if it stopped
-    /// reading for want of room.
-    fn finished(&self, waker: &Waker) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.paused.swap(false, Ordering::SeqCst) {
-            waker.wake(self.id);
-        }
-    }
-
-    /// Marks the connection closed and shuts the socket (the reactor sees
-    /// it and forgets the connection).
-    fn shut(&self, waker: &Waker) {
-        self.out().closed = true;
-        let _ = self.sock.shutdown(Shutdown::Both);
-        waker.wake(self.id);
-    }
-}
-
-/// Runs one call on a worker and sends its reply.
-fn serve_call(sh: &Shared, d: &Dispatcher, log: &ServiceLog, waker: &Waker, msg: Vec<u8>) {
-    let mut out = Reply::new();
-    let start = begin_record(&mut out);
-    if let Err(e @ CallError::NotACall(_)) = d.handle(&msg, sh.peer.ip(), &mut out) {
-        ServiceLog::bump(&log.closed_bad_input);
-        log.line(format!("rpc: connection from {} closed: {e}", sh.peer));
-        sh.shut(waker);
-        sh.finished(waker);
-        return;
-    }
-    drop(msg);
-    finish_record(&mut out, start);
-    {
-        let mut o = sh.out();
-        if o.closed {
-            drop(o);
-            sh.finished(waker);
-            return;
-        }
-        if o.writing || !o.queue.is_empty() {
-            // Earlier replies are going out: this one goes after them.
-            o.queue.push_back((out, 0));
-            return;
-        }
-        o.writing = true;
-    }
-    // Write it here while the client takes it (the socket is blocking):
-    // a READ reply of 1 MiB rarely fits the socket at once. A client that
-    // takes nothing for HANDOFF, or has not taken it all after
-    // WORKER_BUDGET, gets the rest from the reactor, so a slow client
-    // holds a worker for at most that long.
-    let mut w = Until(&sh.sock, Instant::now() + WORKER_BUDGET);
-    let result = match out.write_from(&mut w, 0) {
-        Ok(n) if n == out.total_len() => Ok((true, n)),
-        Ok(n) => Ok((false, n)),
-        Err(e) => Err(e),
-    };
-    sh.touch();
-    let mut o = sh.out();
-    o.writing = false;
-    match result {
-        Ok((true, _)) => {
-            let more = !o.queue.is_empty();
-            drop(o);
-            if more {
-                waker.wake(sh.id);
-            }
-            sh.finished(waker);
-        }
-        Ok((false, at)) => {
-            // The reactor writes the rest when the socket takes it.
-            o.queue.push_front((out, at));
-            drop(o);
-            waker.wake(sh.id);
-        }
-        Err(_) => {
-            drop(o);
-            sh.shut(waker);
-            sh.finished(waker);
-        }
-    }
-}
-
-/// A worker's view of a connection socket: blocking writes (each for at
-/// most HANDOFF without progress) until a deadline, then WouldBlock.
-struct Until<'a>(&'a TcpStream, Instant);
-
-impl Write for Until<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[io::IoSlice::new(buf)])
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        if Instant::now() >= self.1 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(rustix::net::sendmsg(
-            self.0,
-            bufs,
-            &mut rustix::net::SendAncillaryBuffer::default(),
-            SendFlags::NOSIGNAL,
-        )?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The reactor's view of a (blocking) connection socket: reads and
-/// writes that never block (MSG_DONTWAIT), and never raise SIGPIPE.
-struct NoWait<'a>(&'a TcpStream);
-
-impl Read for NoWait<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(rustix::net::recv(self.0, buf, RecvFlags::DONTWAIT)?.0)
-    }
-}
-
-impl Write for NoWait<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(rustix::net::send(
-            self.0,
-            buf,
-            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-        )?)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        Ok(rustix::net::sendmsg(
-            self.0,
-            bufs,
-            &mut rustix::net::SendAncillaryBuffer::default(),
-            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-        )?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A connection as the reactor holds it.
-struct Conn {
-    shared: Arc<Shared>,
-    reader: RecordReader,
-    flags: epoll::EventFlags,
-}
-
 /// The reactor thread's state.
 pub(crate) struct Reactor {
-    epoll: OwnedFd,
+    epoll: Arc<OwnedFd>,
     listeners: Vec<TcpListener>,
     accept_paused: Vec<Option<Instant>>,
-    conns: HashMap<u64, Conn>,
+    conns: HashMap<u64, Arc<Shared>>,
     next_id: u64,
     waker: Arc<Waker>,
     pool: Pool,
-    dispatcher: Arc<Dispatcher>,
+    calls: Arc<Calls>,
     log: Arc<ServiceLog>,
     gate: Arc<Gate>,
     limits: Limits,
@@ -355,13 +168,14 @@ impl Reactor {
         listeners: Vec<TcpListener>,
         waker: Arc<Waker>,
         pool: Pool,
+        workers: usize,
         dispatcher: Arc<Dispatcher>,
         log: Arc<ServiceLog>,
         gate: Arc<Gate>,
         limits: Limits,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Reactor> {
-        let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let ep = Arc::new(epoll::create(epoll::CreateFlags::CLOEXEC)?);
         epoll::add(
             &ep,
             &waker.fd,
@@ -378,6 +192,14 @@ impl Reactor {
             )?;
         }
         let n = listeners.len();
+        let calls = Arc::new(Calls::new(
+            dispatcher,
+            log.clone(),
+            waker.clone(),
+            ep.clone(),
+            pool.handle(),
+            workers,
+        ));
         Ok(Reactor {
             epoll: ep,
             listeners,
@@ -386,7 +208,7 @@ impl Reactor {
             next_id: FIRST_CONN,
             waker,
             pool,
-            dispatcher,
+            calls,
             log,
             gate,
             limits,
@@ -539,20 +361,17 @@ impl Reactor {
         let _ = sock.set_nodelay(true);
         let id = self.next_id;
         self.next_id += 1;
-        let shared = Arc::new(Shared {
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+        let shared = Arc::new(Shared::new(
             id,
             sock,
             peer,
-            out: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
-            paused: AtomicBool::new(false),
-            last: AtomicU64::new(0),
-            epoch: self.epoch,
-        });
-        shared.touch();
-        let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+            self.limits.max_record,
+            flags,
+            self.epoch,
+        ));
         if epoll::add(
-            &self.epoll,
+            &*self.epoll,
             &shared.sock,
             epoll::EventData::new_u64(id),
             flags,
@@ -563,14 +382,7 @@ impl Reactor {
         }
         ServiceLog::bump(&self.log.accepted);
         ServiceLog::bump(&self.log.active);
-        self.conns.insert(
-            id,
-            Conn {
-                shared,
-                reader: RecordReader::new(self.limits.max_record),
-                flags,
-            },
-        );
+        self.conns.insert(id, shared);
     }
 
     /// The connection with no call in flight that has been quiet longest:
@@ -579,8 +391,8 @@ impl Reactor {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.conns
             .iter()
-            .filter(|(_, c)| c.shared.in_flight.load(Ordering::SeqCst) == 0)
-            .map(|(id, c)| (*id, c.shared.peer, c.shared.last.load(Ordering::Relaxed)))
+            .filter(|(_, c)| c.in_flight.load(Ordering::SeqCst) == 0)
+            .map(|(id, c)| (*id, c.peer, c.last.load(Ordering::Relaxed)))
             .min_by_key(|(_, _, last)| *last)
             .map(|(id, peer, last)| (id, peer, Duration::from_millis(now.saturating_sub(last))))
     }
@@ -597,7 +409,7 @@ impl Reactor {
         if flags.intersects(epoll::EventFlags::IN | epoll::EventFlags::RDHUP) {
             if let Err(why) = self.read(id) {
                 if let Some(why) = why {
-                    let peer = self.conns.get(&id).map(|c| c.shared.peer);
+                    let peer = self.conns.get(&id).map(|c| c.peer);
                     if let Some(peer) = peer {
                         self.log
                             .line(format!("rpc: connection from {peer} closed: {why}"));
@@ -610,89 +422,49 @@ impl Reactor {
         self.update(id);
     }
 
-    /// Reads what has arrived and dispatches whole records. `Err(None)`:
-    /// the client left cleanly; `Err(Some(why))`: close and log.
+    /// Reads what has arrived and dispatches whole records (unless a
+    /// worker follows the connection). `Err(None)`: the client left
+    /// cleanly; `Err(Some(why))`: close and log.
     fn read(&mut self, id: u64) -> Result<(), Option<String>> {
+        let Some(sh) = self.conns.get(&id).cloned() else {
+            return Ok(());
+        };
         let mut budget = READ_BUDGET;
         while budget > 0 {
-            let Some(c) = self.conns.get_mut(&id) else {
-                return Ok(());
-            };
-            if c.shared.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            if sh.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
                 return Ok(());
             }
-            // Straight into the record once a large body is flowing, with
-            // room no larger than what already came (memory follows the
-            // bytes received, not what a header announced).
-            let direct = c.reader.body_left().min(c.reader.received());
-            let mut records = Vec::new();
-            let n = if direct >= DIRECT {
-                let room = c.reader.room(direct.min(READ_BUDGET));
-                let got = NoWait(&c.shared.sock).read(room);
-                records.extend(c.reader.filled(*got.as_ref().unwrap_or(&0)));
-                got
-            } else {
-                match NoWait(&c.shared.sock).read(&mut self.scratch) {
-                    Ok(n) => {
-                        let mut at = 0;
-                        while at < n {
-                            match c.reader.feed(&self.scratch[at..n]) {
-                                Ok((used, rec)) => {
-                                    at += used;
-                                    records.extend(rec);
-                                }
-                                Err(e) => {
-                                    ServiceLog::bump(&self.log.closed_bad_input);
-                                    return Err(Some(e.to_string()));
-                                }
-                            }
-                        }
-                        Ok(n)
-                    }
-                    Err(e) => Err(e),
+            let got = {
+                let mut input = sh.input();
+                if input.follower {
+                    return Ok(());
                 }
+                receive(&sh.sock, &mut input.reader, &mut self.scratch, budget)
             };
-            match n {
-                Ok(0) => {
-                    let clean = c.reader.is_idle();
-                    return Err(
-                        (!clean).then(|| "the client left in the middle of a record".into())
-                    );
-                }
-                Ok(n) => {
+            match got {
+                Received::Bytes(n, records) => {
                     budget = budget.saturating_sub(n);
-                    c.shared.touch();
+                    sh.touch();
+                    for rec in records {
+                        dispatch(&sh, &self.calls, rec);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Some(e.to_string())),
-            }
-            let shared = c.shared.clone();
-            for rec in records {
-                self.dispatch(&shared, rec);
+                Received::Nothing => return Ok(()),
+                Received::Gone(why) => return Err(why),
+                Received::Broken(why) => {
+                    ServiceLog::bump(&self.log.closed_bad_input);
+                    return Err(Some(why));
+                }
             }
         }
         Ok(())
     }
 
-    fn dispatch(&self, sh: &Arc<Shared>, rec: Vec<u8>) {
-        sh.in_flight.fetch_add(1, Ordering::SeqCst);
-        let (sh, d, log, waker) = (
-            sh.clone(),
-            self.dispatcher.clone(),
-            self.log.clone(),
-            self.waker.clone(),
-        );
-        self.pool
-            .submit(Box::new(move || serve_call(&sh, &d, &log, &waker, rec)));
-    }
-
     /// Writes queued replies; false when the connection broke.
     fn flush(&mut self, id: u64) -> bool {
-        let Some(c) = self.conns.get(&id) else {
+        let Some(sh) = self.conns.get(&id).cloned() else {
             return true;
         };
-        let sh = c.shared.clone();
         let mut done = 0;
         let mut ok = true;
         {
@@ -726,14 +498,14 @@ impl Reactor {
     }
 
     /// Sets what the reactor waits for on a connection: input while it has
-    /// room for calls, output while replies wait.
+    /// room for calls and no worker follows it, output while replies wait.
     fn update(&mut self, id: u64) {
-        let Some(c) = self.conns.get_mut(&id) else {
+        let Some(sh) = self.conns.get(&id) else {
             return;
         };
-        let sh = &c.shared;
-        let mut want_in = sh.in_flight.load(Ordering::SeqCst) < MAX_IN_FLIGHT;
-        if !want_in {
+        let mut input = sh.input();
+        let mut want_in = !input.follower && sh.in_flight.load(Ordering::SeqCst) < MAX_IN_FLIGHT;
+        if !want_in && !input.follower {
             sh.paused.store(true, Ordering::SeqCst);
             if sh.in_flight.load(Ordering::SeqCst) < MAX_IN_FLIGHT {
                 sh.paused.store(false, Ordering::SeqCst);
@@ -751,11 +523,7 @@ impl Reactor {
         if want_out {
             flags |= epoll::EventFlags::OUT;
         }
-        if flags != c.flags
-            && epoll::modify(&self.epoll, &sh.sock, epoll::EventData::new_u64(id), flags).is_ok()
-        {
-            c.flags = flags;
-        }
+        sh.set_interest(&self.epoll, &mut input, flags);
     }
 
     /// A worker queued output, made room for calls or closed the
@@ -765,7 +533,7 @@ impl Reactor {
         let Some(c) = self.conns.get(&id) else {
             return;
         };
-        if c.shared.out().closed {
+        if c.out().closed {
             self.close(id);
             return;
         }
@@ -776,13 +544,13 @@ impl Reactor {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
-        let _ = epoll::delete(&self.epoll, &c.shared.sock);
+        let _ = epoll::delete(&*self.epoll, &c.sock);
         {
-            let mut o = c.shared.out();
+            let mut o = c.out();
             o.closed = true;
             o.queue.clear();
         }
-        let _ = c.shared.sock.shutdown(Shutdown::Both);
+        let _ = c.sock.shutdown(Shutdown::Both);
         self.log.active.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -796,8 +564,7 @@ impl Reactor {
         let idle: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                let sh = &c.shared;
+            .filter(|(_, sh)| {
                 let quiet = now.saturating_sub(sh.last.load(Ordering::Relaxed)) > limit;
                 // A call still running is not idleness; a reply the
                 // client does not take is.
