@@ -37,8 +37,9 @@
 #     and waits. The host side is QEMU's
 #       -chardev socket,path=SOCK,server=on,wait=off,id=qga0 -device virtio-serial
 #       -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
-#     qemu-ga logs to /var/log/qemu-ga.log; guest-fsfreeze-freeze freezes the
-#     ext4 root (FIFREEZE);
+#     qemu-ga logs to /run/qemu-ga.log and keeps its state in /run (rcS mounts a
+#     tmpfs there: nothing on / stays open for writing, so `mount -o remount,ro /`
+#     still works); guest-fsfreeze-freeze freezes the ext4 root (FIFREEZE);
 #   - once both ports listen, prints "LIFEBOAT-GUEST-READY" on the serial console.
 #   To write a file to the guest's disk and power off cleanly, send on port 23:
 #     echo hi > /lifeboat-marker; sync; mount -o remount,ro /; sync; poweroff -f
@@ -243,6 +244,7 @@ export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 grep -q ' /dev ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=0755 tmpfs /run
 hostname lifeboat-guest
 ifconfig lo 127.0.0.1 up
 ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || echo "lifeboat-guest: no eth0"
@@ -291,7 +293,7 @@ if [ ! -e "$port" ]; then
     echo "lifeboat-qga: no virtio serial port org.qemu.guest_agent.0; guest agent not started" >/dev/ttyS0
     while :; do sleep 3600; done
 fi
-exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -l /var/log/qemu-ga.log
+exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -l /run/qemu-ga.log -t /run
 EOF
 echo "root::0:0:root:/root:/bin/sh" >"$ROOT/etc/passwd"
 echo "root:x:0:" >"$ROOT/etc/group"
