@@ -9,7 +9,7 @@
 #   OUT_DIR/guest.raw                 96 MiB raw disk: MBR (syslinux mbr.bin), one
 #                                     bootable ext4 partition at 1 MiB (/dev/vda1),
 #                                     extlinux, Debian cloud kernel, busybox initramfs,
-#                                     busybox root filesystem.
+#                                     busybox root filesystem, Debian's qemu-ga.
 #   OUT_DIR/partition-offset          byte offset of partition 1 (for debugfs & co)
 #   OUT_DIR/bin/qemu-system-x86_64    QEMU launcher the tests use (see "QEMU" below)
 #   OUT_DIR/stamp                     sha256 of this script
@@ -17,13 +17,29 @@
 # The guest (kernel command line: console=ttyS0):
 #   - the initramfs loads the virtio modules (virtio_ring, virtio,
 #     virtio_pci_legacy_dev, virtio_pci_modern_dev, virtio_pci, virtio_blk,
-#     failover, net_failover, virtio_net, in that order), mounts /dev/vda1
-#     read-write and switch_roots into it; busybox init runs /etc/init.d/rcS;
+#     failover, net_failover, virtio_net, virtio_console, in that order), mounts
+#     /dev/vda1 read-write and switch_roots into it; busybox init runs
+#     /etc/init.d/rcS;
 #   - rcS configures eth0 as 10.0.2.15/24 (gateway 10.0.2.2: QEMU user networking)
 #     and runs /etc/rc.local if it is executable;
 #   - TCP 22: answers every connection with the line "SSH-2.0-LifeboatTestGuest";
 #   - TCP 23: a command server: reads ONE line, runs it with sh (stderr merged into
 #     stdout), sends the output, then "LIFEBOAT-RC=<exit status>", then closes;
+#   - the QEMU guest agent: Debian's qemu-guest-agent (/usr/sbin/qemu-ga, with the
+#     shared libraries `ldd` finds for it on this Debian host after installing the
+#     package's Depends, copied to the same paths, plus the dynamic loader; the
+#     build checks it runs with `chroot ROOT qemu-ga --version`). init respawns
+#     /bin/lifeboat-qga, which links /dev/virtio-ports/<name> for every virtio
+#     serial port (no udev in the guest: the name comes from
+#     /sys/class/virtio-ports/vportNpM/name) and runs
+#     `qemu-ga -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0`;
+#     without that port (QEMU started without it) it says so on the console once
+#     and waits. The host side is QEMU's
+#       -chardev socket,path=SOCK,server=on,wait=off,id=qga0 -device virtio-serial
+#       -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
+#     qemu-ga logs to /run/qemu-ga.log and keeps its state in /run (rcS mounts a
+#     tmpfs there: nothing on / stays open for writing, so `mount -o remount,ro /`
+#     still works); guest-fsfreeze-freeze freezes the ext4 root (FIFREEZE);
 #   - once both ports listen, prints "LIFEBOAT-GUEST-READY" on the serial console.
 #   To write a file to the guest's disk and power off cleanly, send on port 23:
 #     echo hi > /lifeboat-marker; sync; mount -o remount,ro /; sync; poweroff -f
@@ -43,7 +59,8 @@
 #
 # Needs root (apt-get, loop mount). Packages it installs when missing:
 # busybox-static extlinux syslinux-common cpio fdisk e2fsprogs util-linux xz-utils
-# zstd seabios ipxe-qemu libnfs13 + the libraries qemu-system-x86 depends on.
+# zstd binutils seabios ipxe-qemu libnfs13 + the libraries qemu-system-x86 and
+# qemu-guest-agent depend on (qemu-guest-agent itself is only downloaded).
 set -euo pipefail
 
 die() { echo "build-test-guest.sh: $*" >&2; exit 1; }
@@ -65,7 +82,7 @@ DISK_MIB=96
 PART_START_SECTOR=2048
 PART_OFFSET=$((PART_START_SECTOR * 512))
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-    virtio_blk failover net_failover virtio_net)
+    virtio_blk failover net_failover virtio_net virtio_console)
 
 # ---------------------------------------------------------------- packages
 apt_updated=0
@@ -86,7 +103,7 @@ apt_install() {
 }
 
 apt_install busybox-static extlinux syslinux-common cpio fdisk e2fsprogs util-linux \
-    xz-utils zstd
+    xz-utils zstd binutils
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-guest.XXXXXX")
 MNT="$WORK/mnt"
@@ -196,7 +213,7 @@ chmod +x "$IRD/init"
 
 # ---------------------------------------------------------------- root tree
 ROOT="$WORK/root"
-mkdir -p "$ROOT"/{bin,sbin,etc/init.d,dev,proc,sys,tmp,root,boot/extlinux,var/log}
+mkdir -p "$ROOT"/{bin,sbin,etc/init.d,dev,proc,sys,tmp,root,boot/extlinux,var/log,var/run,run}
 chmod 1777 "$ROOT/tmp"
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 for applet in $("$BUSYBOX" --list); do
@@ -216,6 +233,7 @@ cat >"$ROOT/etc/inittab" <<'EOF'
 ::sysinit:/etc/init.d/rcS
 ::respawn:/bin/nc -ll -p 22 -e /bin/lifeboat-ssh-banner
 ::respawn:/bin/nc -ll -p 23 -e /bin/lifeboat-cmd
+::respawn:/bin/lifeboat-qga
 ::once:/bin/lifeboat-ready
 ::shutdown:/bin/sync
 ::shutdown:/bin/mount -o remount,ro /
@@ -226,6 +244,7 @@ export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 grep -q ' /dev ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=0755 tmpfs /run
 hostname lifeboat-guest
 ifconfig lo 127.0.0.1 up
 ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || echo "lifeboat-guest: no eth0"
@@ -259,9 +278,55 @@ while [ $i -lt 600 ]; do
 done
 echo "LIFEBOAT-GUEST-FAILED: ports 22/23 not listening" >/dev/ttyS0
 EOF
+cat >"$ROOT/bin/lifeboat-qga" <<'EOF'
+#!/bin/sh
+# Runs the QEMU guest agent on its virtio serial port (respawned by init).
+export PATH=/bin:/sbin:/usr/sbin
+mkdir -p /dev/virtio-ports
+for n in /sys/class/virtio-ports/*/name; do
+    [ -f "$n" ] || continue
+    name=$(cat "$n")
+    [ -n "$name" ] && ln -sf "../$(basename "$(dirname "$n")")" "/dev/virtio-ports/$name"
+done
+port=/dev/virtio-ports/org.qemu.guest_agent.0
+if [ ! -e "$port" ]; then
+    echo "lifeboat-qga: no virtio serial port org.qemu.guest_agent.0; guest agent not started" >/dev/ttyS0
+    while :; do sleep 3600; done
+fi
+exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -l /run/qemu-ga.log -t /run
+EOF
 echo "root::0:0:root:/root:/bin/sh" >"$ROOT/etc/passwd"
 echo "root:x:0:" >"$ROOT/etc/group"
 chmod +x "$ROOT"/etc/init.d/rcS "$ROOT"/bin/lifeboat-*
+
+# ---------------------------------------------------------------- guest agent
+qga_deb=$(download qemu-guest-agent)
+qga_deps=()
+while read -r d; do qga_deps+=("$d"); done < <(dpkg-deb -f "$qga_deb" Depends | tr ',' '\n' |
+    sed -E 's/\(.*\)//; s/\|.*//; s/[[:space:]]//g' | grep -v '^$')
+apt_install "${qga_deps[@]}"
+dpkg-deb -x "$qga_deb" "$WORK/qga"
+QGA="$WORK/qga/usr/sbin/qemu-ga"
+[ -x "$QGA" ] || die "no usr/sbin/qemu-ga in $qga_deb"
+mkdir -p "$ROOT/usr/sbin"
+cp "$QGA" "$ROOT/usr/sbin/qemu-ga"
+qga_libs=$(ldd "$QGA") || die "ldd $QGA failed"
+if echo "$qga_libs" | grep -q 'not found'; then
+    die "qemu-ga lacks libraries: $(echo "$qga_libs" | grep 'not found')"
+fi
+# "libX.so => /path (addr)" and the loader's "/lib64/ld-linux-x86-64.so.2 (addr)"
+for lib in $(echo "$qga_libs" | sed -nE 's/.*=> (\/[^ ]+) .*/\1/p; s/^[[:space:]]*(\/[^ ]+) .*/\1/p'); do
+    mkdir -p "$ROOT$(dirname "$lib")"
+    cp -L "$lib" "$ROOT$lib"
+done
+for lib in $(find "$ROOT/lib" "$ROOT/lib64" "$ROOT/usr/lib" -name '*.so*' 2>/dev/null); do
+    for needed in $(readelf -d "$lib" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p'); do
+        [ -n "$(find "$ROOT" -name "$needed" -print -quit)" ] ||
+            die "$lib needs $needed, which was not copied into the guest"
+    done
+done
+chroot "$ROOT" /usr/sbin/qemu-ga --version >/dev/null ||
+    die "qemu-ga does not run inside the guest's root tree (missing library?)"
 
 # ---------------------------------------------------------------- disk
 IMG="$WORK/guest.raw"

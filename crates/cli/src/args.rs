@@ -156,6 +156,15 @@ pub struct BackupArgs {
     /// Live backup: timeout of every QMP command and NBD request, seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub qmp_timeout: u64,
+    /// Live backup: the host side of the VM's QEMU guest agent channel (the
+    /// unix socket of its org.qemu.guest_agent.0 chardev). The guest's
+    /// filesystems are frozen for the point in time (at most 10 s); without
+    /// it, or when the agent does not answer, the backup is crash-consistent
+    #[arg(long, value_name = "SOCKET")]
+    pub guest_agent: Option<PathBuf>,
+    /// Live backup: timeout of every guest agent command, seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub agent_timeout: u64,
     /// Format of the disks given without FORMAT: (auto: block device or .raw/.img
     /// name = raw, .qcow2/.vmdk/.vhdx name = that, else the file's first bytes)
     #[arg(long, value_name = "FORMAT", default_value = "auto")]

@@ -10,8 +10,8 @@ use crate::parallel::{default_workers, for_each_chunk};
 use crate::{is_zero, Error, Progress, Result};
 use lifeboat_formats::{ChosenBy, OpenOptions};
 use lifeboat_repo::{
-    BackupWriter, Digest, DiskIndex, DiskStats, FormatChosenBy, LiveRead, Manifest, NewDisk,
-    Repository, SourceFormat, Stored,
+    BackupWriter, Consistency, Digest, DiskIndex, DiskStats, FormatChosenBy, LiveRead, Manifest,
+    NewDisk, Repository, SourceFormat, Stored,
 };
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
 use std::path::Path;
@@ -136,6 +136,28 @@ pub fn backup_vm(
     sources: &[DiskSource],
     progress: &dyn Progress,
 ) -> Result<BackupSummary> {
+    backup_vm_with(repo, vm, sources, None, progress)
+}
+
+/// [`backup_vm`] of a running VM's point in time: the restore point records
+/// `consistency` (how the guest was quiesced for it).
+pub fn backup_vm_consistent(
+    repo: &Repository,
+    vm: &str,
+    sources: &[DiskSource],
+    consistency: Consistency,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
+    backup_vm_with(repo, vm, sources, Some(consistency), progress)
+}
+
+fn backup_vm_with(
+    repo: &Repository,
+    vm: &str,
+    sources: &[DiskSource],
+    consistency: Option<Consistency>,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
     let started = Instant::now();
     if sources.is_empty() {
         return Err(Error::Invalid(format!("backup of {vm}: no disk given")));
@@ -161,7 +183,10 @@ pub fn backup_vm(
             live: source.live.clone(),
         });
     }
-    let manifest = writer.commit(vm, disks)?;
+    let manifest = match consistency {
+        Some(c) => writer.commit_consistent(vm, disks, c)?,
+        None => writer.commit(vm, disks)?,
+    };
     Ok(BackupSummary {
         manifest,
         elapsed: started.elapsed(),

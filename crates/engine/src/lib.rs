@@ -19,7 +19,7 @@ mod restore;
 mod usage;
 mod zero;
 
-pub use backup::{backup_vm, BackupSummary, DiskSource, IncrementalBase};
+pub use backup::{backup_vm, backup_vm_consistent, BackupSummary, DiskSource, IncrementalBase};
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};
 pub use restore::{copy_disk, restore_to_file, RestoreFormat, RestoreSummary};

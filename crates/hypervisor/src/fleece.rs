@@ -17,6 +17,11 @@
 //!    `lifeboat-<disk>` with the disk's frozen bitmap exported (readable as
 //!    `qemu:dirty-bitmap:<name>`).
 //!
+//! [`Fleece::start_with_hook`] calls a [`PointInTimeHook`] around step 2
+//! (around the `transaction` with QEMU < 7.1): `before` just before the
+//! guest is paused, `after` right after `cont`, also when the point in time
+//! failed. The live backup freezes the guest's filesystems there.
+//!
 //! [`Fleece::teardown`] undoes the steps in reverse (export, server, access
 //! node, device drive, filter, overlay nodes, overlay file), going on past
 //! errors; a failed [`Fleece::start`] tears down what it built and merges a
@@ -67,6 +72,23 @@ impl FleeceMethod {
             Err(BLOCK_EXPORT_SINCE)
         }
     }
+}
+
+/// What runs around the point in time (see the module docs): the guest
+/// runs during both calls.
+pub trait PointInTimeHook {
+    /// Just before the point in time is taken.
+    fn before(&mut self);
+    /// Right after it, whether it was taken or failed.
+    fn after(&mut self);
+}
+
+/// No hook.
+struct NoHook;
+
+impl PointInTimeHook for NoHook {
+    fn before(&mut self) {}
+    fn after(&mut self) {}
 }
 
 /// What to fleece, and where.
@@ -153,6 +175,16 @@ fn export_name(disk: &Disk) -> String {
 impl Fleece {
     /// Builds the point in time for `disks` and exports them (see the module docs).
     pub fn start(client: &QmpClient, disks: &[FleeceDisk], opts: &FleeceOptions) -> Result<Fleece> {
+        Self::start_with_hook(client, disks, opts, &mut NoHook)
+    }
+
+    /// [`Fleece::start`], with `hook` called around the point in time.
+    pub fn start_with_hook(
+        client: &QmpClient,
+        disks: &[FleeceDisk],
+        opts: &FleeceOptions,
+        hook: &mut dyn PointInTimeHook,
+    ) -> Result<Fleece> {
         let v = client.version();
         let method = match (opts.method, FleeceMethod::for_version(v)) {
             (_, Err(needs)) => {
@@ -204,7 +236,7 @@ impl Fleece {
         };
         let rotations: Vec<Rotation> = disks.iter().filter_map(|d| d.rotation.clone()).collect();
         let mut rotated = false;
-        match f.build(client, disks, &rotations, opts, &mut rotated) {
+        match f.build(client, disks, &rotations, opts, hook, &mut rotated) {
             Ok(()) => Ok(f),
             Err(e) => {
                 tracing::warn!(error = %e, "fleecing failed; tearing down what was built");
@@ -227,10 +259,11 @@ impl Fleece {
         disks: &[FleeceDisk],
         rotations: &[Rotation],
         opts: &FleeceOptions,
+        hook: &mut dyn PointInTimeHook,
         rotated: &mut bool,
     ) -> Result<()> {
         if self.method == FleeceMethod::BackupSyncNone {
-            return self.build_backup_sync_none(client, disks, rotations, opts, rotated);
+            return self.build_backup_sync_none(client, disks, rotations, opts, hook, rotated);
         }
         for (i, d) in disks.iter().enumerate() {
             self.add_overlay(client, i, &d.disk, opts, None)?;
@@ -242,18 +275,25 @@ impl Fleece {
             .get("running")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        hook.before();
         let t0 = Instant::now();
-        if running {
-            client.execute("stop", Value::Null)?;
-        }
-        let r = self.point_in_time(client, disks, rotations, rotated);
-        if running {
+        let stopped = if running {
+            client.execute("stop", Value::Null).map(drop)
+        } else {
+            Ok(())
+        };
+        let r = stopped.and_then(|()| self.point_in_time(client, disks, rotations, rotated));
+        let c = if running {
             let c = client.execute("cont", Value::Null);
             self.paused = t0.elapsed();
             tracing::info!(paused = ?self.paused, "guest paused for the point in time");
-            c?;
-        }
+            c.map(drop)
+        } else {
+            Ok(())
+        };
+        hook.after();
         r?;
+        c?;
         if !disks.is_empty() {
             self.start_nbd(client, &opts.nbd_socket)?;
         }
@@ -309,6 +349,7 @@ impl Fleece {
         disks: &[FleeceDisk],
         rotations: &[Rotation],
         opts: &FleeceOptions,
+        hook: &mut dyn PointInTimeHook,
         rotated: &mut bool,
     ) -> Result<()> {
         for (i, d) in disks.iter().enumerate() {
@@ -324,7 +365,10 @@ impl Fleece {
                 "job-id": jobs[i], "device": d.disk.node_name,
                 "target": format!("{PREFIX}fl{i}"), "sync": "none"}}));
         }
-        client.execute("transaction", json!({ "actions": actions }))?;
+        hook.before();
+        let r = client.execute("transaction", json!({ "actions": actions }));
+        hook.after();
+        r?;
         *rotated = !rotations.is_empty();
         self.steps.extend(jobs.into_iter().map(Step::Job));
         if !disks.is_empty() {

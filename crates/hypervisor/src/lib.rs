@@ -9,11 +9,16 @@
 //!   (copy-before-write + snapshot-access over a temporary qcow2 overlay),
 //!   exported by QEMU's NBD server with the bitmap; teardown and
 //!   [`cleanup_leftovers`] for runs that were killed.
+//! - [`AgentClient`] (`agent`): the QEMU guest agent (resync, ping,
+//!   fsfreeze) and [`FreezeGuard`], a freeze bounded by [`MAX_FREEZE`].
+//! - [`Quiesce`] (`quiesce`): the freeze around the point in time and the
+//!   consistency level the restore point records.
 //!
 //! Everything this crate creates inside QEMU (nodes, exports, bitmaps, jobs)
 //! and every overlay file is named with [`PREFIX`]. docs/live-backup.md
 //! describes the QMP sequence and which QEMU version gets which path.
 
+mod agent;
 mod bitmaps;
 mod cleanup;
 mod disks;
@@ -21,7 +26,11 @@ mod error;
 mod fleece;
 mod live;
 mod qmp;
+mod quiesce;
 
+pub use agent::{
+    AgentClient, AgentError, FreezeGuard, FreezeStatus, Thawed, AGENT_TIMEOUT, MAX_FREEZE,
+};
 pub use bitmaps::{
     bitmap_name, create_bitmap, finish_rotation, next_read, persistence, remove_bitmap, rotate,
     undo_rotation, NextRead, Persistence, Rotation,
@@ -30,11 +39,12 @@ pub use cleanup::{cleanup_leftovers, CleanupReport};
 pub use disks::{find_disk, list_disks, BitmapInfo, Disk};
 pub use error::{HypervisorError, Result};
 pub use fleece::{
-    Export, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, BLOCK_EXPORT_SINCE,
+    Export, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, PointInTimeHook, BLOCK_EXPORT_SINCE,
     SNAPSHOT_ACCESS_SINCE,
 };
 pub use live::{live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport};
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
+pub use quiesce::{AgentOptions, Quiesce};
 
 /// The prefix of every name this crate creates in QEMU and of its overlay files.
 pub const PREFIX: &str = "lifeboat-";

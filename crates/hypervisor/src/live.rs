@@ -4,21 +4,27 @@
 //!
 //! ```text
 //! connect QMP, cleanup_leftovers (a killed run's nodes, exports, rotation)
+//! Quiesce::connect: the guest agent, when given (resync within its timeout)
 //! per disk: decide full or incremental
 //!     incremental iff the disk has a recording lifeboat-* bitmap that the
 //!     latest restore point recorded for that disk (same size): it holds
 //!     exactly the writes since that point; else full, with the reason
-//! Fleece::start: the point in time; in the same transaction each disk's
-//!     bitmap rotates (OLD frozen and exported, NEW records from now on); a
+//! Fleece::start_with_hook: the overlays, then the point in time: freeze the
+//!     guest's filesystems (guest-fsfreeze-freeze), stop, ONE transaction in
+//!     which each disk's bitmap rotates (OLD frozen and exported, NEW records
+//!     from now on) and the copy-before-write filters take over, cont, thaw
+//!     (also when the point in time failed; at most MAX_FREEZE frozen); a
 //!     disk without a bitmap gets NEW just before (over-marking, never under)
 //! per disk: NbdExportDisk on the export (base:allocation: holes are not
 //!     read); incremental: the ranges OLD marks, the previous index for the rest
-//! backup_vm -> restore point (each disk records NEW as its bitmap)
+//! backup_vm_consistent -> restore point (each disk records NEW as its
+//!     bitmap; the manifest records the consistency level and why)
 //! teardown; success: remove OLD; failure: merge OLD back into NEW
 //! ```
 //!
-//! The restore point is crash-consistent: the guest agent (fsfreeze) and the
-//! guest helper are not built yet, and the report says so.
+//! The restore point is filesystem-consistent when the guest agent froze the
+//! guest's filesystems across the point in time, else crash-consistent with
+//! the reason (see `quiesce`).
 
 use crate::bitmaps::{
     bitmap_name, create_bitmap, finish_rotation, next_read, remove_bitmap, undo_rotation, NextRead,
@@ -29,9 +35,10 @@ use crate::disks::{list_disks, Disk};
 use crate::error::HypervisorError;
 use crate::fleece::{Fleece, FleeceDisk, FleeceMethod, FleeceOptions};
 use crate::qmp::QmpClient;
-use lifeboat_engine::{backup_vm, DiskSource, IncrementalBase, Progress};
+use crate::quiesce::{AgentOptions, Quiesce};
+use lifeboat_engine::{backup_vm_consistent, DiskSource, IncrementalBase, Progress};
 use lifeboat_nbd::{ClientError, NbdExportDisk};
-use lifeboat_repo::{LiveRead, Manifest, Repository};
+use lifeboat_repo::{Consistency, LiveRead, Manifest, Repository};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +86,9 @@ pub struct LiveBackupOptions {
     pub timeout: Duration,
     /// Force a fleecing method (`None`: the best the QEMU version has).
     pub method: Option<FleeceMethod>,
+    /// The guest agent that freezes the guest's filesystems for the point
+    /// in time (`None`: crash-consistent).
+    pub agent: Option<AgentOptions>,
 }
 
 /// What happened to one disk.
@@ -114,8 +124,8 @@ pub struct LiveBackupReport {
     pub method: FleeceMethod,
     /// How long the guest was paused for the point in time.
     pub paused_ms: u64,
-    /// `crash-consistent`: no guest agent freeze yet.
-    pub consistency: String,
+    /// How consistent the point in time is, and why.
+    pub consistency: Consistency,
     pub elapsed_ms: u64,
     #[serde(skip)]
     pub manifest: Option<Manifest>,
@@ -175,6 +185,7 @@ pub fn live_backup(
     if !cleaned.is_empty() {
         tracing::warn!(vm = %vm, "removed what an interrupted backup left: {cleaned:?}");
     }
+    let mut quiesce = Quiesce::connect(opts.agent.as_ref());
     let disks = list_disks(client)?;
     if disks.is_empty() {
         return Err(LiveBackupError::Invalid {
@@ -255,14 +266,23 @@ pub fn live_backup(
         job_timeout: opts.timeout,
         method: opts.method,
     };
-    let fleece = match Fleece::start(client, &fleece_disks, &fleece_opts) {
+    let fleece = match Fleece::start_with_hook(client, &fleece_disks, &fleece_opts, &mut quiesce) {
         Ok(f) => f,
         Err(e) => {
             forget_created(client, &plans);
             return Err(e.into());
         }
     };
-    let outcome = back_up(repo, &vm, &plans, &fleece, &fleece_opts, opts, progress);
+    let consistency = quiesce.consistency();
+    if consistency.level == lifeboat_repo::ConsistencyLevel::Crash {
+        tracing::warn!(vm = %vm, "crash-consistent: {}", consistency.why.as_deref().unwrap_or(""));
+    }
+    let point = PointInTime {
+        fleece: &fleece,
+        nbd_socket: &fleece_opts.nbd_socket,
+        consistency: consistency.clone(),
+    };
+    let outcome = back_up(repo, &vm, &plans, point, opts, progress);
     let method = fleece.method();
     let paused = fleece.paused();
     let teardown = fleece.teardown(client);
@@ -302,7 +322,7 @@ pub fn live_backup(
         disks: reports,
         method,
         paused_ms: paused.as_millis() as u64,
-        consistency: "crash-consistent (no guest agent freeze)".into(),
+        consistency,
         elapsed_ms: started.elapsed().as_millis() as u64,
         manifest: Some(manifest),
     })
@@ -319,16 +339,27 @@ fn forget_created(client: &QmpClient, plans: &[Plan]) {
     }
 }
 
+/// The point in time a backup reads.
+struct PointInTime<'a> {
+    fleece: &'a Fleece,
+    nbd_socket: &'a std::path::Path,
+    consistency: Consistency,
+}
+
 /// Reads the exports into one restore point.
 fn back_up(
     repo: &Repository,
     vm: &str,
     plans: &[Plan],
-    fleece: &Fleece,
-    fleece_opts: &FleeceOptions,
+    point: PointInTime<'_>,
     opts: &LiveBackupOptions,
     progress: &dyn Progress,
 ) -> Result<(Manifest, Vec<LiveDiskReport>), LiveBackupError> {
+    let PointInTime {
+        fleece,
+        nbd_socket,
+        consistency,
+    } = point;
     let mut sources = Vec::with_capacity(plans.len());
     for p in plans {
         let export = fleece
@@ -343,13 +374,8 @@ fn back_up(
             disk: p.name.clone(),
             source,
         };
-        let disk = NbdExportDisk::open(
-            &fleece_opts.nbd_socket,
-            &export.name,
-            opts.connections,
-            opts.timeout,
-        )
-        .map_err(export_err)?;
+        let disk = NbdExportDisk::open(nbd_socket, &export.name, opts.connections, opts.timeout)
+            .map_err(export_err)?;
         let mut changed_bytes = 0;
         let mut base = None;
         if let (Some(index), Some(bitmap)) = (&p.base, &export.bitmap) {
@@ -379,9 +405,11 @@ fn back_up(
         sources.push(source);
     }
     let summary =
-        backup_vm(repo, vm, &sources, progress).map_err(|source| LiveBackupError::Backup {
-            vm: vm.to_string(),
-            source,
+        backup_vm_consistent(repo, vm, &sources, consistency, progress).map_err(|source| {
+            LiveBackupError::Backup {
+                vm: vm.to_string(),
+                source,
+            }
         })?;
     let reports = plans
         .iter()

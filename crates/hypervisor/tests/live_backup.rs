@@ -23,6 +23,7 @@ fn backup(q: &Qemu, c: &QmpClient, repo: &Repository) -> LiveBackupReport {
         connections: 2,
         timeout: Duration::from_secs(30),
         method: None,
+        agent: None,
     };
     live_backup(repo, c, &opts, &NoProgress).unwrap()
 }
@@ -59,7 +60,20 @@ fn full_then_incremental_backup_of_a_running_vm() {
             "{d:?}"
         );
     }
-    assert!(first.consistency.starts_with("crash-consistent"));
+    assert_eq!(
+        first.consistency.level,
+        lifeboat_repo::ConsistencyLevel::Crash,
+        "{first:?}"
+    );
+    assert!(
+        first
+            .consistency
+            .why
+            .as_deref()
+            .unwrap_or("")
+            .contains("no guest agent given"),
+        "{first:?}"
+    );
 
     // Written after the first point in time: only this is read next.
     qemu_io(&c, "sda", "write -P 0x22 4M 64k");

@@ -58,8 +58,8 @@ pub use keys::KeySlotInfo;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use listing::{Listing, Resolved};
 pub use model::{
-    check_name, DiskEntry, DiskIndex, DiskStats, FormatChosenBy, LiveRead, Manifest, ScanEngine,
-    ScanRecord, ScanStatus, SourceFormat,
+    check_name, Consistency, ConsistencyLevel, DiskEntry, DiskIndex, DiskStats, FormatChosenBy,
+    LiveRead, Manifest, ScanEngine, ScanRecord, ScanStatus, SourceFormat,
 };
 pub use prune::{KeepPolicy, PruneReport};
 pub use quarantine::{ChunkQuarantine, QuarantineNote};

@@ -135,6 +135,62 @@ pub struct Manifest {
     /// one: where from, and which ranges of each disk read as zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salvage: Option<crate::salvage::Salvage>,
+    /// How consistent the disks' point in time is (live backups; `None`:
+    /// not recorded, e.g. an image file nothing was writing to, or a
+    /// restore point written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
+/// What the guest had done when its disks' point in time was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsistencyLevel {
+    /// The guest's applications flushed their state (pre-freeze scripts)
+    /// and its filesystems were frozen.
+    Application,
+    /// The guest's filesystems were frozen (guest agent fsfreeze): clean
+    /// filesystems, applications as after a power loss.
+    Filesystem,
+    /// Nothing was frozen: the disks as after a power loss (journals replay).
+    Crash,
+}
+
+impl ConsistencyLevel {
+    /// `application-consistent`, `filesystem-consistent` or `crash-consistent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsistencyLevel::Application => "application-consistent",
+            ConsistencyLevel::Filesystem => "filesystem-consistent",
+            ConsistencyLevel::Crash => "crash-consistent",
+        }
+    }
+}
+
+/// The consistency of a restore point, and why it is not better.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consistency {
+    pub level: ConsistencyLevel,
+    /// Why the level is what it is (always set below `application`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Filesystems the guest agent froze for the point in time.
+    #[serde(default)]
+    pub frozen_filesystems: u32,
+    /// How long they stayed frozen, milliseconds.
+    #[serde(default)]
+    pub frozen_ms: u64,
+}
+
+impl Consistency {
+    /// One line: the level, then why (`filesystem-consistent: 1 filesystem
+    /// frozen for 40 ms`).
+    pub fn describe(&self) -> String {
+        match &self.why {
+            Some(why) => format!("{}: {why}", self.level.as_str()),
+            None => self.level.as_str().to_string(),
+        }
+    }
 }
 
 /// Outcome of a malware scan of a restore point.
@@ -368,10 +424,50 @@ pub(crate) fn is_valid_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A manifest with none of the optional fields, and it read.
+    fn old_manifest() -> (&'static str, Manifest) {
+        let old = r#"{"format_version":1,"vm":"web01","id":"20260101-000000-abcd","time":"2026-01-01T00:00:00Z","disks":[],"locked_until":null}"#;
+        (old, serde_json::from_str(old).unwrap())
+    }
+
+    #[test]
+    fn manifest_consistency_is_optional_and_round_trips() {
+        let (old, mut m) = old_manifest();
+        assert_eq!(m.consistency, None);
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+        m.consistency = Some(Consistency {
+            level: ConsistencyLevel::Filesystem,
+            why: Some("1 filesystem frozen by the guest agent for 40 ms".into()),
+            frozen_filesystems: 1,
+            frozen_ms: 40,
+        });
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(
+            json.contains(r#""consistency":{"level":"filesystem","why":"1 filesystem"#),
+            "{json}"
+        );
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        // Only the level is required.
+        let minimal = old.replace(
+            r#""locked_until":null"#,
+            r#""locked_until":null,"consistency":{"level":"crash"}"#,
+        );
+        let c = serde_json::from_str::<Manifest>(&minimal)
+            .unwrap()
+            .consistency
+            .unwrap();
+        assert_eq!(c.level, ConsistencyLevel::Crash);
+        assert_eq!(c.describe(), "crash-consistent");
+        assert_eq!(
+            m.consistency.unwrap().describe(),
+            "filesystem-consistent: 1 filesystem frozen by the guest agent for 40 ms"
+        );
+    }
+
     #[test]
     fn manifest_scan_field_is_optional_and_omitted_when_absent() {
-        let old = r#"{"format_version":1,"vm":"web01","id":"20260101-000000-abcd","time":"2026-01-01T00:00:00Z","disks":[],"locked_until":null}"#;
-        let mut m: Manifest = serde_json::from_str(old).unwrap();
+        let (old, mut m) = old_manifest();
         assert_eq!(m.scan, None);
         assert_eq!(serde_json::to_string(&m).unwrap(), old);
         m.scan = Some(ScanRecord {

@@ -185,6 +185,7 @@ mod tests {
             locked_until: None,
             scan: None,
             salvage: None,
+            consistency: None,
         }
     }
 

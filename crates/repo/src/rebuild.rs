@@ -72,6 +72,7 @@ impl Repository {
             locked_until: None,
             scan: None,
             salvage: None,
+            consistency: None,
         })
     }
 

@@ -163,7 +163,7 @@ impl Repository {
             disks: record,
             lost_disks: src.lost.clone(),
         };
-        writer.commit_with(&src.vm, disks, src.time, Some(salvage))
+        writer.commit_with(&src.vm, disks, src.time, Some(salvage), None)
     }
 }
 

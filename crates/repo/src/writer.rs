@@ -354,7 +354,19 @@ impl BackupWriter {
     /// [`BackupWriter::commit`] with an explicit restore point time: for
     /// tests (retention with synthetic times) and imports only.
     pub fn commit_at(self, vm: &str, disks: Vec<NewDisk>, time: DateTime<Utc>) -> Result<Manifest> {
-        self.commit_with(vm, disks, time, None)
+        self.commit_with(vm, disks, time, None, None)
+    }
+
+    /// [`BackupWriter::commit`] of a live backup: the manifest records how
+    /// consistent the point in time is.
+    pub fn commit_consistent(
+        self,
+        vm: &str,
+        disks: Vec<NewDisk>,
+        consistency: crate::model::Consistency,
+    ) -> Result<Manifest> {
+        let started = self.started;
+        self.commit_with(vm, disks, started, None, Some(consistency))
     }
 
     /// [`BackupWriter::commit_at`] of a restore point `repo repair
@@ -366,6 +378,7 @@ impl BackupWriter {
         disks: Vec<NewDisk>,
         time: DateTime<Utc>,
         salvage: Option<crate::salvage::Salvage>,
+        consistency: Option<crate::model::Consistency>,
     ) -> Result<Manifest> {
         check_name(vm)?;
         let mut seen = HashSet::new();
@@ -393,7 +406,7 @@ impl BackupWriter {
         std::fs::create_dir_all(&vm_index_dir).at(&vm_index_dir)?;
         let id = self.reserve_id(vm, time)?;
         let index_dir = self.repo.index_dir(vm, &id);
-        let result = self.write_restore_point(vm, &id, time, disks, salvage);
+        let result = self.write_restore_point(vm, &id, time, disks, salvage, consistency);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&index_dir);
         }
@@ -427,6 +440,7 @@ impl BackupWriter {
         time: DateTime<Utc>,
         disks: Vec<NewDisk>,
         salvage: Option<crate::salvage::Salvage>,
+        consistency: Option<crate::model::Consistency>,
     ) -> Result<Manifest> {
         let repo = &self.repo;
         let index_dir = repo.index_dir(vm, id);
@@ -470,6 +484,7 @@ impl BackupWriter {
             locked_until: None,
             scan: None,
             salvage,
+            consistency,
         };
         repo.write_manifest(&manifest)?;
         // Best effort: the restore point exists now; the marker only lets a

@@ -9,6 +9,8 @@
 //!   with ports 22 and 23 forwarded to loopback; wait for port 22, run guest
 //!   commands, shut down cleanly.
 //! - [`read_guest_file`]: read a file from a (powered-off) guest disk with debugfs.
+//! - [`virtio_serial_args`]: virtio-serial ports (the guest agent's
+//!   [`GUEST_AGENT_PORT`]) served by QEMU on unix sockets.
 //! - [`PausedQemu`]: QEMU started paused with two small disks and a QMP
 //!   socket, for tests that drive QEMU's block layer (no guest boot).
 //!
@@ -18,6 +20,7 @@
 mod error;
 mod fixture;
 mod paused;
+mod serial_ports;
 mod vm;
 
 pub use error::{Result, TestVmError};
@@ -26,4 +29,5 @@ pub use fixture::{
     GuestFixture, FAILED_MARKER, GUEST_PARTITION_OFFSET, READY_MARKER,
 };
 pub use paused::{qemu_binary, PausedQemu, DISK_SIZE};
+pub use serial_ports::{virtio_serial_args, GUEST_AGENT_PORT};
 pub use vm::{BootOptions, CacheMode, DriveSpec, GuestOutput, Vm};

@@ -1,8 +1,10 @@
 //! `lifeboat backup --vm NAME qmp:SOCKET`: every disk of a running VM at one
 //! point in time, incremental where a dirty bitmap proves what changed
 //! (lifeboat_hypervisor::live_backup). Prints, per disk, full or
-//! incremental and why, bytes read, changed and uploaded, and how long the
-//! guest was paused.
+//! incremental and why, bytes read, changed and uploaded, how long the
+//! guest was paused, and the restore point's consistency: filesystem-
+//! consistent when `--guest-agent` froze the guest, else crash-consistent
+//! with the reason (also on stderr).
 
 use super::open_repo;
 use crate::args::BackupArgs;
@@ -10,7 +12,8 @@ use crate::exit;
 use crate::output::{bytes, print_json};
 use crate::progress::Bars;
 use anyhow::Context;
-use lifeboat_hypervisor::{live_backup, LiveBackupOptions, QmpClient};
+use lifeboat_hypervisor::{live_backup, AgentOptions, LiveBackupOptions, QmpClient};
+use lifeboat_repo::ConsistencyLevel;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,16 +63,34 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
         connections: 4,
         timeout,
         method: None,
+        agent: a.guest_agent.as_ref().map(|socket| AgentOptions {
+            timeout: Duration::from_secs(a.agent_timeout.max(1)),
+            ..AgentOptions::new(socket)
+        }),
     };
     let report = live_backup(&repo, &client, &opts, &Bars::new())
         .with_context(|| format!("live backup of {} through {}", a.vm, socket.display()))?;
+    if report.consistency.level == ConsistencyLevel::Crash {
+        eprintln!(
+            "warning: {} is crash-consistent: {}",
+            report.restore_point,
+            report
+                .consistency
+                .why
+                .as_deref()
+                .unwrap_or("nothing was frozen")
+        );
+    }
     if a.output.json {
         print_json(&report)?;
         return Ok(exit::OK);
     }
     println!(
-        "created restore point {} ({}, point in time by {:?}, guest paused {} ms)",
-        report.restore_point, report.consistency, report.method, report.paused_ms
+        "created restore point {} ({}; point in time by {:?}, guest paused {} ms)",
+        report.restore_point,
+        report.consistency.describe(),
+        report.method,
+        report.paused_ms
     );
     for d in &report.disks {
         println!(

@@ -1,5 +1,6 @@
 //! `lifeboat list` and `lifeboat show`: what the repository holds, with
-//! each restore point's retention lock and malware scan state.
+//! each restore point's retention lock, malware scan state and (live
+//! backups) consistency level.
 
 use super::open_repo;
 use super::scan::state_text;
@@ -67,7 +68,7 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             _ => "-".into(),
         };
         println!(
-            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}{}{}",
+            "{:<40} {:<20} {:>6} {:>12}  {:<16} {}{}{}{}",
             m.name(),
             m.time.format("%Y-%m-%d %H:%M:%S"),
             m.disks.len(),
@@ -75,6 +76,9 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             lock,
             state_text(m),
             if *intact { "" } else { "  DAMAGED" },
+            m.consistency
+                .as_ref()
+                .map_or(String::new(), |c| format!("  {}", c.level.as_str())),
             m.salvage.as_ref().map_or(String::new(), |s| format!(
                 "  SALVAGED from {}",
                 s.salvaged_from
@@ -106,6 +110,9 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
     println!("  time          {}", m.time.format("%Y-%m-%d %H:%M:%S UTC"));
     if let Some(t) = m.locked_until {
         println!("  locked until  {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    if let Some(c) = &m.consistency {
+        println!("  consistency   {}", c.describe());
     }
     match &m.scan {
         Some(s) => {

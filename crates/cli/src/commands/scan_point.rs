@@ -582,6 +582,7 @@ mod tests {
             locked_until: None,
             scan: None,
             salvage: None,
+            consistency: None,
         };
         let history = vec![
             point(

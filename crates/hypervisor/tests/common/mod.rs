@@ -3,7 +3,7 @@
 //! its QMP client, writes through HMP `qemu-io` as the guest's, and reads
 //! of QEMU's NBD exports with nbdinfo/qemu-img.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
 use std::process::Command;
