@@ -33,7 +33,6 @@
 use lifeboat_repo::layout::CHUNKS_DIR;
 use lifeboat_repo::{Digest, Repository};
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -66,7 +65,7 @@ fn chunk_file(root: &Path, d: &Digest) -> PathBuf {
 
 /// Verify's loop on `threads` threads; with `ahead` > 0 each step first
 /// asks the kernel to read the chunk file `ahead` places further.
-fn threads_loop(repo: &Repository, root: &Path, digests: &[Digest], threads: usize, ahead: usize) {
+fn threads_loop(repo: &Repository, digests: &[Digest], threads: usize, ahead: usize) {
     let wall = Instant::now();
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -76,9 +75,7 @@ fn threads_loop(repo: &Repository, root: &Path, digests: &[Digest], threads: usi
                 let Some(d) = digests.get(i) else { break };
                 if ahead > 0 {
                     if let Some(later) = digests.get(i + ahead) {
-                        if let Ok(f) = File::open(chunk_file(root, later)) {
-                            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
-                        }
+                        repo.prefetch_chunk(later);
                     }
                 }
                 repo.read_chunk(d)
@@ -167,7 +164,7 @@ fn main() {
         "threads" => {
             let arg = |i: usize| std::env::args().nth(i).and_then(|n| n.parse().ok());
             let threads = arg(3).expect("threads N [AHEAD]");
-            threads_loop(&repo, root, &digests, threads, arg(4).unwrap_or(0))
+            threads_loop(&repo, &digests, threads, arg(4).unwrap_or(0))
         }
         other => {
             eprintln!("unknown mode {other:?}: paths, cpu, cpu-split or threads N [AHEAD]");
