@@ -14,8 +14,9 @@
 //!
 //! Sampling ([`Subset`], restic's `--read-data-subset`): chunks outside the
 //! subset are not read, only checked to exist. `K/N` takes a fixed slice of
-//! the digest space (N runs with K = 1..N read everything once); `P%` a
-//! random sample each run. Chunks verified intact within
+//! the digest space (N runs with K = 1..N read everything once); `P%`
+//! exactly that share (rounded, at least one chunk), a fresh random sample
+//! each run, as restic picks packs. Chunks verified intact within
 //! [`VerifyOptions::reverify_after`] are not read again either (see
 //! `verified.rs`, which remembers when each chunk was last verified).
 
@@ -36,7 +37,8 @@ use std::sync::Mutex;
 pub enum Subset {
     /// `K/N`: the chunks whose digest falls in slice K (1-based) of N.
     Slice { k: u64, n: u64 },
-    /// `P%`: a random sample of about P percent of the chunks.
+    /// `P%`: P percent of the chunks (rounded, at least one), chosen at
+    /// random each run, as restic chooses packs.
     Percent(f64),
 }
 
@@ -153,16 +155,47 @@ impl Selector {
         Ok(Selector { subset, sample_key })
     }
 
-    fn reads(&self, d: &Digest) -> bool {
+    /// The plan of each of `digests`: the `recent` ones are not read;
+    /// of the others, the subset's are read and the rest checked to exist.
+    fn plans(&self, digests: &[Digest], recent: impl Fn(&Digest) -> bool) -> Vec<Plan> {
         let word = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-        match self.subset {
-            None => true,
-            Some(Subset::Slice { k, n }) => word(&d.0) % n == k - 1,
+        let mut plans: Vec<Plan> = digests
+            .iter()
+            .map(|d| {
+                if recent(d) {
+                    Plan::Recent
+                } else {
+                    Plan::Exists
+                }
+            })
+            .collect();
+        let candidates = (0..digests.len()).filter(|&i| !matches!(plans[i], Plan::Recent));
+        let chosen: Vec<usize> = match self.subset {
+            None => candidates.collect(),
+            Some(Subset::Slice { k, n }) => candidates
+                .filter(|&i| word(&digests[i].0) % n == k - 1)
+                .collect(),
             Some(Subset::Percent(p)) => {
-                let h = blake3::keyed_hash(&self.sample_key, &d.0);
-                (word(h.as_bytes()) as f64) < p / 100.0 * (u64::MAX as f64)
+                // The smallest keyed hashes under a fresh key: a uniform
+                // sample of exactly the share asked for.
+                let mut ranked: Vec<(u64, usize)> = candidates
+                    .map(|i| {
+                        let h = blake3::keyed_hash(&self.sample_key, &digests[i].0);
+                        (word(h.as_bytes()), i)
+                    })
+                    .collect();
+                let want = ((ranked.len() as f64 * p / 100.0).round() as usize)
+                    .max(1)
+                    .min(ranked.len());
+                ranked.sort_unstable();
+                ranked.truncate(want);
+                ranked.into_iter().map(|(_, i)| i).collect()
             }
+        };
+        for i in chosen {
+            plans[i] = Plan::Read;
         }
+        plans
     }
 }
 
@@ -231,14 +264,10 @@ impl Repository {
         let selector = Selector::new(opts.subset)?;
         let mut digests: Vec<Digest> = refs.keys().copied().collect();
         digests.sort();
-        let plans: Vec<Plan> = digests
-            .iter()
-            .map(|d| match (recent_since, verified.get(d)) {
-                (Some(since), Some(&t)) if t >= since => Plan::Recent,
-                _ if selector.reads(d) => Plan::Read,
-                _ => Plan::Exists,
-            })
-            .collect();
+        let plans = selector.plans(
+            &digests,
+            |d| matches!((recent_since, verified.get(d)), (Some(since), Some(&t)) if t >= since),
+        );
 
         let outcome = self.check_chunks(&digests, &plans);
         report.chunks_checked = outcome.read;

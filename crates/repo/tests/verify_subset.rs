@@ -46,12 +46,16 @@ fn slices_cover_every_chunk_once() {
 }
 
 #[test]
-fn a_percentage_reads_about_that_share() {
+fn a_percentage_reads_exactly_that_share() {
     let (_dir, repo, _m) = setup();
     let r = repo.verify_with(&subset("10%")).unwrap();
-    // Binomial(400, 0.1): mean 40, sd 6.
-    assert!((15..=70).contains(&r.chunks_checked), "{r:?}");
+    assert_eq!(r.chunks_checked, CHUNKS as u64 / 10, "{r:?}");
     assert_eq!(r.chunks_checked + r.chunks_not_read, CHUNKS as u64);
+    assert_eq!(
+        repo.verify_with(&subset("0.01%")).unwrap().chunks_checked,
+        1,
+        "at least one chunk"
+    );
     assert_eq!(
         repo.verify_with(&subset("100%")).unwrap().chunks_checked,
         CHUNKS as u64
