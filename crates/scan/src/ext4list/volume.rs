@@ -63,6 +63,11 @@ impl VolumeBytes {
         }
     }
 
+    /// The volume's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.length
+    }
+
     /// Fills `buf` from volume byte `pos`; a range past the volume's end
     /// is an error.
     pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
