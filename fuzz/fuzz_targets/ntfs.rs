@@ -13,6 +13,12 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "alloc_limit.rs"]
+mod alloc_limit;
+
+#[global_allocator]
+static ALLOC: alloc_limit::Limited = alloc_limit::Limited;
+
 /// Panics raised in this crate's source are handled by the boundary.
 const BOUNDED_CRATE: &str = "/ntfs-0.4.";
 

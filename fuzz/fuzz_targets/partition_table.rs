@@ -5,4 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "alloc_limit.rs"]
+mod alloc_limit;
+
+#[global_allocator]
+static ALLOC: alloc_limit::Limited = alloc_limit::Limited;
+
 fuzz_target!(|data: &[u8]| lifeboat_formats::fuzzing::partition_table(data));

@@ -617,3 +617,162 @@ fn ntfs_huge_index_record_size_is_refused() {
     );
     assert_eq!(read_all(&fs, "/small.txt"), b"hello ntfs\n");
 }
+
+/// A disk that fails every read past its first `limit`: a walk that loops
+/// ends with an error instead of running the test out of memory.
+struct Bounded<D> {
+    base: D,
+    reads: AtomicUsize,
+    limit: usize,
+}
+
+impl<D: ReadDisk> ReadDisk for Bounded<D> {
+    fn size(&self) -> u64 {
+        self.base.size()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> lifeboat_vdisk::Result<()> {
+        if self.reads.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            return Err(lifeboat_vdisk::Error::Source {
+                what: format!("more than {} reads", self.limit),
+                source: "read budget of the test used up".into(),
+            });
+        }
+        self.base.read_at(buf, offset)
+    }
+
+    fn describe(&self) -> String {
+        "read-bounded fixture image".to_string()
+    }
+}
+
+/// Byte 510 of every 512-byte sector of a multi-sector record (`FILE`,
+/// `INDX`) holds the update sequence number; `unfix` puts the saved bytes
+/// back, `refix` saves them again and restores the number.
+fn usa_slots(rec: &[u8]) -> (usize, usize) {
+    let off = u16::from_le_bytes([rec[4], rec[5]]) as usize;
+    let count = u16::from_le_bytes([rec[6], rec[7]]) as usize;
+    (off, count)
+}
+
+fn unfix(rec: &mut [u8]) {
+    let (off, count) = usa_slots(rec);
+    for i in 1..count {
+        let end = 512 * i - 2;
+        let saved = [rec[off + 2 * i], rec[off + 2 * i + 1]];
+        rec[end..end + 2].copy_from_slice(&saved);
+    }
+}
+
+fn refix(rec: &mut [u8]) {
+    let (off, count) = usa_slots(rec);
+    let usn = [rec[off], rec[off + 1]];
+    for i in 1..count {
+        let end = 512 * i - 2;
+        let saved = [rec[end], rec[end + 1]];
+        rec[off + 2 * i..off + 2 * i + 2].copy_from_slice(&saved);
+        rec[end..end + 2].copy_from_slice(&usn);
+    }
+}
+
+/// Byte offset of the `INDX` record of /big-dir that holds `name`.
+fn index_record_of(name: &str) -> u64 {
+    let img = std::fs::read(image()).unwrap();
+    let utf16: Vec<u8> = name.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let found = img.chunks(4096).position(|rec| {
+        let mut rec = rec.to_vec();
+        rec.starts_with(b"INDX") && {
+            unfix(&mut rec);
+            rec.windows(utf16.len()).any(|w| w == utf16.as_slice())
+        }
+    });
+    found.unwrap_or_else(|| panic!("no INDX record holds {name}")) as u64 * 4096
+}
+
+/// A directory index whose B-tree points back into itself: the last
+/// entry of /big-dir's rightmost leaf record (the one holding the last
+/// name) is given a subnode link to that same record. The listing and a
+/// lookup of a name sorting after every entry (which descends through
+/// that link) are corrupt-filesystem errors naming the directory, within
+/// twice the reads of a sound listing; the crate's own iterator and
+/// finder descend for ever (the iterator holding one more record per
+/// level) and run into that read budget here.
+#[test]
+fn ntfs_self_referential_index_is_refused() {
+    let clean = Bounded {
+        base: FileDisk::open(image()).unwrap(),
+        reads: AtomicUsize::new(0),
+        limit: usize::MAX,
+    };
+    let clean = Arc::new(clean);
+    let fs = NtfsFs::open("ntfsvol", clean.clone()).unwrap();
+    assert_eq!(fs.list("/big-dir").unwrap().len(), BIG_DIR_ENTRIES);
+    // Twice the reads of opening the volume and listing the sound index.
+    let limit = 2 * clean.reads.load(Ordering::Relaxed);
+    drop(fs);
+
+    let at = index_record_of(&big_name(BIG_DIR_ENTRIES - 1));
+    let p = patched(at, 4096, |rec| {
+        unfix(rec);
+        let vcn = rec[0x10..0x18].to_vec();
+        let node = 0x18;
+        let u32_at = |r: &[u8], o: usize| u32::from_le_bytes(r[o..o + 4].try_into().unwrap());
+        let (first, used, alloc) = (
+            u32_at(rec, node),
+            u32_at(rec, node + 4),
+            u32_at(rec, node + 8),
+        );
+        assert!(used + 8 <= alloc, "no room to lengthen the last entry");
+        assert_eq!(
+            rec[node + 12] & 1,
+            0,
+            "the rightmost record should be a leaf"
+        );
+        let mut e = node + first as usize;
+        while rec[e + 12] & 2 == 0 {
+            e += u16::from_le_bytes([rec[e + 8], rec[e + 9]]) as usize;
+        }
+        assert_eq!(
+            e + 16,
+            node + used as usize,
+            "the last entry should end the node"
+        );
+        // The last entry: 16 bytes, then 24 with the subnode flag and VCN.
+        rec[e + 8..e + 10].copy_from_slice(&24u16.to_le_bytes());
+        rec[e + 12] |= 1;
+        rec[e + 16..e + 24].copy_from_slice(&vcn);
+        rec[node + 4..node + 8].copy_from_slice(&(used + 8).to_le_bytes());
+        rec[node + 12] |= 1;
+        refix(rec);
+    });
+    let disk = Arc::new(Bounded {
+        base: p,
+        reads: AtomicUsize::new(0),
+        limit,
+    });
+    let fs = NtfsFs::open("ntfsvol", disk.clone()).unwrap();
+    let before = disk.reads.load(Ordering::Relaxed);
+    let e = fs.list("/big-dir").unwrap_err();
+    let listing_reads = disk.reads.load(Ordering::Relaxed) - before;
+    let msg = e.to_string();
+    assert!(
+        listing_reads < limit,
+        "the listing read {listing_reads} times: {msg}"
+    );
+    assert!(matches!(e, Error::Corrupt { .. }), "{msg}");
+    assert!(
+        msg.starts_with("ntfsvol: /big-dir: ") && msg.contains("twice"),
+        "{msg}"
+    );
+    let e = fs.stat("/big-dir/zzz-after-every-entry").unwrap_err();
+    let msg = e.to_string();
+    assert!(disk.reads.load(Ordering::Relaxed) < limit, "{msg}");
+    assert!(matches!(e, Error::Corrupt { .. }), "{msg}");
+    assert!(
+        msg.starts_with("ntfsvol: /big-dir/zzz-after-every-entry: ") && msg.contains("twice"),
+        "{msg}"
+    );
+    // The rest of the volume still reads.
+    assert_eq!(read_all(&fs, "/small.txt"), b"hello ntfs\n");
+    assert!(fs.stat(&format!("/big-dir/{}", big_name(0))).is_ok());
+}

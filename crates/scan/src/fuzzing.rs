@@ -7,13 +7,9 @@
 //! byte 0   mode: bit 0  the rest is one directory block for
 //!                       `dirent::parse_block`, checksum seed 0x5eed when
 //!                       bit 1 is set (no checksum otherwise)
-//!                bit 0 clear: the rest is a raw ext4 volume, written to
-//!                       `<tmp>/lifeboat-fuzz-ext4list-<pid>/vol` (created
-//!                       once per process, rewritten per input) and listed
-//!                       with `list_ext4` through `VolumeBytes`; `<tmp>` is
-//!                       `/dev/shm` when it is a folder (a tmpfs: no
-//!                       writeback of the file rewritten per input), else
-//!                       `$TMPDIR`
+//!                bit 0 clear: the rest is a raw ext4 volume, listed
+//!                       with `list_ext4` through `VolumeBytes` over the
+//!                       bytes in memory (read on the calling thread)
 //! bytes 1..
 //! ```
 //!
@@ -21,33 +17,7 @@
 //! root, and every extent of a listed file is non-empty.
 
 use crate::ext4list::{list_ext4, VolumeBytes};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-fn volume_path() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        // libFuzzer exits without running destructors, so the folder is
-        // named (not a TempDir): `rm -rf /tmp/lifeboat-fuzz-*` cleans up.
-        let shm = Path::new("/dev/shm");
-        let tmp = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = tmp.join(format!("lifeboat-fuzz-ext4list-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir for fuzz volumes");
-        dir.join("vol")
-    })
-}
-
-/// Removes this process's scratch folder (a test that replays the corpus
-/// calls it when done; libFuzzer never does, see above).
-pub fn remove_scratch() {
-    if let Some(dir) = volume_path().parent() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
+use std::path::Path;
 
 /// One fuzz input (see the module doc). Panics on a broken invariant.
 pub fn ext4list(data: &[u8]) {
@@ -67,13 +37,7 @@ pub fn ext4list(data: &[u8]) {
         }
         return;
     }
-    let path = volume_path();
-    if std::fs::write(path, rest).is_err() {
-        return;
-    }
-    let Ok(vol) = VolumeBytes::open(path, 0, rest.len() as u64) else {
-        return;
-    };
+    let vol = VolumeBytes::from_memory("fuzz volume", rest.to_vec());
     let root = Path::new("/mnt/fuzz");
     if let Some(listing) = list_ext4(&vol, root) {
         for f in &listing.files {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Runs `job(state, index, item)` for every item of `items` on up to
-/// `threads` threads, each thread with its own `state` from `new_state`
+/// `threads` threads (one runs on the calling thread), each thread with its own `state` from `new_state`
 /// (a reusable buffer, say). Slot `i` of the result holds the result of
 /// item `i`, or `None` when `cancel` was set before the item was taken.
 pub fn run_in_order<I, T, S>(
@@ -39,11 +39,16 @@ where
         // No worker panics while holding the lock.
         done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
     };
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1).min(items.len()) {
-            s.spawn(worker);
-        }
-    });
+    match threads.max(1).min(items.len()) {
+        0 => {}
+        // One worker: no thread to spawn.
+        1 => worker(),
+        n => std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(worker);
+            }
+        }),
+    }
     let mut out: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
     for (i, t) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
         if let Some(slot) = out.get_mut(i) {
@@ -70,6 +75,22 @@ mod tests {
         for (k, g) in got.into_iter().enumerate() {
             assert_eq!(g, Some((k, items[k] * 2)));
         }
+        // One thread: the calling one.
+        let caller = std::thread::current().id();
+        let one = run_in_order(
+            &items,
+            1,
+            None,
+            || (),
+            |_, i, &x| {
+                assert_eq!(std::thread::current().id(), caller);
+                (i, x)
+            },
+        );
+        assert!(one
+            .iter()
+            .enumerate()
+            .all(|(k, g)| *g == Some((k, items[k]))));
         let none: Vec<Option<u8>> = run_in_order(&[] as &[u8], 4, None, || (), |_, _, &b| b);
         assert!(none.is_empty());
     }

@@ -4,5 +4,4 @@
 #[test]
 fn ext4list_corpus_replays_without_panic() {
     lifeboat_testsupport::fuzz::replay_corpus("ext4list", lifeboat_scan::fuzzing::ext4list);
-    lifeboat_scan::fuzzing::remove_scratch();
 }

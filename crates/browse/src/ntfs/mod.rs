@@ -36,11 +36,13 @@
 //! The crate returns errors for most malformed records and indexes, and
 //! panics on some failed or short reads: every entry point runs behind
 //! the panic boundary of `guard`, which turns a panic into an error naming
-//! the volume. A corrupt index whose B-tree points back into itself can
-//! still make the crate loop (not guarded here).
+//! the volume. Directory indexes are walked by `index`, not by the crate's
+//! iterator and finder, which loop on a B-tree that points back into
+//! itself.
 
 mod data;
 mod guard;
+mod index;
 mod io;
 
 use crate::error::repo_damage;
@@ -49,9 +51,8 @@ use data::{data_size, DataReader};
 use guard::guarded;
 use io::VolumeIo;
 use lifeboat_vdisk::ReadDisk;
-use ntfs::indexes::NtfsFileNameIndex;
-use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace, NtfsIndexRoot};
-use ntfs::{Ntfs, NtfsAttributeType, NtfsError, NtfsFile, NtfsReadSeek};
+use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
+use ntfs::{Ntfs, NtfsError, NtfsFile, NtfsReadSeek};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -61,8 +62,6 @@ const FIRST_USER_RECORD: u64 = 16;
 const INTERIX_LINK: &[u8] = b"IntxLNK\x01";
 /// Largest Interix symlink read (magic + 4096 UTF-16 units).
 const INTERIX_MAX: u64 = 8 + 2 * 4096;
-/// Largest index record size accepted (Windows and mkntfs use 4 KiB).
-const MAX_INDEX_RECORD: u32 = 64 << 10;
 /// Symlinks followed by one `read_file` before giving up.
 const MAX_FOLLOW: usize = 40;
 /// 100 ns intervals between 1601-01-01 and 1970-01-01.
@@ -232,19 +231,9 @@ impl NtfsFs {
         name: &str,
         path: &str,
     ) -> Result<(String, u64)> {
-        let err = self.err(path);
-        self.check_index_record_size(dir, path)?;
-        let index = dir.directory_index(io).map_err(&err)?;
-        let mut finder = index.finder();
-        let hit = match NtfsFileNameIndex::find(&mut finder, &self.ntfs, io, name) {
-            None => return Err(self.not_found(path)),
-            Some(entry) => {
-                let entry = entry.map_err(&err)?;
-                let key = entry.key().ok_or_else(|| self.not_found(path))?;
-                let stored = key.map_err(&err)?.name().to_string_lossy();
-                (stored, entry.file_reference().file_record_number())
-            }
-        };
+        let hit = self
+            .find_index_entry(io, dir, path, name)?
+            .ok_or_else(|| self.not_found(path))?;
         let found = if hit.0 == name {
             hit
         } else {
@@ -260,33 +249,6 @@ impl NtfsFs {
         Ok(found)
     }
 
-    /// Refuses a directory whose `$INDEX_ROOT` states an index record
-    /// size the crate would allocate unchecked (a u32 from the volume).
-    fn check_index_record_size(&self, dir: &NtfsFile<'_>, path: &str) -> Result<()> {
-        let err = self.err(path);
-        for attr in dir.attributes_raw() {
-            let attr = attr.map_err(&err)?;
-            if attr.ty().map_err(&err)? != NtfsAttributeType::IndexRoot
-                || attr.name().map_err(&err)? != "$I30"
-            {
-                continue;
-            }
-            let root = attr
-                .resident_structured_value::<NtfsIndexRoot>()
-                .map_err(&err)?;
-            let size = root.index_record_size();
-            if root.is_large_index() && !(size.is_power_of_two() && size <= MAX_INDEX_RECORD) {
-                return Err(Error::Corrupt {
-                    volume: self.volume.clone(),
-                    path: path.to_string(),
-                    fs: "ntfs",
-                    detail: format!("an index record size of {size} bytes"),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The listed entries of directory `dir`: (name, record), without DOS
     /// aliases and metadata files, in index order.
     fn entries(
@@ -296,17 +258,15 @@ impl NtfsFs {
         path: &str,
     ) -> Result<Vec<(String, u64)>> {
         let err = self.err(path);
-        self.check_index_record_size(dir, path)?;
-        let index = dir.directory_index(io).map_err(&err)?;
-        let mut iter = index.entries();
         let mut out = Vec::new();
-        while let Some(entry) = iter.next(io) {
-            let entry = entry.map_err(&err)?;
-            let Some(key) = entry.key() else { continue };
+        self.each_index_entry(io, dir, path, |entry| {
+            let Some(key) = entry.key() else {
+                return Ok(());
+            };
             let key = key.map_err(&err)?;
             let record = entry.file_reference().file_record_number();
             if key.namespace() == NtfsFileNamespace::Dos || record < FIRST_USER_RECORD {
-                continue;
+                return Ok(());
             }
             let name = key.name().to_string_lossy();
             // Not a name a path can hold: it would stand for the directory
@@ -320,7 +280,8 @@ impl NtfsFs {
                 });
             }
             out.push((name, record));
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -126,9 +126,14 @@ impl Superblock {
         let first_data_block = u64::from(le32(&sb, 0x14));
         let group_count = inodes_count.div_ceil(inodes_per_group);
         let gdt_len = u64::from(group_count).checked_mul(desc_size)?;
+        let gdt_pos = (first_data_block + 1) * block_size;
+        // Both counts come from the volume: a table that cannot fit in it
+        // is refused before its buffer is allocated.
+        if gdt_pos.checked_add(gdt_len)? > vol.size() {
+            return None;
+        }
         let mut gdt = vec![0u8; usize::try_from(gdt_len).ok()?];
-        vol.read_exact_at(&mut gdt, (first_data_block + 1) * block_size)
-            .ok()?;
+        vol.read_exact_at(&mut gdt, gdt_pos).ok()?;
         let groups = gdt
             .chunks_exact(desc_size as usize)
             .map(|d| {
@@ -176,5 +181,36 @@ impl Superblock {
         u64::from(index)
             .checked_mul(self.inode_size)
             .and_then(|at| g.table.checked_add(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A superblock whose inode counts make a group descriptor table of
+    /// 128 TiB, on a 128 KiB volume: refused before the table's buffer is
+    /// allocated (the allocation aborted the process).
+    #[test]
+    fn a_descriptor_table_larger_than_the_volume_is_refused() {
+        let mut vol = vec![0u8; 128 << 10];
+        let sb = &mut vol[1024..2048];
+        sb[0x00..0x04].copy_from_slice(&u32::MAX.to_le_bytes()); // inodes
+        sb[0x18..0x1C].copy_from_slice(&6u32.to_le_bytes()); // 64 KiB blocks
+        sb[0x28..0x2C].copy_from_slice(&1u32.to_le_bytes()); // inodes per group
+        sb[0x38..0x3A].copy_from_slice(&MAGIC.to_le_bytes());
+        sb[0x4C..0x50].copy_from_slice(&1u32.to_le_bytes()); // dynamic revision
+        sb[0x58..0x5A].copy_from_slice(&256u16.to_le_bytes()); // inode size
+        let incompat = INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT;
+        sb[0x60..0x64].copy_from_slice(&incompat.to_le_bytes());
+        sb[0xFE..0x100].copy_from_slice(&32768u16.to_le_bytes()); // descriptor size
+        assert!(Superblock::read(&VolumeBytes::from_memory("huge-gdt", vol.clone())).is_none());
+
+        // The same superblock with one group of 64-byte descriptors reads.
+        let sb = &mut vol[1024..2048];
+        sb[0x00..0x04].copy_from_slice(&1u32.to_le_bytes());
+        sb[0xFE..0x100].copy_from_slice(&64u16.to_le_bytes());
+        let read = Superblock::read(&VolumeBytes::from_memory("one-group", vol)).unwrap();
+        assert_eq!(read.groups.len(), 1);
     }
 }

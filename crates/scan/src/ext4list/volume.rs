@@ -1,6 +1,7 @@
 //! The bytes of a volume as the lister reads them: a window of a file (the
 //! publisher's FUSE file of a restore-point disk) at an offset, read with
-//! positioned reads by a few threads at once.
+//! positioned reads by a few threads at once; or bytes already in memory
+//! (the fuzz target `ext4list`), read on the calling thread.
 //!
 //! The file is read without readahead (`POSIX_FADV_RANDOM`): the lister
 //! asks for exactly the metadata blocks it needs, in pieces of at most
@@ -24,12 +25,18 @@ pub const MAX_READ: u64 = 128 << 10;
 /// a repository chunk, so the reads are latency-bound.
 const READ_THREADS: usize = 8;
 
-/// `length` bytes of `file` from `offset`: one volume.
+/// `length` bytes of a file from `offset`, or bytes in memory: one volume.
 pub struct VolumeBytes {
-    file: File,
+    source: Source,
     name: String,
     offset: u64,
     length: u64,
+}
+
+/// Where the bytes of a volume are.
+enum Source {
+    File(File),
+    Memory(Vec<u8>),
 }
 
 impl VolumeBytes {
@@ -39,11 +46,26 @@ impl VolumeBytes {
         // Advice only: without it reads still work, with readahead.
         let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Random);
         Ok(VolumeBytes {
-            file,
+            source: Source::File(file),
             name: path.display().to_string(),
             offset,
             length,
         })
+    }
+
+    /// The volume `bytes`, named `name` in errors.
+    pub fn from_memory(name: &str, bytes: Vec<u8>) -> VolumeBytes {
+        VolumeBytes {
+            name: name.to_string(),
+            offset: 0,
+            length: bytes.len() as u64,
+            source: Source::Memory(bytes),
+        }
+    }
+
+    /// The volume's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.length
     }
 
     /// Fills `buf` from volume byte `pos`; a range past the volume's end
@@ -51,7 +73,14 @@ impl VolumeBytes {
     pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         let end = pos.checked_add(buf.len() as u64);
         match end {
-            Some(e) if e <= self.length => self.file.read_exact_at(buf, self.offset + pos),
+            Some(e) if e <= self.length => match &self.source {
+                Source::File(f) => f.read_exact_at(buf, self.offset + pos),
+                Source::Memory(m) => {
+                    // In range: `e <= length`, the length of `m`.
+                    buf.copy_from_slice(&m[pos as usize..e as usize]);
+                    Ok(())
+                }
+            },
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -65,14 +94,19 @@ impl VolumeBytes {
     }
 
     /// Reads each of `ranges` (volume bytes, none longer than [`MAX_READ`]
-    /// is assumed but not required) with a few threads and hands the bytes
-    /// to `f`; the results come back in the order of `ranges`.
+    /// is assumed but not required) with a few threads (one for bytes in
+    /// memory: nothing to wait for) and hands the bytes to `f`; the results
+    /// come back in the order of `ranges`.
     pub fn read_ranges<T: Send>(
         &self,
         ranges: &[Range<u64>],
         f: impl Fn(usize, &[u8]) -> T + Sync,
     ) -> Vec<io::Result<T>> {
-        let read = run_in_order(ranges, READ_THREADS, None, Vec::new, |buf, i, r| {
+        let threads = match self.source {
+            Source::File(_) => READ_THREADS,
+            Source::Memory(_) => 1,
+        };
+        let read = run_in_order(ranges, threads, None, Vec::new, |buf, i, r| {
             let len = usize::try_from(r.end.saturating_sub(r.start)).unwrap_or(0);
             buf.resize(len, 0);
             self.read_exact_at(buf, r.start).map(|()| f(i, buf))
@@ -192,18 +226,24 @@ mod tests {
         let path = dir.path().join("disk");
         let bytes: Vec<u8> = (0..=255u8).cycle().take(64 << 10).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let vol = VolumeBytes::open(&path, 4096, 32 << 10).unwrap();
-        let mut b = [0u8; 16];
-        vol.read_exact_at(&mut b, 0).unwrap();
-        assert_eq!(&b[..], &bytes[4096..4112]);
-        let err = vol.read_exact_at(&mut b, (32 << 10) - 8).unwrap_err();
-        assert!(err.to_string().contains("past the volume"), "{err}");
-        let ranges: Vec<Range<u64>> = (0..20u64).rev().map(|i| i * 1000..i * 1000 + 10).collect();
-        let got = vol.read_ranges(&ranges, |i, b| (i, b[0]));
-        for (k, g) in got.into_iter().enumerate() {
-            let (i, first) = g.unwrap();
-            assert_eq!(i, k);
-            assert_eq!(first, bytes[4096 + ranges[k].start as usize]);
+        let window = bytes[4096..4096 + (32 << 10)].to_vec();
+        for vol in [
+            VolumeBytes::open(&path, 4096, 32 << 10).unwrap(),
+            VolumeBytes::from_memory("window", window),
+        ] {
+            let mut b = [0u8; 16];
+            vol.read_exact_at(&mut b, 0).unwrap();
+            assert_eq!(&b[..], &bytes[4096..4112]);
+            let err = vol.read_exact_at(&mut b, (32 << 10) - 8).unwrap_err();
+            assert!(err.to_string().contains("past the volume"), "{err}");
+            let ranges: Vec<Range<u64>> =
+                (0..20u64).rev().map(|i| i * 1000..i * 1000 + 10).collect();
+            let got = vol.read_ranges(&ranges, |i, b| (i, b[0]));
+            for (k, g) in got.into_iter().enumerate() {
+                let (i, first) = g.unwrap();
+                assert_eq!(i, k);
+                assert_eq!(first, bytes[4096 + ranges[k].start as usize]);
+            }
         }
     }
 }
