@@ -3,7 +3,7 @@
 //! not read everything), 4 passphrase, 5 not found (also `scan
 //! --find-clean` without a clean point), 6 locked, 7 `scan` found malware,
 //! 8 `scan` found nothing but proved nothing (unproven), 9 busy (another
-//! process holds a repository lock), 130 `scan` interrupted.
+//! process holds a repository lock, or backs up the same VM live), 130 `scan` interrupted.
 
 use lifeboat_repo::Error as RepoError;
 
@@ -18,7 +18,7 @@ pub const INFECTED: i32 = 7;
 /// `scan`: nothing found, but ClamAV did not scan with a usable signature
 /// database: not proven clean.
 pub const UNPROVEN: i32 = 8;
-/// Another process holds a repository lock.
+/// Another process holds a repository lock, or backs up the same VM live.
 pub const BUSY: i32 = 9;
 /// `scan` stopped by SIGINT/SIGTERM (after unpublishing).
 pub const INTERRUPTED: i32 = 130;
@@ -28,6 +28,9 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(lifeboat_scan::ScanError::Cancelled { .. }) = cause.downcast_ref() {
             return INTERRUPTED;
+        }
+        if let Some(lifeboat_hypervisor::HypervisorError::Busy { .. }) = cause.downcast_ref() {
+            return BUSY;
         }
         let repo = cause.downcast_ref::<RepoError>().or_else(|| {
             cause

@@ -128,6 +128,26 @@ pub enum HypervisorError {
         /// What QEMU said.
         detail: String,
     },
+    /// Another live backup of the same VM holds its lock.
+    #[error("another live backup of the VM behind {socket} is running: {holder} (lock {lock})")]
+    Busy {
+        /// The socket path.
+        socket: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The VM's lock file could not be opened or locked.
+    #[error("cannot take the live-backup lock {lock} of the VM behind {socket}: {reason}")]
+    Lock {
+        /// The socket path.
+        socket: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A local file operation (the fleecing overlay) failed.
     #[error("{what} {path}: {source}")]
     File {

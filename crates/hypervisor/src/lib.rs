@@ -13,6 +13,7 @@
 //!   fsfreeze) and [`FreezeGuard`], a freeze bounded by [`MAX_FREEZE`].
 //! - [`Quiesce`] (`quiesce`): the freeze around the point in time and the
 //!   consistency level the restore point records.
+//! - [`VmLock`] (`vm_lock`): one live backup per VM at a time.
 //!
 //! Everything this crate creates inside QEMU (nodes, exports, bitmaps, jobs)
 //! and every overlay file is named with [`PREFIX`]. docs/live-backup.md
@@ -27,6 +28,7 @@ mod fleece;
 mod live;
 mod qmp;
 mod quiesce;
+mod vm_lock;
 
 pub use agent::{
     AgentClient, AgentError, FreezeGuard, FreezeStatus, Thawed, AGENT_TIMEOUT, MAX_FREEZE,
@@ -45,6 +47,7 @@ pub use fleece::{
 pub use live::{live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport};
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
 pub use quiesce::{AgentOptions, Quiesce};
+pub use vm_lock::{lock_path, VmLock, LOCK_DIR};
 
 /// The prefix of every name this crate creates in QEMU and of its overlay files.
 pub const PREFIX: &str = "lifeboat-";

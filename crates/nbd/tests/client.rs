@@ -1,14 +1,23 @@
 //! The NBD client against a real server, qemu-nbd, exporting a qcow2 image
 //! with a persistent dirty bitmap (what QEMU's own export of a running VM
 //! gives a live backup): the bitmap's dirty extents, base:allocation holes,
-//! data reads, and the errors of a refused export and a dead server.
+//! data reads, and the errors of a refused export and a dead server; and
+//! `NbdExportDisk` through a relay that breaks connections: a connection
+//! dropped mid-read is opened again and the read retried, a server that
+//! stays away fails the read.
 
 use lifeboat_nbd::proto::consts::{NBD_STATE_HOLE, NBD_STATE_ZERO};
-use lifeboat_nbd::{ClientError, Extent, NbdClient};
+use lifeboat_nbd::{ClientError, Extent, NbdClient, NbdExportDisk};
 use lifeboat_testsupport::process::{qemu_img, qemu_io, run};
 use lifeboat_testsupport::tools::tool;
+use lifeboat_vdisk::ReadDisk;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
@@ -198,4 +207,119 @@ fn a_refused_export_and_a_dead_server_are_named() {
         Err(e) => panic!("expected Io, got {e}"),
         Ok(_) => panic!("connected to nothing"),
     }
+}
+
+/// A unix-socket relay in front of a server that can break connections:
+/// `cut` (one shot) closes the connection that next forwards a reply byte
+/// past the first MiB of its data; `dead` closes every connection at its
+/// next byte and every new one at once, as a server that went away.
+struct Relay {
+    socket: PathBuf,
+    cut: Arc<AtomicBool>,
+    dead: Arc<AtomicBool>,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    fn start(upstream: &Path, socket: &Path) -> Relay {
+        let listener = UnixListener::bind(socket).unwrap();
+        let relay = Relay {
+            socket: socket.to_path_buf(),
+            cut: Arc::new(AtomicBool::new(false)),
+            dead: Arc::new(AtomicBool::new(false)),
+            cuts: Arc::new(AtomicUsize::new(0)),
+        };
+        let (cut, dead, cuts) = (relay.cut.clone(), relay.dead.clone(), relay.cuts.clone());
+        let upstream = upstream.to_path_buf();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if dead.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let server = UnixStream::connect(&upstream).unwrap();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // Requests: client to server, as they come.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (c2, s2);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Both);
+                });
+                // Replies: server to client, watched.
+                let (cut, dead, cuts) = (cut.clone(), dead.clone(), cuts.clone());
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server, client);
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut sent = 0u64;
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let past = sent > MIB
+                            && cut
+                                .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok();
+                        if past || dead.load(Ordering::SeqCst) {
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                    }
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        relay
+    }
+}
+
+/// The bytes of [`image`].
+fn image_bytes() -> Vec<u8> {
+    let mut want = vec![0u8; (8 * MIB) as usize];
+    want[..MIB as usize].fill(0x11);
+    want[(2 * MIB) as usize..(2 * MIB) as usize + (64 << 10)].fill(0x22);
+    want[(5 * MIB) as usize..(5 * MIB) as usize + 4096].fill(0x33);
+    want
+}
+
+#[test]
+fn a_connection_dropped_mid_read_is_opened_again_and_the_read_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let server = QemuNbd::start(&img, &dir.path().join("nbd.sock"), &["--shared", "8"]);
+    let relay = Relay::start(&server.socket, &dir.path().join("relay.sock"));
+    let disk = NbdExportDisk::open(&relay.socket, "disk", 2, TIMEOUT).unwrap();
+    relay.cut.store(true, Ordering::SeqCst);
+    let mut got = vec![0u8; disk.size() as usize];
+    disk.read_at(&mut got, 0).unwrap();
+    assert_eq!(
+        relay.cuts.load(Ordering::SeqCst),
+        1,
+        "one connection was cut"
+    );
+    assert!(got == image_bytes(), "the retried read is whole");
+}
+
+#[test]
+fn a_server_that_stays_away_fails_the_read_naming_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let server = QemuNbd::start(&img, &dir.path().join("nbd.sock"), &["--shared", "8"]);
+    let relay = Relay::start(&server.socket, &dir.path().join("relay.sock"));
+    let disk = NbdExportDisk::open(&relay.socket, "disk", 1, TIMEOUT).unwrap();
+    relay.dead.store(true, Ordering::SeqCst);
+    let mut got = vec![0u8; disk.size() as usize];
+    let err = disk
+        .read_at(&mut got, 0)
+        .expect_err("no server: the read fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("NBD export \"disk\"") && text.contains("relay.sock"),
+        "{text}"
+    );
 }

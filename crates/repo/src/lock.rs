@@ -1,5 +1,6 @@
-//! [`RepoLock`]: the repository-wide advisory locks in `locks/`, an
-//! exclusive `flock` on a lock file whose content names the holder.
+//! [`HolderLock`]: an exclusive `flock` on a lock file whose content names
+//! the holder; [`RepoLock`]: the repository-wide advisory locks in
+//! `locks/`, made of it.
 //!
 //! | lock file                | held by                                                        | wait |
 //! |--------------------------|----------------------------------------------------------------|------|
@@ -71,22 +72,33 @@ fn read_note(file: &mut File) -> Option<LockHolder> {
     serde_json::from_str(text.trim()).ok()
 }
 
-/// An exclusive repository lock, released (note emptied, flock dropped)
-/// when dropped.
-pub(crate) struct RepoLock {
+/// An exclusive flock on one lock file, with the holder's note written in
+/// it; released (note emptied, flock dropped) when dropped. The
+/// repository's locks are these, and so is any other "one at a time"
+/// lock of Lifeboat (a live backup's per-VM lock).
+pub struct HolderLock {
     file: File,
 }
 
-impl RepoLock {
-    /// Takes `locks/<name>` of the repository at `repo` for `operation`,
-    /// trying for up to `wait`; [`Error::Busy`] naming the holder after.
-    pub fn acquire(repo: &Path, name: &str, operation: &str, wait: Duration) -> Result<RepoLock> {
-        let path = repo.join(LOCKS_DIR).join(name);
-        let mut file = fsutil::open_lock_file(&path)?;
+/// The outcome of [`HolderLock::acquire`].
+pub enum Acquired {
+    /// The lock is ours.
+    Held(HolderLock),
+    /// Another process holds it: who, as its note says (with whether that
+    /// process still runs), for the caller's busy error.
+    Busy(String),
+}
+
+impl HolderLock {
+    /// Takes the flock of `path` (created when missing) for `operation`,
+    /// trying for up to `wait`. I/O errors (the file cannot be opened)
+    /// are errors; a holder that keeps it past `wait` is [`Acquired::Busy`].
+    pub fn acquire(path: &Path, operation: &str, wait: Duration) -> Result<Acquired> {
+        let mut file = fsutil::open_lock_file(path)?;
         let start = Instant::now();
-        while !fsutil::try_lock_exclusive(&file, &path)? {
+        while !fsutil::try_lock_exclusive(&file, path)? {
             if start.elapsed() >= wait {
-                return Err(busy(repo, &path, read_note(&mut file)));
+                return Ok(Acquired::Busy(describe(read_note(&mut file))));
             }
             std::thread::sleep(RETRY.min(wait.saturating_sub(start.elapsed())));
         }
@@ -104,12 +116,12 @@ impl RepoLock {
             f.seek(SeekFrom::Start(0))?;
             f.write_all(format!("{text}\n").as_bytes())
         };
-        write(&mut file).map_err(|e| Error::io(&path, e))?;
-        Ok(RepoLock { file })
+        write(&mut file).map_err(|e| Error::io(path, e))?;
+        Ok(Acquired::Held(HolderLock { file }))
     }
 }
 
-impl Drop for RepoLock {
+impl Drop for HolderLock {
     fn drop(&mut self) {
         // Empty the note while the flock is still ours; closing the file
         // releases the flock.
@@ -117,8 +129,27 @@ impl Drop for RepoLock {
     }
 }
 
-fn busy(repo: &Path, lock: &Path, holder: Option<LockHolder>) -> Error {
-    let holder = match holder {
+/// An exclusive repository lock (`locks/<name>`), released when dropped.
+pub(crate) struct RepoLock {
+    _lock: HolderLock,
+}
+
+impl RepoLock {
+    /// Takes `locks/<name>` of the repository at `repo` for `operation`,
+    /// trying for up to `wait`; [`Error::Busy`] naming the holder after.
+    pub fn acquire(repo: &Path, name: &str, operation: &str, wait: Duration) -> Result<RepoLock> {
+        let path = repo.join(LOCKS_DIR).join(name);
+        match HolderLock::acquire(&path, operation, wait)? {
+            Acquired::Held(lock) => Ok(RepoLock { _lock: lock }),
+            Acquired::Busy(holder) => Err(busy(repo, &path, holder)),
+        }
+    }
+}
+
+/// Who holds a lock, for a busy error: the note, and whether its process
+/// (on this host) still runs.
+fn describe(holder: Option<LockHolder>) -> String {
+    match holder {
         Some(h) => {
             let here = h.host == host_name();
             let alive = Path::new("/proc").join(h.pid.to_string()).exists();
@@ -131,7 +162,10 @@ fn busy(repo: &Path, lock: &Path, holder: Option<LockHolder>) -> Error {
             }
         }
         None => "another process (it has not written its note yet)".to_string(),
-    };
+    }
+}
+
+fn busy(repo: &Path, lock: &Path, holder: String) -> Error {
     let lock = lock
         .strip_prefix(repo)
         .map(PathBuf::from)

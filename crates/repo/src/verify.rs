@@ -25,7 +25,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::Manifest;
 use crate::quarantine::ChunkQuarantine;
-use crate::repository::Repository;
+use crate::repository::{dir_names, prefix_dir, Repository};
 use crate::verified::VerifiedUpdate;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -339,7 +339,9 @@ impl Repository {
         })
     }
 
-    /// Reads (or stats) the chunks on [`verify_threads`] threads.
+    /// Reads the chunks planned [`Plan::Read`] on [`verify_threads`]
+    /// threads while one more thread checks that the [`Plan::Exists`] ones
+    /// exist (see [`Repository::check_exist`]).
     fn check_chunks(&self, digests: &[Digest], plans: &[Plan]) -> ChunkOutcome {
         let next = AtomicUsize::new(0);
         let total: Mutex<ChunkOutcome> = Mutex::new(ChunkOutcome::default());
@@ -349,10 +351,18 @@ impl Repository {
         let reads: Vec<usize> = (0..plans.len())
             .filter(|&i| matches!(plans[i], Plan::Read))
             .collect();
+        let exists: Vec<Digest> = (0..plans.len())
+            .filter(|&i| matches!(plans[i], Plan::Exists))
+            .map(|i| digests[i])
+            .collect();
         for &i in reads.iter().take(READ_AHEAD) {
             self.prefetch_chunk(&digests[i]);
         }
         std::thread::scope(|s| {
+            s.spawn(|| {
+                let found = self.check_exist(&exists);
+                total.lock().unwrap_or_else(|e| e.into_inner()).merge(found);
+            });
             for _ in 0..verify_threads() {
                 s.spawn(|| {
                     let mut mine = ChunkOutcome::default();
@@ -363,12 +373,7 @@ impl Repository {
                         };
                         match plan {
                             Plan::Recent => mine.recent += 1,
-                            Plan::Exists => {
-                                mine.exists_only += 1;
-                                if let Err(e) = self.chunk_stored_size(d) {
-                                    mine.bad.push((*d, e));
-                                }
-                            }
+                            Plan::Exists => {}
                             Plan::Read => {
                                 mine.read += 1;
                                 let later = reads
@@ -394,6 +399,43 @@ impl Repository {
         });
         let mut out = total.into_inner().unwrap_or_else(|e| e.into_inner());
         out.bad.sort_by_key(|(d, _)| *d);
+        out
+    }
+
+    /// Checks that the chunks `sorted` (in digest order) exist, without
+    /// reading them. A prefix directory holding at least as many of them
+    /// as it has blocks is listed once (names only: no inode is read, as
+    /// restic lists its packs); the chunks of the others are looked up one
+    /// by one, which is cheaper there (a few chunks of a large repository).
+    fn check_exist(&self, sorted: &[Digest]) -> ChunkOutcome {
+        let mut out = ChunkOutcome::default();
+        for group in sorted.chunk_by(|a, b| a.prefix() == b.prefix()) {
+            out.exists_only += group.len() as u64;
+            let dir = prefix_dir(self.path(), group[0].prefix());
+            let blocks = std::fs::metadata(&dir).map_or(0, |m| m.len().div_ceil(4096));
+            if (group.len() as u64) < blocks {
+                for d in group {
+                    if let Err(e) = self.chunk_stored_size(d) {
+                        out.bad.push((*d, e));
+                    }
+                }
+                continue;
+            }
+            match dir_names(&dir) {
+                Ok(names) => {
+                    let names: HashSet<String> = names.into_iter().collect();
+                    for d in group.iter().filter(|d| !names.contains(&d.to_hex())) {
+                        out.bad.push((*d, Error::MissingChunk { digest: *d }));
+                    }
+                }
+                Err(e) => {
+                    let detail = e.to_string();
+                    for d in group {
+                        out.bad.push((*d, Error::invalid(dir.display(), &detail)));
+                    }
+                }
+            }
+        }
         out
     }
 }

@@ -9,7 +9,7 @@
 //! it on an inner child HMP cannot name. `cont` makes the VM run (the
 //! firmware finds no boot disk and waits).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub struct PausedQemu {
     child: Child,
     pub dir: tempfile::TempDir,
     pub qmp: PathBuf,
+    /// The extra arguments, `{dir}` replaced (kept for a restart).
+    extra: Vec<String>,
 }
 
 /// The QEMU binary, or a panic that says how to get it.
@@ -57,7 +59,6 @@ impl PausedQemu {
     /// appended (`{dir}` is replaced by the test directory, which also
     /// holds a spare qcow2 `disk2.qcow2`).
     pub fn start_sized(size: u64, extra: &[&str]) -> PausedQemu {
-        let qemu = qemu_binary();
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-qmp-test.")
             .tempdir()
@@ -65,68 +66,57 @@ impl PausedQemu {
         let d = dir.path();
         // Fleece::start wants private directories for overlays and the NBD socket.
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(d.join("disk0.qcow2"))
-            .arg(size.to_string()));
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "raw"])
-            .arg(d.join("disk1.raw"))
-            .arg(size.to_string()));
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(d.join("disk2.qcow2"))
-            .arg(size.to_string()));
+        for (name, format) in [
+            ("disk0.qcow2", "qcow2"),
+            ("disk1.raw", "raw"),
+            ("disk2.qcow2", "qcow2"),
+        ] {
+            run(Command::new("qemu-img")
+                .args(["create", "-q", "-f", format])
+                .arg(d.join(name))
+                .arg(size.to_string()));
+        }
+        let extra: Vec<String> = extra
+            .iter()
+            .map(|a| a.replace("{dir}", d.to_str().unwrap()))
+            .collect();
         let qmp = d.join("qmp.sock");
-        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        let child = Command::new(&qemu)
-            .args([
-                "-machine",
-                "q35",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-accel",
-                "tcg",
-                "-S",
-            ])
-            .args([
-                "-blockdev",
-                &format!("driver=file,filename={},node-name=file0", p("disk0.qcow2")),
-            ])
-            .args(["-blockdev", "driver=qcow2,file=file0,node-name=disk0"])
-            .args([
-                "-blockdev",
-                &format!("driver=file,filename={},node-name=file1", p("disk1.raw")),
-            ])
-            .args(["-blockdev", "driver=raw,file=file1,node-name=disk1"])
-            .args(["-device", "virtio-scsi-pci,id=scsi0"])
-            .args(["-device", "scsi-hd,drive=disk0,id=sda"])
-            .args(["-device", "scsi-hd,drive=disk1,id=sdb"])
-            .args([
-                "-qmp",
-                &format!("unix:{},server=on,wait=off", qmp.display()),
-            ])
-            .args(
-                extra
-                    .iter()
-                    .map(|a| a.replace("{dir}", d.to_str().unwrap())),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(d.join("qemu.stderr")).unwrap(),
-            ))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", qemu.display()));
-        let mut q = PausedQemu { child, dir, qmp };
+        let child = spawn(d, &qmp, &extra);
+        let mut q = PausedQemu {
+            child,
+            dir,
+            qmp,
+            extra,
+        };
+        q.wait_listening();
+        q
+    }
+
+    /// Kills QEMU (SIGKILL, as a host crash or an OOM kill would) and
+    /// waits for it; the disk files stay.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new QEMU, paused, on the same disk files and socket (after
+    /// [`PausedQemu::kill`] or `quit`): the same VM, restarted.
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.qmp);
+        self.child = spawn(self.dir.path(), &self.qmp, &self.extra);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         // The socket file exists from bind(); connects succeed from listen().
-        while std::os::unix::net::UnixStream::connect(&q.qmp).is_err() {
-            if let Ok(Some(status)) = q.child.try_wait() {
+        while std::os::unix::net::UnixStream::connect(&self.qmp).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "QEMU exited ({status}): {}",
-                    std::fs::read_to_string(q.dir.path().join("qemu.stderr")).unwrap_or_default()
+                    std::fs::read_to_string(self.dir.path().join("qemu.stderr"))
+                        .unwrap_or_default()
                 );
             }
             assert!(
@@ -135,7 +125,6 @@ impl PausedQemu {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        q
     }
 
     pub fn pid(&self) -> u32 {
@@ -169,6 +158,48 @@ impl Drop for PausedQemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// QEMU, paused, on the disks in `d`, with its QMP socket at `qmp`.
+fn spawn(d: &Path, qmp: &Path, extra: &[String]) -> Child {
+    let qemu = qemu_binary();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    Command::new(&qemu)
+        .args([
+            "-machine",
+            "q35",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-accel",
+            "tcg",
+            "-S",
+        ])
+        .args([
+            "-blockdev",
+            &format!("driver=file,filename={},node-name=file0", p("disk0.qcow2")),
+        ])
+        .args(["-blockdev", "driver=qcow2,file=file0,node-name=disk0"])
+        .args([
+            "-blockdev",
+            &format!("driver=file,filename={},node-name=file1", p("disk1.raw")),
+        ])
+        .args(["-blockdev", "driver=raw,file=file1,node-name=disk1"])
+        .args(["-device", "virtio-scsi-pci,id=scsi0"])
+        .args(["-device", "scsi-hd,drive=disk0,id=sda"])
+        .args(["-device", "scsi-hd,drive=disk1,id=sdb"])
+        .args([
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", qmp.display()),
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(d.join("qemu.stderr")).unwrap(),
+        ))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", qemu.display()))
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -12,7 +12,7 @@ use crate::exit;
 use crate::output::{bytes, print_json};
 use crate::progress::Bars;
 use anyhow::Context;
-use lifeboat_hypervisor::{live_backup, AgentOptions, LiveBackupOptions, QmpClient};
+use lifeboat_hypervisor::{live_backup, AgentOptions, LiveBackupOptions, QmpClient, VmLock};
 use lifeboat_repo::ConsistencyLevel;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
     let work = WorkDir::new(a.work_dir.as_deref())?;
     let timeout = Duration::from_secs(a.qmp_timeout.max(1));
+    // Before QMP: a second backup of the VM is refused at once.
+    let _vm_lock = VmLock::acquire(socket, &a.vm)?;
     let client = QmpClient::connect_with_timeout(socket, timeout)?;
     let opts = LiveBackupOptions {
         vm: a.vm.clone(),

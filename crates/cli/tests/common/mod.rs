@@ -205,6 +205,19 @@ pub fn qemu_img(args: &[&str]) {
     );
 }
 
+/// Converts the raw image `raw` into the qcow2 image `qcow2`.
+pub fn raw_to_qcow2(raw: &Path, qcow2: &Path) {
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        raw.to_str().unwrap(),
+        qcow2.to_str().unwrap(),
+    ]);
+}
+
 /// Opens the repository through the library (to read indexes the CLI does
 /// not print).
 pub fn open_repo_lib(repo: &Path) -> lifeboat_repo::Repository {
