@@ -233,6 +233,20 @@ impl AgentClient {
         }
     }
 
+    /// Thaws a guest that an earlier backup left frozen (a backup killed
+    /// while the guest was frozen: its watchdog died with it, and qemu-ga
+    /// has no bound of its own). `Ok(Some(n))`: it was frozen and `n`
+    /// filesystems were thawed; `Ok(None)`: it was not frozen.
+    pub fn thaw_left_frozen(&mut self) -> Result<Option<u32>, AgentError> {
+        if self.fsfreeze_status()? == FreezeStatus::Thawed {
+            return Ok(None);
+        }
+        let n = self.fsfreeze_thaw()?;
+        tracing::warn!(socket = %self.socket.display(), thawed = n,
+            "the guest was left frozen (by a backup that was killed?): thawed it");
+        Ok(Some(n))
+    }
+
     /// `guest-fsfreeze-freeze` within `timeout`: the number of filesystems
     /// frozen. Prefer [`AgentClient::freeze`], which bounds the freeze.
     pub fn fsfreeze_freeze(&mut self, timeout: Duration) -> Result<u32, AgentError> {
