@@ -182,7 +182,12 @@ pub struct BackupArgs {
     pub post_thaw: Option<PathBuf>,
     /// Live backup, --app-aware: each script's timeout, seconds (the helper
     /// kills the script's process group then)
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "app_aware")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        requires = "app_aware"
+    )]
     pub script_timeout: u64,
     /// Live backup, --app-aware: where to reach the guest helper (default:
     /// the guest's first IPv4 address as the guest agent reports it, port
@@ -190,7 +195,12 @@ pub struct BackupArgs {
     #[arg(long, value_name = "HOST:PORT", requires = "app_aware")]
     pub guest_helper_address: Option<String>,
     /// Live backup, --app-aware: the port the helper listens on in the guest
-    #[arg(long, value_name = "PORT", default_value_t = 3542, requires = "app_aware")]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 3542,
+        requires = "app_aware"
+    )]
     pub guest_helper_port: u16,
     /// Live backup, --app-aware: the statically linked lifeboat-guest-helper
     /// binary (default: beside the lifeboat executable)

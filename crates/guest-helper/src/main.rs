@@ -67,10 +67,7 @@ impl Drop for RemoveOnExit<'_> {
     fn drop(&mut self) {
         match std::fs::remove_dir_all(self.0) {
             Ok(()) => eprintln!("lifeboat-guest-helper: removed {}", self.0.display()),
-            Err(e) => eprintln!(
-                "lifeboat-guest-helper: removing {}: {e}",
-                self.0.display()
-            ),
+            Err(e) => eprintln!("lifeboat-guest-helper: removing {}: {e}", self.0.display()),
         }
     }
 }

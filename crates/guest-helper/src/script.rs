@@ -31,7 +31,10 @@ pub fn run(
     send: &mut dyn FnMut(Stream, String) -> std::io::Result<()>,
 ) -> std::io::Result<ScriptEnd> {
     if !path.is_file() {
-        return Ok(ScriptEnd::NotRun(format!("{} does not exist", path.display())));
+        return Ok(ScriptEnd::NotRun(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
     if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)) {
         return Ok(ScriptEnd::NotRun(format!(

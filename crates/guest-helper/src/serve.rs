@@ -108,11 +108,12 @@ fn answer(mut s: Session, dir: &Path, idle: Duration) -> Result<(), ServeError> 
                 eprintln!("lifeboat-guest-helper: running {phase} (timeout {timeout:?})");
                 let path = dir.join(phase.file_name());
                 let mut send = |stream, text| {
-                    wire::write_message(&mut s, &Reply::Line { stream, text }).map_err(|e| match e
-                    {
-                        WireError::Io(e) => e,
-                        other => std::io::Error::other(other),
-                    })
+                    wire::write_message(&mut s, &Reply::Line { stream, text }).map_err(
+                        |e| match e {
+                            WireError::Io(e) => e,
+                            other => std::io::Error::other(other),
+                        },
+                    )
                 };
                 let end = script::run(&path, timeout, &mut send).map_err(WireError::Io)?;
                 eprintln!("lifeboat-guest-helper: {phase} {end}");

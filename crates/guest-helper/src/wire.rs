@@ -200,7 +200,10 @@ fn done(tag: u8, rest: &[u8]) -> Result<(), WireError> {
     if rest.is_empty() {
         Ok(())
     } else {
-        Err(bad(tag, format!("{} bytes of payload too many", rest.len())))
+        Err(bad(
+            tag,
+            format!("{} bytes of payload too many", rest.len()),
+        ))
     }
 }
 

@@ -152,7 +152,10 @@ fn a_pinned_proxy_runs_the_scripts_and_the_helper_removes_itself() {
     );
     let h = start(
         &[
-            (PRE_FREEZE, "#!/bin/sh\necho one\necho two >&2\nprintf 'no newline'\nexit 3\n"),
+            (
+                PRE_FREEZE,
+                "#!/bin/sh\necho one\necho two >&2\nprintf 'no newline'\nexit 3\n",
+            ),
             (POST_THAW, &hang),
         ],
         30,
@@ -164,12 +167,19 @@ fn a_pinned_proxy_runs_the_scripts_and_the_helper_removes_itself() {
     assert_eq!(end, ScriptEnd::Exited(3));
     assert!(lines.contains(&(Stream::Stdout, "one".into())), "{lines:?}");
     assert!(lines.contains(&(Stream::Stderr, "two".into())), "{lines:?}");
-    assert!(lines.contains(&(Stream::Stdout, "no newline".into())), "{lines:?}");
+    assert!(
+        lines.contains(&(Stream::Stdout, "no newline".into())),
+        "{lines:?}"
+    );
 
     let t0 = Instant::now();
     let (lines, end) = run(&mut s, Phase::PostThaw, Duration::from_secs(1));
     let took = t0.elapsed();
-    assert_eq!(end, ScriptEnd::TimedOut(Duration::from_secs(1)), "{lines:?}");
+    assert_eq!(
+        end,
+        ScriptEnd::TimedOut(Duration::from_secs(1)),
+        "{lines:?}"
+    );
     assert_eq!(lines, vec![(Stream::Stdout, "going to hang".to_string())]);
     assert!(took < Duration::from_secs(5), "{took:?}");
     // The background sleep was in the script's process group: killed too.
@@ -177,7 +187,10 @@ fn a_pinned_proxy_runs_the_scripts_and_the_helper_removes_itself() {
     let stat = format!("/proc/{}/stat", pid.trim());
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
-        assert!(Instant::now() < deadline, "sleep {pid} survived the timeout");
+        assert!(
+            Instant::now() < deadline,
+            "sleep {pid} survived the timeout"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -193,7 +206,9 @@ fn a_helper_certificate_that_is_not_the_pinned_one_is_refused() {
     let h = start(&[], 30);
     let other = identity();
     let tls = client_config(&h.proxy, &other.cert).unwrap();
-    let err = connect(h.port, tls).err().expect("a handshake with the wrong pin");
+    let err = connect(h.port, tls)
+        .err()
+        .expect("a handshake with the wrong pin");
     assert!(pin_failure(&err), "{err:?}");
     // The helper is still there for the real proxy.
     let tls = client_config(&h.proxy, &h.helper.cert).unwrap();

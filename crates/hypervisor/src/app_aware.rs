@@ -185,8 +185,14 @@ impl AppAware {
         let address = match &self.opts.address {
             Some(a) => a.clone(),
             None => match agent.ipv4_addresses() {
-                Ok(ips) if !ips.is_empty() => format!("{}:{}", ips[0], self.opts.port),
-                Ok(_) => return Err("the guest agent reports no IPv4 address for the helper (give --guest-helper-address)".into()),
+                Ok(ips) => match ips.first() {
+                    Some(ip) => format!("{ip}:{}", self.opts.port),
+                    None => {
+                        return Err("the guest agent reports no IPv4 address for the helper \
+                                    (give --guest-helper-address)"
+                            .into())
+                    }
+                },
                 Err(e) => return Err(format!("finding the guest's address: {e}")),
             },
         };
@@ -223,9 +229,6 @@ impl AppAware {
                 Err(ConnectError::Other { detail, .. }) => {
                     match agent.exec_status(pid) {
                         Ok(s) if s.exited => {
-                            if let Some(st) = &mut self.started {
-                                st.pid = -1;
-                            }
                             return Err(format!(
                                 "the helper could not start: it exited ({})",
                                 s.describe()
@@ -294,7 +297,12 @@ impl AppAware {
                 e.to_string(),
                 e.succeeded(),
             ),
-            Err(e) => ("lost", None, format!("the session with the helper failed: {e}"), false),
+            Err(e) => (
+                "lost",
+                None,
+                format!("the session with the helper failed: {e}"),
+                false,
+            ),
         };
         tracing::info!(script = %name, elapsed_ms, "the {name} script {result}");
         if end.is_err() {
@@ -318,9 +326,13 @@ impl AppAware {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        // A helper that said Bye exits at once; one never reached (or lost)
+        // would wait for its idle timeout: it is killed without waiting.
+        let mut wait = Duration::ZERO;
         if let Some(s) = self.session.take() {
-            if let Err(e) = s.quit() {
-                tracing::warn!(error = %e, "ending the session with the guest helper");
+            match s.quit() {
+                Ok(()) => wait = Duration::from_secs(10),
+                Err(e) => tracing::warn!(error = %e, "ending the session with the guest helper"),
             }
         }
         let Some(started) = self.started.take() else {
@@ -335,7 +347,7 @@ impl AppAware {
             ));
             return;
         };
-        match stop(agent, &started, Duration::from_secs(10)) {
+        match stop(agent, &started, wait) {
             Ok(()) => {
                 tracing::info!(dir = %started.dir, "guest helper removed");
                 self.report.removed = true;
@@ -361,7 +373,9 @@ impl AppAware {
         }
         let post = match (&self.opts.post_thaw, &self.report.post_thaw) {
             (None, _) => "no post-thaw script".to_string(),
-            (Some(_), Some(p)) if p.status != "lost" => format!("the post-thaw script {}", p.result),
+            (Some(_), Some(p)) if p.status != "lost" => {
+                format!("the post-thaw script {}", p.result)
+            }
             (Some(_), Some(p)) => return Err(format!("the post-thaw script: {}", p.result)),
             (Some(_), None) => return Err("the post-thaw script did not run".into()),
         };

@@ -157,7 +157,10 @@ pub fn stop(agent: &mut AgentClient, started: &Started, wait: Duration) -> Resul
             tracing::debug!(pid = started.pid, stderr = %s.stderr.trim(), "guest helper exited")
         }
         Ok(_) => {
-            tracing::warn!(pid = started.pid, "the guest helper did not exit: killing it");
+            tracing::warn!(
+                pid = started.pid,
+                "the guest helper did not exit: killing it"
+            );
             let pid = started.pid.to_string();
             if let Err(e) = agent.run("/bin/kill", &["-9", &pid], GUEST_COMMAND) {
                 tracing::warn!(error = %e, "killing the guest helper");

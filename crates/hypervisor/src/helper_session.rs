@@ -113,9 +113,7 @@ impl HelperSession {
 
     /// Ends the session (the helper answers and exits).
     pub fn quit(mut self) -> Result<(), WireError> {
-        self.stream
-            .sock
-            .set_read_timeout(Some(SCRIPT_MARGIN))?;
+        self.stream.sock.set_read_timeout(Some(SCRIPT_MARGIN))?;
         wire::write_message(&mut self.stream, &Request::Quit)?;
         match wire::read_message::<Reply>(&mut self.stream)? {
             Reply::Bye => {

@@ -50,15 +50,15 @@ pub use bitmaps::{
 pub use cleanup::{cleanup_leftovers, CleanupReport};
 pub use disks::{find_disk, list_disks, BitmapInfo, Disk};
 pub use error::{HypervisorError, Result};
-/// The guest helper's file name (beside `lifeboat`, and in the guest).
-pub use lifeboat_guest_helper::layout::HELPER_BIN as GUEST_HELPER_BIN;
-pub use guest_ops::{ExecStatus, FILE_CHUNK};
-pub use helper_certs::{make_identities, BackupIdentities};
-pub use helper_session::{ConnectError, HelperSession};
 pub use fleece::{
     Export, Fleece, FleeceDisk, FleeceMethod, FleeceOptions, PointInTimeHook, BLOCK_EXPORT_SINCE,
     SNAPSHOT_ACCESS_SINCE,
 };
+pub use guest_ops::{ExecStatus, FILE_CHUNK};
+pub use helper_certs::{make_identities, BackupIdentities};
+pub use helper_session::{ConnectError, HelperSession};
+/// The guest helper's file name (beside `lifeboat`, and in the guest).
+pub use lifeboat_guest_helper::layout::HELPER_BIN as GUEST_HELPER_BIN;
 pub use live::{live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport};
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
 pub use quiesce::{AgentOptions, Quiesce};

@@ -27,12 +27,11 @@ use lifeboat_hypervisor::{
     LiveBackupReport, QmpClient,
 };
 use lifeboat_repo::{ConsistencyLevel, Repository};
-use lifeboat_vdisk::ReadDisk;
 use lifeboat_testsupport::repo::init_repo;
 use lifeboat_testvm::{
-    guest_helper_binary, guest_image, read_guest_file, try_guest_fixture, virtio_serial_args,
-    BootOptions, DriveSpec, Vm, GUEST_AGENT_PORT,
+    boot_agent_guest, guest_helper_binary, read_guest_file, try_guest_fixture, AgentGuest, Vm,
 };
+use lifeboat_vdisk::ReadDisk;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -51,25 +50,9 @@ fn boot() -> Guest {
         .prefix("lifeboat-app-aware.")
         .tempdir()
         .unwrap();
-    let d = dir.path();
-    let disk = d.join("guest.raw");
-    std::fs::copy(guest_image(), &disk).unwrap();
-    let (qmp, agent) = (d.join("qmp.sock"), d.join("qga.sock"));
-    let mut extra_args = vec![
-        "-qmp".to_string(),
-        format!("unix:{},server=on,wait=off", qmp.display()),
-    ];
-    extra_args.extend(virtio_serial_args(&[(&agent, GUEST_AGENT_PORT)]));
-    let opts = BootOptions {
-        extra_args,
-        forward_ports: vec![HELPER_PORT],
-        command_timeout: Duration::from_secs(30),
-        ..BootOptions::default()
-    };
     let t0 = Instant::now();
-    let mut vm = Vm::boot(DriveSpec::file(&disk), &opts).unwrap();
-    vm.wait_for_port22(Duration::from_secs(300))
-        .unwrap_or_else(|e| panic!("the test guest did not boot: {e}"));
+    let AgentGuest { mut vm, qmp, agent } = boot_agent_guest(dir.path(), &[HELPER_PORT]);
+    vm.set_command_timeout(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(120);
     while let Err(e) =
         AgentClient::connect(&agent, Duration::from_secs(3)).and_then(|mut a| a.ping())
@@ -137,7 +120,8 @@ fn assert_clean(g: &mut Guest, what: &str) {
         .run("ls -d /run/lifeboat-helper-* 2>&1; ps | grep -v grep | grep -e lifeboat-guest-helper -e 'sleep 600'")
         .unwrap();
     assert!(
-        out.output.contains("No such file") && !out.output.contains("lifeboat-guest-helper ")
+        out.output.contains("No such file")
+            && !out.output.contains("lifeboat-guest-helper ")
             && !out.output.contains("sleep 600"),
         "{what}: {}",
         out.output
@@ -195,7 +179,11 @@ fn application_aware_backups_of_the_test_guest() {
     assert_eq!((pre.status, pre.exit_code), ("exited", Some(0)));
     assert_eq!(pre.output[0].text, "pre-freeze in the guest");
     let post = app.post_thaw.as_ref().unwrap();
-    assert_eq!((post.status, post.exit_code), ("exited", Some(0)), "{post:?}");
+    assert_eq!(
+        (post.status, post.exit_code),
+        ("exited", Some(0)),
+        "{post:?}"
+    );
     let lines: Vec<&str> = post.output.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(lines, ["post-thaw ran", "wrote the post marker"]);
     assert!(app.removed && app.fault.is_none(), "{app:?}");
@@ -216,7 +204,11 @@ fn application_aware_backups_of_the_test_guest() {
     );
     let app = r.app_aware.as_ref().unwrap();
     assert_eq!(app.pre_freeze.as_ref().unwrap().output[0].stream, "stderr");
-    assert_eq!(app.post_thaw.as_ref().unwrap().exit_code, Some(0), "{app:?}");
+    assert_eq!(
+        app.post_thaw.as_ref().unwrap().exit_code,
+        Some(0),
+        "{app:?}"
+    );
     assert!(app.removed, "{app:?}");
     assert_clean(&mut g, "after (b)");
 
@@ -232,12 +224,20 @@ fn application_aware_backups_of_the_test_guest() {
             ..opts(pre)
         },
     );
-    assert!(t0.elapsed() < Duration::from_secs(120), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(r.consistency.level, ConsistencyLevel::Filesystem, "{r:?}");
     assert!(why(&r).contains("timed out after 3s"), "{r:?}");
     let app = r.app_aware.as_ref().unwrap();
     assert_eq!(app.pre_freeze.as_ref().unwrap().status, "timed_out");
-    assert_eq!(app.post_thaw.as_ref().unwrap().exit_code, Some(0), "{app:?}");
+    assert_eq!(
+        app.post_thaw.as_ref().unwrap().exit_code,
+        Some(0),
+        "{app:?}"
+    );
     assert_clean(&mut g, "after (c)");
 
     // (d) Nobody at the address: the helper is stopped and removed.
@@ -285,4 +285,70 @@ fn application_aware_backups_of_the_test_guest() {
     );
     assert_clean(&mut g, "after (e)");
     assert!(lifeboat_nodes(&c).is_empty());
+}
+
+/// The proxy's session against the static helper run on this host: a
+/// helper whose certificate is not the pinned one is refused, a proxy
+/// whose certificate the helper does not pin is refused, both as
+/// `ConnectError::Mismatch`; the pinned pair runs a script.
+#[test]
+fn pinned_tls() {
+    use lifeboat_guest_helper::layout::{HELPER_CERT, HELPER_KEY, PRE_FREEZE, PROXY_CERT};
+    use lifeboat_guest_helper::pin::client_config;
+    use lifeboat_guest_helper::wire::{Phase, ScriptEnd};
+    use lifeboat_hypervisor::{make_identities, ConnectError, HelperSession};
+
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("lifeboat-helper-pin");
+    std::fs::create_dir(&dir).unwrap();
+    let ids = make_identities().unwrap();
+    std::fs::write(dir.join(HELPER_CERT), &ids.helper.cert).unwrap();
+    std::fs::write(dir.join(HELPER_KEY), &ids.helper.key).unwrap();
+    std::fs::write(dir.join(PROXY_CERT), &ids.proxy.cert).unwrap();
+    script(&dir, PRE_FREEZE, "echo pinned");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut helper = std::process::Command::new(guest_helper_binary())
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--listen", &addr, "--idle-timeout", "30"])
+        .spawn()
+        .unwrap();
+    let t = Duration::from_secs(5);
+    let others = make_identities().unwrap();
+    let connect = |own, peer: &[u8]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match HelperSession::connect(&addr, client_config(own, peer).unwrap(), t) {
+                Err(ConnectError::Other { detail, .. }) if Instant::now() < deadline => {
+                    eprintln!("not yet: {detail}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    };
+    // The helper's certificate is not the one pinned.
+    let err = connect(&ids.proxy, &others.helper.cert).unwrap_err();
+    assert!(matches!(err, ConnectError::Mismatch { .. }), "{err}");
+    // The proxy's certificate is not the one the helper pins.
+    let err = connect(&others.proxy, &ids.helper.cert).unwrap_err();
+    assert!(matches!(err, ConnectError::Mismatch { .. }), "{err}");
+    // The pinned pair.
+    let mut s = connect(&ids.proxy, &ids.helper.cert).unwrap();
+    let mut lines = Vec::new();
+    let end = s
+        .run(Phase::PreFreeze, t, &mut |_, l| lines.push(l))
+        .unwrap();
+    assert_eq!(
+        (end, lines),
+        (ScriptEnd::Exited(0), vec!["pinned".to_string()])
+    );
+    s.quit().unwrap();
+    assert!(helper.wait().unwrap().success());
+    assert!(!dir.exists());
 }

@@ -26,7 +26,9 @@ pub fn guest_helper_binary() -> PathBuf {
 fn build() -> Result<PathBuf, String> {
     let out = target_dir().join("fixtures").join("guest-helper");
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    let script = workspace_root().join("scripts").join("build-guest-helper.sh");
+    let script = workspace_root()
+        .join("scripts")
+        .join("build-guest-helper.sh");
     let output = Command::new("flock")
         .arg(out.join("build.lock"))
         .arg("bash")

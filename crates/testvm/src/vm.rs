@@ -407,6 +407,11 @@ impl Vm {
         self.cmd_port
     }
 
+    /// Sets the timeout of each later [`Vm::run`].
+    pub fn set_command_timeout(&mut self, timeout: Duration) {
+        self.command_timeout = timeout;
+    }
+
     /// The loopback port forwarded to `guest_port` (one of
     /// [`BootOptions::forward_ports`]).
     pub fn forwarded_port(&self, guest_port: u16) -> Option<u16> {

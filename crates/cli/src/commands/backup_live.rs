@@ -168,10 +168,7 @@ fn app_aware_options(a: &BackupArgs) -> Option<AppAwareOptions> {
 
 fn print_app_aware(app: &AppAwareReport) {
     for s in [&app.pre_freeze, &app.post_thaw].into_iter().flatten() {
-        println!(
-            "  {} script {} ({} ms)",
-            s.phase, s.result, s.elapsed_ms
-        );
+        println!("  {} script {} ({} ms)", s.phase, s.result, s.elapsed_ms);
         for l in &s.output {
             println!("    {} | {}", l.stream, l.text);
         }
@@ -182,7 +179,11 @@ fn print_app_aware(app: &AppAwareReport) {
     if let Some(dir) = &app.guest_dir {
         println!(
             "  guest helper directory {dir}: {}",
-            if app.removed { "removed" } else { "NOT removed" }
+            if app.removed {
+                "removed"
+            } else {
+                "NOT removed"
+            }
         );
     }
 }
