@@ -206,9 +206,7 @@ fn a_helper_certificate_that_is_not_the_pinned_one_is_refused() {
     let h = start(&[], 30);
     let other = identity();
     let tls = client_config(&h.proxy, &other.cert).unwrap();
-    let err = connect(h.port, tls)
-        .err()
-        .expect("a handshake with the wrong pin");
+    let err = connect(h.port, tls).expect_err("a handshake with the wrong pin");
     assert!(pin_failure(&err), "{err:?}");
     // The helper is still there for the real proxy.
     let tls = client_config(&h.proxy, &h.helper.cert).unwrap();
@@ -225,7 +223,7 @@ fn a_client_without_the_pinned_certificate_is_refused() {
     // A client certificate that is not the pinned one.
     let stranger = identity();
     let tls = client_config(&stranger, &h.helper.cert).unwrap();
-    let err = connect(h.port, tls).err().expect("refused");
+    let err = connect(h.port, tls).expect_err("refused");
     assert!(pin_failure(&err), "{err:?}");
 
     // openssl s_client without a client certificate.
