@@ -300,14 +300,14 @@ impl AppAware {
             Err(e) => (
                 "lost",
                 None,
-                format!("the session with the helper failed: {e}"),
+                format!("was lost: the session with the helper failed: {e}"),
                 false,
             ),
         };
         tracing::info!(script = %name, elapsed_ms, "the {name} script {result}");
         if end.is_err() {
             self.session = None;
-            self.fault(format!("the {name} script: {result}"));
+            self.fault(format!("the {name} script {result}"));
         }
         Some(ScriptReport {
             phase: name,
@@ -376,7 +376,7 @@ impl AppAware {
             (Some(_), Some(p)) if p.status != "lost" => {
                 format!("the post-thaw script {}", p.result)
             }
-            (Some(_), Some(p)) => return Err(format!("the post-thaw script: {}", p.result)),
+            (Some(_), Some(p)) => return Err(format!("the post-thaw script {}", p.result)),
             (Some(_), None) => return Err("the post-thaw script did not run".into()),
         };
         Ok(format!("the pre-freeze script succeeded, {post}"))
