@@ -16,8 +16,10 @@
 //!     that does not exist: filesystem-consistent, saying why, nothing left
 //!     in the guest.
 //!
-//! The certificate pinning is tested without a guest in
-//! crates/guest-helper/tests/helper.rs and by `pinned_tls` here.
+//! Without a guest, with the static helper run on this host: `pinned_tls`
+//! (a certificate that fails its pin, either way, is `ConnectError::Mismatch`)
+//! and a helper killed mid-script (the session ends at once). More of the
+//! helper alone is in crates/guest-helper/tests/helper.rs.
 
 mod common;
 use common::lifeboat_nodes;
@@ -287,68 +289,118 @@ fn application_aware_backups_of_the_test_guest() {
     assert!(lifeboat_nodes(&c).is_empty());
 }
 
-/// The proxy's session against the static helper run on this host: a
-/// helper whose certificate is not the pinned one is refused, a proxy
-/// whose certificate the helper does not pin is refused, both as
-/// `ConnectError::Mismatch`; the pinned pair runs a script.
-#[test]
-fn pinned_tls() {
-    use lifeboat_guest_helper::layout::{HELPER_CERT, HELPER_KEY, PRE_FREEZE, PROXY_CERT};
-    use lifeboat_guest_helper::pin::client_config;
-    use lifeboat_guest_helper::wire::{Phase, ScriptEnd};
-    use lifeboat_hypervisor::{make_identities, ConnectError, HelperSession};
+/// The static helper run on this host in a fresh `lifeboat-helper-*`
+/// directory with a pre-freeze script.
+struct HostHelper {
+    child: std::process::Child,
+    _parent: tempfile::TempDir,
+    dir: PathBuf,
+    ids: lifeboat_hypervisor::BackupIdentities,
+    addr: String,
+}
 
+fn host_helper(pre_freeze: &str) -> HostHelper {
+    use lifeboat_guest_helper::layout::{HELPER_CERT, HELPER_KEY, PRE_FREEZE, PROXY_CERT};
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("lifeboat-helper-pin");
     std::fs::create_dir(&dir).unwrap();
-    let ids = make_identities().unwrap();
+    let ids = lifeboat_hypervisor::make_identities().unwrap();
     std::fs::write(dir.join(HELPER_CERT), &ids.helper.cert).unwrap();
     std::fs::write(dir.join(HELPER_KEY), &ids.helper.key).unwrap();
     std::fs::write(dir.join(PROXY_CERT), &ids.proxy.cert).unwrap();
-    script(&dir, PRE_FREEZE, "echo pinned");
+    script(&dir, PRE_FREEZE, pre_freeze);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut helper = std::process::Command::new(guest_helper_binary())
+    let child = std::process::Command::new(guest_helper_binary())
         .arg("--dir")
         .arg(&dir)
         .args(["--listen", &addr, "--idle-timeout", "30"])
         .spawn()
         .unwrap();
-    let t = Duration::from_secs(5);
-    let others = make_identities().unwrap();
-    let connect = |own, peer: &[u8]| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match HelperSession::connect(&addr, client_config(own, peer).unwrap(), t) {
-                Err(ConnectError::Other { detail, .. }) if Instant::now() < deadline => {
-                    eprintln!("not yet: {detail}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                other => return other,
+    HostHelper {
+        child,
+        _parent: parent,
+        dir,
+        ids,
+        addr,
+    }
+}
+
+/// Connects, retrying while the helper does not listen yet.
+fn connect_to(
+    addr: &str,
+    own: &lifeboat_guest_helper::pin::Identity,
+    peer: &[u8],
+) -> Result<lifeboat_hypervisor::HelperSession, lifeboat_hypervisor::ConnectError> {
+    use lifeboat_guest_helper::pin::client_config;
+    use lifeboat_hypervisor::{ConnectError, HelperSession};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tls = client_config(own, peer).unwrap();
+        match HelperSession::connect(addr, tls, Duration::from_secs(5)) {
+            Err(ConnectError::Other { detail, .. }) if Instant::now() < deadline => {
+                eprintln!("not yet: {detail}");
+                std::thread::sleep(Duration::from_millis(100));
             }
+            other => return other,
         }
-    };
+    }
+}
+
+/// The proxy's session against the static helper run on this host: a
+/// helper whose certificate is not the pinned one is refused, a proxy
+/// whose certificate the helper does not pin is refused, both as
+/// `ConnectError::Mismatch`; the pinned pair runs a script.
+#[test]
+fn pinned_tls() {
+    use lifeboat_guest_helper::wire::{Phase, ScriptEnd};
+    use lifeboat_hypervisor::{make_identities, ConnectError};
+
+    let mut h = host_helper("echo pinned");
+    let others = make_identities().unwrap();
     // The helper's certificate is not the one pinned.
-    let err = connect(&ids.proxy, &others.helper.cert).unwrap_err();
+    let err = connect_to(&h.addr, &h.ids.proxy, &others.helper.cert).unwrap_err();
     assert!(matches!(err, ConnectError::Mismatch { .. }), "{err}");
     // The proxy's certificate is not the one the helper pins.
-    let err = connect(&others.proxy, &ids.helper.cert).unwrap_err();
+    let err = connect_to(&h.addr, &others.proxy, &h.ids.helper.cert).unwrap_err();
     assert!(matches!(err, ConnectError::Mismatch { .. }), "{err}");
     // The pinned pair.
-    let mut s = connect(&ids.proxy, &ids.helper.cert).unwrap();
+    let mut s = connect_to(&h.addr, &h.ids.proxy, &h.ids.helper.cert).unwrap();
     let mut lines = Vec::new();
     let end = s
-        .run(Phase::PreFreeze, t, &mut |_, l| lines.push(l))
+        .run(Phase::PreFreeze, Duration::from_secs(5), &mut |_, l| {
+            lines.push(l)
+        })
         .unwrap();
     assert_eq!(
         (end, lines),
         (ScriptEnd::Exited(0), vec!["pinned".to_string()])
     );
     s.quit().unwrap();
-    assert!(helper.wait().unwrap().success());
-    assert!(!dir.exists());
+    assert!(h.child.wait().unwrap().success());
+    assert!(!h.dir.exists());
+}
+
+/// A helper that dies while its script runs: the proxy's `run` returns an
+/// error at once (no wait for the script's timeout), no panic.
+#[test]
+fn a_helper_killed_mid_script_is_a_lost_session() {
+    use lifeboat_guest_helper::wire::Phase;
+
+    let mut h = host_helper("echo killing my helper; sleep 1; kill -9 $PPID; sleep 30");
+    let mut s = connect_to(&h.addr, &h.ids.proxy, &h.ids.helper.cert).unwrap();
+    let t0 = Instant::now();
+    let mut lines = Vec::new();
+    let err = s
+        .run(Phase::PreFreeze, Duration::from_secs(60), &mut |_, l| {
+            lines.push(l)
+        })
+        .unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(lines, ["killing my helper"], "{err}");
+    assert!(!h.child.wait().unwrap().success());
 }
