@@ -17,10 +17,11 @@ cd "$(dirname "$0")/.."
 # where the kernel has no vfat driver (publish); gdisk: sgdisk; xfsprogs,
 # btrfs-progs, ntfs-3g: xfs/btrfs/ntfs test volumes (publish, browse);
 # erofs-utils: a filesystem the kernel knows but publish must not mount;
-# openssl: test certificates for NBD over TLS.
+# openssl: test certificates for NBD over TLS, s_client against the guest helper;
+# file: checks that the guest helper is statically linked (build-guest-helper.sh).
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -165,6 +165,47 @@ pub struct BackupArgs {
     /// Live backup: timeout of every guest agent command, seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub agent_timeout: u64,
+    /// Live backup: application-aware processing. The guest helper is
+    /// copied into the guest through the guest agent (--guest-agent is
+    /// required), runs --pre-freeze before the freeze and --post-thaw after
+    /// the thaw, and is removed; the restore point is application-consistent
+    /// when the pre-freeze script succeeded, else filesystem- or
+    /// crash-consistent with the reason (the backup never fails for it)
+    #[arg(long, requires = "guest_agent", requires = "pre_freeze")]
+    pub app_aware: bool,
+    /// Live backup, --app-aware: the script run in the guest before the freeze
+    #[arg(long, value_name = "SCRIPT", requires = "app_aware")]
+    pub pre_freeze: Option<PathBuf>,
+    /// Live backup, --app-aware: the script run in the guest after the thaw
+    /// (always, when the pre-freeze script ran)
+    #[arg(long, value_name = "SCRIPT", requires = "app_aware")]
+    pub post_thaw: Option<PathBuf>,
+    /// Live backup, --app-aware: each script's timeout, seconds (the helper
+    /// kills the script's process group then)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        requires = "app_aware"
+    )]
+    pub script_timeout: u64,
+    /// Live backup, --app-aware: where to reach the guest helper (default:
+    /// the guest's first IPv4 address as the guest agent reports it, port
+    /// --guest-helper-port)
+    #[arg(long, value_name = "HOST:PORT", requires = "app_aware")]
+    pub guest_helper_address: Option<String>,
+    /// Live backup, --app-aware: the port the helper listens on in the guest
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 3542,
+        requires = "app_aware"
+    )]
+    pub guest_helper_port: u16,
+    /// Live backup, --app-aware: the statically linked lifeboat-guest-helper
+    /// binary (default: beside the lifeboat executable)
+    #[arg(long, value_name = "PATH", requires = "app_aware")]
+    pub guest_helper_bin: Option<PathBuf>,
     /// Format of the disks given without FORMAT: (auto: block device or .raw/.img
     /// name = raw, .qcow2/.vmdk/.vhdx name = that, else the file's first bytes)
     #[arg(long, value_name = "FORMAT", default_value = "auto")]

@@ -22,9 +22,11 @@
 //! teardown; success: remove OLD; failure: merge OLD back into NEW
 //! ```
 //!
-//! The restore point is filesystem-consistent when the guest agent froze the
-//! guest's filesystems across the point in time, else crash-consistent with
-//! the reason (see `quiesce`).
+//! The restore point is application-consistent when the guest helper's
+//! pre-freeze script succeeded before the freeze and its post-thaw script
+//! ran after (`app_aware`), filesystem-consistent when the guest agent froze
+//! the guest's filesystems across the point in time, else crash-consistent
+//! with the reason (see `quiesce`).
 
 use crate::bitmaps::{
     bitmap_name, create_bitmap, finish_rotation, next_read, remove_bitmap, undo_rotation, NextRead,
@@ -126,6 +128,9 @@ pub struct LiveBackupReport {
     pub paused_ms: u64,
     /// How consistent the point in time is, and why.
     pub consistency: Consistency,
+    /// The guest helper and its scripts (with `--app-aware`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_aware: Option<crate::app_aware::AppAwareReport>,
     pub elapsed_ms: u64,
     #[serde(skip)]
     pub manifest: Option<Manifest>,
@@ -274,6 +279,7 @@ pub fn live_backup(
         }
     };
     let consistency = quiesce.consistency();
+    let app_aware = quiesce.app_report();
     if consistency.level == lifeboat_repo::ConsistencyLevel::Crash {
         tracing::warn!(vm = %vm, "crash-consistent: {}", consistency.why.as_deref().unwrap_or(""));
     }
@@ -323,6 +329,7 @@ pub fn live_backup(
         method,
         paused_ms: paused.as_millis() as u64,
         consistency,
+        app_aware,
         elapsed_ms: started.elapsed().as_millis() as u64,
         manifest: Some(manifest),
     })

@@ -313,6 +313,25 @@ fn guest_agent_freezes_the_guest_for_the_point_in_time() {
         t0.elapsed()
     );
 
+    // (e) A backup killed while the guest was frozen (its watchdog died
+    //     with it): the next backup thaws the guest first, and its own
+    //     point in time is filesystem-consistent.
+    let t0 = Instant::now();
+    let mut a = AgentClient::connect(&g.agent, Duration::from_secs(10)).unwrap();
+    assert_eq!(a.fsfreeze_freeze(Duration::from_secs(10)).unwrap(), 1);
+    drop(a);
+    let (report, took) = backup(&repo, &c, &work, Some(&g.agent));
+    assert_eq!(
+        report.consistency.level,
+        ConsistencyLevel::Filesystem,
+        "{report:?}"
+    );
+    assert_thawed(&mut g, "after a backup found the guest left frozen");
+    eprintln!(
+        "(e) guest left frozen, thawed by the next backup: {took:?}, with checks {:?}",
+        t0.elapsed()
+    );
+
     // qemu-ga keeps nothing on / open for writing: a clean shutdown can
     // still remount it read-only.
     g.vm.run_ok("mount -o remount,ro / && mount -o remount,rw /")

@@ -10,7 +10,10 @@
 //!   commands, shut down cleanly.
 //! - [`read_guest_file`]: read a file from a (powered-off) guest disk with debugfs.
 //! - [`virtio_serial_args`]: virtio-serial ports (the guest agent's
-//!   [`GUEST_AGENT_PORT`]) served by QEMU on unix sockets.
+//!   [`GUEST_AGENT_PORT`]) served by QEMU on unix sockets;
+//!   [`boot_agent_guest`]: the test guest with QMP and its agent's channel.
+//! - [`guest_helper_binary`]: the statically linked `lifeboat-guest-helper`
+//!   (`scripts/build-guest-helper.sh`), built once per process.
 //! - [`PausedQemu`]: QEMU started paused with two small disks and a QMP
 //!   socket, for tests that drive QEMU's block layer (no guest boot).
 //!
@@ -19,6 +22,7 @@
 
 mod error;
 mod fixture;
+mod guest_helper;
 mod paused;
 mod serial_ports;
 mod vm;
@@ -28,6 +32,7 @@ pub use fixture::{
     fixture_dir, guest_image, read_guest_file, target_dir, try_guest_fixture, workspace_root,
     GuestFixture, FAILED_MARKER, GUEST_PARTITION_OFFSET, READY_MARKER,
 };
+pub use guest_helper::guest_helper_binary;
 pub use paused::{qemu_binary, PausedQemu, DISK_SIZE};
-pub use serial_ports::{virtio_serial_args, GUEST_AGENT_PORT};
+pub use serial_ports::{boot_agent_guest, virtio_serial_args, AgentGuest, GUEST_AGENT_PORT};
 pub use vm::{BootOptions, CacheMode, DriveSpec, GuestOutput, Vm};

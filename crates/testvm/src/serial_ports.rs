@@ -24,3 +24,42 @@ pub fn virtio_serial_args(ports: &[(&Path, &str)]) -> Vec<String> {
     }
     args
 }
+
+/// The test guest booted with a QMP socket and the guest agent's channel.
+#[derive(Debug)]
+pub struct AgentGuest {
+    pub vm: crate::Vm,
+    /// `DIR/qmp.sock`.
+    pub qmp: std::path::PathBuf,
+    /// `DIR/qga.sock`, the host side of [`GUEST_AGENT_PORT`].
+    pub agent: std::path::PathBuf,
+}
+
+/// Boots a copy of the test guest (`DIR/guest.raw`) with `-qmp DIR/qmp.sock`,
+/// the agent's channel on `DIR/qga.sock` and `forward_ports` forwarded
+/// ([`crate::Vm::forwarded_port`]); returns once port 22 answers (the agent
+/// may need a few seconds more: ping it).
+///
+/// # Panics
+/// When the guest cannot be booted (a test helper).
+pub fn boot_agent_guest(dir: &Path, forward_ports: &[u16]) -> AgentGuest {
+    let disk = dir.join("guest.raw");
+    std::fs::copy(crate::guest_image(), &disk)
+        .unwrap_or_else(|e| panic!("copying the guest image to {}: {e}", disk.display()));
+    let (qmp, agent) = (dir.join("qmp.sock"), dir.join("qga.sock"));
+    let mut extra_args = vec![
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", qmp.display()),
+    ];
+    extra_args.extend(virtio_serial_args(&[(&agent, GUEST_AGENT_PORT)]));
+    let opts = crate::BootOptions {
+        extra_args,
+        forward_ports: forward_ports.to_vec(),
+        ..crate::BootOptions::default()
+    };
+    let mut vm = crate::Vm::boot(crate::DriveSpec::file(&disk), &opts)
+        .unwrap_or_else(|e| panic!("starting the test guest: {e}"));
+    vm.wait_for_port22(std::time::Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("the test guest did not boot: {e}"));
+    AgentGuest { vm, qmp, agent }
+}

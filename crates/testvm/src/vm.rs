@@ -4,7 +4,8 @@
 //! `-accel tcg -m <MiB> -nographic -monitor none -no-reboot -serial file:<log>
 //!  -netdev user,id=n0,hostfwd=tcp:127.0.0.1:<p22>-:22,hostfwd=tcp:127.0.0.1:<p23>-:23
 //!  -device virtio-net-pci,netdev=n0,romfile= -drive file=<drive>,format=raw,if=virtio,cache=<mode>`
-//! with free loopback ports picked per VM (a boot whose port was taken in the
+//! (and a `hostfwd` more per [`BootOptions::forward_ports`]) with free
+//! loopback ports picked per VM (a boot whose port was taken in the
 //! meantime is retried with new ports). KVM is not used: guests do not boot
 //! under it on the test machine (ARCHITECTURE.md section 7).
 //!
@@ -121,6 +122,9 @@ pub struct BootOptions {
     pub extra_args: Vec<String>,
     /// Timeout for one `run` command (default 60 s).
     pub command_timeout: Duration,
+    /// More guest TCP ports to forward from free loopback ports
+    /// ([`Vm::forwarded_port`] says which).
+    pub forward_ports: Vec<u16>,
 }
 
 impl Default for BootOptions {
@@ -131,6 +135,7 @@ impl Default for BootOptions {
             qemu: None,
             extra_args: Vec::new(),
             command_timeout: Duration::from_secs(60),
+            forward_ports: Vec::new(),
         }
     }
 }
@@ -154,6 +159,8 @@ pub struct Vm {
     stderr_log: PathBuf,
     ssh_port: u16,
     cmd_port: u16,
+    /// (guest port, loopback port) of [`BootOptions::forward_ports`].
+    forwarded: Vec<(u16, u16)>,
     command_timeout: Duration,
 }
 
@@ -193,6 +200,15 @@ impl Vm {
         let stderr_log = log_dir.path().join("qemu.stderr");
         let ssh_port = free_port()?;
         let cmd_port = free_port()?;
+        let mut forwarded = Vec::with_capacity(opts.forward_ports.len());
+        let mut netdev = format!(
+            "user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{cmd_port}-:23"
+        );
+        for &guest in &opts.forward_ports {
+            let host = free_port()?;
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            forwarded.push((guest, host));
+        }
         let serial_arg = serial_log
             .to_str()
             .ok_or_else(|| TestVmError::BadDrive {
@@ -208,9 +224,7 @@ impl Vm {
             .args(["-nographic", "-monitor", "none", "-no-reboot", "-serial"])
             .arg(format!("file:{serial_arg}"))
             .arg("-netdev")
-            .arg(format!(
-                "user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{cmd_port}-:23"
-            ))
+            .arg(netdev)
             .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
             .arg("-drive")
             .arg(format!(
@@ -234,6 +248,7 @@ impl Vm {
             stderr_log,
             ssh_port,
             cmd_port,
+            forwarded,
             command_timeout: opts.command_timeout,
         };
         // A bad argument or a taken port makes QEMU exit at once: report it here.
@@ -390,6 +405,20 @@ impl Vm {
     /// Host port forwarded to the guest's command server (port 23).
     pub fn command_port(&self) -> u16 {
         self.cmd_port
+    }
+
+    /// Sets the timeout of each later [`Vm::run`].
+    pub fn set_command_timeout(&mut self, timeout: Duration) {
+        self.command_timeout = timeout;
+    }
+
+    /// The loopback port forwarded to `guest_port` (one of
+    /// [`BootOptions::forward_ports`]).
+    pub fn forwarded_port(&self, guest_port: u16) -> Option<u16> {
+        self.forwarded
+            .iter()
+            .find(|(g, _)| *g == guest_port)
+            .map(|(_, h)| *h)
     }
 
     /// When QEMU was started.

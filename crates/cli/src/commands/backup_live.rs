@@ -3,8 +3,10 @@
 //! (lifeboat_hypervisor::live_backup). Prints, per disk, full or
 //! incremental and why, bytes read, changed and uploaded, how long the
 //! guest was paused, and the restore point's consistency: filesystem-
-//! consistent when `--guest-agent` froze the guest, else crash-consistent
-//! with the reason (also on stderr).
+//! consistent when `--guest-agent` froze the guest, application-consistent
+//! when `--app-aware` also ran the pre-freeze script successfully through the
+//! guest helper, else crash-consistent with the reason (also on stderr). The
+//! scripts' output and results are printed (and in `--json`).
 
 use super::open_repo;
 use crate::args::BackupArgs;
@@ -12,7 +14,10 @@ use crate::exit;
 use crate::output::{bytes, print_json};
 use crate::progress::Bars;
 use anyhow::Context;
-use lifeboat_hypervisor::{live_backup, AgentOptions, LiveBackupOptions, QmpClient, VmLock};
+use lifeboat_hypervisor::{
+    live_backup, AgentOptions, AppAwareOptions, AppAwareReport, LiveBackupOptions, QmpClient,
+    VmLock, GUEST_HELPER_BIN,
+};
 use lifeboat_repo::ConsistencyLevel;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -67,11 +72,19 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
         method: None,
         agent: a.guest_agent.as_ref().map(|socket| AgentOptions {
             timeout: Duration::from_secs(a.agent_timeout.max(1)),
+            app_aware: app_aware_options(a),
             ..AgentOptions::new(socket)
         }),
     };
     let report = live_backup(&repo, &client, &opts, &Bars::new())
         .with_context(|| format!("live backup of {} through {}", a.vm, socket.display()))?;
+    if a.app_aware && report.consistency.level != ConsistencyLevel::Application {
+        eprintln!(
+            "warning: {} is not application-consistent: {}",
+            report.restore_point,
+            report.consistency.why.as_deref().unwrap_or("")
+        );
+    }
     if report.consistency.level == ConsistencyLevel::Crash {
         eprintln!(
             "warning: {} is crash-consistent: {}",
@@ -113,6 +126,66 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
             println!("  {:<12} full because {why}", "");
         }
     }
+    if let Some(app) = &report.app_aware {
+        print_app_aware(app);
+    }
     println!("  {:.2} s", report.elapsed_ms as f64 / 1000.0);
     Ok(exit::OK)
+}
+
+/// The helper binary: `--guest-helper-bin`, else beside this executable.
+fn helper_bin(a: &BackupArgs) -> PathBuf {
+    if let Some(p) = &a.guest_helper_bin {
+        return p.clone();
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(GUEST_HELPER_BIN)));
+    beside.unwrap_or_else(|| PathBuf::from(GUEST_HELPER_BIN))
+}
+
+fn app_aware_options(a: &BackupArgs) -> Option<AppAwareOptions> {
+    let pre = a.pre_freeze.as_ref().filter(|_| a.app_aware)?;
+    let bin = helper_bin(a);
+    if !bin.is_file() {
+        eprintln!(
+            "warning: no guest helper binary at {} ({}); the backup goes on without \
+             application awareness (build it with scripts/build-guest-helper.sh)",
+            bin.display(),
+            if a.guest_helper_bin.is_some() {
+                "--guest-helper-bin"
+            } else {
+                "looked beside the lifeboat executable; --guest-helper-bin PATH names another"
+            }
+        );
+    }
+    Some(AppAwareOptions {
+        post_thaw: a.post_thaw.clone(),
+        script_timeout: Duration::from_secs(a.script_timeout.max(1)),
+        address: a.guest_helper_address.clone(),
+        port: a.guest_helper_port,
+        ..AppAwareOptions::new(bin, pre)
+    })
+}
+
+fn print_app_aware(app: &AppAwareReport) {
+    for s in [&app.pre_freeze, &app.post_thaw].into_iter().flatten() {
+        println!("  {} script {} ({} ms)", s.phase, s.result, s.elapsed_ms);
+        for l in &s.output {
+            println!("    {} | {}", l.stream, l.text);
+        }
+    }
+    if let Some(f) = &app.fault {
+        println!("  guest helper: {f}");
+    }
+    if let Some(dir) = &app.guest_dir {
+        println!(
+            "  guest helper directory {dir}: {}",
+            if app.removed {
+                "removed"
+            } else {
+                "NOT removed"
+            }
+        );
+    }
 }
