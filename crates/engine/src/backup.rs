@@ -38,6 +38,11 @@ pub struct DiskSource {
     pub base: Option<IncrementalBase>,
     /// How a running VM's disk is read, recorded in the restore point.
     pub live: Option<LiveRead>,
+    /// Worker threads for this disk (`None`: [`default_workers`]). A disk
+    /// whose reads wait on a server (a running VM's NBD export) wants
+    /// more reads in flight than there are cores, so the server works
+    /// while the workers hash, compress and encrypt.
+    pub workers: Option<usize>,
 }
 
 /// What an incremental backup of a disk starts from: the disk's index in
@@ -72,6 +77,7 @@ impl DiskSource {
             format: None,
             base: None,
             live: None,
+            workers: None,
         }
     }
 
@@ -117,6 +123,7 @@ impl DiskSource {
             format: Some(format),
             base: None,
             live: None,
+            workers: None,
         };
         Ok((source, warning))
     }
@@ -227,7 +234,7 @@ fn backup_disk(
     progress.start(&source.name, size);
     for_each_chunk(
         count,
-        default_workers(),
+        source.workers.unwrap_or_else(default_workers),
         || Vec::with_capacity(chunk_size as usize),
         |buf: &mut Vec<u8>, n| {
             let offset = n * cs;

@@ -82,7 +82,8 @@ pub struct LiveBackupOptions {
     /// A private directory (0700) on the QEMU host for the fleecing
     /// overlays and QEMU's NBD socket.
     pub work_dir: PathBuf,
-    /// NBD connections per disk (requests in flight).
+    /// NBD connections per disk, and as many backup workers (requests in
+    /// flight: more than the cores, so reads overlap the computing).
     pub connections: usize,
     /// Timeout of every QMP command and NBD request.
     pub timeout: Duration,
@@ -397,6 +398,9 @@ fn back_up(
         }
         let mut source = DiskSource::from_disk(p.name.clone(), Arc::new(disk));
         source.base = base;
+        // One worker per connection: each waits on its read while the
+        // others compute, so QEMU's export and the cores work at once.
+        source.workers = Some(opts.connections.max(1));
         let incremental = source.base.is_some();
         source.live = Some(LiveRead {
             read: if incremental { "incremental" } else { "full" }.into(),

@@ -397,11 +397,13 @@ impl BackupWriter {
         // Chunks were staged without fsync: make them all durable at once,
         // then give them their names, before anything refers to them.
         self.publish_staged()?;
-        for (i, flag) in self.dirty.iter().enumerate() {
-            if flag.load(Ordering::Relaxed) {
-                fsutil::fsync_dir(&prefix_dir(self.repo.path(), i))?;
-            }
-        }
+        // The prefix directories that gained a name, fsynced together
+        // (one by one they cost a journal commit each: 4 ms apiece here).
+        let dirty: Vec<PathBuf> = (0..self.dirty.len())
+            .filter(|&i| self.dirty[i].load(Ordering::Relaxed))
+            .map(|i| prefix_dir(self.repo.path(), i))
+            .collect();
+        fsutil::fsync_files(&dirty)?;
         let vm_index_dir = self.repo.path().join(INDEXES_DIR).join(vm);
         std::fs::create_dir_all(&vm_index_dir).at(&vm_index_dir)?;
         let id = self.reserve_id(vm, time)?;

@@ -67,7 +67,8 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
     let opts = LiveBackupOptions {
         vm: a.vm.clone(),
         work_dir: work.path.clone(),
-        connections: 4,
+        // Six reads in flight on 2 cores: QEMU reads while the workers compute.
+        connections: 6,
         timeout,
         method: None,
         agent: a.guest_agent.as_ref().map(|socket| AgentOptions {
