@@ -18,13 +18,18 @@
 # median with the range (min-max); ratios are of medians. The other
 # sections run each tool once.
 #
+# The live section (scripts/bench-live.sh) backs up a running VM (the image
+# as its qcow2 disk, QEMU 7.2 under TCG) with lifeboat and virtnbdbackup
+# (libvirt), full and after the same 1% change, --runs times alternating, and
+# times the guest's own dd idle and during a live backup.
+#
 # Usage: scripts/bench.sh [--size-gib N] [--runs N] [--only SECTION[,SECTION...]]
 #   --size-gib N  image size (default 8; smaller for a quick look)
-#   --runs N      runs per tool in the verify, ir and publish sections (default 3)
+#   --runs N      runs per tool in the verify, ir, publish and live sections (default 3)
 #   --only S,...  run these sections only: backup restore verify ir boot
-#                 publish scan. Without backup, the repositories of the last
-#                 run of the same size are reused when complete (else the
-#                 backup section runs first).
+#                 publish scan live. Without backup, the repositories of the
+#                 last run of the same size are reused when complete (else the
+#                 backup section runs first; boot and live need none).
 #   --prebuilt DIR  take lifeboat and verify_floor from DIR instead of
 #                 building them (e.g. while another build holds the target dir)
 #   --baseline BIN  an older lifeboat binary: the ir and publish sections
@@ -32,7 +37,8 @@
 #                 same image, and print this build / baseline (the
 #                 no-regression check; build it from an older commit).
 # The whole bench (8 GiB, 3 runs) takes about 30 minutes on the 2-core
-# bench machine, plus the image's first build.
+# bench machine, plus the image's first build; the live section alone about
+# 7 minutes at 3 runs (11 at 5), plus the qcow2 conversion (once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -41,7 +47,7 @@ runs=3
 only=""
 baseline=""
 prebuilt=""
-usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan] [--baseline BIN] [--prebuilt DIR]"
+usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live] [--baseline BIN] [--prebuilt DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size-gib) size_gib=$2; shift 2 ;;
@@ -53,7 +59,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for s in ${only//,/ }; do
-    case "$s" in backup|restore|verify|ir|boot|publish|scan) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
+    case "$s" in backup|restore|verify|ir|boot|publish|scan|live) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
 done
 # want SECTION: true when SECTION is to run.
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
@@ -184,7 +190,13 @@ echo "== input: $image, $((image_bytes >> 20)) MiB disk, $((data_bytes >> 20)) M
 # The three repositories hold the image's full backup and the backup after
 # the change, and nothing else (the instant-recovery sections back up their
 # other disks into $work/lb-ir), so a later --only run can reuse them.
-if ! want backup && [ "$(cat "$work/repos.ok" 2>/dev/null)" = "$size_gib" ]; then
+# needs_repos: a section wanted that reads them (boot and live do not).
+needs_repos=no
+for s in restore verify ir publish scan; do want "$s" && needs_repos=yes; done
+if ! want backup && [ "$needs_repos" = no ]; then
+    run_backup=no
+    mkdir -p "$work"
+elif ! want backup && [ "$(cat "$work/repos.ok" 2>/dev/null)" = "$size_gib" ]; then
     echo "== reusing the repositories of the last run in $work"
     run_backup=no
     rm -rf "$work/restore"; mkdir -p "$work/restore"
@@ -452,6 +464,14 @@ if want scan; then
     section_end
 fi
 
+if want live; then
+    section_start live "live backup of a running VM (QEMU under TCG): lifeboat and virtnbdbackup, $runs alternating runs; the guest's dd during a backup"
+    # shellcheck source=scripts/bench-live.sh
+    . "$root/scripts/bench-live.sh"
+    live_section
+    section_end
+fi
+
 echo
 echo "== results (${size_gib} GiB image, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), load average at start $bench_load, now $(cut -d' ' -f1-3 /proc/loadavg))"
 if [ "$run_backup" = yes ] || want restore; then
@@ -533,7 +553,8 @@ if want scan; then
     printf "%-34s %10s %10s   %sx (>= 10)\n" "re-scan after 1% change vs full scan, s" "${secs[lifeboat_rescan]}" "${secs[lifeboat_scan_full]}" "$(ratio "${secs[lifeboat_scan_full]}" "${secs[lifeboat_rescan]}")"
     printf "%-34s %10s %10s   (%s more skipped after reading)\n" "re-scan files read, skipped unread" "$(scan_field lifeboat_rescan files_scanned)" "$(scan_field lifeboat_rescan skipped_unread_files)" "$(( $(scan_field lifeboat_rescan skipped_unchanged_files) - $(scan_field lifeboat_rescan skipped_unread_files) ))"
 fi
+want live && live_report
 echo
 printf "== time: total %s s; by section:" "$(( $(date +%s) - bench_t0 ))"
-for s in backup restore verify ir boot publish scan; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
+for s in backup restore verify ir boot publish scan live; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
 echo
