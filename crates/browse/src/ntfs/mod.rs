@@ -53,8 +53,9 @@ use io::VolumeIo;
 use lifeboat_vdisk::ReadDisk;
 use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
 use ntfs::{Ntfs, NtfsError, NtfsFile, NtfsReadSeek};
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// MFT records below this one are the filesystem's own metadata files.
 const FIRST_USER_RECORD: u64 = 16;
@@ -72,7 +73,15 @@ pub struct NtfsFs {
     volume: String,
     disk: Arc<dyn ReadDisk>,
     ntfs: Ntfs,
+    /// Directories already resolved: the path as asked (components joined
+    /// by `/`) to its stored spelling and record. A restore point never
+    /// changes, so an entry stays true; bounded by [`DIR_CACHE_ENTRIES`].
+    dirs: Mutex<HashMap<String, (Vec<String>, u64)>>,
 }
+
+/// Most directories [`NtfsFs`] remembers (a hostile volume may have
+/// millions; past this, paths are resolved from the root again).
+const DIR_CACHE_ENTRIES: usize = 4096;
 
 /// NtfsError -> Error naming the volume and path; a disk read error keeps
 /// its cause (a damaged chunk stays recognisable).
@@ -170,6 +179,7 @@ impl NtfsFs {
             volume: volume.to_string(),
             disk,
             ntfs,
+            dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -195,8 +205,47 @@ impl NtfsFs {
     }
 
     /// Resolves `path` (normalized) to its canonical spelling and record.
-    /// Symlinks are not followed; `.` and `..` are.
+    /// Symlinks are not followed; `.` and `..` are. A walk resolves every
+    /// entry's path, so the directories on the way are remembered: the
+    /// deepest one already resolved is the starting point.
     fn resolve(&self, io: &mut VolumeIo<'_>, path: &str) -> Result<(String, NtfsFile<'_>)> {
+        let err = self.err(path);
+        let comps: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if comps.contains(&"..") {
+            return self.resolve_from_root(io, path);
+        }
+        let cached = (1..comps.len()).rev().find_map(|k| {
+            let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            dirs.get(&comps[..k].join("/")).map(|hit| (k, hit.clone()))
+        });
+        let (start, mut names, mut cur) = match cached {
+            Some((k, (names, record))) => (k, names, self.ntfs.file(io, record).map_err(&err)?),
+            None => (0, Vec::new(), self.ntfs.root_directory(io).map_err(&err)?),
+        };
+        for (k, comp) in comps.iter().enumerate().skip(start) {
+            let (name, record, next) = self.descend(io, &cur, comp, path)?;
+            cur = next;
+            names.push(name);
+            if cur.is_directory() {
+                let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                if dirs.len() < DIR_CACHE_ENTRIES {
+                    dirs.insert(comps[..=k].join("/"), (names.clone(), record));
+                }
+            }
+        }
+        Ok((format!("/{}", names.join("/")), cur))
+    }
+
+    /// [`NtfsFs::resolve`] without the remembered directories, for paths
+    /// with `..`.
+    fn resolve_from_root(
+        &self,
+        io: &mut VolumeIo<'_>,
+        path: &str,
+    ) -> Result<(String, NtfsFile<'_>)> {
         let err = self.err(path);
         let mut cur = self.ntfs.root_directory(io).map_err(&err)?;
         let mut parents: Vec<NtfsFile<'_>> = Vec::new();
@@ -209,18 +258,31 @@ impl NtfsFs {
                 }
                 continue;
             }
-            if !cur.is_directory() {
-                return Err(Error::NotADirectory {
-                    volume: self.volume.clone(),
-                    path: path.to_string(),
-                });
-            }
-            let (name, record) = self.lookup(io, &cur, comp, path)?;
-            let next = self.ntfs.file(io, record).map_err(&err)?;
+            let (name, _, next) = self.descend(io, &cur, comp, path)?;
             parents.push(std::mem::replace(&mut cur, next));
             names.push(name);
         }
         Ok((format!("/{}", names.join("/")), cur))
+    }
+
+    /// One step down from directory `dir` to its entry `comp`: the entry's
+    /// stored spelling, record and file.
+    fn descend<'n>(
+        &'n self,
+        io: &mut VolumeIo<'_>,
+        dir: &NtfsFile<'n>,
+        comp: &str,
+        path: &str,
+    ) -> Result<(String, u64, NtfsFile<'n>)> {
+        if !dir.is_directory() {
+            return Err(Error::NotADirectory {
+                volume: self.volume.clone(),
+                path: path.to_string(),
+            });
+        }
+        let (name, record) = self.lookup(io, dir, comp, path)?;
+        let file = self.ntfs.file(io, record).map_err(self.err(path))?;
+        Ok((name, record, file))
     }
 
     /// Finds `name` in directory `dir`: its stored spelling and record.
