@@ -8,9 +8,7 @@ mod common;
 
 use common::{init_repo, lifeboat, ok};
 use lifeboat_hypervisor::AgentClient;
-use lifeboat_testvm::{
-    guest_image, virtio_serial_args, BootOptions, DriveSpec, PausedQemu, Vm, GUEST_AGENT_PORT,
-};
+use lifeboat_testvm::{guest_image, BootOptions, DriveSpec, PausedQemu, Vm};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -21,20 +19,8 @@ fn boot_with_agent(
     disk: &std::path::Path,
     extra: Vec<String>,
 ) -> (Vm, std::path::PathBuf, std::path::PathBuf) {
-    let (qmp, agent) = (d.join("qmp.sock"), d.join("qga.sock"));
-    let mut extra_args = vec![
-        "-qmp".to_string(),
-        format!("unix:{},server=on,wait=off", qmp.display()),
-    ];
-    extra_args.extend(extra);
-    extra_args.extend(virtio_serial_args(&[(&agent, GUEST_AGENT_PORT)]));
-    let opts = BootOptions {
-        extra_args,
-        ..BootOptions::default()
-    };
-    let mut vm = Vm::boot(DriveSpec::file(disk), &opts).unwrap();
-    vm.wait_for_port22(Duration::from_secs(300))
-        .unwrap_or_else(|e| panic!("the test guest did not boot: {e}"));
+    let lifeboat_testvm::AgentGuest { vm, qmp, agent } =
+        lifeboat_testvm::boot_agent_guest_from(d, disk, &[], extra);
     let deadline = Instant::now() + Duration::from_secs(120);
     while let Err(e) =
         AgentClient::connect(&agent, Duration::from_secs(3)).and_then(|mut a| a.ping())

@@ -34,5 +34,7 @@ pub use fixture::{
 };
 pub use guest_helper::guest_helper_binary;
 pub use paused::{qemu_binary, PausedQemu, DISK_SIZE};
-pub use serial_ports::{boot_agent_guest, virtio_serial_args, AgentGuest, GUEST_AGENT_PORT};
+pub use serial_ports::{
+    boot_agent_guest, boot_agent_guest_from, virtio_serial_args, AgentGuest, GUEST_AGENT_PORT,
+};
 pub use vm::{BootOptions, CacheMode, DriveSpec, GuestOutput, Vm};

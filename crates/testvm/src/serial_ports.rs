@@ -46,18 +46,33 @@ pub fn boot_agent_guest(dir: &Path, forward_ports: &[u16]) -> AgentGuest {
     let disk = dir.join("guest.raw");
     std::fs::copy(crate::guest_image(), &disk)
         .unwrap_or_else(|e| panic!("copying the guest image to {}: {e}", disk.display()));
+    boot_agent_guest_from(dir, &disk, forward_ports, Vec::new())
+}
+
+/// [`boot_agent_guest`] from the boot disk `disk` (a copy of the test
+/// guest's image), with `extra` QEMU arguments (more disks).
+///
+/// # Panics
+/// When the guest cannot be booted (a test helper).
+pub fn boot_agent_guest_from(
+    dir: &Path,
+    disk: &Path,
+    forward_ports: &[u16],
+    extra: Vec<String>,
+) -> AgentGuest {
     let (qmp, agent) = (dir.join("qmp.sock"), dir.join("qga.sock"));
     let mut extra_args = vec![
         "-qmp".to_string(),
         format!("unix:{},server=on,wait=off", qmp.display()),
     ];
+    extra_args.extend(extra);
     extra_args.extend(virtio_serial_args(&[(&agent, GUEST_AGENT_PORT)]));
     let opts = crate::BootOptions {
         extra_args,
         forward_ports: forward_ports.to_vec(),
         ..crate::BootOptions::default()
     };
-    let mut vm = crate::Vm::boot(crate::DriveSpec::file(&disk), &opts)
+    let mut vm = crate::Vm::boot(crate::DriveSpec::file(disk), &opts)
         .unwrap_or_else(|e| panic!("starting the test guest: {e}"));
     vm.wait_for_port22(std::time::Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("the test guest did not boot: {e}"));
