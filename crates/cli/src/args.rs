@@ -210,6 +210,11 @@ pub struct BackupArgs {
     /// name = raw, .qcow2/.vmdk/.vhdx name = that, else the file's first bytes)
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     pub format: String,
+    /// zstd level (1..=19) of this backup's new chunks (default: the
+    /// repository's level; a live backup's default is 1, see
+    /// docs/live-backup.md)
+    #[arg(long, value_name = "LEVEL")]
+    pub compression_level: Option<i32>,
     /// A backing file, VMDK extent file, or directory whose files the images
     /// may make the backup read (repeatable; nothing by default)
     #[arg(long, value_name = "PATH")]

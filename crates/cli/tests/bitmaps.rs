@@ -120,9 +120,23 @@ fn backup_of_a_running_vm_is_full_then_incremental_and_restores() {
     .unwrap();
     assert_eq!(full["disks"][0]["read"], "full", "{full}");
     assert!(full["disks"][0]["why_full"].is_string(), "{full}");
+    assert_eq!(
+        full["compression_level"], 1,
+        "a live backup compresses at level 1 unless told: {full}"
+    );
     guest_write(&sock, "sda", "write -P 0x22 4M 64k");
-    let text = ok(&["backup", "--repo", r, "--vm", "web01", &spec]);
+    let text = ok(&[
+        "backup",
+        "--repo",
+        r,
+        "--vm",
+        "web01",
+        &spec,
+        "--compression-level",
+        "9",
+    ]);
     assert!(text.contains("crash-consistent"), "{text}");
+    assert!(text.contains("zstd level 9"), "{text}");
     let sda = text
         .lines()
         .find(|l| l.trim_start().starts_with("sda"))

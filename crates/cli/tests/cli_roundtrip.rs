@@ -91,31 +91,28 @@ fn second_backup_stores_only_new_chunks_and_is_logically_full() {
     let repo = init_repo(dir.path());
     let d = dir.path().join("d.raw");
     let mut content = make_disk(&d, 8 << 20, 3);
-    ok(&[
-        "backup",
-        "--repo",
-        s(&repo),
-        "--vm",
-        "vm",
-        &format!("disk0={}", s(&d)),
-    ]);
+    let disk = format!("disk0={}", s(&d));
+    let backup = |extra: &[&str]| {
+        let args = [&["backup", "--repo", s(&repo), "--vm", "vm", &disk], extra].concat();
+        run(&args)
+    };
+    assert!(backup(&[]).status.success());
     let before = chunk_files(&repo).len();
-    // Change 1 byte in one chunk.
+    // Change 1 byte in one chunk; this backup compresses at its own level.
     content[5 << 20] ^= 0xFF;
     std::fs::write(&d, &content).unwrap();
-    let out = ok(&[
-        "backup",
-        "--repo",
-        s(&repo),
-        "--vm",
-        "vm",
-        &format!("disk0={}", s(&d)),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let out = backup(&["--compression-level", "7", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["manifest"]["disks"][0]["stats"]["new_chunks"].as_u64(),
         Some(1)
+    );
+    let bad = backup(&["--compression-level", "20"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("--compression-level") && stderr.contains("20"),
+        "{stderr}"
     );
     assert_eq!(chunk_files(&repo).len(), before + 1);
     // Forget the first: the second still restores completely.

@@ -61,7 +61,10 @@ pub use helper_certs::{make_identities, BackupIdentities};
 pub use helper_session::{ConnectError, HelperSession};
 /// The guest helper's file name (beside `lifeboat`, and in the guest).
 pub use lifeboat_guest_helper::layout::HELPER_BIN as GUEST_HELPER_BIN;
-pub use live::{live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport};
+pub use live::{
+    live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport,
+    LIVE_COMPRESSION_LEVEL,
+};
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
 pub use quiesce::{AgentOptions, Quiesce};
 pub use vm_lock::{lock_path, VmLock, LOCK_DIR};

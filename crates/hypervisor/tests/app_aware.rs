@@ -26,7 +26,7 @@ use common::lifeboat_nodes;
 use lifeboat_engine::NoProgress;
 use lifeboat_hypervisor::{
     live_backup, AgentClient, AgentOptions, AppAwareOptions, FreezeStatus, LiveBackupOptions,
-    LiveBackupReport, QmpClient,
+    LiveBackupReport, QmpClient, LIVE_COMPRESSION_LEVEL,
 };
 use lifeboat_repo::{ConsistencyLevel, Repository};
 use lifeboat_testsupport::repo::init_repo;
@@ -92,6 +92,7 @@ fn backup(g: &Guest, repo: &Repository, c: &QmpClient, app: AppAwareOptions) -> 
         connections: 2,
         timeout: Duration::from_secs(60),
         method: None,
+        compression_level: LIVE_COMPRESSION_LEVEL,
         agent: Some(AgentOptions {
             app_aware: Some(app),
             ..AgentOptions::new(&g.agent)

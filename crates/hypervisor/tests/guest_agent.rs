@@ -21,6 +21,7 @@ use lifeboat_engine::NoProgress;
 use lifeboat_hypervisor::{
     list_disks, live_backup, AgentClient, AgentError, AgentOptions, Fleece, FleeceDisk,
     FleeceOptions, FreezeStatus, LiveBackupOptions, LiveBackupReport, QmpClient, Quiesce, Rotation,
+    LIVE_COMPRESSION_LEVEL,
 };
 use lifeboat_repo::{ConsistencyLevel, Repository};
 use lifeboat_testsupport::repo::init_repo;
@@ -54,6 +55,7 @@ fn backup(
         connections: 2,
         timeout: Duration::from_secs(60),
         method: None,
+        compression_level: LIVE_COMPRESSION_LEVEL,
         agent: agent.map(|socket| AgentOptions {
             timeout: AGENT_TIMEOUT,
             ..AgentOptions::new(socket)

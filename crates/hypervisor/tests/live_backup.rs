@@ -7,7 +7,9 @@
 mod common;
 use common::*;
 use lifeboat_engine::NoProgress;
-use lifeboat_hypervisor::{live_backup, LiveBackupOptions, LiveBackupReport, QmpClient};
+use lifeboat_hypervisor::{
+    live_backup, LiveBackupOptions, LiveBackupReport, QmpClient, LIVE_COMPRESSION_LEVEL,
+};
 use lifeboat_repo::Repository;
 use lifeboat_testsupport::repo::init_repo;
 use lifeboat_vdisk::ReadDisk;
@@ -23,6 +25,7 @@ fn backup(q: &Qemu, c: &QmpClient, repo: &Repository) -> LiveBackupReport {
         connections: 2,
         timeout: Duration::from_secs(30),
         method: None,
+        compression_level: LIVE_COMPRESSION_LEVEL,
         agent: None,
     };
     live_backup(repo, c, &opts, &NoProgress).unwrap()

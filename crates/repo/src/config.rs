@@ -129,6 +129,21 @@ pub(crate) fn check_chunk_size(size: u32) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The zstd levels a repository writes with.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
+
+/// Fails unless `level` is a zstd level a repository writes with.
+pub fn check_zstd_level(level: i32) -> std::result::Result<(), String> {
+    if !ZSTD_LEVELS.contains(&level) {
+        return Err(format!(
+            "zstd level {level} must be between {} and {}",
+            ZSTD_LEVELS.start(),
+            ZSTD_LEVELS.end()
+        ));
+    }
+    Ok(())
+}
+
 fn wrap_aad(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut a = prefix.to_vec();
     a.extend_from_slice(id.as_bytes());
@@ -203,6 +218,7 @@ impl Config {
         kdf: KdfParams,
     ) -> Result<(Config, Option<Unlocked>)> {
         check_chunk_size(chunk_size).map_err(|e| Error::invalid("init", e))?;
+        check_zstd_level(zstd_level).map_err(|e| Error::invalid("init", e))?;
         let config = Config {
             format_version: FORMAT_VERSION,
             id: fsutil::random_hex(32)?,
@@ -347,6 +363,7 @@ impl Config {
         let config: Config =
             serde_json::from_value(value).map_err(|e| Error::corrupt_file(&path, e))?;
         check_chunk_size(config.chunk_size).map_err(|e| Error::corrupt_file(&path, e))?;
+        check_zstd_level(config.zstd_level).map_err(|e| Error::corrupt_file(&path, e))?;
         Ok(config)
     }
 

@@ -48,6 +48,7 @@ mod verified;
 mod verify;
 mod writer;
 
+pub use config::{check_zstd_level, ZSTD_LEVELS};
 pub use crypto::{KdfParams, LocalKey};
 pub use damage::{DamageState, FileDamage, FileKind};
 pub use digest::{Digest, ParseDigestError};

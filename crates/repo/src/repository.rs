@@ -11,7 +11,7 @@
 //! [`Error::Busy`] naming the holder.
 
 use crate::blob::{self, BlobKind};
-use crate::config::{check_kdf, Config, EncryptionConfig, Unlocked};
+use crate::config::{check_kdf, check_zstd_level, Config, EncryptionConfig, Unlocked};
 use crate::crypto::{KdfParams, Keys};
 use crate::digest::Digest;
 use crate::disk::{ChunkReader, RestorePointDisk};
@@ -100,6 +100,9 @@ pub struct Repository {
     /// Whether a chunk that fails authentication on read is quarantined
     /// (see [`Repository::with_heal_on_read`]).
     heal_on_read: bool,
+    /// The zstd level this handle writes with instead of the configured one
+    /// (see [`Repository::with_compression_level`]).
+    compression_level: Option<i32>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -186,6 +189,7 @@ impl Repository {
                 wrap,
             }),
             lock_wait: DEFAULT_LOCK_WAIT,
+            compression_level: None,
             heal_on_read: false,
         }
     }
@@ -281,6 +285,16 @@ impl Repository {
         self
     }
 
+    /// This handle writing new chunks, indexes and manifests at zstd
+    /// `level` instead of the repository's configured level (a backup's
+    /// choice: every blob's zstd frame decodes whatever level made it).
+    /// Fails for a level outside 1..=19.
+    pub fn with_compression_level(mut self, level: i32) -> Result<Repository> {
+        check_zstd_level(level).map_err(|e| Error::invalid("compression level", e))?;
+        self.compression_level = Some(level);
+        Ok(self)
+    }
+
     /// The secret that unlocked this repository (the key-encryption key
     /// derived from the passphrase), as hex, for a helper process this one
     /// starts: with [`Repository::open_unlocked`] it skips the Argon2id
@@ -324,9 +338,11 @@ impl Repository {
         self.inner.config.chunk_size
     }
 
-    /// zstd level new chunks are compressed with.
+    /// zstd level new chunks are compressed with: this handle's
+    /// [`Repository::with_compression_level`], else the configured one.
     pub fn zstd_level(&self) -> i32 {
-        self.inner.config.zstd_level
+        self.compression_level
+            .unwrap_or(self.inner.config.zstd_level)
     }
 
     pub fn encrypted(&self) -> bool {

@@ -310,3 +310,44 @@ fn abandoned_backup_leaves_no_restore_point() {
     );
     assert!(repo.list(None).unwrap().is_empty());
 }
+
+#[test]
+fn a_handle_compresses_at_its_own_level_and_reads_back() {
+    let text: Vec<u8> = (0..CHUNK as usize / 24)
+        .flat_map(|i| format!("record {i:>7} value {:>5}\n", i * 7919 % 10007).into_bytes())
+        .chain(std::iter::repeat(b'.'))
+        .take(CHUNK as usize)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for level in [1, 19] {
+        let repo = init(&dir.path().join(format!("repo{level}")), true);
+        let configured = repo.zstd_level();
+        let handle = repo.clone().with_compression_level(level).unwrap();
+        assert_eq!(handle.zstd_level(), level);
+        assert_eq!(
+            repo.zstd_level(),
+            configured,
+            "the original handle keeps its level"
+        );
+        let w = handle.begin_backup().unwrap();
+        let disk = store_disk(&handle, &w, "disk0", &text);
+        w.commit("web01", vec![disk]).unwrap();
+        let digest = handle.digest(&text);
+        assert_eq!(repo.read_chunk(&digest).unwrap(), text);
+        sizes.push(repo.chunk_stored_size(&digest).unwrap());
+    }
+    assert!(
+        sizes[1] < sizes[0],
+        "level 19 should store less than level 1: {sizes:?}"
+    );
+    let repo = init(&dir.path().join("repo-bad"), true);
+    for bad in [0, 20, -1] {
+        let err = repo.clone().with_compression_level(bad).unwrap_err();
+        assert!(
+            err.to_string().contains("compression level")
+                && err.to_string().contains(&bad.to_string()),
+            "{err}"
+        );
+    }
+}

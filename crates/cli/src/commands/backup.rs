@@ -104,7 +104,12 @@ pub fn run(a: BackupArgs) -> anyhow::Result<i32> {
             .allow(p)
             .with_context(|| format!("--allow-backing {}", p.display()))?;
     }
-    let repo = open_repo(&a.repo)?;
+    let mut repo = open_repo(&a.repo)?;
+    if let Some(level) = a.compression_level {
+        repo = repo
+            .with_compression_level(level)
+            .context("--compression-level")?;
+    }
     let mut sources = Vec::new();
     for spec in &a.disks {
         let (name, format, path) = parse_disk(spec, default_format)?;

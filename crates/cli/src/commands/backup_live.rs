@@ -16,7 +16,7 @@ use crate::progress::Bars;
 use anyhow::Context;
 use lifeboat_hypervisor::{
     live_backup, AgentOptions, AppAwareOptions, AppAwareReport, LiveBackupOptions, QmpClient,
-    VmLock, GUEST_HELPER_BIN,
+    VmLock, GUEST_HELPER_BIN, LIVE_COMPRESSION_LEVEL,
 };
 use lifeboat_repo::ConsistencyLevel;
 use std::os::unix::fs::PermissionsExt;
@@ -71,6 +71,7 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
         connections: 6,
         timeout,
         method: None,
+        compression_level: a.compression_level.unwrap_or(LIVE_COMPRESSION_LEVEL),
         agent: a.guest_agent.as_ref().map(|socket| AgentOptions {
             timeout: Duration::from_secs(a.agent_timeout.max(1)),
             app_aware: app_aware_options(a),
@@ -102,11 +103,12 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     println!(
-        "created restore point {} ({}; point in time by {:?}, guest paused {} ms)",
+        "created restore point {} ({}; point in time by {:?}, guest paused {} ms, zstd level {})",
         report.restore_point,
         report.consistency.describe(),
         report.method,
-        report.paused_ms
+        report.paused_ms,
+        report.compression_level
     );
     for d in &report.disks {
         println!(

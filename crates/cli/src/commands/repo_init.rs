@@ -5,7 +5,9 @@ use crate::exit;
 use crate::output::{bytes, print_json};
 use crate::passphrase::passphrase;
 use anyhow::Context;
-use lifeboat_repo::{InitOptions, Repository, DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
+use lifeboat_repo::{
+    check_zstd_level, InitOptions, Repository, DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL,
+};
 
 pub fn run(a: InitArgs) -> anyhow::Result<i32> {
     let pass = if a.no_encryption {
@@ -26,9 +28,7 @@ pub fn run(a: InitArgs) -> anyhow::Result<i32> {
         None => DEFAULT_CHUNK_SIZE,
     };
     let zstd_level = a.compression_level.unwrap_or(DEFAULT_ZSTD_LEVEL);
-    if !(1..=19).contains(&zstd_level) {
-        anyhow::bail!("--compression-level {zstd_level}: must be 1 to 19");
-    }
+    check_zstd_level(zstd_level).map_err(|e| anyhow::anyhow!("--compression-level: {e}"))?;
     let repo = Repository::init(
         &a.repo.repo,
         InitOptions {
