@@ -323,3 +323,63 @@ fn a_server_that_stays_away_fails_the_read_naming_the_export() {
         "{text}"
     );
 }
+
+#[test]
+fn the_export_read_as_a_disk_gives_its_bytes_and_holes_across_status_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("big.qcow2");
+    let p = img.to_str().unwrap();
+    qemu_img(&["create", "-q", "-f", "qcow2", p, "160M"]);
+    // Data on both sides of the 64 MiB and 128 MiB window edges.
+    qemu_io(&[
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x44 0 1M",
+        "-c",
+        "write -P 0x55 63M 2M",
+        "-c",
+        "write -P 0x66 127M 64k",
+        "-c",
+        "write -P 0x77 128M 4k",
+        p,
+    ]);
+    let mut want = vec![0u8; (160 * MIB) as usize];
+    for (at, len, byte) in [
+        (0, MIB, 0x44),
+        (63 * MIB, 2 * MIB, 0x55),
+        (127 * MIB, 64 << 10, 0x66),
+        (128 * MIB, 4096, 0x77),
+    ] {
+        want[at as usize..(at + len) as usize].fill(byte);
+    }
+    let server = QemuNbd::start(&img, &dir.path().join("nbd.sock"), &["--shared", "4"]);
+    let disk = NbdExportDisk::open(&server.socket, "disk", 2, TIMEOUT).unwrap();
+    lifeboat_vdisk::testsuite::check_read_disk(&disk, &want);
+    // Asked chunk by chunk (as a backup asks), the map is the whole map.
+    let whole = disk.extents(0, disk.size()).unwrap();
+    let mut pieces: Vec<lifeboat_vdisk::Extent> = Vec::new();
+    for chunk in 0..40 {
+        for e in disk.extents(chunk * 4 * MIB, 4 * MIB).unwrap() {
+            match pieces.last_mut() {
+                Some(l) if l.kind == e.kind && l.end() == e.offset => l.length += e.length,
+                _ => pieces.push(e),
+            }
+        }
+    }
+    assert_eq!(pieces, whole);
+    let data: Vec<(u64, u64)> = whole
+        .iter()
+        .filter(|e| e.kind == lifeboat_vdisk::ExtentKind::Data)
+        .map(|e| (e.offset, e.length))
+        .collect();
+    assert!(
+        data.iter()
+            .any(|&(o, l)| o <= 63 * MIB && 65 * MIB <= o + l),
+        "the write across the 64 MiB edge is one data extent: {data:?}"
+    );
+    assert!(
+        data.iter().all(|&(o, l)| o + l <= 129 * MIB),
+        "nothing after 129 MiB is data: {data:?}"
+    );
+}
