@@ -295,7 +295,8 @@ impl Drop for Service {
         if let Some(n) = self.nfs.take() {
             n.shutdown();
         }
-        self.inner.log.line("service: stopped");
+        let summary = self.inner.log.summary();
+        self.inner.log.line(format!("service: stopped ({summary})"));
     }
 }
 

@@ -30,6 +30,7 @@ pub struct ServiceLog {
     pub(crate) over_limit: AtomicU64,
     pub(crate) idle_closed: AtomicU64,
     pub(crate) followed: AtomicU64,
+    pub(crate) calls: AtomicU64,
     lines: Mutex<VecDeque<String>>,
     hook: Mutex<Option<LogHook>>,
 }
@@ -119,5 +120,25 @@ impl ServiceLog {
     /// reactor): a client sending one call at a time.
     pub fn followed(&self) -> u64 {
         self.followed.load(Ordering::Relaxed)
+    }
+    /// Calls answered over TCP.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The counters in one line, for the service's last log line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} connections, {} calls ({} read by a following worker), {} refused peers, \
+             {} over the limit, {} idle closed, {} closed for bad input, {} I/O errors",
+            self.accepted(),
+            self.calls(),
+            self.followed(),
+            self.refused_peers(),
+            self.over_limit(),
+            self.idle_closed(),
+            self.closed_bad_input(),
+            self.io_errors()
+        )
     }
 }

@@ -53,7 +53,7 @@ pub use process::{
     output, qemu_img, qemu_img_from_raw, qemu_io, run, run_ignored_in_tmpfs, run_stdout,
     run_with_stdin,
 };
-pub use tools::{find_tool, require_root, require_tool, serial, tool};
+pub use tools::{find_tool, free_port, require_root, require_tool, serial, tool};
 
 /// One mebibyte, the unit most test images are measured in.
 pub const MIB: u64 = 1 << 20;

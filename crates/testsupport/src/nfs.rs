@@ -4,11 +4,9 @@
 //! real client. Each call is one record; replies are read whole. Also the
 //! libnfs command-line tools, the real clients.
 
-use lifeboat_nfs::rpc::msg::{
-    decode_reply, encode_call, AuthSys, CallHeader, Credential, ReplyHeader,
-};
+use lifeboat_nfs::rpc::msg::{decode_reply, AuthSys, Credential, ReplyHeader};
 use lifeboat_nfs::xdr::{XdrReader, XdrWrite};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
@@ -51,46 +49,11 @@ pub fn addr(host: &str, port: u16) -> SocketAddr {
     SocketAddr::new(host.parse().expect("an IP address"), port)
 }
 
-/// Encodes a call as one record (a single last fragment).
-pub fn call_record(
-    xid: u32,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    cred: Credential,
-    args: &[u8],
-) -> Vec<u8> {
-    let mut msg = Vec::new();
-    encode_call(
-        &mut msg,
-        &CallHeader {
-            xid,
-            prog,
-            vers,
-            proc_,
-            cred,
-        },
-    );
-    msg.extend_from_slice(args);
-    let mut rec = (0x8000_0000u32 | msg.len() as u32).to_be_bytes().to_vec();
-    rec.extend_from_slice(&msg);
-    rec
-}
+pub use lifeboat_nfs::rpc::client::call_record;
 
-/// Reads one record (all its fragments).
+/// Reads one record (all its fragments), of any size.
 pub fn read_record(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let mut h = [0u8; 4];
-        s.read_exact(&mut h)?;
-        let v = u32::from_be_bytes(h);
-        let at = out.len();
-        out.resize(at + (v & 0x7fff_ffff) as usize, 0);
-        s.read_exact(&mut out[at..])?;
-        if v & 0x8000_0000 != 0 {
-            return Ok(out);
-        }
-    }
+    lifeboat_nfs::rpc::client::read_record(s, usize::MAX)
 }
 
 /// One call over `s`; returns the reply header and body.

@@ -5,6 +5,7 @@
 //! record    TCP record marking: fragments, last-fragment bit, max size
 //! msg       call header + AUTH_SYS/AUTH_NONE credentials, reply encoders
 //! (here)    RpcProgram trait, Dispatcher: program/version/auth checks
+//! client    a blocking one-call TCP client (portmapper GETPORT, NULL probes)
 //! ```
 //!
 //! [`Dispatcher::handle`] takes one whole message and appends the reply to
@@ -19,6 +20,7 @@
 //! - the program's answer: SUCCESS + body, PROC_UNAVAIL, GARBAGE_ARGS,
 //!   SYSTEM_ERR, or an AUTH_ERROR (e.g. AUTH_TOOWEAK for AUTH_NONE on NFS)
 
+pub mod client;
 pub mod msg;
 pub mod record;
 pub mod reply;

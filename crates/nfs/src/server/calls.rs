@@ -157,6 +157,7 @@ fn quiet(sh: &Shared, c: &Calls) -> bool {
 /// Answers one call: true when its reply, and every reply queued behind
 /// it, went out in full from this worker and the connection is open.
 fn answer(sh: &Shared, c: &Calls, msg: Vec<u8>) -> bool {
+    ServiceLog::bump(&c.log.calls);
     let mut out = Reply::new();
     let start = begin_record(&mut out);
     if let Err(e @ CallError::NotACall(_)) = c.dispatcher.handle(&msg, sh.peer.ip(), &mut out) {
