@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 # file: checks that the guest helper is statically linked (build-guest-helper.sh).
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file chrony faketime)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

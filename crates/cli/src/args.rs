@@ -90,6 +90,11 @@ pub enum Command {
     Scan(crate::commands::scan::ScanArgs),
     /// The changed-block tracking of a running QEMU VM's disks (qmp:SOCKET)
     Bitmaps(crate::commands::bitmaps::BitmapsArgs),
+    /// The port table of this configuration: from, to, port, protocol, why
+    Ports(crate::commands::preflight::PortsArgs),
+    /// Try the ports a deployment needs (TCP, TLS and certificate, NFS NULL,
+    /// QMP, NTP clock skew) and say what to open or fix
+    Preflight(crate::commands::preflight::PreflightArgs),
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]
     PublishDaemon(crate::commands::publish::PublishDaemonArgs),

@@ -3,7 +3,8 @@
 //! not read everything), 4 passphrase, 5 not found (also `scan
 //! --find-clean` without a clean point), 6 locked, 7 `scan` found malware,
 //! 8 `scan` found nothing but proved nothing (unproven), 9 busy (another
-//! process holds a repository lock, or backs up the same VM live), 130 `scan` interrupted.
+//! process holds a repository lock, or backs up the same VM live), 10
+//! `preflight` found a failing check, 130 `scan` interrupted.
 
 use lifeboat_repo::Error as RepoError;
 
@@ -20,6 +21,8 @@ pub const INFECTED: i32 = 7;
 pub const UNPROVEN: i32 = 8;
 /// Another process holds a repository lock, or backs up the same VM live.
 pub const BUSY: i32 = 9;
+/// `preflight`: at least one check failed.
+pub const PREFLIGHT_FAILED: i32 = 10;
 /// `scan` stopped by SIGINT/SIGTERM (after unpublishing).
 pub const INTERRUPTED: i32 = 130;
 

@@ -160,6 +160,28 @@ fn serve_start_list_migrate_stop_and_restart() {
         "nfs://127.0.0.1/lifeboat/{id}/{file}?version=3&mountport={}&nfsport={}",
         sess["service"]["mount_port"], sess["service"]["nfs_port"]
     );
+    // preflight finds the service through its portmapper.
+    let pm = sess["service"]["portmap_port"].to_string();
+    let pre = json(&ok(&[
+        "preflight",
+        "--nfs",
+        "127.0.0.1",
+        "--portmapper-port",
+        &pm,
+        "--json",
+    ]));
+    assert_eq!(pre["failed"], 0, "{pre}");
+    let names: Vec<&str> = pre["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["portmapper", "MOUNT v3 NULL", "NFS v3 NULL"],
+        "{pre}"
+    );
     let copy = dir.path().join("copy.raw");
     let out = Command::new("nfs-cp")
         .arg(&url)

@@ -10,14 +10,11 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DistinguishedName, Error, ServerConfig};
 
 /// A TLS setting that could not be built (a bad certificate or key).
 #[derive(Debug, thiserror::Error)]
@@ -78,17 +75,24 @@ impl Pinned {
     }
 }
 
-/// The handshake-signature methods both verifier traits share, checked
-/// against the peer's certificate with the provider's algorithms.
+/// The handshake-signature methods of rustls's verifier traits
+/// (`ServerCertVerifier`, `ClientCertVerifier`), checked against the
+/// peer's certificate with the algorithms of `self.provider` (an
+/// `Arc<CryptoProvider>` field of the verifier). Exported for the other
+/// crates' verifiers (preflight's TLS probe).
+#[macro_export]
 macro_rules! signature_checks {
     () => {
         fn verify_tls12_signature(
             &self,
             message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            rustls::crypto::verify_tls12_signature(
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::std::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls12_signature(
                 message,
                 cert,
                 dss,
@@ -99,10 +103,13 @@ macro_rules! signature_checks {
         fn verify_tls13_signature(
             &self,
             message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            rustls::crypto::verify_tls13_signature(
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::std::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls13_signature(
                 message,
                 cert,
                 dss,
@@ -110,7 +117,7 @@ macro_rules! signature_checks {
             )
         }
 
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        fn supported_verify_schemes(&self) -> ::std::vec::Vec<::rustls::SignatureScheme> {
             self.provider
                 .signature_verification_algorithms
                 .supported_schemes()

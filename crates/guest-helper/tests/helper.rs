@@ -6,8 +6,9 @@
 //! refused by real TLS handshakes; nobody connecting ends the helper at its
 //! idle timeout.
 
+use lifeboat_testsupport::free_port;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -42,14 +43,6 @@ struct Helper {
     port: u16,
     helper: Identity,
     proxy: Identity,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The helper in a fresh `lifeboat-helper-*` directory with `scripts`.

@@ -10,6 +10,7 @@ pub mod instant_recovery;
 pub mod key;
 mod maintain;
 pub mod nfs_serve;
+pub mod preflight;
 pub mod publish;
 mod repair;
 mod repo_init;
@@ -53,6 +54,8 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Files { command } => files::run(command),
         Command::Scan(a) => scan::run(a),
         Command::Bitmaps(a) => bitmaps::run(a),
+        Command::Ports(a) => preflight::ports(a),
+        Command::Preflight(a) => preflight::preflight(a),
     }
 }
 
