@@ -14,27 +14,42 @@ use lifeboat_testsupport::tools::{free_port, require_tool, tool};
 use lifeboat_testvm::PausedQemu;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A child process killed on drop.
+/// A child process started in its own process group (`spawn_group`),
+/// the whole group killed on drop: `faketime` runs chronyd as its child.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = format!("-{}", self.0.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
         let _ = self.0.wait();
     }
+}
+
+/// Spawns `cmd` as the leader of a new process group.
+fn spawn_group(cmd: &mut std::process::Command, what: &str) -> Killed {
+    Killed(
+        cmd.process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}")),
+    )
 }
 
 /// `openssl s_server` on 127.0.0.1 with the test PKI's server certificate
 /// and `extra` arguments, once it accepts connections.
 fn s_server(pki: &Pki, extra: &[&str]) -> (Killed, String) {
     let port = free_port();
-    let child = tool("openssl", "openssl")
+    let mut child = tool("openssl", "openssl");
+    child
         .args(["s_server", "-quiet", "-accept"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("-cert")
@@ -44,12 +59,11 @@ fn s_server(pki: &Pki, extra: &[&str]) -> (Killed, String) {
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting openssl s_server");
+        .stderr(Stdio::null());
+    let server = spawn_group(&mut child, "openssl s_server");
     let target = format!("127.0.0.1:{port}");
     wait_for_tcp(&target);
-    (Killed(child), target)
+    (server, target)
 }
 
 fn wait_for_tcp(target: &str) {
@@ -150,14 +164,11 @@ fn chronyd(dir: &Path, port: u16, offset: Option<&str>) -> Killed {
         }
         None => std::process::Command::new(chronyd),
     };
-    let child = cmd
-        .args(["-d", "-x", "-u", "root", "-f"])
+    cmd.args(["-d", "-x", "-u", "root", "-f"])
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting chronyd");
-    Killed(child)
+        .stderr(Stdio::null());
+    spawn_group(&mut cmd, "chronyd")
 }
 
 /// The check, asked again until chronyd answers (it starts in a moment).
