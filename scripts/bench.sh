@@ -299,9 +299,15 @@ NFS_CORE_PARAM { Protocols = 3; }
 EXPORT { Export_Id = 1; Path = $work/export; Pseudo = /export; Protocols = 3; Transports = TCP;
          Access_Type = RO; Squash = No_Root_Squash; SecType = sys; FSAL { Name = VFS; } }
 CONF
+    # What an interrupted run left would hold the ports: stop it first, and
+    # stop ours however this run ends.
+    pkill -x ganesha.nfsd 2>/dev/null || true
+    pkill -x rpcbind 2>/dev/null || true
+    sleep 0.5
     rpcbind -w 2>/dev/null || rpcbind || true
     ganesha.nfsd -F -L "$work/ganesha.log" -f "$work/ganesha.conf" -p "$work/ganesha.pid" &
     ganesha_pid=$!
+    trap 'kill "$ganesha_pid" 2>/dev/null || true; pkill -x rpcbind 2>/dev/null || true' EXIT
     ganesha_up=no
     # NFSv3 clients mount the export's real path (the pseudo path is NFSv4's).
     for _ in $(seq 100); do nfs-ls "nfs://127.0.0.1$work/export" >/dev/null 2>&1 && { ganesha_up=yes; break; }; sleep 0.2; done
@@ -336,8 +342,10 @@ CONF
             timed ganesha_nfs_cat_again sh -c "nfs-cat '$gurl' >/dev/null"
         fi
     done
-    kill "$ganesha_pid" 2>/dev/null; wait "$ganesha_pid" 2>/dev/null || true
+    kill "$ganesha_pid" 2>/dev/null || true
+    wait "$ganesha_pid" 2>/dev/null || true
     pkill -x rpcbind 2>/dev/null || true
+    trap - EXIT
     # A 64 GiB sparse disk: session start must not depend on the disk size.
     sparse="$BENCH_DIR/sparse-64g.raw"
     [ -f "$sparse" ] || { truncate -s 64G "$sparse"; dd if=/dev/urandom of="$sparse" bs=1M count=16 seek=30000 conv=notrunc status=none; }
