@@ -24,18 +24,23 @@ pub struct PortConfig {
     pub ntp: u16,
 }
 
+impl PortConfig {
+    /// The brief's ports (the CLI's defaults).
+    pub const DEFAULT: PortConfig = PortConfig {
+        api: 443,
+        agent: 8082,
+        guest_helper: 3542,
+        portmapper: 111,
+        mount: 1058,
+        nfs: 2049,
+        nbd: 10809,
+        ntp: 123,
+    };
+}
+
 impl Default for PortConfig {
     fn default() -> Self {
-        PortConfig {
-            api: 443,
-            agent: 8082,
-            guest_helper: 3542,
-            portmapper: 111,
-            mount: 1058,
-            nfs: 2049,
-            nbd: 10809,
-            ntp: 123,
-        }
+        PortConfig::DEFAULT
     }
 }
 

@@ -14,28 +14,28 @@ use std::time::Duration;
 #[derive(Args, Clone)]
 pub struct PortFlags {
     /// The server's REST API port
-    #[arg(long, default_value_t = 443, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.api, value_name = "PORT")]
     pub api_port: u16,
     /// The agent's port (it falls back to a free one when taken)
-    #[arg(long, default_value_t = 8082, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.agent, value_name = "PORT")]
     pub agent_port: u16,
     /// The guest helper's port in the guest
-    #[arg(long, default_value_t = 3542, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.guest_helper, value_name = "PORT")]
     pub guest_helper_port: u16,
     /// The NFS service's portmapper port
-    #[arg(long, default_value_t = 111, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.portmapper, value_name = "PORT")]
     pub portmapper_port: u16,
     /// The NFS service's MOUNT port
-    #[arg(long, default_value_t = 1058, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.mount, value_name = "PORT")]
     pub mount_port: u16,
     /// The NFS service's NFS port
-    #[arg(long, default_value_t = 2049, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.nfs, value_name = "PORT")]
     pub nfs_port: u16,
     /// The instant-recovery NBD port
-    #[arg(long, default_value_t = 10809, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.nbd, value_name = "PORT")]
     pub nbd_port: u16,
     /// The NTP port
-    #[arg(long, default_value_t = 123, value_name = "PORT")]
+    #[arg(long, default_value_t = PortConfig::DEFAULT.ntp, value_name = "PORT")]
     pub ntp_port: u16,
 }
 
