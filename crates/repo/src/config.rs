@@ -4,7 +4,7 @@
 //! ```json
 //! { "format_version": 1, "id": "<32 hex>", "chunk_size": 4194304, "zstd_level": 3,
 //!   "created": "2026-11-22T11:09:30Z",
-//!   "encryption": { "kdf": "argon2id", "m_cost_kib": 65536, "t_cost": 3, "p_cost": 1,
+//!   "encryption": { "kdf": "argon2id", "m_cost_kib": 65536, "t_cost": 3, "p_cost": 4,
 //!                   "salt": "<64 hex>", "wrapped_key": "<96 hex>" },   // or null
 //!   "config_mac": "<64 hex>" }                                          // encrypted only
 //! ```

@@ -49,7 +49,7 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// The strong defaults of [`crate::layout`] (64 MiB, t=3, p=1).
+    /// The strong defaults of [`crate::layout`] (64 MiB, t=3, p=4).
     fn default() -> Self {
         KdfParams {
             m_cost_kib: ARGON2_M_COST_KIB,
