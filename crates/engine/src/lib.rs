@@ -12,6 +12,7 @@
 //! memory stays at a few chunk buffers per worker whatever the disk size.
 
 mod backup;
+mod disk_spec;
 mod error;
 mod parallel;
 mod progress;
@@ -20,6 +21,7 @@ mod usage;
 mod zero;
 
 pub use backup::{backup_vm, backup_vm_consistent, BackupSummary, DiskSource, IncrementalBase};
+pub use disk_spec::{parse_format, DiskSpec, DiskSpecError, FORMAT_NAMES};
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};
 pub use restore::{copy_disk, restore_to_file, RestoreFormat, RestoreSummary};

@@ -12,41 +12,10 @@ use crate::exit;
 use crate::output::{bytes, error_message, print_json, rate};
 use crate::progress::Bars;
 use anyhow::{bail, Context};
-use lifeboat_engine::{backup_vm, DiskSource};
-use lifeboat_formats::{AllowedPaths, ImageFormat, LinkRefused, OpenOptions};
+use lifeboat_engine::{backup_vm, parse_format, DiskSource, DiskSpec};
+use lifeboat_formats::{AllowedPaths, LinkRefused, OpenOptions};
 use lifeboat_repo::SourceFormat;
 use std::path::Path;
-
-/// The format names a disk argument may start with (`auto`: choose).
-const FORMAT_NAMES: [&str; 5] = ["raw", "qcow2", "vmdk", "vhdx", "auto"];
-
-/// Parses a format name; `auto` is `None` (choose by device, name, content).
-fn parse_format(name: &str) -> anyhow::Result<Option<ImageFormat>> {
-    if name.eq_ignore_ascii_case("auto") {
-        return Ok(None);
-    }
-    match ImageFormat::from_name(name) {
-        Some(f) if FORMAT_NAMES.contains(&name.to_ascii_lowercase().as_str()) => Ok(Some(f)),
-        _ => bail!("unknown disk format {name:?}: expected raw, qcow2, vmdk, vhdx or auto"),
-    }
-}
-
-/// Splits `NAME=[FORMAT:]PATH`; a disk without FORMAT: takes `default`.
-/// A PATH that itself starts with `raw:` (etc.) is written `./raw:...`.
-fn parse_disk(
-    spec: &str,
-    default: Option<ImageFormat>,
-) -> anyhow::Result<(&str, Option<ImageFormat>, &Path)> {
-    let (name, rest) = spec.split_once('=').with_context(|| {
-        format!("disk {spec:?}: expected NAME=[FORMAT:]PATH, e.g. disk0=/vms/web01.qcow2 or disk0=raw:/dev/vg0/web01")
-    })?;
-    if let Some((prefix, path)) = rest.split_once(':') {
-        if FORMAT_NAMES.contains(&prefix.to_ascii_lowercase().as_str()) {
-            return Ok((name, parse_format(prefix)?, Path::new(path)));
-        }
-    }
-    Ok((name, default, Path::new(rest)))
-}
 
 /// What to tell the user when an image named a file nobody allowed.
 fn refusal_hint(refused: &LinkRefused, name: &str, path: &Path) -> String {
@@ -112,12 +81,13 @@ pub fn run(a: BackupArgs) -> anyhow::Result<i32> {
     }
     let mut sources = Vec::new();
     for spec in &a.disks {
-        let (name, format, path) = parse_disk(spec, default_format)?;
+        let DiskSpec { name, format, path } = DiskSpec::parse(spec, default_format)?;
+        let name = name.as_str();
         let options = OpenOptions {
             format,
             allowed: allowed.clone(),
         };
-        let (source, warning) = open_disk(name, path, &options)?;
+        let (source, warning) = open_disk(name, &path, &options)?;
         if let Some(w) = warning {
             eprintln!("lifeboat: warning: disk {name}: {w}");
         }
@@ -154,26 +124,4 @@ pub fn run(a: BackupArgs) -> anyhow::Result<i32> {
     let total: u64 = m.disks.iter().map(|d| d.size).sum();
     println!("  {:.2} s, {} of disk", secs, rate(total, secs));
     Ok(exit::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disk_arguments_take_an_optional_format_prefix() {
-        let (n, f, p) = parse_disk("disk0=/vms/a.qcow2", None).unwrap();
-        assert_eq!((n, f, p), ("disk0", None, Path::new("/vms/a.qcow2")));
-        let (_, f, p) = parse_disk("d=qcow2:/dev/vg/x", Some(ImageFormat::Raw)).unwrap();
-        assert_eq!((f, p), (Some(ImageFormat::Qcow2), Path::new("/dev/vg/x")));
-        let (_, f, p) = parse_disk("d=AUTO:/v/x.img", Some(ImageFormat::Raw)).unwrap();
-        assert_eq!((f, p), (None, Path::new("/v/x.img")));
-        // A colon that is not after a format name is part of the path.
-        let (_, f, p) = parse_disk("d=/v/a:b.raw", Some(ImageFormat::Raw)).unwrap();
-        assert_eq!((f, p), (Some(ImageFormat::Raw), Path::new("/v/a:b.raw")));
-        assert!(parse_disk("no-equals", None).is_err());
-        assert!(parse_format("img").is_err());
-        assert!(parse_format("vpc").is_err());
-        assert_eq!(parse_format("VMDK").unwrap(), Some(ImageFormat::Vmdk));
-    }
 }
