@@ -305,6 +305,9 @@ pub struct PruneArgs {
     pub keep_monthly: u32,
     #[arg(long, default_value_t = 0)]
     pub keep_yearly: u32,
+    /// Apply the policy to this VM's restore points only (default: every VM's)
+    #[arg(long)]
+    pub vm: Option<String>,
     /// Say what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,

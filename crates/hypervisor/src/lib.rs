@@ -37,6 +37,7 @@ mod helper_certs;
 mod helper_inject;
 mod helper_session;
 mod live;
+mod live_socket;
 mod qmp;
 mod quiesce;
 mod vm_lock;
@@ -65,6 +66,7 @@ pub use live::{
     live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LiveDiskReport,
     LIVE_COMPRESSION_LEVEL,
 };
+pub use live_socket::{live_backup_socket, LIVE_CONNECTIONS};
 pub use qmp::{QemuVersion, QmpClient, QmpEvent, DEFAULT_TIMEOUT};
 pub use quiesce::{AgentOptions, Quiesce};
 pub use vm_lock::{lock_path, VmLock, LOCK_DIR};

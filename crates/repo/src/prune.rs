@@ -109,13 +109,20 @@ pub(crate) fn select<'a>(
 impl Repository {
     /// Applies `policy` to every VM; with `dry_run` only reports.
     pub fn prune(&self, policy: &KeepPolicy, dry_run: bool) -> Result<PruneReport> {
-        self.prune_at(policy, dry_run, Utc::now())
+        self.prune_at(None, policy, dry_run, Utc::now())
     }
 
-    /// [`Repository::prune`] at an explicit "now" (lock expiry is judged
-    /// against it): for tests.
+    /// Applies `policy` to the restore points of `vm` only (a backup job's
+    /// retention); the other VMs' points are neither counted nor touched.
+    pub fn prune_vm(&self, vm: &str, policy: &KeepPolicy, dry_run: bool) -> Result<PruneReport> {
+        self.prune_at(Some(vm), policy, dry_run, Utc::now())
+    }
+
+    /// [`Repository::prune`] (every VM, or `vm` only) at an explicit "now"
+    /// (lock expiry is judged against it): for tests.
     pub fn prune_at(
         &self,
+        vm: Option<&str>,
         policy: &KeepPolicy,
         dry_run: bool,
         now: DateTime<Utc>,
@@ -127,7 +134,7 @@ impl Repository {
             ));
         }
         let _guard = self.snapshots_lock("prune")?;
-        let listing = self.list_all(None)?;
+        let listing = self.list_all(vm)?;
         let mut damaged: Vec<String> = listing
             .damaged
             .iter()

@@ -136,3 +136,36 @@ fn an_empty_policy_is_refused() {
     ));
     assert_eq!(repo.list(None).unwrap().len(), 1);
 }
+
+#[test]
+fn prune_of_one_vm_leaves_the_others_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init(&dir.path().join("repo"), false);
+    let web: Vec<Manifest> = (1..=3)
+        .map(|d| backup_at(&repo, "web", &noise(500, u64::from(d)), day(d, 2)))
+        .collect();
+    let db: Vec<Manifest> = (1..=3)
+        .map(|d| backup_at(&repo, "db", &noise(500, u64::from(d) + 50), day(d, 3)))
+        .collect();
+    let policy = KeepPolicy {
+        last: 1,
+        ..Default::default()
+    };
+    let report = repo.prune_vm("db", &policy, false).unwrap();
+    // Newest first, as prune walks them.
+    assert_eq!(report.removed, vec![db[1].name(), db[0].name()]);
+    let left: Vec<String> = repo.list(None).unwrap().iter().map(|m| m.name()).collect();
+    for m in &web {
+        assert!(
+            left.contains(&m.name()),
+            "{} of another VM was removed",
+            m.name()
+        );
+    }
+    assert!(left.contains(&db[2].name()));
+    assert_eq!(left.len(), 4);
+    assert!(
+        repo.prune_vm("../x", &policy, true).is_err(),
+        "a bad VM name must be refused"
+    );
+}

@@ -15,61 +15,20 @@ use crate::output::{bytes, print_json};
 use crate::progress::Bars;
 use anyhow::Context;
 use lifeboat_hypervisor::{
-    live_backup, AgentOptions, AppAwareOptions, AppAwareReport, LiveBackupOptions, QmpClient,
-    VmLock, GUEST_HELPER_BIN, LIVE_COMPRESSION_LEVEL,
+    live_backup_socket, AgentOptions, AppAwareOptions, AppAwareReport, LiveBackupOptions,
+    GUEST_HELPER_BIN, LIVE_COMPRESSION_LEVEL, LIVE_CONNECTIONS,
 };
 use lifeboat_repo::ConsistencyLevel;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A private work directory: the one given (made 0700 if new), or a fresh
-/// one removed afterwards.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
-}
-
-impl WorkDir {
-    fn new(given: Option<&Path>) -> anyhow::Result<WorkDir> {
-        let (path, remove) = match given {
-            Some(p) => (p.to_path_buf(), false),
-            None => (
-                std::env::temp_dir().join(format!("lifeboat-live-{}", std::process::id())),
-                true,
-            ),
-        };
-        if !path.exists() {
-            std::fs::create_dir_all(&path)
-                .with_context(|| format!("creating the work directory {}", path.display()))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("making {} private", path.display()))?;
-        }
-        Ok(WorkDir { path, remove })
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
-    let work = WorkDir::new(a.work_dir.as_deref())?;
-    let timeout = Duration::from_secs(a.qmp_timeout.max(1));
-    // Before QMP: a second backup of the VM is refused at once.
-    let _vm_lock = VmLock::acquire(socket, &a.vm)?;
-    let client = QmpClient::connect_with_timeout(socket, timeout)?;
     let opts = LiveBackupOptions {
         vm: a.vm.clone(),
-        work_dir: work.path.clone(),
-        // Six reads in flight on 2 cores: QEMU reads while the workers compute.
-        connections: 6,
-        timeout,
+        work_dir: PathBuf::new(),
+        connections: LIVE_CONNECTIONS,
+        timeout: Duration::from_secs(a.qmp_timeout.max(1)),
         method: None,
         compression_level: a.compression_level.unwrap_or(LIVE_COMPRESSION_LEVEL),
         agent: a.guest_agent.as_ref().map(|socket| AgentOptions {
@@ -78,7 +37,7 @@ pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
             ..AgentOptions::new(socket)
         }),
     };
-    let report = live_backup(&repo, &client, &opts, &Bars::new())
+    let report = live_backup_socket(&repo, socket, a.work_dir.as_deref(), opts, &Bars::new())
         .with_context(|| format!("live backup of {} through {}", a.vm, socket.display()))?;
     if a.app_aware && report.consistency.level != ConsistencyLevel::Application {
         eprintln!(

@@ -122,7 +122,10 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<i32> {
         monthly: a.keep_monthly,
         yearly: a.keep_yearly,
     };
-    let report = repo.prune(&policy, a.dry_run)?;
+    let report = match &a.vm {
+        Some(vm) => repo.prune_vm(vm, &policy, a.dry_run)?,
+        None => repo.prune(&policy, a.dry_run)?,
+    };
     if a.output.json {
         print_json(&report)?;
         return Ok(exit::OK);
