@@ -32,14 +32,21 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if let Some(lifeboat_scan::ScanError::Cancelled { .. }) = cause.downcast_ref() {
             return INTERRUPTED;
         }
-        if let Some(lifeboat_hypervisor::HypervisorError::Busy { .. }) = cause.downcast_ref() {
+        let live = cause.downcast_ref::<lifeboat_hypervisor::LiveBackupError>();
+        let hypervisor = cause
+            .downcast_ref::<lifeboat_hypervisor::HypervisorError>()
+            .or_else(|| live.and_then(|e| e.hypervisor_error()));
+        if let Some(lifeboat_hypervisor::HypervisorError::Busy { .. }) = hypervisor {
             return BUSY;
         }
-        let repo = cause.downcast_ref::<RepoError>().or_else(|| {
-            cause
-                .downcast_ref::<lifeboat_engine::Error>()
-                .and_then(|e| e.repo_error())
-        });
+        let repo = cause
+            .downcast_ref::<RepoError>()
+            .or_else(|| {
+                cause
+                    .downcast_ref::<lifeboat_engine::Error>()
+                    .and_then(|e| e.repo_error())
+            })
+            .or_else(|| live.and_then(|e| e.repo_error()));
         if let Some(e) = repo {
             return match e {
                 RepoError::WrongKey { .. } | RepoError::PassphraseRequired { .. } => KEY,

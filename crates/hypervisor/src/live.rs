@@ -74,6 +74,26 @@ pub enum LiveBackupError {
     Invalid { vm: String, detail: String },
 }
 
+impl LiveBackupError {
+    /// The hypervisor error this is (a busy VM lock, QMP faults), if any:
+    /// the `transparent` variant keeps it out of the `source()` chain.
+    pub fn hypervisor_error(&self) -> Option<&HypervisorError> {
+        match self {
+            LiveBackupError::Hypervisor(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The repository error under this one, if any.
+    pub fn repo_error(&self) -> Option<&lifeboat_repo::Error> {
+        match self {
+            LiveBackupError::Repo(e) => Some(e),
+            LiveBackupError::Backup { source, .. } => source.repo_error(),
+            _ => None,
+        }
+    }
+}
+
 /// How to back up a running VM.
 #[derive(Debug, Clone)]
 pub struct LiveBackupOptions {
