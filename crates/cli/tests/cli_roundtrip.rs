@@ -246,25 +246,10 @@ fn prune_dry_run_removes_nothing_and_prune_keeps_the_newest() {
     ok(&["prune", "--repo", s(&repo), "--keep-last", "1", "--dry-run"]);
     assert_eq!(list_names(&repo), names);
     // --vm: only that VM's points are pruned.
-    ok(&[
-        "prune",
-        "--repo",
-        s(&repo),
-        "--keep-last",
-        "1",
-        "--vm",
-        "other",
-    ]);
+    let prune_vm = |vm: &str| ok(&["prune", "--repo", s(&repo), "--keep-last", "1", "--vm", vm]);
+    prune_vm("other");
     assert_eq!(list_names(&repo), names);
-    ok(&[
-        "prune",
-        "--repo",
-        s(&repo),
-        "--keep-last",
-        "1",
-        "--vm",
-        "vm",
-    ]);
+    prune_vm("vm");
     assert_eq!(list_names(&repo), vec![names[2].clone()]);
     fails_with(5, &["show", "--repo", s(&repo), &names[0]]);
 }
