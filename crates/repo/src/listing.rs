@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::layout::{INDEXES_DIR, MANIFEST_SUFFIX};
 use crate::model::{check_name, is_valid_id, Manifest};
 use crate::repository::{dir_names, Repository};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Every restore point of a listing: the ones that read, and the damaged
 /// manifests (kind [`FileKind::Manifest`]) of the ones that do not.
@@ -31,16 +31,16 @@ pub struct Listing {
 /// `restore-points` route report it: a readable manifest with its scan
 /// state and the damage of its indexes, or the damage of a manifest that
 /// does not read. Both callers serialize this one type, so the CLI and the
-/// API cannot drift apart.
-#[derive(Debug, Clone, Serialize)]
+/// API cannot drift apart (and a client reads it back with this type).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ListedPoint {
     /// The manifest reads; `damaged` lists its indexes that do not.
     Readable {
         #[serde(flatten)]
-        manifest: Manifest,
+        manifest: Box<Manifest>,
         /// [`Manifest::scan_state`].
-        scan_state: &'static str,
+        scan_state: String,
         damaged: Vec<FileDamage>,
     },
     /// The manifest does not read (or is lost while its indexes remain).
@@ -158,8 +158,8 @@ impl Repository {
         for manifest in listing.points {
             let damaged = self.index_damage(&manifest);
             out.push(ListedPoint::Readable {
-                scan_state: manifest.scan_state(),
-                manifest,
+                scan_state: manifest.scan_state().to_string(),
+                manifest: Box::new(manifest),
                 damaged,
             });
         }

@@ -19,16 +19,24 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
         print_json(&report)?;
         return Ok(exit::OK);
     }
+    print_listing(&report);
+    Ok(exit::OK)
+}
+
+/// The table of a listing (`list`, `restore-point list`): one row per
+/// readable restore point, then a line per damaged file, lost manifests
+/// first.
+pub fn print_listing(report: &[ListedPoint]) {
     if report.is_empty() {
         println!("no restore points");
-        return Ok(exit::OK);
+        return;
     }
     println!(
         "{:<40} {:<20} {:>6} {:>12}  {:<16} scan",
         "restore point", "time (UTC)", "disks", "size", "locked until"
     );
     let now = chrono::Utc::now();
-    for point in &report {
+    for point in report {
         let ListedPoint::Readable {
             manifest: m,
             damaged,
@@ -60,7 +68,6 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             ))
         );
     }
-    // Lost manifests first, then the indexes of readable points.
     let (unreadable, readable): (Vec<&ListedPoint>, Vec<&ListedPoint>) = report
         .iter()
         .partition(|p| matches!(p, ListedPoint::Unreadable { .. }));
@@ -70,7 +77,6 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             d.restore_points.first().map_or("", String::as_str)
         );
     }
-    Ok(exit::OK)
 }
 
 pub fn show(a: ShowArgs) -> anyhow::Result<i32> {

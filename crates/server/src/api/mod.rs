@@ -15,13 +15,19 @@ use crate::routes::{Endpoint, Method, ROUTES};
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use std::time::Instant;
 
 /// The largest request body accepted (413 above it).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A body declared over [`BODY_LIMIT`] but at most this long is read and
+/// dropped before the 413 goes out: closing a connection with unread data
+/// makes the kernel send a reset, and the client would never see the
+/// answer. Longer ones are answered at once and the connection closed.
+pub const DRAIN_LIMIT: usize = 1 << 20;
 
 /// The peer's address, put in each request's extensions by the connection
 /// loop.
@@ -38,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -72,6 +79,26 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     Error::Request {
         kind: ErrorKind::MethodNotAllowed,
         message: format!("{} does not take {method}", uri.path()),
+    }
+}
+
+/// Answers 413 to a body whose `Content-Length` is over [`BODY_LIMIT`]
+/// (after reading it, up to [`DRAIN_LIMIT`]); bodies without a length are
+/// cut at the limit by [`DefaultBodyLimit`] as they are read.
+async fn refuse_oversized(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > BODY_LIMIT as u64 => {
+            if n <= DRAIN_LIMIT as u64 {
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+            }
+            response::too_large().into_response()
+        }
+        _ => next.run(req).await,
     }
 }
 

@@ -60,12 +60,22 @@ fn rejection_error(r: &JsonRejection) -> Error {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::UnsupportedMediaType,
         _ => ErrorKind::BadRequest,
     };
-    let message = match kind {
-        ErrorKind::TooLarge => format!(
+    if kind == ErrorKind::TooLarge {
+        return too_large();
+    }
+    Error::Request {
+        kind,
+        message: r.body_text(),
+    }
+}
+
+/// The 413 of a body over [`super::BODY_LIMIT`].
+pub fn too_large() -> Error {
+    Error::Request {
+        kind: ErrorKind::TooLarge,
+        message: format!(
             "request body is over the limit of {} bytes",
             super::BODY_LIMIT
         ),
-        _ => r.body_text(),
-    };
-    Error::Request { kind, message }
+    }
 }
