@@ -3,7 +3,8 @@
 //!
 //! Every connection is TLS: the handshake comes first (10 s at most) and a
 //! client that does not speak TLS gets no HTTP answer, only the TLS alert
-//! rustls sends, then the socket closes. HTTP/1.1 runs inside. On the stop
+//! rustls sends, then the socket closes. HTTP/1.1 runs inside; at most
+//! [`MAX_CONNECTIONS`] connections are served at once. On the stop
 //! signal the listener closes, open connections finish their request (10 s
 //! at most) and `run` returns.
 
@@ -22,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -35,6 +37,10 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; at the limit the accept loop waits, so
+/// new clients queue in the kernel's backlog instead of exhausting
+/// memory or file descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -100,8 +106,16 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let router = api::router(state);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stop);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // closed: never happens, the loop owns it
+            },
+            () = &mut stop => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -123,6 +137,7 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
             });
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

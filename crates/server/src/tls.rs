@@ -126,7 +126,6 @@ pub fn server_names(listen: IpAddr) -> Vec<String> {
     if !listen.is_unspecified() {
         names.push(listen.to_string());
     }
-    names.dedup();
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
     names

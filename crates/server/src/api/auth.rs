@@ -48,6 +48,7 @@ impl FromRequestParts<AppState> for Caller {
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.to_string());
         let target = Some(format!("{method} {path}"));
         let secret = bearer(parts);
+        let had_secret = secret.is_some();
         let token = match secret {
             Some(secret) => {
                 state
@@ -56,18 +57,23 @@ impl FromRequestParts<AppState> for Caller {
             }
             None => None,
         };
-        let is_login = path == LOGIN_PATH;
         let Some(token) = token else {
-            let why = if bearer(parts).is_some() {
-                "unknown or deleted token"
+            let (why, message) = if had_secret {
+                (
+                    "unknown or deleted token",
+                    "the token is not valid (unknown or deleted)",
+                )
             } else {
-                "no bearer token"
+                (
+                    "no bearer token",
+                    "this needs a token: Authorization: Bearer <token>",
+                )
             };
             refuse(
                 state,
                 NewAudit {
                     actor: None,
-                    action: if is_login {
+                    action: if path == LOGIN_PATH {
                         Action::Login
                     } else {
                         Action::AuthFailed
@@ -79,11 +85,7 @@ impl FromRequestParts<AppState> for Caller {
                 },
             )
             .await?;
-            return Err(Error::Unauthorized(if bearer(parts).is_some() {
-                "the token is not valid (unknown or deleted)"
-            } else {
-                "this needs a token: Authorization: Bearer <token>"
-            }));
+            return Err(Error::Unauthorized(message));
         };
         if !token.role.allows(needed) {
             refuse(
