@@ -4,6 +4,7 @@
 use super::auth::Caller;
 use super::response::ApiJson;
 use crate::catalog::audit::{Action, NewAudit};
+use crate::catalog::tokens::Deletion;
 use crate::error::{Error, ErrorKind, Result};
 use crate::state::AppState;
 use crate::token::{Role, TokenInfo};
@@ -86,27 +87,22 @@ pub async fn delete(
         .map_err(|_| Error::bad_request(format!("token id {id:?} is not a number")))?;
     state
         .blocking(move |s| {
-            let tokens = s.catalog.list_tokens()?;
-            let target = tokens
-                .iter()
-                .find(|t| t.id == id)
-                .ok_or_else(|| Error::NotFound {
-                    what: format!("token {id}"),
-                })?;
-            let admins = tokens.iter().filter(|t| t.role == Role::Admin).count();
-            if target.role == Role::Admin && admins == 1 {
-                return Err(Error::Request {
-                    kind: ErrorKind::Conflict,
-                    message: format!(
-                        "token {id} is the last admin token: make another admin token first"
-                    ),
-                });
-            }
-            if !s.catalog.delete_token(id)? {
-                return Err(Error::NotFound {
-                    what: format!("token {id}"),
-                });
-            }
+            let target = match s.catalog.delete_token(id)? {
+                Deletion::Deleted(t) => t,
+                Deletion::NotFound => {
+                    return Err(Error::NotFound {
+                        what: format!("token {id}"),
+                    })
+                }
+                Deletion::LastAdmin => {
+                    return Err(Error::Request {
+                        kind: ErrorKind::Conflict,
+                        message: format!(
+                            "token {id} is the last admin token: make another admin token first"
+                        ),
+                    })
+                }
+            };
             s.catalog.audit(&NewAudit {
                 actor: Some(caller.token.id),
                 action: Action::TokenDelete,

@@ -7,6 +7,17 @@ use crate::error::Result;
 use crate::token::{new_secret, secret_hash, Role, TokenInfo};
 use rusqlite::{params, OptionalExtension, Row};
 
+/// What [`Catalog::delete_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// Deleted; the token as it was.
+    Deleted(TokenInfo),
+    /// No token has that id.
+    NotFound,
+    /// Refused: it is the last admin token.
+    LastAdmin,
+}
+
 const COLUMNS: &str = "id, name, role, created_at, created_by";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenInfo> {
@@ -73,13 +84,40 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    /// Deletes token `id`; `false` when there was none.
-    pub fn delete_token(&self, id: i64) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM tokens WHERE id = ?1", [id])
+    /// Deletes token `id`, unless it is the last admin token (nobody
+    /// could make tokens any more). The check and the delete are one
+    /// transaction under the connection's lock, so two admins deleting
+    /// each other at once cannot both succeed.
+    pub fn delete_token(&self, id: i64) -> Result<Deletion> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let target = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()
             .map_err(|e| self.err(e))?;
-        Ok(n > 0)
+        let Some(target) = target else {
+            return Ok(Deletion::NotFound);
+        };
+        if target.role == Role::Admin {
+            let admins: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM tokens WHERE role = 'admin'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if admins <= 1 {
+                return Ok(Deletion::LastAdmin);
+            }
+        }
+        tx.execute("DELETE FROM tokens WHERE id = ?1", [id])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Deletion::Deleted(target))
     }
 
     /// How many tokens there are.
@@ -104,12 +142,26 @@ mod tests {
         assert_eq!(c.token_by_secret(&secret).unwrap(), Some(t.clone()));
         assert_eq!(c.token_by_secret("lbt_nope").unwrap(), None);
         assert_eq!(c.list_tokens().unwrap(), vec![t.clone()]);
-        assert!(c.delete_token(t.id).unwrap());
-        assert!(!c.delete_token(t.id).unwrap());
+        assert_eq!(c.delete_token(t.id).unwrap(), Deletion::Deleted(t.clone()));
+        assert_eq!(c.delete_token(t.id).unwrap(), Deletion::NotFound);
         assert_eq!(c.token_by_secret(&secret).unwrap(), None);
         // Ids are never reused after a delete.
         let (t2, _) = c.create_token("next", Role::Viewer, None).unwrap();
         assert!(t2.id > t.id);
+    }
+
+    #[test]
+    fn the_last_admin_token_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        let (a1, _) = c.create_token("a1", Role::Admin, None).unwrap();
+        let (a2, _) = c.create_token("a2", Role::Admin, None).unwrap();
+        assert!(matches!(
+            c.delete_token(a1.id).unwrap(),
+            Deletion::Deleted(_)
+        ));
+        assert_eq!(c.delete_token(a2.id).unwrap(), Deletion::LastAdmin);
+        assert_eq!(c.list_tokens().unwrap(), vec![a2]);
     }
 
     #[test]
