@@ -120,7 +120,22 @@ pub fn server_names(listen: IpAddr) -> Vec<String> {
         .nodename()
         .to_string_lossy()
         .into_owned();
-    if !host.is_empty() {
+    // A host name that is not a valid DNS name (an underscore, say) is
+    // left out rather than failing the start.
+    let dns_name = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if dns_name(&host) {
         names.push(host);
     }
     if !listen.is_unspecified() {
@@ -202,4 +217,51 @@ fn set_validity(params: &mut CertificateParams, years: i32) {
     };
     params.not_before = ymd(from, 0);
     params.not_after = ymd(from, years);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cover_loopback_and_a_specific_listen_address() {
+        let any = server_names("0.0.0.0".parse().unwrap());
+        for n in ["localhost", "127.0.0.1", "::1"] {
+            assert!(any.iter().any(|x| x == n), "{any:?}");
+        }
+        assert!(!any.iter().any(|x| x == "0.0.0.0"), "{any:?}");
+        let one = server_names("192.0.2.7".parse().unwrap());
+        assert!(one.iter().any(|x| x == "192.0.2.7"), "{one:?}");
+        let mut sorted = one.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), one.len(), "no name twice: {one:?}");
+    }
+
+    #[test]
+    fn the_ca_is_made_once_and_keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ip = "127.0.0.1".parse().unwrap();
+        server_config(dir.path(), ip, None).unwrap();
+        let ca = std::fs::read(dir.path().join(TLS_DIR).join(CA_CERT)).unwrap();
+        let leaf = std::fs::read(dir.path().join(TLS_DIR).join(SERVER_CERT)).unwrap();
+        server_config(dir.path(), ip, None).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(TLS_DIR).join(CA_CERT)).unwrap(),
+            ca
+        );
+        assert_ne!(
+            std::fs::read(dir.path().join(TLS_DIR).join(SERVER_CERT)).unwrap(),
+            leaf,
+            "the server certificate is issued anew at each start"
+        );
+        for key in [CA_KEY, SERVER_KEY] {
+            let mode = std::fs::metadata(dir.path().join(TLS_DIR).join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
 }
