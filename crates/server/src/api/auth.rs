@@ -8,15 +8,12 @@
 use super::PeerAddr;
 use crate::catalog::audit::{Action, NewAudit};
 use crate::error::Error;
-use crate::routes::{self, Access};
+use crate::routes::{self, Access, Endpoint};
 use crate::state::AppState;
 use crate::token::TokenInfo;
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-
-/// The path of the login route (its refusals are failed logins).
-pub const LOGIN_PATH: &str = "/api/v1/login";
 
 /// The token of an authenticated request, with a role the route allows.
 #[derive(Debug, Clone)]
@@ -35,7 +32,9 @@ impl FromRequestParts<AppState> for Caller {
             .map(|m| m.as_str().to_string())
             .unwrap_or_default();
         let method = parts.method.as_str().to_string();
-        let needed = match routes::find(&method, &path).map(|r| r.access) {
+        let route = routes::find(&method, &path);
+        let is_login = route.is_some_and(|r| r.endpoint == Endpoint::Login);
+        let needed = match route.map(|r| r.access) {
             Some(Access::Role(role)) => role,
             // A handler that takes a Caller on a route the table does not
             // list, or lists as public, is a programming error: refuse.
@@ -73,7 +72,7 @@ impl FromRequestParts<AppState> for Caller {
                 state,
                 NewAudit {
                     actor: None,
-                    action: if path == LOGIN_PATH {
+                    action: if is_login {
                         Action::Login
                     } else {
                         Action::AuthFailed

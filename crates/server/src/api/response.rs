@@ -29,7 +29,15 @@ impl IntoResponse for Error {
             error: self.to_string(),
             kind: kind.as_str().to_string(),
         };
-        (kind.status(), Json(body)).into_response()
+        let mut response = (kind.status(), Json(body)).into_response();
+        if kind == ErrorKind::Unauthorized {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -77,5 +85,28 @@ pub fn too_large() -> Error {
             "request body is over the limit of {} bytes",
             super::BODY_LIMIT
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_answer_with_their_status_and_a_401_names_the_scheme() {
+        let r = Error::Unauthorized("no token").into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::WWW_AUTHENTICATE)
+                .unwrap(),
+            "Bearer"
+        );
+        let r = too_large().into_response();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(r
+            .headers()
+            .get(axum::http::header::WWW_AUTHENTICATE)
+            .is_none());
     }
 }
