@@ -18,10 +18,13 @@ cd "$(dirname "$0")/.."
 # btrfs-progs, ntfs-3g: xfs/btrfs/ntfs test volumes (publish, browse);
 # erofs-utils: a filesystem the kernel knows but publish must not mount;
 # openssl: test certificates for NBD over TLS, s_client against the guest helper;
-# file: checks that the guest helper is statically linked (build-guest-helper.sh).
+# file: checks that the guest helper is statically linked (build-guest-helper.sh);
+# curl: requests to `lifeboat serve` (server tests); sqlite3: sets a newer
+# schema version in the server's catalog (refused at start); python3-venv:
+# schemathesis from PyPI against the server's OpenAPI document.
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file chrony faketime)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file chrony faketime curl sqlite3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,6 +48,10 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== API conformance (schemathesis against the OpenAPI document)"
+cargo build --locked -p lifeboat --bin lifeboat
+scripts/api-conformance.sh "${CARGO_TARGET_DIR:-target}/debug/lifeboat"
 
 echo "== cargo test"
 mkdir -p target

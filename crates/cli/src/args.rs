@@ -10,8 +10,33 @@ use std::path::PathBuf;
     about = "Back up virtual machines and bring them back instantly"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the Lifeboat server is and how to talk to it (the commands that
+/// are requests to a server, and `preflight --server`).
+#[derive(Args, Clone, Debug)]
+pub struct RemoteArgs {
+    /// The Lifeboat server: https://HOST[:PORT]
+    #[arg(long, global = true, env = "LIFEBOAT_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The CA certificate (PEM) the server's certificate must chain to
+    /// (default: the system's roots); `lifeboat serve` makes one in
+    /// DATA_DIR/tls/ca.pem
+    #[arg(long, global = true, env = "LIFEBOAT_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// API token (prefer LIFEBOAT_TOKEN: other users can read a command line)
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// Where the repository is and how to unlock it.
@@ -95,6 +120,20 @@ pub enum Command {
     /// Try the ports a deployment needs (TCP, TLS and certificate, NFS NULL,
     /// QMP, NTP clock skew) and say what to open or fix
     Preflight(crate::commands::preflight::PreflightArgs),
+    /// The backup server: HTTPS REST API, catalog, tokens (in the foreground)
+    Serve(crate::commands::serve::ServeArgs),
+    /// Check the token against the server (--server, --token): whose it is
+    Login(OutputArgs),
+    /// Manage the server's API tokens (admin)
+    Token {
+        #[command(subcommand)]
+        command: crate::commands::remote::TokenCommand,
+    },
+    /// Restore points of a repository the server serves
+    RestorePoint {
+        #[command(subcommand)]
+        command: crate::commands::remote::RestorePointCommand,
+    },
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]
     PublishDaemon(crate::commands::publish::PublishDaemonArgs),

@@ -4,9 +4,11 @@
 //! --find-clean` without a clean point), 6 locked, 7 `scan` found malware,
 //! 8 `scan` found nothing but proved nothing (unproven), 9 busy (another
 //! process holds a repository lock, or backs up the same VM live), 10
-//! `preflight` found a failing check, 130 `scan` interrupted.
+//! `preflight` found a failing check, 11 the server refused the token (none,
+//! unknown, deleted, or without the role), 130 `scan` interrupted.
 
 use lifeboat_repo::Error as RepoError;
+use lifeboat_server::ErrorKind as ServerKind;
 
 pub const OK: i32 = 0;
 pub const ERROR: i32 = 1;
@@ -23,6 +25,9 @@ pub const UNPROVEN: i32 = 8;
 pub const BUSY: i32 = 9;
 /// `preflight`: at least one check failed.
 pub const PREFLIGHT_FAILED: i32 = 10;
+/// The server refused the request's token: none, unknown or deleted
+/// (HTTP 401), or its role does not allow the request (403).
+pub const AUTH_REFUSED: i32 = 11;
 /// `scan` stopped by SIGINT/SIGTERM (after unpublishing).
 pub const INTERRUPTED: i32 = 130;
 
@@ -38,6 +43,13 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
             .or_else(|| live.and_then(|e| e.hypervisor_error()));
         if let Some(lifeboat_hypervisor::HypervisorError::Busy { .. }) = hypervisor {
             return BUSY;
+        }
+        if let Some(e) = cause.downcast_ref::<lifeboat_server::ClientError>() {
+            return match e.kind() {
+                Some(ServerKind::Unauthorized | ServerKind::Forbidden) => AUTH_REFUSED,
+                Some(ServerKind::NotFound) => NOT_FOUND,
+                _ => ERROR,
+            };
         }
         let repo = cause
             .downcast_ref::<RepoError>()

@@ -8,7 +8,8 @@
 //! `scan --find-clean` found no clean point), 6 refused because locked,
 //! 7 infected (`scan` found malware), 8 unproven (`scan` found nothing but
 //! proved nothing), 9 busy (another process holds a repository lock), 130
-//! interrupted (SIGINT/SIGTERM during `scan`).
+//! interrupted (SIGINT/SIGTERM during `scan`), 11 the server refused the
+//! token (see exit.rs).
 
 mod args;
 mod commands;
@@ -22,7 +23,7 @@ use clap::Parser;
 
 fn main() {
     let cli = args::Cli::parse();
-    let code = match commands::run(cli.command) {
+    let code = match commands::run(cli.command, &cli.remote) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("lifeboat: error: {}", output::error_message(&err));

@@ -5,12 +5,12 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `lifeboat nfs serve` on 127.0.0.1, every port ephemeral; killed on drop.
 struct Server {
-    child: Child,
+    child: Service,
     stderr: PathBuf,
 }
 
@@ -41,7 +41,7 @@ impl Server {
             .spawn()
             .expect("starting lifeboat nfs serve");
         let server = Server {
-            child,
+            child: Service(child),
             stderr: log.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -65,40 +65,17 @@ impl Server {
 
     /// Sends `signal` and waits for a clean exit.
     fn stop_with(mut self, signal: &str) -> String {
-        let st = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "exit after {signal}: {status}\n{}",
-                    self.log()
-                );
-                return self.log();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit after {signal}: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.stderr.clone();
+        let status = self
+            .child
+            .signal_and_wait(signal, || std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            status.success(),
+            "exit after {signal}: {status}\n{}",
+            self.log()
+        );
+        self.log()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 #[test]

@@ -8,9 +8,9 @@ use common::*;
 
 #[test]
 fn ports_prints_the_table_with_the_configured_ports() {
-    let text = ok(&["ports", "--api-port", "8443"]);
+    let text = ok(&["ports", "--api-port", "9443"]);
     for want in [
-        "8443",
+        "9443",
         "8082",
         "3542",
         "111",
@@ -28,8 +28,8 @@ fn ports_prints_the_table_with_the_configured_ports() {
         .iter()
         .find(|r| r["why"].as_str().unwrap().starts_with("REST API"))
         .unwrap();
-    assert_eq!(api["port"], 443);
-    assert_eq!(api["status"], "not-built");
+    assert_eq!(api["port"], 8443);
+    assert_eq!(api["status"], "built");
     assert!(rows
         .iter()
         .any(|r| r["port"] == 2049 && r["status"] == "built"));

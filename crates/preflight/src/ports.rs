@@ -27,7 +27,9 @@ pub struct PortConfig {
 impl PortConfig {
     /// The brief's ports (the CLI's defaults).
     pub const DEFAULT: PortConfig = PortConfig {
-        api: 443,
+        // `lifeboat serve`'s default (the brief's 443 needs root or a
+        // capability; an operator who wants it passes --listen 0.0.0.0:443).
+        api: 8443,
         agent: 8082,
         guest_helper: 3542,
         portmapper: 111,
@@ -99,8 +101,8 @@ pub fn port_table(c: &PortConfig) -> Vec<PortRow> {
             c.api,
             "TCP",
             "HTTPS (TLS 1.2+)",
-            "REST API, console, chunk upload",
-            NotBuilt,
+            "REST API (built: tokens, audit, restore points; console and chunk upload not yet)",
+            Built,
         ),
         row(
             "proxy",
@@ -220,13 +222,13 @@ mod tests {
     #[test]
     fn the_table_carries_the_configured_ports() {
         let c = PortConfig {
-            api: 8443,
+            api: 9443,
             agent: 9000,
             ..PortConfig::default()
         };
         let t = port_table(&c);
         let port_of = |why: &str| t.iter().find(|r| r.why.starts_with(why)).unwrap().port;
-        assert_eq!(port_of("REST API"), 8443);
+        assert_eq!(port_of("REST API"), 9443);
         assert_eq!(port_of("internal"), 9000);
         assert_eq!(port_of("VMware disk"), 902);
         let nfs: Vec<u16> = t

@@ -51,7 +51,7 @@ pub enum DamageState {
 }
 
 /// One damaged file and the restore points it takes with it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileDamage {
     pub kind: FileKind,
     pub path: PathBuf,
@@ -63,7 +63,7 @@ pub struct FileDamage {
     /// Restore points (`vm@id`) that depend on the file.
     pub restore_points: Vec<String>,
     /// For a chunk: the (restore point, disk) pairs whose index names it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub used_by: Vec<(String, String)>,
 }
 

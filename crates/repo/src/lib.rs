@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use keys::KeySlotInfo;
 pub use layout::{DEFAULT_CHUNK_SIZE, DEFAULT_ZSTD_LEVEL};
-pub use listing::{Listing, Resolved};
+pub use listing::{ListedPoint, Listing, Resolved};
 pub use lock::{Acquired, HolderLock};
 pub use model::{
     check_name, Consistency, ConsistencyLevel, DiskEntry, DiskIndex, DiskStats, FormatChosenBy,

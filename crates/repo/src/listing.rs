@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::layout::{INDEXES_DIR, MANIFEST_SUFFIX};
 use crate::model::{check_name, is_valid_id, Manifest};
 use crate::repository::{dir_names, Repository};
+use serde::{Deserialize, Serialize};
 
 /// Every restore point of a listing: the ones that read, and the damaged
 /// manifests (kind [`FileKind::Manifest`]) of the ones that do not.
@@ -24,6 +25,41 @@ pub struct Listing {
     pub points: Vec<Manifest>,
     /// Manifests that exist under a valid name but do not read, by name.
     pub damaged: Vec<FileDamage>,
+}
+
+/// One restore point as `lifeboat list --json` and the server's
+/// `restore-points` route report it: a readable manifest with its scan
+/// state and the damage of its indexes, or the damage of a manifest that
+/// does not read. Both callers serialize this one type, so the CLI and the
+/// API cannot drift apart (and a client reads it back with this type).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ListedPoint {
+    /// The manifest reads; `damaged` lists its indexes that do not.
+    Readable {
+        #[serde(flatten)]
+        manifest: Box<Manifest>,
+        /// [`Manifest::scan_state`].
+        scan_state: String,
+        damaged: Vec<FileDamage>,
+    },
+    /// The manifest does not read (or is lost while its indexes remain).
+    Unreadable {
+        vm: String,
+        id: String,
+        damaged: Vec<FileDamage>,
+    },
+}
+
+impl ListedPoint {
+    /// The damage of this restore point's own files (empty when intact).
+    pub fn damaged(&self) -> &[FileDamage] {
+        match self {
+            ListedPoint::Readable { damaged, .. } | ListedPoint::Unreadable { damaged, .. } => {
+                damaged
+            }
+        }
+    }
 }
 
 /// A resolved restore point and the newer ones `@latest` passed over.
@@ -110,6 +146,31 @@ impl Repository {
         out.points
             .sort_by(|a, b| (a.time, &a.vm, &a.id).cmp(&(b.time, &b.vm, &b.id)));
         out.damaged.sort_by(|a, b| point_of(a).cmp(point_of(b)));
+        Ok(out)
+    }
+
+    /// Every restore point of `vm` (all VMs when `None`) as `list` reports
+    /// it: the readable ones oldest first, each with the damage of its
+    /// indexes, then those whose manifest does not read.
+    pub fn list_report(&self, vm: Option<&str>) -> Result<Vec<ListedPoint>> {
+        let listing = self.list_all(vm)?;
+        let mut out = Vec::with_capacity(listing.points.len() + listing.damaged.len());
+        for manifest in listing.points {
+            let damaged = self.index_damage(&manifest);
+            out.push(ListedPoint::Readable {
+                scan_state: manifest.scan_state().to_string(),
+                manifest: Box::new(manifest),
+                damaged,
+            });
+        }
+        for d in listing.damaged {
+            let (vm, id) = point_of(&d).split_once('@').unwrap_or_default();
+            out.push(ListedPoint::Unreadable {
+                vm: vm.to_string(),
+                id: id.to_string(),
+                damaged: vec![d],
+            });
+        }
         Ok(out)
     }
 

@@ -266,6 +266,14 @@ impl Manifest {
         format!("{}@{}", self.vm, self.id)
     }
 
+    /// The scan state as `list --json` and the API give it: `clean`,
+    /// `infected`, `incomplete`, `unproven` or `not_scanned`.
+    pub fn scan_state(&self) -> &'static str {
+        self.scan
+            .as_ref()
+            .map_or("not_scanned", |s| s.state.as_str())
+    }
+
     /// True when a retention lock is in force at `now`.
     pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
         self.locked_until.is_some_and(|u| u > now)

@@ -8,60 +8,43 @@ use crate::args::{ListArgs, ShowArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use lifeboat_engine::restore_point_usage;
-use lifeboat_repo::{FileDamage, FileKind, Manifest};
-
-/// `clean`, `infected`, `incomplete` or `not_scanned`.
-fn scan_state_json(m: &Manifest) -> &'static str {
-    m.scan.as_ref().map_or("not_scanned", |s| s.state.as_str())
-}
+use lifeboat_repo::ListedPoint;
 
 pub fn list(a: ListArgs) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
-    let listing = repo.list_all(a.vm.as_deref())?;
     // A restore point is damaged when its manifest or one of its indexes
     // does not read; the rest are listed as usual.
-    let mut damaged: Vec<FileDamage> = listing.damaged;
-    let mut points = Vec::with_capacity(listing.points.len());
-    for m in listing.points {
-        let broken = repo.index_damage(&m);
-        points.push((m, broken.is_empty()));
-        damaged.extend(broken);
-    }
+    let report = repo.list_report(a.vm.as_deref())?;
     if a.output.json {
-        let mut out = Vec::with_capacity(points.len() + damaged.len());
-        for (m, _) in &points {
-            let mut v = serde_json::to_value(m)?;
-            if let Some(o) = v.as_object_mut() {
-                o.insert("scan_state".into(), scan_state_json(m).into());
-                let hit: Vec<&FileDamage> = damaged
-                    .iter()
-                    .filter(|d| d.restore_points.contains(&m.name()))
-                    .collect();
-                o.insert("damaged".into(), serde_json::to_value(&hit)?);
-            }
-            out.push(v);
-        }
-        for d in damaged.iter().filter(|d| d.kind == FileKind::Manifest) {
-            let (vm, id) = d
-                .restore_points
-                .first()
-                .and_then(|p| p.split_once('@'))
-                .unwrap_or_default();
-            out.push(serde_json::json!({ "vm": vm, "id": id, "damaged": [d] }));
-        }
-        print_json(&out)?;
+        print_json(&report)?;
         return Ok(exit::OK);
     }
-    if points.is_empty() && damaged.is_empty() {
+    print_listing(&report);
+    Ok(exit::OK)
+}
+
+/// The table of a listing (`list`, `restore-point list`): one row per
+/// readable restore point, then a line per damaged file, lost manifests
+/// first.
+pub fn print_listing(report: &[ListedPoint]) {
+    if report.is_empty() {
         println!("no restore points");
-        return Ok(exit::OK);
+        return;
     }
     println!(
         "{:<40} {:<20} {:>6} {:>12}  {:<16} scan",
         "restore point", "time (UTC)", "disks", "size", "locked until"
     );
     let now = chrono::Utc::now();
-    for (m, intact) in &points {
+    for point in report {
+        let ListedPoint::Readable {
+            manifest: m,
+            damaged,
+            ..
+        } = point
+        else {
+            continue;
+        };
         let size: u64 = m.disks.iter().map(|d| d.size).sum();
         let lock = match m.locked_until {
             Some(t) if t > now => t.format("%Y-%m-%d %H:%M").to_string(),
@@ -75,7 +58,7 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             bytes(size),
             lock,
             state_text(m),
-            if *intact { "" } else { "  DAMAGED" },
+            if damaged.is_empty() { "" } else { "  DAMAGED" },
             m.consistency
                 .as_ref()
                 .map_or(String::new(), |c| format!("  {}", c.level.as_str())),
@@ -85,13 +68,15 @@ pub fn list(a: ListArgs) -> anyhow::Result<i32> {
             ))
         );
     }
-    for d in &damaged {
+    let (unreadable, readable): (Vec<&ListedPoint>, Vec<&ListedPoint>) = report
+        .iter()
+        .partition(|p| matches!(p, ListedPoint::Unreadable { .. }));
+    for d in unreadable.iter().chain(&readable).flat_map(|p| p.damaged()) {
         println!(
             "DAMAGED {}: {d}",
             d.restore_points.first().map_or("", String::as_str)
         );
     }
-    Ok(exit::OK)
 }
 
 pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
@@ -102,7 +87,7 @@ pub fn show(a: ShowArgs) -> anyhow::Result<i32> {
         print_json(&serde_json::json!({
             "manifest": m,
             "usage": usage,
-            "scan_state": scan_state_json(&m),
+            "scan_state": m.scan_state(),
         }))?;
         return Ok(exit::OK);
     }

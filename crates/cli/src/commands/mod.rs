@@ -12,6 +12,7 @@ mod maintain;
 pub mod nfs_serve;
 pub mod preflight;
 pub mod publish;
+pub mod remote;
 mod repair;
 mod repo_init;
 mod restore;
@@ -19,14 +20,15 @@ mod salvage_files;
 pub mod scan;
 mod scan_point;
 mod scan_userspace;
+pub mod serve;
 
-use crate::args::{Command, RepoArgs, RepoCommand};
+use crate::args::{Command, RemoteArgs, RepoArgs, RepoCommand};
 use crate::passphrase::passphrase;
 use anyhow::Context;
 use lifeboat_repo::{Manifest, Repository};
 
 /// Runs one command.
-pub fn run(command: Command) -> anyhow::Result<i32> {
+pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
     match command {
         Command::Publish(a) => publish::publish(a),
         Command::Published(a) => publish::published(a),
@@ -55,7 +57,11 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Scan(a) => scan::run(a),
         Command::Bitmaps(a) => bitmaps::run(a),
         Command::Ports(a) => preflight::ports(a),
-        Command::Preflight(a) => preflight::preflight(a),
+        Command::Preflight(a) => preflight::preflight(a, remote),
+        Command::Serve(a) => serve::run(a),
+        Command::Login(o) => remote::login(remote, o),
+        Command::Token { command } => remote::token(remote, command),
+        Command::RestorePoint { command } => remote::restore_point(remote, command),
     }
 }
 

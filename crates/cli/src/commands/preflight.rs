@@ -64,12 +64,6 @@ pub struct PortsArgs {
 
 #[derive(Args)]
 pub struct PreflightArgs {
-    /// The server: https://HOST[:PORT] (port: --api-port)
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The CA certificate (PEM) the server's certificate must chain to
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
     /// A VM's QMP socket: qmp:SOCKET or SOCKET
     #[arg(long, value_name = "qmp:SOCKET")]
     pub hypervisor: Option<String>,
@@ -119,7 +113,9 @@ pub fn ports(a: PortsArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-pub fn preflight(a: PreflightArgs) -> anyhow::Result<i32> {
+/// `remote`'s `--server` (port: --api-port when the URL has none) and
+/// `--ca` are the server to try.
+pub fn preflight(a: PreflightArgs, remote: &crate::args::RemoteArgs) -> anyhow::Result<i32> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         anyhow::bail!(
             "--timeout {}: must be a positive number of seconds",
@@ -130,8 +126,8 @@ pub fn preflight(a: PreflightArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--max-skew {}: must be zero or more seconds", a.max_skew);
     }
     let opts = PreflightOptions {
-        server: a.server,
-        ca: a.ca,
+        server: remote.server.clone(),
+        ca: remote.ca.clone(),
         hypervisor: a
             .hypervisor
             .map(|h| PathBuf::from(h.strip_prefix("qmp:").unwrap_or(&h))),

@@ -261,3 +261,46 @@ pub fn nfs_serve_args<'a>(repo: &'a Path, cache: &'a Path) -> Vec<&'a str> {
         "--no-portmap",
     ]
 }
+
+/// Parses `text` as JSON, failing the test with the text.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A service process started by a test: killed and reaped on drop.
+pub struct Service(pub std::process::Child);
+
+impl Service {
+    /// Sends `signal` (`-TERM`, `-INT`) with kill(1) and waits up to 20 s
+    /// for the exit; `log` is what the process printed, for the failure.
+    pub fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        log: impl Fn() -> String,
+    ) -> std::process::ExitStatus {
+        let st = Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(st.success(), "kill {signal} failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.0.try_wait().expect("waiting for the service") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after {signal}: {}",
+                log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

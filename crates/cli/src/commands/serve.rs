@@ -1,0 +1,87 @@
+//! `lifeboat serve`: the backup server in the foreground. Parses the
+//! arguments, installs the JSON-lines log subscriber (stderr), and hands
+//! over to lifeboat_server, which stops cleanly on SIGTERM or SIGINT.
+
+use crate::exit;
+use crate::passphrase::passphrase;
+use anyhow::Context;
+use clap::Args;
+use lifeboat_server::serve::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use lifeboat_server::{ServerConfig, TlsFiles};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address and port the HTTPS API listens on
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// The server's folder: catalog, certificates, the bootstrap admin token
+    #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The operator's certificate chain (PEM) instead of the server's own CA
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A repository the server serves, by name (repeatable)
+    #[arg(long = "repo", value_name = "NAME=PATH")]
+    pub repos: Vec<String>,
+    /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
+    let mut repositories: Vec<(String, PathBuf)> = Vec::new();
+    for spec in &a.repos {
+        let (name, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--repo {spec:?}: expected NAME=PATH"))?;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            anyhow::bail!("--repo {spec:?}: NAME must be 1-64 letters, digits, '-', '_' or '.'");
+        }
+        if repositories.iter().any(|(n, _)| n == name) {
+            anyhow::bail!("--repo {spec:?}: the name {name:?} is given twice");
+        }
+        repositories.push((name.to_string(), PathBuf::from(path)));
+    }
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    lifeboat_server::run_until_signal(ServerConfig {
+        listen: a.listen,
+        data_dir: a.data_dir,
+        tls,
+        repositories,
+        passphrase: passphrase(a.passphrase_file.as_deref())?,
+    })?;
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_listen_port_is_the_port_tables() {
+        let listen: SocketAddr = DEFAULT_LISTEN.parse().unwrap();
+        assert_eq!(
+            listen.port(),
+            lifeboat_preflight::PortConfig::DEFAULT.api,
+            "`lifeboat ports` and `lifeboat serve` must agree"
+        );
+    }
+}

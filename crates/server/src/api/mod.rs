@@ -1,0 +1,127 @@
+//! The HTTP API: the router built from [`crate::routes::ROUTES`], the body
+//! limit, JSON errors for every refusal (unknown route, wrong method,
+//! oversized or malformed body), and the middleware that counts and logs
+//! each request.
+
+pub mod auth;
+mod handlers;
+pub mod openapi;
+pub mod response;
+pub mod tokens;
+
+use crate::error::{Error, ErrorKind};
+use crate::metrics::UNMATCHED;
+use crate::routes::{Endpoint, Method, ROUTES};
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use std::time::Instant;
+
+/// The largest request body accepted (413 above it).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A body declared over [`BODY_LIMIT`] but at most this long is read and
+/// dropped before the 413 goes out: closing a connection with unread data
+/// makes the kernel send a reset, and the client would never see the
+/// answer. Longer ones are answered at once and the connection closed.
+pub const DRAIN_LIMIT: usize = 1 << 20;
+
+/// The peer's address, put in each request's extensions by the connection
+/// loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The router of every route in [`ROUTES`].
+pub fn router(state: AppState) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    for r in ROUTES {
+        router = router.route(r.path, method_router(r.endpoint, r.method));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
+    let filter = match method {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+        Method::Delete => MethodFilter::DELETE,
+    };
+    match endpoint {
+        Endpoint::Health => on(filter, handlers::health),
+        Endpoint::Login => on(filter, handlers::login),
+        Endpoint::ListTokens => on(filter, tokens::list),
+        Endpoint::CreateToken => on(filter, tokens::create),
+        Endpoint::DeleteToken => on(filter, tokens::delete),
+        Endpoint::ListRepositories => on(filter, handlers::repositories),
+        Endpoint::ListRestorePoints => on(filter, handlers::restore_points),
+        Endpoint::Audit => on(filter, handlers::audit),
+        Endpoint::Metrics => on(filter, handlers::metrics),
+        Endpoint::OpenApi => on(filter, openapi::document),
+    }
+}
+
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::NotFound {
+        what: format!("route {method} {}", uri.path()),
+    }
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::Request {
+        kind: ErrorKind::MethodNotAllowed,
+        message: format!("{} does not take {method}", uri.path()),
+    }
+}
+
+/// Answers 413 to a body whose `Content-Length` is over [`BODY_LIMIT`]
+/// (after reading it, up to [`DRAIN_LIMIT`]); bodies without a length are
+/// cut at the limit by [`DefaultBodyLimit`] as they are read.
+async fn refuse_oversized(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > BODY_LIMIT as u64 => {
+            if n <= DRAIN_LIMIT as u64 {
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+            }
+            response::too_large().into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// Counts the request in the metrics and logs it (route pattern, never the
+/// query or a token).
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED.to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.metrics().request(&route, method.as_str(), status);
+    tracing::info!(
+        method = %method,
+        route,
+        status,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        peer = peer.map(|p| p.to_string()),
+        "request"
+    );
+    response
+}

@@ -1,0 +1,229 @@
+//! The API client the CLI uses (`lifeboat --server URL ...`): blocking
+//! HTTPS through `ureq` on rustls with the `ring` provider, TLS 1.2+ (the
+//! rustls defaults), trusting the `--ca` file or else the system roots.
+//! Errors the CLI tells apart are typed: the server's refusals keep their
+//! [`ErrorKind`] (so 401/403 become the "refused" exit code), connection
+//! and certificate failures are [`ClientError::Connect`].
+
+use crate::api::response::ErrorBody;
+use crate::api::tokens::{CreateToken, CreatedToken, DeletedToken};
+use crate::catalog::audit::AuditEntry;
+use crate::error::ErrorKind;
+use crate::token::{Role, TokenInfo};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("server URL {url:?}: {why}")]
+    BadUrl { url: String, why: &'static str },
+    #[error("CA file {path}: {detail}")]
+    Ca { path: PathBuf, detail: String },
+    #[error("no token: give --token or set LIFEBOAT_TOKEN")]
+    NoToken,
+    #[error("cannot reach {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    /// The server answered with an error.
+    #[error("server refused {what}: {message} (HTTP {status})")]
+    Server {
+        what: String,
+        status: u16,
+        kind: Option<ErrorKind>,
+        message: String,
+    },
+    #[error("unexpected answer to {what}: {detail}")]
+    Decode { what: String, detail: String },
+}
+
+impl ClientError {
+    /// The server's error kind, when the server answered with one.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Server { kind, .. } => *kind,
+            ClientError::NoToken => Some(ErrorKind::Unauthorized),
+            _ => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// A connection to one server with one token.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of `server` (`https://host[:port]`), trusting `ca` (PEM)
+    /// or else the system's roots.
+    pub fn new(server: &str, ca: Option<&Path>, token: Option<String>) -> Result<Client> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(ClientError::BadUrl {
+                url: server.into(),
+                why: "must start with https:// (the server speaks TLS only)",
+            });
+        }
+        let roots = match ca {
+            Some(path) => read_ca(path)?,
+            None => system_roots(),
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(crate::tls::crypto_provider())
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .https_only(true)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Ok(Client {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            agent,
+        })
+    }
+
+    /// `POST /api/v1/login`: whose token this is.
+    pub fn login(&self) -> Result<TokenInfo> {
+        self.send("POST", "/api/v1/login", None::<&()>)
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.send("GET", "/api/v1/tokens", None::<&()>)
+    }
+
+    pub fn create_token(&self, role: Role, name: Option<String>) -> Result<CreatedToken> {
+        self.send("POST", "/api/v1/tokens", Some(&CreateToken { role, name }))
+    }
+
+    pub fn delete_token(&self, id: i64) -> Result<DeletedToken> {
+        self.send("DELETE", &format!("/api/v1/tokens/{id}"), None::<&()>)
+    }
+
+    pub fn audit(&self) -> Result<Vec<AuditEntry>> {
+        self.send("GET", "/api/v1/audit", None::<&()>)
+    }
+
+    /// The restore points of repository `name`, as `lifeboat list --json`
+    /// gives them.
+    pub fn restore_points(&self, name: &str) -> Result<Vec<serde_json::Value>> {
+        let mut path = String::from("/api/v1/repositories/");
+        for b in name.bytes() {
+            // Percent-encode all but unreserved characters.
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                path.push(b as char);
+            } else {
+                path.push_str(&format!("%{b:02X}"));
+            }
+        }
+        path.push_str("/restore-points");
+        self.send("GET", &path, None::<&()>)
+    }
+
+    /// One request; `body` as JSON; the answer parsed from JSON.
+    fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let what = format!("{method} {path}");
+        let token = self.token.as_deref().ok_or(ClientError::NoToken)?;
+        let url = format!("{}{path}", self.base);
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/json");
+        let connect = |source| ClientError::Connect {
+            url: url.clone(),
+            source,
+        };
+        let decode = |detail: String| ClientError::Decode {
+            what: what.clone(),
+            detail,
+        };
+        let mut response = match body {
+            Some(b) => {
+                let json = serde_json::to_vec(b).map_err(|e| decode(e.to_string()))?;
+                let req = request
+                    .header("Content-Type", "application/json")
+                    .body(json)
+                    .map_err(|e| decode(e.to_string()))?;
+                self.agent.run(req).map_err(connect)?
+            }
+            None => {
+                let req = request.body(()).map_err(|e| decode(e.to_string()))?;
+                self.agent.run(req).map_err(connect)?
+            }
+        };
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| decode(e.to_string()))?;
+        if status >= 400 {
+            let (kind, message) = match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(b) => (ErrorKind::parse(&b.kind), b.error),
+                Err(_) => (None, text.chars().take(200).collect()),
+            };
+            return Err(ClientError::Server {
+                what,
+                status,
+                kind,
+                message,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| decode(e.to_string()))
+    }
+}
+
+/// The certificates of a PEM file.
+fn read_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let err = |detail: String| ClientError::Ca {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no certificate in the file".into()));
+    }
+    Ok(certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect())
+}
+
+/// The system's trusted roots (none found: an empty list, and every
+/// connection fails verification, saying so).
+fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system's root certificates");
+    }
+    found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect()
+}

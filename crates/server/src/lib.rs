@@ -1,0 +1,38 @@
+//! The Lifeboat backup server (`lifeboat serve`) and the client the CLI
+//! talks to it with.
+//!
+//! ```text
+//!  lifeboat --server URL ...  --HTTPS (TLS 1.2+, rustls/ring)-->  serve.rs accept loop
+//!     client.rs (ureq)                                              |
+//!                                                                   v
+//!                              api/ router built from routes::ROUTES (one table)
+//!                                 auth.rs: bearer token -> catalog lookup, role check, audit
+//!                                 tokens.rs, handlers.rs: JSON in/out, errors as JSON
+//!                                   |                         |
+//!                                   v                         v
+//!                      catalog/ (SQLite, WAL, migrations)   lifeboat-repo (list_report)
+//! ```
+//!
+//! What this increment has: HTTPS with the server's own CA or the
+//! operator's certificate, the catalog, API tokens with roles, the audit
+//! log, repositories and their restore points (read-only), Prometheus
+//! metrics and the OpenAPI document. Jobs, schedules, proxies, agents and
+//! enrollment are not built yet (docs/server.md).
+
+pub mod api;
+pub mod catalog;
+pub mod client;
+pub mod error;
+mod fsutil;
+pub mod metrics;
+pub mod routes;
+pub mod serve;
+pub mod state;
+pub mod tls;
+pub mod token;
+
+pub use client::{Client, ClientError};
+pub use error::{Error, ErrorKind, Result};
+pub use serve::{run, run_until_signal, ServerConfig, ADMIN_TOKEN_FILE};
+pub use tls::TlsFiles;
+pub use token::{Role, TokenInfo};

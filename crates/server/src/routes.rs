@@ -1,0 +1,198 @@
+//! The one table of the API's routes: method, path, who may call it and
+//! which handler answers. The router is built from it
+//! ([`crate::api::router`]) and the OpenAPI document is checked against it
+//! (a test in this file), so the three cannot drift apart.
+
+use crate::token::Role;
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    /// Lower case, as OpenAPI names operations.
+    pub fn as_openapi(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Delete => "delete",
+        }
+    }
+
+    /// As in a request line.
+    pub fn as_http(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no token.
+    Public,
+    /// A token with at least this role.
+    Role(Role),
+}
+
+/// Which handler answers a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    Login,
+    ListTokens,
+    CreateToken,
+    DeleteToken,
+    ListRepositories,
+    ListRestorePoints,
+    Audit,
+    Metrics,
+    OpenApi,
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: Method,
+    /// Path with `{name}` parameters, as axum and OpenAPI both write them.
+    pub path: &'static str,
+    pub access: Access,
+    pub endpoint: Endpoint,
+}
+
+const fn route(method: Method, path: &'static str, access: Access, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        endpoint,
+    }
+}
+
+const VIEWER: Access = Access::Role(Role::Viewer);
+const ADMIN: Access = Access::Role(Role::Admin);
+
+/// Every route the server answers.
+pub const ROUTES: &[Route] = &[
+    route(
+        Method::Get,
+        "/api/v1/health",
+        Access::Public,
+        Endpoint::Health,
+    ),
+    route(Method::Post, "/api/v1/login", VIEWER, Endpoint::Login),
+    route(Method::Get, "/api/v1/tokens", ADMIN, Endpoint::ListTokens),
+    route(Method::Post, "/api/v1/tokens", ADMIN, Endpoint::CreateToken),
+    route(
+        Method::Delete,
+        "/api/v1/tokens/{id}",
+        ADMIN,
+        Endpoint::DeleteToken,
+    ),
+    route(
+        Method::Get,
+        "/api/v1/repositories",
+        VIEWER,
+        Endpoint::ListRepositories,
+    ),
+    route(
+        Method::Get,
+        "/api/v1/repositories/{name}/restore-points",
+        VIEWER,
+        Endpoint::ListRestorePoints,
+    ),
+    route(Method::Get, "/api/v1/audit", ADMIN, Endpoint::Audit),
+    route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
+    route(
+        Method::Get,
+        "/api/v1/openapi.json",
+        Access::Public,
+        Endpoint::OpenApi,
+    ),
+];
+
+/// The route `path` (as matched, with `{parameters}`) and `method` name.
+pub fn find(method: &str, path: &str) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == path && r.method.as_http() == method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The OpenAPI document's (method, path) pairs.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if ["get", "post", "put", "delete", "patch", "head", "options"]
+                    .contains(&method.as_str())
+                {
+                    out.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_has_exactly_the_routes() {
+        let routes: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.as_openapi().to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(routes.len(), ROUTES.len(), "a route is listed twice");
+        let doc = documented();
+        let missing: Vec<_> = routes.difference(&doc).collect();
+        let extra: Vec<_> = doc.difference(&routes).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "routes not in openapi.json: {missing:?}; documented but not routed: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn the_openapi_document_says_which_routes_need_a_token() {
+        let doc: serde_json::Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+        for r in ROUTES {
+            let op = &doc["paths"][r.path][r.method.as_openapi()];
+            // An empty `security` list opts out of the global bearer rule.
+            let public = op["security"].as_array().is_some_and(|s| s.is_empty());
+            assert_eq!(
+                public,
+                r.access == Access::Public,
+                "{} {}: security does not match the route's access",
+                r.method.as_http(),
+                r.path
+            );
+            if let Access::Role(role) = r.access {
+                let text = op["description"].as_str().unwrap_or_default();
+                assert!(
+                    text.contains(&format!("Role: {role}")),
+                    "{} {}: the description should say `Role: {role}`",
+                    r.method.as_http(),
+                    r.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn routes_are_found_by_method_and_matched_path() {
+        let r = find("DELETE", "/api/v1/tokens/{id}").unwrap();
+        assert_eq!(r.endpoint, Endpoint::DeleteToken);
+        assert!(find("PUT", "/api/v1/tokens/{id}").is_none());
+    }
+}

@@ -1,0 +1,63 @@
+//! What every request handler shares: the catalog, the repositories the
+//! server was configured with, and the metrics.
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use lifeboat_repo::Repository;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One repository the server serves, opened at start.
+#[derive(Debug)]
+pub struct ServedRepository {
+    pub name: String,
+    pub path: PathBuf,
+    pub repo: Repository,
+}
+
+/// The shared state (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub catalog: Catalog,
+    pub repositories: BTreeMap<String, Arc<ServedRepository>>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(catalog: Catalog, repositories: Vec<ServedRepository>) -> AppState {
+        AppState {
+            inner: Arc::new(Shared {
+                catalog,
+                repositories: repositories
+                    .into_iter()
+                    .map(|r| (r.name.clone(), Arc::new(r)))
+                    .collect(),
+                metrics: Metrics::new(),
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Runs `f` with the shared state on a blocking thread (SQLite and
+    /// repository reads never run on the async workers).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::Internal(format!("a blocking task failed: {e}")))?
+    }
+}

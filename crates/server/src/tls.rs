@@ -1,0 +1,267 @@
+//! The server's certificates and its rustls configuration.
+//!
+//! Without the operator's PEM files the server is its own CA: on first
+//! start it makes a CA key and certificate (`<data-dir>/tls/ca.pem`,
+//! `ca.key`); at every start it issues a fresh server certificate signed by
+//! that CA for the names it answers to (localhost, 127.0.0.1, ::1, the
+//! host name, the listen address unless unspecified) and writes it beside
+//! (`server.pem`, `server.key`), so a changed host name or listen address
+//! never leaves a stale certificate while clients keep trusting the same
+//! CA. Keys are written 0600 in a 0700 folder, atomically (temp + rename).
+//!
+//! TLS 1.3 and 1.2 only (1.3 preferred, the rustls default order), on the
+//! `ring` provider the workspace builds; ALPN offers HTTP/1.1.
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_file;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The certificate folder inside the data dir.
+pub const TLS_DIR: &str = "tls";
+/// The CA certificate clients pass as `--ca`.
+pub const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.pem";
+const SERVER_KEY: &str = "server.key";
+const CA_COMMON_NAME: &str = "Lifeboat server CA";
+
+/// The operator's certificate chain and key (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the server's certificate came from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// The operator's files.
+    Operator(TlsFiles),
+    /// Issued by the server's own CA; clients trust `ca`.
+    OwnCa { ca: PathBuf, names: Vec<String> },
+}
+
+/// The rustls server configuration for `listen`: the operator's files, or
+/// the server's own CA in `data_dir` (made on first start).
+pub fn server_config(
+    data_dir: &Path,
+    listen: IpAddr,
+    operator: Option<&TlsFiles>,
+) -> Result<(Arc<rustls::ServerConfig>, CertSource)> {
+    let (chain, key, source) = match operator {
+        Some(files) => {
+            let chain = read_chain(&files.cert)?;
+            let key = PrivateKeyDer::from_pem_file(&files.key)
+                .map_err(|e| Error::tls(format!("key {}", files.key.display()), e))?;
+            (chain, key, CertSource::Operator(files.clone()))
+        }
+        None => {
+            let dir = data_dir.join(TLS_DIR);
+            let names = server_names(listen);
+            own_ca_certificate(&dir, &names)?;
+            let chain = read_chain(&dir.join(SERVER_CERT))?;
+            let key_path = dir.join(SERVER_KEY);
+            let key = PrivateKeyDer::from_pem_file(&key_path)
+                .map_err(|e| Error::tls(format!("key {}", key_path.display()), e))?;
+            (
+                chain,
+                key,
+                CertSource::OwnCa {
+                    ca: dir.join(CA_CERT),
+                    names,
+                },
+            )
+        }
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::tls("TLS versions", e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::tls("server certificate and key", e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), source))
+}
+
+/// The `ring` provider, for the server and the client. rustls deprecates
+/// it for lacking post-quantum key exchange (only the aws-lc-rs provider
+/// has it); the workspace keeps ring, see docs/dependencies.md.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates of a PEM file, at least one.
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let what = || format!("certificate {}", path.display());
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| Error::tls(what(), e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::tls(what(), e))?;
+    if chain.is_empty() {
+        return Err(Error::tls(what(), "no certificate in the file"));
+    }
+    Ok(chain)
+}
+
+/// The names the server certificate is issued for.
+pub fn server_names(listen: IpAddr) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    // A host name that is not a valid DNS name (an underscore, say) is
+    // left out rather than failing the start.
+    let dns_name = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if dns_name(&host) {
+        names.push(host);
+    }
+    if !listen.is_unspecified() {
+        names.push(listen.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// Makes the CA in `dir` unless it is there, then issues the server
+/// certificate for `names` with it.
+fn own_ca_certificate(dir: &Path, names: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))?;
+    let ca_key_path = dir.join(CA_KEY);
+    let ca_cert_path = dir.join(CA_CERT);
+    let ca_key = if ca_key_path.exists() && ca_cert_path.exists() {
+        let pem = std::fs::read_to_string(&ca_key_path).map_err(|e| Error::io(&ca_key_path, e))?;
+        KeyPair::from_pem(&pem)
+            .map_err(|e| Error::tls(format!("CA key {}", ca_key_path.display()), e))?
+    } else {
+        let key = KeyPair::generate().map_err(|e| Error::tls("CA key", e))?;
+        let cert = ca_params()
+            .self_signed(&key)
+            .map_err(|e| Error::tls("CA certificate", e))?;
+        write_file(&ca_key_path, key.serialize_pem().as_bytes(), 0o600)?;
+        write_file(&ca_cert_path, cert.pem().as_bytes(), 0o644)?;
+        tracing::info!(ca = %ca_cert_path.display(), "made the server's CA");
+        key
+    };
+    // The issuer as rcgen needs it: the same name and key as the stored
+    // CA certificate, so what it signs chains to that file.
+    let issuer = ca_params()
+        .self_signed(&ca_key)
+        .map_err(|e| Error::tls("CA certificate", e))?;
+    let mut params =
+        CertificateParams::new(names.to_vec()).map_err(|e| Error::tls("server names", e))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        names.last().cloned().unwrap_or_default(),
+    );
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    set_validity(&mut params, 1);
+    let key = KeyPair::generate().map_err(|e| Error::tls("server key", e))?;
+    let cert = params
+        .signed_by(&key, &issuer, &ca_key)
+        .map_err(|e| Error::tls("server certificate", e))?;
+    write_file(&dir.join(SERVER_KEY), key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(&dir.join(SERVER_CERT), cert.pem().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// The CA's parameters (deterministic but for the validity, which the
+/// issuer object rebuilt at each start does not carry into what it signs).
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    dn.push(DnType::OrganizationName, "Lifeboat");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    set_validity(&mut params, 10);
+    params
+}
+
+/// Valid from yesterday (clock skew) to `years` years from today.
+fn set_validity(params: &mut CertificateParams, years: i32) {
+    use chrono::Datelike;
+    let from = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let ymd = |d: chrono::NaiveDate, add: i32| {
+        // Day 28 at most, so every year has that date.
+        rcgen::date_time_ymd(d.year() + add, d.month() as u8, d.day().min(28) as u8)
+    };
+    params.not_before = ymd(from, 0);
+    params.not_after = ymd(from, years);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cover_loopback_and_a_specific_listen_address() {
+        let any = server_names("0.0.0.0".parse().unwrap());
+        for n in ["localhost", "127.0.0.1", "::1"] {
+            assert!(any.iter().any(|x| x == n), "{any:?}");
+        }
+        assert!(!any.iter().any(|x| x == "0.0.0.0"), "{any:?}");
+        let one = server_names("192.0.2.7".parse().unwrap());
+        assert!(one.iter().any(|x| x == "192.0.2.7"), "{one:?}");
+        let mut sorted = one.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), one.len(), "no name twice: {one:?}");
+    }
+
+    #[test]
+    fn the_ca_is_made_once_and_keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ip = "127.0.0.1".parse().unwrap();
+        server_config(dir.path(), ip, None).unwrap();
+        let ca = std::fs::read(dir.path().join(TLS_DIR).join(CA_CERT)).unwrap();
+        let leaf = std::fs::read(dir.path().join(TLS_DIR).join(SERVER_CERT)).unwrap();
+        server_config(dir.path(), ip, None).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(TLS_DIR).join(CA_CERT)).unwrap(),
+            ca
+        );
+        assert_ne!(
+            std::fs::read(dir.path().join(TLS_DIR).join(SERVER_CERT)).unwrap(),
+            leaf,
+            "the server certificate is issued anew at each start"
+        );
+        for key in [CA_KEY, SERVER_KEY] {
+            let mode = std::fs::metadata(dir.path().join(TLS_DIR).join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+}
