@@ -197,28 +197,57 @@ impl<S: Read + Write> NbdClient<S> {
 
     /// Reads `len` bytes at `offset` (holes the server reports read as zeros).
     pub fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, ClientError> {
-        if len > MAX_PAYLOAD {
-            return Err(self.protocol("READ", format!("{len} bytes is over {MAX_PAYLOAD}")));
-        }
+        let mut out = vec![0u8; len as usize];
+        self.read_into(offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` straight into `buf`: each data
+    /// chunk of the reply is received into its place (no copy, no zeroing
+    /// first) and each hole chunk zeroes its range. The chunks must cover
+    /// the request exactly, as the protocol requires: a gap or an overlap is
+    /// a protocol error, so no byte of `buf` is left as it was.
+    pub fn read_into(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ClientError> {
+        let len = u32::try_from(buf.len())
+            .ok()
+            .filter(|&n| n <= MAX_PAYLOAD)
+            .ok_or_else(|| {
+                self.protocol("READ", format!("{} bytes is over {MAX_PAYLOAD}", buf.len()))
+            })?;
         let what = format!("READ {len} bytes at {offset}");
         let cookie = self.request(NBD_CMD_READ, 0, offset, len, &[])?;
-        let mut out = vec![0u8; len as usize];
-        self.replies(&what, cookie, false, |c, kind, payload| match kind {
-            NBD_REPLY_TYPE_OFFSET_DATA => {
-                let at = chunk_offset(payload, offset, len, payload.len().saturating_sub(8))
+        let mut covered: Vec<(usize, usize)> = Vec::new();
+        self.replies_streamed(&what, cookie, false, |c, kind, size| match kind {
+            NBD_REPLY_TYPE_OFFSET_DATA if size >= 8 => {
+                let at = c.read_u64(&what)?;
+                let n = (size - 8) as usize;
+                let start = range_start(at, offset, len, n)
                     .ok_or_else(|| c.protocol(&what, "data chunk outside the request"))?;
-                out[at..at + payload.len() - 8].copy_from_slice(&payload[8..]);
+                c.read_exact_into(&what, &mut buf[start..start + n])?;
+                covered.push((start, start + n));
                 Ok(())
             }
-            NBD_REPLY_TYPE_OFFSET_HOLE if payload.len() == 12 => {
-                let hole = u32::from_be_bytes(payload[8..12].try_into().unwrap_or_default());
-                chunk_offset(payload, offset, len, hole as usize)
-                    .map(|_| ())
-                    .ok_or_else(|| c.protocol(&what, "hole chunk outside the request"))
+            NBD_REPLY_TYPE_OFFSET_HOLE if size == 12 => {
+                let at = c.read_u64(&what)?;
+                let n = c.read_u32(&what)? as usize;
+                let start = range_start(at, offset, len, n)
+                    .ok_or_else(|| c.protocol(&what, "hole chunk outside the request"))?;
+                buf[start..start + n].fill(0);
+                covered.push((start, start + n));
+                Ok(())
             }
-            _ => Err(c.protocol(&what, format!("unexpected reply chunk type {kind}"))),
+            _ => {
+                c.read_exact(&what, size as usize)?;
+                Err(c.protocol(&what, format!("unexpected reply chunk type {kind}")))
+            }
         })?;
-        Ok(out)
+        if !covers_exactly(covered, buf.len()) {
+            return Err(self.protocol(
+                &what,
+                "the reply's chunks leave a gap in the request or overlap",
+            ));
+        }
+        Ok(())
     }
 
     /// Block status of `len` bytes at `offset` in context `context` (its
@@ -414,6 +443,23 @@ impl<S: Read + Write> NbdClient<S> {
         simple_ok: bool,
         mut chunk: impl FnMut(&Self, u16, &[u8]) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
+        self.replies_streamed(what, cookie, simple_ok, |c, kind, size| {
+            let payload = c.read_exact(what, size as usize)?;
+            chunk(c, kind, &payload)
+        })
+    }
+
+    /// Reads the replies to request `cookie` until one says DONE. Error
+    /// chunks end it with the server's errno and message; every other
+    /// chunk is handed to `chunk` with its type and payload size, and
+    /// `chunk` reads exactly that many bytes from the connection.
+    fn replies_streamed(
+        &mut self,
+        what: &str,
+        cookie: u64,
+        simple_ok: bool,
+        mut chunk: impl FnMut(&mut Self, u16, u32) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
         loop {
             let magic = self.read_u32(what)?;
             if magic == NBD_SIMPLE_REPLY_MAGIC {
@@ -443,9 +489,9 @@ impl<S: Read + Write> NbdClient<S> {
             if got != cookie || len > MAX_PAYLOAD + 64 {
                 return Err(self.protocol(what, format!("chunk for cookie {got} of {len} bytes")));
             }
-            let payload = self.read_exact(what, len as usize)?;
             if kind & (1 << 15) != 0 {
                 // NBD_REPLY_TYPE_ERROR(_OFFSET): errno u32, message length u16, message.
+                let payload = self.read_exact(what, len as usize)?;
                 if payload.len() < 6 {
                     return Err(self.protocol(what, "short error chunk"));
                 }
@@ -454,8 +500,10 @@ impl<S: Read + Write> NbdClient<S> {
                 let message = String::from_utf8_lossy(payload.get(6..6 + n).unwrap_or_default());
                 return Err(self.command_error(what, errno, message.into_owned()));
             }
-            if kind != NBD_REPLY_TYPE_NONE {
-                chunk(self, kind, &payload)?;
+            if kind == NBD_REPLY_TYPE_NONE {
+                self.read_exact(what, len as usize)?;
+            } else {
+                chunk(self, kind, len)?;
             }
             if flags & NBD_REPLY_FLAG_DONE != 0 {
                 return Ok(());
@@ -489,13 +537,17 @@ impl<S: Read + Write> NbdClient<S> {
 
     fn read_exact(&mut self, what: &str, n: usize) -> Result<Vec<u8>, ClientError> {
         let mut buf = vec![0u8; n];
+        self.read_exact_into(what, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_exact_into(&mut self, what: &str, buf: &mut [u8]) -> Result<(), ClientError> {
         self.stream
-            .read_exact(&mut buf)
+            .read_exact(buf)
             .map_err(|source| ClientError::Io {
                 what: format!("{} export {:?}: {what}", self.peer, self.export),
                 source,
-            })?;
-        Ok(buf)
+            })
     }
 
     fn read_u16(&mut self, what: &str) -> Result<u16, ClientError> {
@@ -517,15 +569,47 @@ impl<S: Read + Write> NbdClient<S> {
 /// Where a chunk starting at the u64 in `payload[..8]` and `n` bytes long
 /// falls in a request of `len` bytes at `offset`: its index into the
 /// request's buffer, or `None` when it is outside.
-fn chunk_offset(payload: &[u8], offset: u64, len: u32, n: usize) -> Option<usize> {
-    let at = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+/// Where a reply chunk of `n` bytes at disk offset `at` starts inside the
+/// request of `len` bytes at `offset` (`None`: it does not fit inside).
+fn range_start(at: u64, offset: u64, len: u32, n: usize) -> Option<usize> {
     let start = at.checked_sub(offset)?;
     let end = start.checked_add(n as u64)?;
     (end <= u64::from(len)).then_some(start as usize)
+}
+
+/// Whether the `(start, end)` ranges cover `0..len` exactly once.
+fn covers_exactly(mut ranges: Vec<(usize, usize)>, len: usize) -> bool {
+    ranges.sort_unstable();
+    let mut pos = 0;
+    for (start, end) in ranges {
+        if start != pos {
+            return false;
+        }
+        pos = end;
+    }
+    pos == len
 }
 
 /// A u32 length then the bytes of `s`.
 fn put_string32(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_chunks_must_cover_the_request_exactly_once() {
+        assert!(covers_exactly(vec![(4, 10), (0, 4)], 10));
+        assert!(covers_exactly(vec![], 0));
+        assert!(!covers_exactly(vec![(0, 4)], 10), "a gap at the end");
+        assert!(!covers_exactly(vec![(0, 4), (5, 10)], 10), "a gap inside");
+        assert!(!covers_exactly(vec![(0, 6), (4, 10)], 10), "an overlap");
+        assert!(!covers_exactly(vec![(0, 10), (0, 10)], 10), "twice");
+        assert_eq!(range_start(4096, 0, 8192, 4096), Some(4096));
+        assert_eq!(range_start(4096, 0, 8192, 4097), None);
+        assert_eq!(range_start(0, 4096, 8192, 1), None);
+    }
 }

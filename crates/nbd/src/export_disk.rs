@@ -172,7 +172,7 @@ impl NbdExportDisk {
     /// growing pause; the last error is returned, naming the export.
     fn with_client<T>(
         &self,
-        f: impl Fn(&mut NbdClient<UnixStream>) -> std::result::Result<T, ClientError>,
+        mut f: impl FnMut(&mut NbdClient<UnixStream>) -> std::result::Result<T, ClientError>,
     ) -> Result<T> {
         let n = self.pool.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -232,8 +232,7 @@ impl ReadDisk for NbdExportDisk {
         }
         for (i, piece) in buf.chunks_mut(MAX_PAYLOAD as usize).enumerate() {
             let at = offset + (i as u64) * u64::from(MAX_PAYLOAD);
-            let data = self.with_client(|c| c.read(at, piece.len() as u32))?;
-            piece.copy_from_slice(&data);
+            self.with_client(|c| c.read_into(at, piece))?;
         }
         Ok(())
     }

@@ -162,6 +162,11 @@ fn dirty_bitmap_and_allocation_extents_and_reads() {
     assert!(around[4096..8192].iter().all(|&b| b == 0x33));
     assert!(around[8192..].iter().all(|&b| b == 0));
     assert!(c.read(7 * MIB, 1 << 20).unwrap().iter().all(|&b| b == 0));
+    // read_into a buffer holding other bytes: every byte is the export's,
+    // the hole's zeros included (a reused chunk buffer keeps nothing).
+    let mut reused = vec![0xAAu8; 3 * 4096];
+    c.read_into(5 * MIB - 4096, &mut reused).unwrap();
+    assert_eq!(reused, around);
     c.disconnect().unwrap();
 }
 
