@@ -150,7 +150,7 @@ fn schedule_due(shared: &Shared) -> Result<()> {
         let Some((schedule, since)) = scheduled(&job) else {
             continue;
         };
-        if !schedule.next_after(&since).is_some_and(|t| t <= now) {
+        if schedule.next_after(&since).is_none_or(|t| t > now) {
             continue;
         }
         shared
