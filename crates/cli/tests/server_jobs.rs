@@ -3,9 +3,9 @@
 //! image run on demand (restored bit-exact), retention of that VM only, a
 //! second run while one runs (409), roles, bad input, a failing source
 //! retried with a webhook receiving the session, a server killed mid-run
-//! (the session is failed as interrupted, the repository has only whole
-//! restore points), and a schedule missed while the server was down (run
-//! once at start, under faketime).
+//! (the session is failed as interrupted, the webhook told, the
+//! repository has only whole restore points), and a schedule missed while
+//! the server was down (run once at start, under faketime).
 mod common;
 use common::server::Server;
 use common::*;
@@ -324,10 +324,19 @@ fn one_run_at_a_time_roles_bad_input_and_a_kill_mid_run() {
     server.child.0.kill().unwrap();
     server.child.0.wait().unwrap();
     drop(server);
-    let restarted = Server::start(&data, &["--repo", &format!("main={}", s(&repo))]);
+    let (url, hooks) = webhook_receiver();
+    let restarted = Server::start(
+        &data,
+        &["--repo", &format!("main={}", s(&repo)), "--webhook", &url],
+    );
     let admin = restarted.admin_token();
     let ended = json(&restarted.cli_ok(&admin, &["session", "show", &id.to_string(), "--json"]));
     assert_eq!(ended["state"], "failed", "{ended:#}");
+    let event = json(&hooks.recv_timeout(Duration::from_secs(20)).unwrap());
+    assert_eq!(
+        (&event["session"], &event["state"]),
+        (&ended["id"], &ended["state"])
+    );
     assert_eq!(
         ended["error"], "interrupted: the server stopped",
         "{ended:#}"

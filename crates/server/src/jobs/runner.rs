@@ -2,8 +2,8 @@
 //! [`TICK`] or when a session is queued or ends: queue the jobs whose cron
 //! time has come, then start queued sessions on worker threads while fewer
 //! than `--max-jobs` run. At start, [`recover`] fails the sessions a
-//! stopped server left behind and queues once each job that fell due while
-//! the server was down (trigger `missed`).
+//! stopped server left behind (and tells the webhooks) and queues once
+//! each job that fell due while the server was down (trigger `missed`).
 
 use super::execute::run_job;
 use super::progress::SessionProgress;
@@ -85,8 +85,19 @@ pub fn queue(
 /// At start: fails what a stopped server left queued or running, then
 /// queues once each job whose schedule fell due while it was down.
 pub fn recover(shared: &Shared) -> Result<()> {
+    let mut interrupted = Vec::new();
     for id in shared.catalog.interrupt_unfinished()? {
         tracing::warn!(session = id, "session interrupted by the last stop");
+        interrupted.extend(shared.catalog.session(id)?);
+    }
+    if !interrupted.is_empty() {
+        // Their webhooks, without holding up the start.
+        let hooks = shared.webhooks.clone();
+        std::thread::spawn(move || {
+            for s in &interrupted {
+                hooks.send(&Event::ended(s));
+            }
+        });
     }
     let now = Local::now();
     for job in shared.catalog.list_jobs()? {

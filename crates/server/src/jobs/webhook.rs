@@ -79,7 +79,9 @@ impl<'a> Event<'a> {
     }
 }
 
-/// The configured webhooks and the HTTP agent that calls them.
+/// The configured webhooks and the HTTP agent that calls them (cheap to
+/// clone: the agent is shared).
+#[derive(Clone)]
 pub struct Webhooks {
     urls: Vec<String>,
     agent: ureq::Agent,
