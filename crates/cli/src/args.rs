@@ -120,7 +120,7 @@ pub enum Command {
     /// Try the ports a deployment needs (TCP, TLS and certificate, NFS NULL,
     /// QMP, NTP clock skew) and say what to open or fix
     Preflight(crate::commands::preflight::PreflightArgs),
-    /// The backup server: HTTPS REST API, catalog, tokens (in the foreground)
+    /// The backup server: HTTPS REST API, catalog, tokens, jobs (in the foreground)
     Serve(crate::commands::serve::ServeArgs),
     /// Check the token against the server (--server, --token): whose it is
     Login(OutputArgs),
@@ -133,6 +133,16 @@ pub enum Command {
     RestorePoint {
         #[command(subcommand)]
         command: crate::commands::remote::RestorePointCommand,
+    },
+    /// The server's backup jobs: create, list, show, run, delete
+    Job {
+        #[command(subcommand)]
+        command: crate::commands::jobs::JobCommand,
+    },
+    /// The server's sessions (runs of jobs) and their logs
+    Session {
+        #[command(subcommand)]
+        command: crate::commands::jobs::SessionCommand,
     },
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]

@@ -48,6 +48,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
             return match e.kind() {
                 Some(ServerKind::Unauthorized | ServerKind::Forbidden) => AUTH_REFUSED,
                 Some(ServerKind::NotFound) => NOT_FOUND,
+                Some(ServerKind::Conflict) => BUSY,
                 _ => ERROR,
             };
         }

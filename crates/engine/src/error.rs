@@ -43,3 +43,19 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes on one line, `a: b: c` (a cause whose text the
+/// message already holds is not repeated).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = c.source();
+    }
+    out
+}

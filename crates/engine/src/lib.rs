@@ -22,7 +22,7 @@ mod zero;
 
 pub use backup::{backup_vm, backup_vm_consistent, BackupSummary, DiskSource, IncrementalBase};
 pub use disk_spec::{parse_format, DiskSpec, DiskSpecError, FORMAT_NAMES};
-pub use error::{Error, Result};
+pub use error::{error_chain, Error, Result};
 pub use progress::{NoProgress, Progress};
 pub use restore::{copy_disk, restore_to_file, RestoreFormat, RestoreSummary};
 pub use usage::{restore_point_usage, Usage};

@@ -6,17 +6,39 @@
 //! the QMP connection with the options' timeout, then [`live_backup`].
 
 use crate::error::HypervisorError;
-use crate::live::{live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport};
+use crate::live::{
+    live_backup, LiveBackupError, LiveBackupOptions, LiveBackupReport, LIVE_COMPRESSION_LEVEL,
+};
 use crate::qmp::QmpClient;
 use crate::vm_lock::VmLock;
 use lifeboat_engine::Progress;
 use lifeboat_repo::Repository;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Reads in flight per disk of a live backup unless told otherwise: six
 /// on 2 cores, so QEMU reads while the workers hash, compress and encrypt.
 pub const LIVE_CONNECTIONS: usize = 6;
+
+impl LiveBackupOptions {
+    /// The defaults of a live backup of `vm` through a QMP socket:
+    /// [`LIVE_CONNECTIONS`], [`LIVE_COMPRESSION_LEVEL`], the best fleecing
+    /// method, no guest agent (crash-consistent), and `timeout` for every
+    /// QMP command and NBD request. [`live_backup_socket`] fills in the
+    /// work directory.
+    pub fn new(vm: impl Into<String>, timeout: Duration) -> LiveBackupOptions {
+        LiveBackupOptions {
+            vm: vm.into(),
+            work_dir: PathBuf::new(),
+            connections: LIVE_CONNECTIONS,
+            timeout,
+            method: None,
+            compression_level: LIVE_COMPRESSION_LEVEL,
+            agent: None,
+        }
+    }
+}
 
 /// The work directory of one live backup.
 struct WorkDir {

@@ -300,20 +300,7 @@ impl Drop for Service {
     }
 }
 
-/// An error and its causes on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        cur = c.source();
-    }
-    out
-}
+pub(crate) use lifeboat_engine::error_chain as chain;
 
 impl Inner {
     pub(crate) fn handle(&self, req: Request) -> Response {

@@ -5,9 +5,12 @@
 //! [`ErrorKind`] (so 401/403 become the "refused" exit code), connection
 //! and certificate failures are [`ClientError::Connect`].
 
+use crate::api::jobs::{CreateJob, DeletedJob};
 use crate::api::response::ErrorBody;
 use crate::api::tokens::{CreateToken, CreatedToken, DeletedToken};
 use crate::catalog::audit::AuditEntry;
+use crate::catalog::jobs::Job;
+use crate::catalog::sessions::Session;
 use crate::error::ErrorKind;
 use crate::token::{Role, TokenInfo};
 use serde::de::DeserializeOwned;
@@ -77,18 +80,7 @@ impl Client {
             Some(path) => read_ca(path)?,
             None => system_roots(),
         };
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .unversioned_rustls_crypto_provider(crate::tls::crypto_provider())
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .https_only(true)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .new_agent();
+        let agent = agent(roots, true, Duration::from_secs(60));
         Ok(Client {
             base,
             token: token.filter(|t| !t.is_empty()),
@@ -120,17 +112,55 @@ impl Client {
     /// The restore points of repository `name`, as `lifeboat list --json`
     /// gives them.
     pub fn restore_points(&self, name: &str) -> Result<Vec<serde_json::Value>> {
-        let mut path = String::from("/api/v1/repositories/");
-        for b in name.bytes() {
-            // Percent-encode all but unreserved characters.
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                path.push(b as char);
-            } else {
-                path.push_str(&format!("%{b:02X}"));
-            }
-        }
-        path.push_str("/restore-points");
+        let path = format!("/api/v1/repositories/{}/restore-points", encode(name));
         self.send("GET", &path, None::<&()>)
+    }
+
+    pub fn list_jobs(&self) -> Result<Vec<Job>> {
+        self.send("GET", "/api/v1/jobs", None::<&()>)
+    }
+
+    pub fn create_job(&self, job: &CreateJob) -> Result<Job> {
+        self.send("POST", "/api/v1/jobs", Some(job))
+    }
+
+    pub fn job(&self, name: &str) -> Result<Job> {
+        self.send(
+            "GET",
+            &format!("/api/v1/jobs/{}", encode(name)),
+            None::<&()>,
+        )
+    }
+
+    pub fn delete_job(&self, name: &str) -> Result<DeletedJob> {
+        self.send(
+            "DELETE",
+            &format!("/api/v1/jobs/{}", encode(name)),
+            None::<&()>,
+        )
+    }
+
+    /// Queues a run of job `name`: the session.
+    pub fn run_job(&self, name: &str) -> Result<Session> {
+        self.send(
+            "POST",
+            &format!("/api/v1/jobs/{}/run", encode(name)),
+            None::<&()>,
+        )
+    }
+
+    /// The newest sessions (of `job` only, if given), newest first.
+    pub fn sessions(&self, job: Option<&str>) -> Result<Vec<Session>> {
+        let path = match job {
+            Some(j) => format!("/api/v1/sessions?job={}", encode(j)),
+            None => "/api/v1/sessions".to_string(),
+        };
+        self.send("GET", &path, None::<&()>)
+    }
+
+    /// One session with its log.
+    pub fn session(&self, id: i64) -> Result<Session> {
+        self.send("GET", &format!("/api/v1/sessions/{id}"), None::<&()>)
     }
 
     /// One request; `body` as JSON; the answer parsed from JSON.
@@ -193,6 +223,42 @@ impl Client {
     }
 }
 
+/// `text` percent-encoded for a path segment or query value (all but
+/// unreserved characters).
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A ureq agent on rustls (the `ring` provider, TLS 1.2+) trusting
+/// `roots`, whose requests take at most `timeout`; HTTP error statuses are
+/// answers, not errors. `https_only`: refuse plain `http://` URLs.
+pub(crate) fn agent(
+    roots: Vec<ureq::tls::Certificate<'static>>,
+    https_only: bool,
+    timeout: Duration,
+) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(crate::tls::crypto_provider())
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .https_only(https_only)
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
+
 /// The certificates of a PEM file.
 fn read_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
     use rustls::pki_types::pem::PemObject;
@@ -216,7 +282,7 @@ fn read_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
 
 /// The system's trusted roots (none found: an empty list, and every
 /// connection fails verification, saying so).
-fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
+pub(crate) fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
     let found = rustls_native_certs::load_native_certs();
     for e in &found.errors {
         tracing::warn!(error = %e, "reading the system's root certificates");

@@ -13,10 +13,11 @@
 //!                      catalog/ (SQLite, WAL, migrations)   lifeboat-repo (list_report)
 //! ```
 //!
-//! What this increment has: HTTPS with the server's own CA or the
-//! operator's certificate, the catalog, API tokens with roles, the audit
-//! log, repositories and their restore points (read-only), Prometheus
-//! metrics and the OpenAPI document. Jobs, schedules, proxies, agents and
+//! What it has: HTTPS with the server's own CA or the operator's
+//! certificate, the catalog, API tokens with roles, the audit log,
+//! repositories and their restore points, jobs with cron schedules,
+//! retention, sessions run by the server itself (jobs/), webhooks,
+//! Prometheus metrics and the OpenAPI document. Proxies, agents and
 //! enrollment are not built yet (docs/server.md).
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod client;
 pub mod error;
 mod fsutil;
+pub mod jobs;
 pub mod metrics;
 pub mod routes;
 pub mod serve;

@@ -53,6 +53,13 @@ pub enum Endpoint {
     ListRepositories,
     ListRestorePoints,
     Audit,
+    ListJobs,
+    CreateJob,
+    ShowJob,
+    DeleteJob,
+    RunJob,
+    ListSessions,
+    ShowSession,
     Metrics,
     OpenApi,
 }
@@ -77,6 +84,7 @@ const fn route(method: Method, path: &'static str, access: Access, endpoint: End
 }
 
 const VIEWER: Access = Access::Role(Role::Viewer);
+const OPERATOR: Access = Access::Role(Role::Operator);
 const ADMIN: Access = Access::Role(Role::Admin);
 
 /// Every route the server answers.
@@ -109,6 +117,38 @@ pub const ROUTES: &[Route] = &[
         Endpoint::ListRestorePoints,
     ),
     route(Method::Get, "/api/v1/audit", ADMIN, Endpoint::Audit),
+    route(Method::Get, "/api/v1/jobs", VIEWER, Endpoint::ListJobs),
+    route(Method::Post, "/api/v1/jobs", OPERATOR, Endpoint::CreateJob),
+    route(
+        Method::Get,
+        "/api/v1/jobs/{name}",
+        VIEWER,
+        Endpoint::ShowJob,
+    ),
+    route(
+        Method::Delete,
+        "/api/v1/jobs/{name}",
+        ADMIN,
+        Endpoint::DeleteJob,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/jobs/{name}/run",
+        OPERATOR,
+        Endpoint::RunJob,
+    ),
+    route(
+        Method::Get,
+        "/api/v1/sessions",
+        VIEWER,
+        Endpoint::ListSessions,
+    ),
+    route(
+        Method::Get,
+        "/api/v1/sessions/{id}",
+        VIEWER,
+        Endpoint::ShowSession,
+    ),
     route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
     route(
         Method::Get,

@@ -13,6 +13,7 @@ use crate::catalog::audit::{Action, NewAudit};
 use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::error::{Error, Result};
 use crate::fsutil::write_file;
+use crate::jobs::{runner, JobsConfig};
 use crate::state::{AppState, ServedRepository};
 use crate::tls::{self, CertSource, TlsFiles};
 use crate::token::Role;
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub repositories: Vec<(String, PathBuf)>,
     /// The passphrase of the encrypted ones.
     pub passphrase: Option<String>,
+    /// How jobs run: the limit, retries, webhooks.
+    pub jobs: JobsConfig,
 }
 
 /// Runs the server until SIGTERM or SIGINT, on a runtime of its own.
@@ -104,6 +107,7 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
         .map_err(|e| Error::io("listener address", e))?;
     tracing::info!(listen = %local, "serving HTTPS");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    tokio::spawn(runner::run(state.clone()));
     let router = api::router(state);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -190,7 +194,9 @@ fn prepare(config: &ServerConfig) -> Result<AppState> {
             repo,
         });
     }
-    Ok(AppState::new(catalog, repositories))
+    let state = AppState::new(catalog, repositories, config.jobs.clone())?;
+    runner::recover(&state.inner)?;
+    Ok(state)
 }
 
 /// With no token at all (first start), makes an admin token and writes its

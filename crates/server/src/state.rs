@@ -1,12 +1,16 @@
-//! What every request handler shares: the catalog, the repositories the
-//! server was configured with, and the metrics.
+//! What every request handler and job worker shares: the catalog, the
+//! repositories the server was configured with, the metrics, and how jobs
+//! run (the limit, the running count, the scheduler's wake-up, webhooks).
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::jobs::webhook::Webhooks;
+use crate::jobs::JobsConfig;
 use crate::metrics::Metrics;
 use lifeboat_repo::Repository;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 /// One repository the server serves, opened at start.
@@ -28,11 +32,22 @@ pub struct Shared {
     pub catalog: Catalog,
     pub repositories: BTreeMap<String, Arc<ServedRepository>>,
     pub metrics: Metrics,
+    pub jobs: JobsConfig,
+    /// Sessions running now.
+    pub running: AtomicUsize,
+    /// Wakes the scheduler (a session was queued or ended).
+    pub wake: tokio::sync::Notify,
+    pub webhooks: Webhooks,
 }
 
 impl AppState {
-    pub fn new(catalog: Catalog, repositories: Vec<ServedRepository>) -> AppState {
-        AppState {
+    pub fn new(
+        catalog: Catalog,
+        repositories: Vec<ServedRepository>,
+        jobs: JobsConfig,
+    ) -> Result<AppState> {
+        let webhooks = Webhooks::new(jobs.webhooks.clone()).map_err(Error::bad_request)?;
+        Ok(AppState {
             inner: Arc::new(Shared {
                 catalog,
                 repositories: repositories
@@ -40,8 +55,12 @@ impl AppState {
                     .map(|r| (r.name.clone(), Arc::new(r)))
                     .collect(),
                 metrics: Metrics::new(),
+                jobs,
+                running: AtomicUsize::new(0),
+                wake: tokio::sync::Notify::new(),
+                webhooks,
             }),
-        }
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -33,6 +33,7 @@ impl InProcess {
             tls,
             repositories,
             passphrase: None,
+            jobs: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

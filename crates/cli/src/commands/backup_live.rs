@@ -16,7 +16,7 @@ use crate::progress::Bars;
 use anyhow::Context;
 use lifeboat_hypervisor::{
     live_backup_socket, AgentOptions, AppAwareOptions, AppAwareReport, LiveBackupOptions,
-    GUEST_HELPER_BIN, LIVE_COMPRESSION_LEVEL, LIVE_CONNECTIONS,
+    GUEST_HELPER_BIN,
 };
 use lifeboat_repo::ConsistencyLevel;
 use std::path::{Path, PathBuf};
@@ -24,18 +24,15 @@ use std::time::Duration;
 
 pub fn run(a: &BackupArgs, socket: &Path) -> anyhow::Result<i32> {
     let repo = open_repo(&a.repo)?;
+    let defaults = LiveBackupOptions::new(&a.vm, Duration::from_secs(a.qmp_timeout.max(1)));
     let opts = LiveBackupOptions {
-        vm: a.vm.clone(),
-        work_dir: PathBuf::new(),
-        connections: LIVE_CONNECTIONS,
-        timeout: Duration::from_secs(a.qmp_timeout.max(1)),
-        method: None,
-        compression_level: a.compression_level.unwrap_or(LIVE_COMPRESSION_LEVEL),
+        compression_level: a.compression_level.unwrap_or(defaults.compression_level),
         agent: a.guest_agent.as_ref().map(|socket| AgentOptions {
             timeout: Duration::from_secs(a.agent_timeout.max(1)),
             app_aware: app_aware_options(a),
             ..AgentOptions::new(socket)
         }),
+        ..defaults
     };
     let report = live_backup_socket(&repo, socket, a.work_dir.as_deref(), opts, &Bars::new())
         .with_context(|| format!("live backup of {} through {}", a.vm, socket.display()))?;

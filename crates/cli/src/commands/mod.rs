@@ -7,6 +7,7 @@ pub mod bitmaps;
 pub mod files;
 mod inspect;
 pub mod instant_recovery;
+pub mod jobs;
 pub mod key;
 mod maintain;
 pub mod nfs_serve;
@@ -62,6 +63,8 @@ pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
         Command::Login(o) => remote::login(remote, o),
         Command::Token { command } => remote::token(remote, command),
         Command::RestorePoint { command } => remote::restore_point(remote, command),
+        Command::Job { command } => jobs::job(remote, command),
+        Command::Session { command } => jobs::session(remote, command),
     }
 }
 

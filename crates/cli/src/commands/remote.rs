@@ -54,7 +54,7 @@ pub struct RestorePointListArgs {
     pub output: OutputArgs,
 }
 
-fn client(remote: &RemoteArgs) -> anyhow::Result<Client> {
+pub(crate) fn client(remote: &RemoteArgs) -> anyhow::Result<Client> {
     let server = remote
         .server
         .as_deref()

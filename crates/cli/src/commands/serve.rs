@@ -6,6 +6,8 @@ use crate::exit;
 use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::Args;
+use lifeboat_server::jobs::schedule::DEFAULT_RETRY_BASE;
+use lifeboat_server::jobs::{check_webhook, JobsConfig, DEFAULT_MAX_JOBS};
 use lifeboat_server::serve::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use lifeboat_server::{ServerConfig, TlsFiles};
 use std::net::SocketAddr;
@@ -31,6 +33,18 @@ pub struct ServeArgs {
     /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE)
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Sessions run at once (by this server, for now the only proxy)
+    #[arg(long, default_value_t = DEFAULT_MAX_JOBS as u32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_jobs: u32,
+    /// Wait before a failed run's first retry, doubled for each retry (at most an hour)
+    #[arg(long, default_value_t = DEFAULT_RETRY_BASE.as_secs(), value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retry_base_secs: u64,
+    /// POST a JSON document here when a session ends (repeatable; https://,
+    /// or http:// to a loopback address only)
+    #[arg(long = "webhook", value_name = "URL")]
+    pub webhooks: Vec<String>,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
@@ -52,6 +66,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
         }
         repositories.push((name.to_string(), PathBuf::from(path)));
     }
+    for url in &a.webhooks {
+        check_webhook(url).map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
+    }
     let tls = match (a.tls_cert, a.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -67,6 +84,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
         tls,
         repositories,
         passphrase: passphrase(a.passphrase_file.as_deref())?,
+        jobs: JobsConfig {
+            max_jobs: a.max_jobs as usize,
+            retry_base: std::time::Duration::from_secs(a.retry_base_secs),
+            webhooks: a.webhooks,
+        },
     })?;
     Ok(exit::OK)
 }

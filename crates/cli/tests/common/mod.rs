@@ -2,6 +2,8 @@
 //! disks, find chunk files.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

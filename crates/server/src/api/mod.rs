@@ -5,8 +5,10 @@
 
 pub mod auth;
 mod handlers;
+pub mod jobs;
 pub mod openapi;
 pub mod response;
+pub mod sessions;
 pub mod tokens;
 
 use crate::error::{Error, ErrorKind};
@@ -64,6 +66,13 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::ListRepositories => on(filter, handlers::repositories),
         Endpoint::ListRestorePoints => on(filter, handlers::restore_points),
         Endpoint::Audit => on(filter, handlers::audit),
+        Endpoint::ListJobs => on(filter, jobs::list),
+        Endpoint::CreateJob => on(filter, jobs::create),
+        Endpoint::ShowJob => on(filter, jobs::show),
+        Endpoint::DeleteJob => on(filter, jobs::delete),
+        Endpoint::RunJob => on(filter, jobs::run),
+        Endpoint::ListSessions => on(filter, sessions::list),
+        Endpoint::ShowSession => on(filter, sessions::show),
         Endpoint::Metrics => on(filter, handlers::metrics),
         Endpoint::OpenApi => on(filter, openapi::document),
     }

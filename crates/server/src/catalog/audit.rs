@@ -23,6 +23,17 @@ pub enum Action {
     /// A request refused because its token's role is too low (403).
     #[serde(rename = "auth.forbidden")]
     Forbidden,
+    #[serde(rename = "job.create")]
+    JobCreate,
+    #[serde(rename = "job.delete")]
+    JobDelete,
+    /// A session queued: by a caller (`POST .../run`) or by the server
+    /// (schedule, missed run, retry).
+    #[serde(rename = "job.run")]
+    JobRun,
+    /// A session ended (succeeded or failed; the outcome says which).
+    #[serde(rename = "session.end")]
+    SessionEnd,
 }
 
 impl Action {
@@ -33,6 +44,10 @@ impl Action {
             Action::Login => "login",
             Action::AuthFailed => "auth.failed",
             Action::Forbidden => "auth.forbidden",
+            Action::JobCreate => "job.create",
+            Action::JobDelete => "job.delete",
+            Action::JobRun => "job.run",
+            Action::SessionEnd => "session.end",
         }
     }
 
@@ -164,6 +179,10 @@ mod tests {
             Action::Login,
             Action::AuthFailed,
             Action::Forbidden,
+            Action::JobCreate,
+            Action::JobDelete,
+            Action::JobRun,
+            Action::SessionEnd,
         ] {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }

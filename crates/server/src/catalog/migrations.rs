@@ -27,6 +27,42 @@ pub const MIGRATIONS: &[&str] = &[
         remote      TEXT,
         detail      TEXT
     );",
+    // 2: jobs, their sessions and the sessions' logs. A session names its
+    // job by name without a foreign key: the history outlives the job.
+    "CREATE TABLE jobs (
+        name            TEXT PRIMARY KEY,
+        repository      TEXT NOT NULL,
+        sources         TEXT NOT NULL,
+        schedule        TEXT,
+        retention       TEXT NOT NULL,
+        enabled         INTEGER NOT NULL DEFAULT 1,
+        created_at      TEXT NOT NULL,
+        last_scheduled  TEXT
+    );
+    CREATE TABLE sessions (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        job             TEXT NOT NULL,
+        trigger         TEXT NOT NULL CHECK (trigger IN ('schedule', 'manual', 'missed', 'retry')),
+        attempt         INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+        queued_at       TEXT NOT NULL,
+        not_before      TEXT NOT NULL,
+        started_at      TEXT,
+        ended_at        TEXT,
+        bytes_read      INTEGER NOT NULL DEFAULT 0,
+        bytes_stored    INTEGER NOT NULL DEFAULT 0,
+        restore_point   TEXT,
+        error           TEXT
+    );
+    CREATE INDEX sessions_job ON sessions (job, id);
+    CREATE INDEX sessions_state ON sessions (state, not_before);
+    CREATE TABLE session_log (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        session         INTEGER NOT NULL REFERENCES sessions (id),
+        time            TEXT NOT NULL,
+        line            TEXT NOT NULL
+    );
+    CREATE INDEX session_log_session ON session_log (session, id);",
 ];
 
 /// The schema version this program writes.

@@ -1,5 +1,5 @@
-//! The SQLite catalog in the data dir (`catalog.sqlite`): tokens and the
-//! audit log today, jobs and sessions later. Opened in WAL mode (readers
+//! The SQLite catalog in the data dir (`catalog.sqlite`): tokens, the
+//! audit log, jobs and their sessions. Opened in WAL mode (readers
 //! never wait for the writer) with a busy timeout; the schema is brought
 //! up to date by the migrations in [`migrations`] inside one transaction,
 //! and a file from a newer program is refused ([`Error::CatalogTooNew`]).
@@ -10,7 +10,9 @@
 //! async workers.
 
 pub mod audit;
+pub mod jobs;
 pub mod migrations;
+pub mod sessions;
 pub mod tokens;
 
 use crate::error::{Error, Result};

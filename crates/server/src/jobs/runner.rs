@@ -1,0 +1,307 @@
+//! The scheduler and the dispatcher, one loop ([`run`]) that wakes every
+//! [`TICK`] or when a session is queued or ends: queue the jobs whose cron
+//! time has come, then start queued sessions on worker threads while fewer
+//! than `--max-jobs` run. At start, [`recover`] fails the sessions a
+//! stopped server left behind (and tells the webhooks) and queues once
+//! each job that fell due while the server was down (trigger `missed`).
+
+use super::execute::run_job;
+use super::progress::SessionProgress;
+use super::schedule::{retry_delay_from, Schedule, MAX_RETRIES};
+use super::webhook::Event;
+use crate::catalog::audit::{Action, NewAudit};
+use crate::catalog::jobs::Job;
+use crate::catalog::now_text;
+use crate::catalog::sessions::{Ending, Queued, Session, SessionState, Trigger};
+use crate::error::Result;
+use crate::state::{AppState, Shared};
+use chrono::{DateTime, Local, SecondsFormat, Utc};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the loop looks at the schedules and the queue by itself.
+pub const TICK: Duration = Duration::from_secs(1);
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn local(text: &str) -> Option<DateTime<Local>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Local))
+}
+
+/// Queues a session of `job` that may start after `delay`, audits it and
+/// logs it in the session; who asked is `actor` (`None`: the server).
+pub fn queue(
+    shared: &Shared,
+    job: &str,
+    trigger: Trigger,
+    attempt: u32,
+    delay: Duration,
+    actor: Option<i64>,
+    remote: Option<String>,
+) -> Result<Queued> {
+    let not_before = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    let queued = shared
+        .catalog
+        .queue_session(job, trigger, attempt, &rfc3339(not_before))?;
+    if let Queued::Queued(s) = &queued {
+        let line = if delay.is_zero() {
+            format!("queued ({}, attempt {attempt})", trigger.as_str())
+        } else {
+            format!(
+                "queued ({}, attempt {attempt}), starts at {} at the earliest",
+                trigger.as_str(),
+                s.not_before
+            )
+        };
+        shared.catalog.log_line(s.id, &line)?;
+        shared.catalog.audit(&NewAudit {
+            actor,
+            action: Action::JobRun,
+            target: Some(format!("job {job}")),
+            success: true,
+            remote,
+            detail: Some(format!(
+                "session {}, {}, attempt {attempt}",
+                s.id,
+                trigger.as_str()
+            )),
+        })?;
+        tracing::info!(
+            job,
+            session = s.id,
+            trigger = trigger.as_str(),
+            attempt,
+            "session queued"
+        );
+    }
+    Ok(queued)
+}
+
+/// At start: fails what a stopped server left queued or running, then
+/// queues once each job whose schedule fell due while it was down.
+pub fn recover(shared: &Shared) -> Result<()> {
+    let mut interrupted = Vec::new();
+    for id in shared.catalog.interrupt_unfinished()? {
+        tracing::warn!(session = id, "session interrupted by the last stop");
+        interrupted.extend(shared.catalog.session(id)?);
+    }
+    if !interrupted.is_empty() {
+        // Their webhooks, without holding up the start.
+        let hooks = shared.webhooks.clone();
+        std::thread::spawn(move || {
+            for s in &interrupted {
+                hooks.send(&Event::ended(s));
+            }
+        });
+    }
+    let now = Local::now();
+    for job in shared.catalog.list_jobs()? {
+        let Some((schedule, since)) = scheduled(&job) else {
+            continue;
+        };
+        if let Some(due) = schedule.missed(&since, &now) {
+            tracing::info!(job = job.name, due = %due, "schedule missed while the server was down: running once");
+            queue(
+                shared,
+                &job.name,
+                Trigger::Missed,
+                1,
+                Duration::ZERO,
+                None,
+                None,
+            )?;
+        }
+        shared
+            .catalog
+            .set_last_scheduled(&job.name, &rfc3339(now.with_timezone(&Utc)))?;
+    }
+    Ok(())
+}
+
+/// A job's schedule and the time it was last queued (or created).
+fn scheduled(job: &Job) -> Option<(Schedule, DateTime<Local>)> {
+    if !job.enabled {
+        return None;
+    }
+    let schedule = Schedule::parse(job.schedule.as_deref()?).ok()?;
+    let since = local(job.last_scheduled.as_deref().unwrap_or(&job.created_at))?;
+    Some((schedule, since))
+}
+
+/// The loop: schedules and dispatch until the runtime stops.
+pub async fn run(state: AppState) {
+    loop {
+        let shared = state.inner.clone();
+        let ticked = state
+            .blocking(move |_| {
+                schedule_due(&shared)?;
+                dispatch(&shared)
+            })
+            .await;
+        if let Err(e) = ticked {
+            tracing::error!(error = %e, "job scheduler");
+        }
+        tokio::select! {
+            () = state.inner.wake.notified() => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// Queues every job whose next cron time (after it was last queued) has
+/// come; a job still running then skips that time.
+fn schedule_due(shared: &Shared) -> Result<()> {
+    let now = Local::now();
+    for job in shared.catalog.list_jobs()? {
+        let Some((schedule, since)) = scheduled(&job) else {
+            continue;
+        };
+        if schedule.next_after(&since).is_none_or(|t| t > now) {
+            continue;
+        }
+        shared
+            .catalog
+            .set_last_scheduled(&job.name, &rfc3339(now.with_timezone(&Utc)))?;
+        if let Queued::Busy(s) = queue(
+            shared,
+            &job.name,
+            Trigger::Schedule,
+            1,
+            Duration::ZERO,
+            None,
+            None,
+        )? {
+            tracing::warn!(
+                job = job.name,
+                session = s.id,
+                "scheduled run skipped: the job is still running"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Starts queued sessions whose time has come while fewer than
+/// `max_jobs` run.
+fn dispatch(shared: &Arc<Shared>) -> Result<()> {
+    let max = shared.jobs.max_jobs.max(1);
+    for s in shared.catalog.due_sessions(&now_text())? {
+        if shared.running.load(Ordering::SeqCst) >= max {
+            break;
+        }
+        if !shared.catalog.start_session(s.id)? {
+            continue;
+        }
+        shared.running.fetch_add(1, Ordering::SeqCst);
+        let worker = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("job-{}", s.job))
+            .spawn(move || {
+                work(&worker, &s);
+                worker.running.fetch_sub(1, Ordering::SeqCst);
+                worker.wake.notify_one();
+            });
+        if let Err(e) = spawned {
+            shared.running.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(error = %e, "starting a worker thread");
+        }
+    }
+    Ok(())
+}
+
+/// Runs one session to its end: the backup, the catalog, the audit, the
+/// retry and the webhooks.
+fn work(shared: &Shared, s: &Session) {
+    let progress = SessionProgress::new(&shared.catalog, s.id);
+    progress.log(&format!(
+        "started ({}, attempt {}) on this server (the only proxy)",
+        s.trigger.as_str(),
+        s.attempt
+    ));
+    let result = match shared.catalog.job(&s.job) {
+        Ok(Some(job)) => run_job(shared, &job, &progress),
+        Ok(None) => Err(format!("job {:?} was deleted", s.job)),
+        Err(e) => Err(e.to_string()),
+    };
+    let ending = match result {
+        Ok(done) => Ending {
+            state: SessionState::Succeeded,
+            bytes_read: done.bytes_read,
+            bytes_stored: done.bytes_stored,
+            restore_point: Some(done.restore_point),
+            error: None,
+        },
+        Err(error) => {
+            progress.log(&format!("failed: {error}"));
+            Ending {
+                state: SessionState::Failed,
+                bytes_read: progress.bytes_read(),
+                bytes_stored: 0,
+                restore_point: None,
+                error: Some(error),
+            }
+        }
+    };
+    if let Err(e) = end(shared, s, &ending) {
+        tracing::error!(session = s.id, error = %e, "ending a session");
+    }
+    match shared.catalog.session(s.id) {
+        Ok(Some(ended)) => shared.webhooks.send(&Event::ended(&ended)),
+        Ok(None) => {}
+        Err(e) => tracing::error!(session = s.id, error = %e, "reading an ended session"),
+    }
+}
+
+fn end(shared: &Shared, s: &Session, ending: &Ending) -> Result<()> {
+    let failed = ending.state == SessionState::Failed;
+    shared.catalog.end_session(s.id, ending)?;
+    shared
+        .catalog
+        .log_line(s.id, &format!("ended: {}", ending.state.as_str()))?;
+    shared.catalog.audit(&NewAudit {
+        actor: None,
+        action: Action::SessionEnd,
+        target: Some(format!("job {}", s.job)),
+        success: true,
+        remote: None,
+        detail: Some(format!(
+            "session {} {}{}",
+            s.id,
+            ending.state.as_str(),
+            ending
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )),
+    })?;
+    tracing::info!(
+        job = s.job,
+        session = s.id,
+        state = ending.state.as_str(),
+        "session ended"
+    );
+    if failed && s.attempt <= MAX_RETRIES && shared.catalog.job(&s.job)?.is_some() {
+        let delay = retry_delay_from(shared.jobs.retry_base, s.attempt);
+        if let Queued::Queued(r) = queue(
+            shared,
+            &s.job,
+            Trigger::Retry,
+            s.attempt + 1,
+            delay,
+            None,
+            None,
+        )? {
+            shared.catalog.log_line(
+                s.id,
+                &format!("retry: session {} in {} s", r.id, delay.as_secs()),
+            )?;
+        }
+    }
+    Ok(())
+}
