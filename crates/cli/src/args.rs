@@ -144,6 +144,14 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::jobs::SessionCommand,
     },
+    /// Run as a backup proxy of --server (enrolling first with --enroll
+    /// SECRET --name NAME); or list and delete the server's proxies
+    Proxy(crate::commands::proxy::ProxyArgs),
+    /// One-time secrets that enroll proxies (admin)
+    ProxyEnrollment {
+        #[command(subcommand)]
+        command: crate::commands::proxy::EnrollmentCommand,
+    },
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]
     PublishDaemon(crate::commands::publish::PublishDaemonArgs),

@@ -6,12 +6,17 @@
 //! and certificate failures are [`ClientError::Connect`].
 
 use crate::api::jobs::{CreateJob, DeletedJob};
+use crate::api::proxies::{
+    CreateEnrollment, CreatedEnrollment, DeletedProxy, Enroll, EnrolledProxy,
+};
 use crate::api::response::ErrorBody;
 use crate::api::tokens::{CreateToken, CreatedToken, DeletedToken};
 use crate::catalog::audit::AuditEntry;
 use crate::catalog::jobs::Job;
+use crate::catalog::proxies::Proxy;
 use crate::catalog::sessions::Session;
 use crate::error::ErrorKind;
+use crate::proxies::identity::Identity;
 use crate::token::{Role, TokenInfo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -63,6 +68,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
+    /// A proxy's client: its certificate, never a token.
+    proxy: bool,
 }
 
 impl Client {
@@ -85,7 +92,37 @@ impl Client {
             base,
             token: token.filter(|t| !t.is_empty()),
             agent,
+            proxy: false,
         })
+    }
+
+    /// A client of the server a proxy enrolled with, presenting the
+    /// proxy's certificate (mutual TLS) and trusting the CA it was given.
+    pub fn for_proxy(identity: &Identity) -> Result<Client> {
+        let mut client = Client::new(&identity.server, Some(&identity.ca()), None)?;
+        let pem = |path: PathBuf| {
+            std::fs::read(&path).map_err(|e| ClientError::Ca {
+                path: path.clone(),
+                detail: e.to_string(),
+            })
+        };
+        let bad = |path: PathBuf, e: ureq::Error| ClientError::Ca {
+            path,
+            detail: e.to_string(),
+        };
+        let cert = ureq::tls::Certificate::from_pem(&pem(identity.cert())?)
+            .map_err(|e| bad(identity.cert(), e))?;
+        let key = ureq::tls::PrivateKey::from_pem(&pem(identity.key())?)
+            .map_err(|e| bad(identity.key(), e))?;
+        let roots = read_ca(&identity.ca())?;
+        client.agent = agent_with(
+            roots,
+            Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)),
+            true,
+            Duration::from_secs(60),
+        );
+        client.proxy = true;
+        Ok(client)
     }
 
     /// `POST /api/v1/login`: whose token this is.
@@ -163,21 +200,67 @@ impl Client {
         self.send("GET", &format!("/api/v1/sessions/{id}"), None::<&()>)
     }
 
-    /// One request; `body` as JSON; the answer parsed from JSON.
+    /// `POST /api/v1/proxies/enrollments` (admin): a one-time secret.
+    pub fn create_enrollment(&self, expires_mins: Option<u32>) -> Result<CreatedEnrollment> {
+        self.send(
+            "POST",
+            "/api/v1/proxies/enrollments",
+            Some(&CreateEnrollment { expires_mins }),
+        )
+    }
+
+    /// `POST /api/v1/proxies/enroll`: no token, the secret authenticates.
+    pub fn enroll(&self, request: &Enroll) -> Result<EnrolledProxy> {
+        self.request("POST", "/api/v1/proxies/enroll", Some(request), false)
+    }
+
+    pub fn list_proxies(&self) -> Result<Vec<Proxy>> {
+        self.send("GET", "/api/v1/proxies", None::<&()>)
+    }
+
+    pub fn delete_proxy(&self, name: &str) -> Result<DeletedProxy> {
+        self.send(
+            "DELETE",
+            &format!("/api/v1/proxies/{}", encode(name)),
+            None::<&()>,
+        )
+    }
+
+    /// `POST /api/v1/proxy/hello` (a [`Client::for_proxy`]): which proxy
+    /// the server takes this one for.
+    pub fn proxy_hello(&self) -> Result<Proxy> {
+        self.send("POST", "/api/v1/proxy/hello", None::<&()>)
+    }
+
+    /// One request with the token (a proxy client: its certificate).
     fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
+        self.request(method, path, body, !self.proxy)
+    }
+
+    /// One request, with the bearer token if `bearer`; `body` as JSON;
+    /// the answer parsed from JSON.
+    fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        bearer: bool,
+    ) -> Result<T> {
         let what = format!("{method} {path}");
-        let token = self.token.as_deref().ok_or(ClientError::NoToken)?;
         let url = format!("{}{path}", self.base);
-        let request = ureq::http::Request::builder()
+        let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
-            .header("Authorization", format!("Bearer {token}"))
             .header("Accept", "application/json");
+        if bearer {
+            let token = self.token.as_deref().ok_or(ClientError::NoToken)?;
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
         let connect = |source| ClientError::Connect {
             url: url.clone(),
             source,
@@ -245,10 +328,21 @@ pub(crate) fn agent(
     https_only: bool,
     timeout: Duration,
 ) -> ureq::Agent {
+    agent_with(roots, None, https_only, timeout)
+}
+
+/// [`agent`] presenting `client_cert`.
+fn agent_with(
+    roots: Vec<ureq::tls::Certificate<'static>>,
+    client_cert: Option<ureq::tls::ClientCert>,
+    https_only: bool,
+    timeout: Duration,
+) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(crate::tls::crypto_provider())
         .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .client_cert(client_cert)
         .build();
     ureq::Agent::config_builder()
         .tls_config(tls)

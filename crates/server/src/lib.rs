@@ -17,8 +17,10 @@
 //! certificate, the catalog, API tokens with roles, the audit log,
 //! repositories and their restore points, jobs with cron schedules,
 //! retention, sessions run by the server itself (jobs/), webhooks,
-//! Prometheus metrics and the OpenAPI document. Proxies, agents and
-//! enrollment are not built yet (docs/server.md).
+//! Prometheus metrics, the OpenAPI document, and proxies enrolled with
+//! a one-time secret that call their routes with a client certificate
+//! from the server's CA (proxies/). Proxies that pull and run jobs, and
+//! agents, are not built yet (docs/server.md).
 
 pub mod api;
 pub mod catalog;
@@ -27,6 +29,7 @@ pub mod error;
 mod fsutil;
 pub mod jobs;
 pub mod metrics;
+pub mod proxies;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -40,6 +40,8 @@ pub enum Access {
     Public,
     /// A token with at least this role.
     Role(Role),
+    /// An enrolled proxy's client certificate (mutual TLS), no token.
+    Proxy,
 }
 
 /// Which handler answers a route.
@@ -62,6 +64,11 @@ pub enum Endpoint {
     ShowSession,
     Metrics,
     OpenApi,
+    CreateEnrollment,
+    Enroll,
+    ListProxies,
+    DeleteProxy,
+    ProxyHello,
 }
 
 /// One route of the API.
@@ -149,6 +156,32 @@ pub const ROUTES: &[Route] = &[
         VIEWER,
         Endpoint::ShowSession,
     ),
+    route(
+        Method::Post,
+        "/api/v1/proxies/enrollments",
+        ADMIN,
+        Endpoint::CreateEnrollment,
+    ),
+    // No token: the one-time enrollment secret in the body authenticates.
+    route(
+        Method::Post,
+        "/api/v1/proxies/enroll",
+        Access::Public,
+        Endpoint::Enroll,
+    ),
+    route(Method::Get, "/api/v1/proxies", ADMIN, Endpoint::ListProxies),
+    route(
+        Method::Delete,
+        "/api/v1/proxies/{name}",
+        ADMIN,
+        Endpoint::DeleteProxy,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/hello",
+        Access::Proxy,
+        Endpoint::ProxyHello,
+    ),
     route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
     route(
         Method::Get,
@@ -217,6 +250,16 @@ mod tests {
                 r.method.as_http(),
                 r.path
             );
+            if r.access == Access::Proxy {
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"proxyCertificate": []}]),
+                    "{} {}: a proxy route's security is the client certificate only",
+                    r.method.as_http(),
+                    r.path
+                );
+                assert!(r.path.starts_with("/api/v1/proxy/"), "{}", r.path);
+            }
             if let Access::Role(role) = r.access {
                 let text = op["description"].as_str().unwrap_or_default();
                 assert!(

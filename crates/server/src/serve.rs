@@ -14,6 +14,8 @@ use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::error::{Error, Result};
 use crate::fsutil::write_file;
 use crate::jobs::{runner, JobsConfig};
+use crate::proxies::auth::ClientCertificate;
+use crate::proxies::certificate::fingerprint;
 use crate::state::{AppState, ServedRepository};
 use crate::tls::{self, CertSource, TlsFiles};
 use crate::token::Role;
@@ -88,9 +90,11 @@ fn stop_signal() -> Result<impl Future<Output = ()>> {
 
 /// Starts the server and serves until `stop` completes.
 pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result<()> {
-    let state = prepare(&config)?;
+    prepare_dir(&config.data_dir)?;
     let (tls_config, source) =
         tls::server_config(&config.data_dir, config.listen.ip(), config.tls.as_ref())?;
+    let own_ca = matches!(source, CertSource::OwnCa { .. }).then(|| config.data_dir.clone());
+    let state = prepare(&config, own_ca)?;
     match &source {
         CertSource::Operator(f) => {
             tracing::info!(cert = %f.cert.display(), "using the operator's certificate")
@@ -133,12 +137,7 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
             () = &mut stop => break,
         };
         let acceptor = acceptor.clone();
-        let service = router
-            .clone()
-            .map_request(move |mut req: axum::extract::Request<_>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                req
-            });
+        let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
@@ -153,6 +152,18 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
                     return;
                 }
             };
+            let cert = ClientCertificate(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| fingerprint(leaf.as_ref())),
+            );
+            let service = router.map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req.extensions_mut().insert(cert.clone());
+                req
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -170,12 +181,16 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
-/// The data dir, the catalog, the bootstrap token and the repositories.
-fn prepare(config: &ServerConfig) -> Result<AppState> {
-    let dir = &config.data_dir;
+/// The data dir, made private.
+fn prepare_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(dir, e))?;
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// The catalog, the bootstrap token and the repositories.
+fn prepare(config: &ServerConfig, own_ca: Option<PathBuf>) -> Result<AppState> {
+    let dir = &config.data_dir;
     let catalog = Catalog::open(&dir.join(CATALOG_FILE))?;
     tracing::info!(path = %catalog.path().display(), version = catalog.schema_version()?, "catalog open");
     bootstrap_admin(&catalog, dir)?;
@@ -194,7 +209,7 @@ fn prepare(config: &ServerConfig) -> Result<AppState> {
             repo,
         });
     }
-    let state = AppState::new(catalog, repositories, config.jobs.clone())?;
+    let state = AppState::new(catalog, repositories, config.jobs.clone(), own_ca)?;
     runner::recover(&state.inner)?;
     Ok(state)
 }

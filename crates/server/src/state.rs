@@ -38,6 +38,9 @@ pub struct Shared {
     /// Wakes the scheduler (a session was queued or ended).
     pub wake: tokio::sync::Notify,
     pub webhooks: Webhooks,
+    /// The data dir when the server runs on its own CA (it can enroll
+    /// proxies); `None` with the operator's certificate.
+    pub own_ca: Option<PathBuf>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         catalog: Catalog,
         repositories: Vec<ServedRepository>,
         jobs: JobsConfig,
+        own_ca: Option<PathBuf>,
     ) -> Result<AppState> {
         let webhooks = Webhooks::new(jobs.webhooks.clone()).map_err(Error::bad_request)?;
         Ok(AppState {
@@ -59,6 +63,7 @@ impl AppState {
                 running: AtomicUsize::new(0),
                 wake: tokio::sync::Notify::new(),
                 webhooks,
+                own_ca,
             }),
         })
     }

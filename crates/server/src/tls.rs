@@ -10,7 +10,9 @@
 //! CA. Keys are written 0600 in a 0700 folder, atomically (temp + rename).
 //!
 //! TLS 1.3 and 1.2 only (1.3 preferred, the rustls default order), on the
-//! `ring` provider the workspace builds; ALPN offers HTTP/1.1.
+//! `ring` provider the workspace builds; ALPN offers HTTP/1.1. With its own
+//! CA the server also asks for an optional client certificate issued by
+//! that CA (enrolled proxies, see [`crate::proxies`]).
 
 use crate::error::{Error, Result};
 use crate::fsutil::write_file;
@@ -82,14 +84,36 @@ pub fn server_config(
             )
         }
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+    let builder = rustls::ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::tls("TLS versions", e))?
-        .with_no_client_auth()
+        .map_err(|e| Error::tls("TLS versions", e))?;
+    let builder = match &source {
+        CertSource::Operator(_) => builder.with_no_client_auth(),
+        CertSource::OwnCa { ca, .. } => builder.with_client_cert_verifier(client_verifier(ca)?),
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| Error::tls("server certificate and key", e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), source))
+}
+
+/// Client certificates are optional (people with bearer tokens connect
+/// without one); one that is sent must chain to the server's CA and carry
+/// the clientAuth purpose, or the handshake fails. Which proxy it is, and
+/// whether it is still enrolled, the proxy routes decide
+/// ([`crate::proxies::auth`]).
+fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_chain(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::tls(format!("CA {}", ca.display()), e))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::tls("client certificate verifier", e))
 }
 
 /// The `ring` provider, for the server and the client. rustls deprecates
@@ -168,11 +192,7 @@ fn own_ca_certificate(dir: &Path, names: &[String]) -> Result<()> {
         tracing::info!(ca = %ca_cert_path.display(), "made the server's CA");
         key
     };
-    // The issuer as rcgen needs it: the same name and key as the stored
-    // CA certificate, so what it signs chains to that file.
-    let issuer = ca_params()
-        .self_signed(&ca_key)
-        .map_err(|e| Error::tls("CA certificate", e))?;
+    let issuer = issuer_of(&ca_key)?;
     let mut params =
         CertificateParams::new(names.to_vec()).map_err(|e| Error::tls("server names", e))?;
     let mut dn = DistinguishedName::new();
@@ -193,6 +213,27 @@ fn own_ca_certificate(dir: &Path, names: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The issuer as rcgen needs it: the same name and key as the stored CA
+/// certificate, so what it signs chains to that file.
+fn issuer_of(ca_key: &KeyPair) -> Result<rcgen::Certificate> {
+    ca_params()
+        .self_signed(ca_key)
+        .map_err(|e| Error::tls("CA certificate", e))
+}
+
+/// The server's own CA in `data_dir` (its issuer and key), to sign proxy
+/// certificates; `None` when it has none (the operator's certificate).
+pub fn own_ca(data_dir: &Path) -> Result<Option<(rcgen::Certificate, KeyPair)>> {
+    let path = data_dir.join(TLS_DIR).join(CA_KEY);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let pem = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let key =
+        KeyPair::from_pem(&pem).map_err(|e| Error::tls(format!("CA key {}", path.display()), e))?;
+    Ok(Some((issuer_of(&key)?, key)))
+}
+
 /// The CA's parameters (deterministic but for the validity, which the
 /// issuer object rebuilt at each start does not carry into what it signs).
 fn ca_params() -> CertificateParams {
@@ -207,16 +248,20 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-/// Valid from yesterday (clock skew) to `years` years from today.
-fn set_validity(params: &mut CertificateParams, years: i32) {
+/// Valid from yesterday (clock skew) to `years` years from today; the
+/// last day (UTC midnight).
+pub(crate) fn set_validity(params: &mut CertificateParams, years: i32) -> chrono::NaiveDate {
     use chrono::Datelike;
     let from = chrono::Utc::now().date_naive() - chrono::Days::new(1);
-    let ymd = |d: chrono::NaiveDate, add: i32| {
-        // Day 28 at most, so every year has that date.
-        rcgen::date_time_ymd(d.year() + add, d.month() as u8, d.day().min(28) as u8)
+    // Day 28 at most, so every year has that date.
+    let day = |add: i32| {
+        chrono::NaiveDate::from_ymd_opt(from.year() + add, from.month(), from.day().min(28))
+            .expect("day 28 exists in every month")
     };
-    params.not_before = ymd(from, 0);
-    params.not_after = ymd(from, years);
+    let ymd = |d: chrono::NaiveDate| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+    params.not_before = ymd(day(0));
+    params.not_after = ymd(day(years));
+    day(years)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod key;
 mod maintain;
 pub mod nfs_serve;
 pub mod preflight;
+pub mod proxy;
 pub mod publish;
 pub mod remote;
 mod repair;
@@ -65,6 +66,8 @@ pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
         Command::RestorePoint { command } => remote::restore_point(remote, command),
         Command::Job { command } => jobs::job(remote, command),
         Command::Session { command } => jobs::session(remote, command),
+        Command::Proxy(a) => proxy::run(remote, a),
+        Command::ProxyEnrollment { command } => proxy::enrollment(remote, command),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 mod handlers;
 pub mod jobs;
 pub mod openapi;
+pub mod proxies;
 pub mod response;
 pub mod sessions;
 pub mod tokens;
@@ -75,6 +76,11 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::ShowSession => on(filter, sessions::show),
         Endpoint::Metrics => on(filter, handlers::metrics),
         Endpoint::OpenApi => on(filter, openapi::document),
+        Endpoint::CreateEnrollment => on(filter, proxies::create_enrollment),
+        Endpoint::Enroll => on(filter, proxies::enroll),
+        Endpoint::ListProxies => on(filter, proxies::list),
+        Endpoint::DeleteProxy => on(filter, proxies::delete),
+        Endpoint::ProxyHello => on(filter, proxies::hello),
     }
 }
 

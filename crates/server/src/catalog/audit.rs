@@ -34,6 +34,17 @@ pub enum Action {
     /// A session ended (succeeded or failed; the outcome says which).
     #[serde(rename = "session.end")]
     SessionEnd,
+    /// A proxy enrollment secret made.
+    #[serde(rename = "proxy.enrollment")]
+    ProxyEnrollment,
+    /// A proxy enrolled, or an enrollment refused (outcome says which).
+    #[serde(rename = "proxy.enroll")]
+    ProxyEnroll,
+    #[serde(rename = "proxy.delete")]
+    ProxyDelete,
+    /// A request to a proxy route refused for its client certificate.
+    #[serde(rename = "proxy.refused")]
+    ProxyRefused,
 }
 
 impl Action {
@@ -48,6 +59,10 @@ impl Action {
             Action::JobDelete => "job.delete",
             Action::JobRun => "job.run",
             Action::SessionEnd => "session.end",
+            Action::ProxyEnrollment => "proxy.enrollment",
+            Action::ProxyEnroll => "proxy.enroll",
+            Action::ProxyDelete => "proxy.delete",
+            Action::ProxyRefused => "proxy.refused",
         }
     }
 

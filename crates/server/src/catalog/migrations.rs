@@ -63,6 +63,25 @@ pub const MIGRATIONS: &[&str] = &[
         line            TEXT NOT NULL
     );
     CREATE INDEX session_log_session ON session_log (session, id);",
+    // 3: proxies and their one-time enrollment secrets (stored hashed). A
+    // deleted proxy's row goes: its certificate matches nothing any more.
+    "CREATE TABLE proxy_enrollments (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash        BLOB NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        created_by  INTEGER,
+        used_at     TEXT,
+        used_by     TEXT
+    );
+    CREATE TABLE proxies (
+        name         TEXT PRIMARY KEY,
+        fingerprint  TEXT NOT NULL UNIQUE,
+        enrolled_at  TEXT NOT NULL,
+        not_after    TEXT NOT NULL,
+        last_seen    TEXT,
+        enrollment   INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this program writes.

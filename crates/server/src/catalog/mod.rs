@@ -1,5 +1,5 @@
 //! The SQLite catalog in the data dir (`catalog.sqlite`): tokens, the
-//! audit log, jobs and their sessions. Opened in WAL mode (readers
+//! audit log, jobs and their sessions, proxies and their enrollments. Opened in WAL mode (readers
 //! never wait for the writer) with a busy timeout; the schema is brought
 //! up to date by the migrations in [`migrations`] inside one transaction,
 //! and a file from a newer program is refused ([`Error::CatalogTooNew`]).
@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod jobs;
 pub mod migrations;
+pub mod proxies;
 pub mod sessions;
 pub mod tokens;
 

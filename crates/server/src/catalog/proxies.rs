@@ -1,0 +1,267 @@
+//! The `proxies` and `proxy_enrollments` tables.
+//!
+//! An enrollment secret is made by an admin, shown once and stored as its
+//! BLAKE3 hash (like API tokens); it is good for one enrollment before
+//! its expiry. [`Catalog::enroll_proxy`] checks the secret, the name and
+//! records the proxy in one transaction, so a secret is never spent on a
+//! refused enrollment and never spent twice. A proxy is found by its
+//! certificate's SHA-256 fingerprint; deleting it removes the row, so its
+//! certificate matches nothing from the next request on.
+
+use super::{now_text, Catalog};
+use crate::error::Result;
+use crate::token::secret_hash;
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+/// The prefix of an enrollment secret (an API token's is `lbt_`).
+pub const ENROLLMENT_PREFIX: &str = "lbe_";
+
+/// An enrollment secret as the API shows it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub expires_at: String,
+    /// The admin token that made it.
+    pub created_by: Option<i64>,
+}
+
+/// An enrolled proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proxy {
+    pub name: String,
+    /// SHA-256 of its certificate (DER), lower-case hex.
+    pub fingerprint: String,
+    /// RFC 3339, UTC.
+    pub enrolled_at: String,
+    /// When its certificate expires.
+    pub not_after: String,
+    /// Its last request on a proxy route.
+    pub last_seen: Option<String>,
+}
+
+/// What [`Catalog::enroll_proxy`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolled {
+    Enrolled(Proxy),
+    /// No enrollment has that secret.
+    UnknownSecret,
+    /// The secret was used already (by that proxy).
+    AlreadyUsed(String),
+    /// The secret expired (at that time).
+    Expired(String),
+    /// A proxy of that name is enrolled (the secret stays unused).
+    NameTaken,
+}
+
+const PROXY_COLUMNS: &str = "name, fingerprint, enrolled_at, not_after, last_seen";
+
+fn proxy_row(r: &Row<'_>) -> rusqlite::Result<Proxy> {
+    Ok(Proxy {
+        name: r.get(0)?,
+        fingerprint: r.get(1)?,
+        enrolled_at: r.get(2)?,
+        not_after: r.get(3)?,
+        last_seen: r.get(4)?,
+    })
+}
+
+impl Catalog {
+    /// Makes an enrollment secret valid until `expires_at` (RFC 3339);
+    /// the enrollment and its secret (shown once, stored hashed).
+    pub fn create_enrollment(
+        &self,
+        expires_at: &str,
+        created_by: Option<i64>,
+    ) -> Result<(Enrollment, String)> {
+        let secret =
+            crate::token::new_secret().replacen(crate::token::SECRET_PREFIX, ENROLLMENT_PREFIX, 1);
+        let hash = secret_hash(&secret);
+        let conn = self.conn();
+        let now = now_text();
+        conn.execute(
+            "INSERT INTO proxy_enrollments (hash, created_at, expires_at, created_by)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![&hash[..], now, expires_at, created_by],
+        )
+        .map_err(|e| self.err(e))?;
+        let e = Enrollment {
+            id: conn.last_insert_rowid(),
+            created_at: now,
+            expires_at: expires_at.to_string(),
+            created_by,
+        };
+        Ok((e, secret))
+    }
+
+    /// Spends `secret` on enrolling proxy `name` whose certificate has
+    /// `fingerprint` and expires at `not_after`; `now` decides expiry.
+    pub fn enroll_proxy(
+        &self,
+        secret: &str,
+        name: &str,
+        fingerprint: &str,
+        not_after: &str,
+        now: &str,
+    ) -> Result<Enrolled> {
+        let hash = secret_hash(secret);
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let found: Option<(i64, String, Option<String>)> = tx
+            .query_row(
+                "SELECT id, expires_at, used_by FROM proxy_enrollments WHERE hash = ?1",
+                [&hash[..]],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((id, expires_at, used_by)) = found else {
+            return Ok(Enrolled::UnknownSecret);
+        };
+        if let Some(by) = used_by {
+            return Ok(Enrolled::AlreadyUsed(by));
+        }
+        // Both RFC 3339 UTC with seconds: text order is time order.
+        if expires_at.as_str() <= now {
+            return Ok(Enrolled::Expired(expires_at));
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO proxies (name, fingerprint, enrolled_at, not_after, enrollment)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                params![name, fingerprint, now, not_after, id],
+            )
+            .map_err(|e| self.err(e))?;
+        if inserted == 0 {
+            return Ok(Enrolled::NameTaken);
+        }
+        tx.execute(
+            "UPDATE proxy_enrollments SET used_at = ?2, used_by = ?3 WHERE id = ?1",
+            params![id, now, name],
+        )
+        .map_err(|e| self.err(e))?;
+        let proxy = tx
+            .query_row(
+                &format!("SELECT {PROXY_COLUMNS} FROM proxies WHERE name = ?1"),
+                [name],
+                proxy_row,
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Enrolled::Enrolled(proxy))
+    }
+
+    /// The enrolled proxy whose certificate has `fingerprint`; records
+    /// that it was seen now.
+    pub fn proxy_seen(&self, fingerprint: &str) -> Result<Option<Proxy>> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE proxies SET last_seen = ?2 WHERE fingerprint = ?1",
+            params![fingerprint, now_text()],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row(
+            &format!("SELECT {PROXY_COLUMNS} FROM proxies WHERE fingerprint = ?1"),
+            [fingerprint],
+            proxy_row,
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// Every enrolled proxy, by name.
+    pub fn list_proxies(&self) -> Result<Vec<Proxy>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {PROXY_COLUMNS} FROM proxies ORDER BY name"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], proxy_row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes proxy `name`; the proxy as it was, if there was one.
+    pub fn delete_proxy(&self, name: &str) -> Result<Option<Proxy>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let proxy = tx
+            .query_row(
+                &format!("SELECT {PROXY_COLUMNS} FROM proxies WHERE name = ?1"),
+                [name],
+                proxy_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM proxies WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(proxy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LATER: &str = "2999-01-01T00:00:00Z";
+    const NOW: &str = "2026-12-08T00:00:00Z";
+
+    fn catalog() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn a_secret_enrolls_one_proxy_once() {
+        let (_d, c) = catalog();
+        let (_, secret) = c.create_enrollment(LATER, Some(1)).unwrap();
+        assert!(secret.starts_with(ENROLLMENT_PREFIX));
+        let Enrolled::Enrolled(p) = c.enroll_proxy(&secret, "p1", "aa", LATER, NOW).unwrap() else {
+            panic!("not enrolled")
+        };
+        assert_eq!(p.name, "p1");
+        assert_eq!(
+            c.enroll_proxy(&secret, "p2", "bb", LATER, NOW).unwrap(),
+            Enrolled::AlreadyUsed("p1".into())
+        );
+        assert_eq!(
+            c.enroll_proxy("lbe_nonsense", "p2", "bb", LATER, NOW)
+                .unwrap(),
+            Enrolled::UnknownSecret
+        );
+        assert!(c.proxy_seen("aa").unwrap().unwrap().last_seen.is_some());
+        assert_eq!(c.list_proxies().unwrap().len(), 1);
+        assert!(c.delete_proxy("p1").unwrap().is_some());
+        assert!(c.proxy_seen("aa").unwrap().is_none());
+        assert!(c.delete_proxy("p1").unwrap().is_none());
+    }
+
+    #[test]
+    fn expired_secrets_and_taken_names_are_refused_without_spending() {
+        let (_d, c) = catalog();
+        let (_, old) = c.create_enrollment("2026-01-01T00:00:00Z", None).unwrap();
+        assert_eq!(
+            c.enroll_proxy(&old, "p1", "aa", LATER, NOW).unwrap(),
+            Enrolled::Expired("2026-01-01T00:00:00Z".into())
+        );
+        let (_, a) = c.create_enrollment(LATER, None).unwrap();
+        let (_, b) = c.create_enrollment(LATER, None).unwrap();
+        assert!(matches!(
+            c.enroll_proxy(&a, "p1", "aa", LATER, NOW).unwrap(),
+            Enrolled::Enrolled(_)
+        ));
+        assert_eq!(
+            c.enroll_proxy(&b, "p1", "bb", LATER, NOW).unwrap(),
+            Enrolled::NameTaken
+        );
+        assert!(matches!(
+            c.enroll_proxy(&b, "p2", "bb", LATER, NOW).unwrap(),
+            Enrolled::Enrolled(_)
+        ));
+    }
+}
