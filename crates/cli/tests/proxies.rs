@@ -33,7 +33,7 @@ fn proxy(server: &Server, dir: &Path, extra: &[&str]) -> std::process::Output {
         .env("LIFEBOAT_SERVER", server.url())
         .env("LIFEBOAT_CA", server.ca())
         .env_remove("LIFEBOAT_TOKEN")
-        .args(["proxy", "--data-dir", s(dir), "--json"])
+        .args(["proxy", "--check", "--data-dir", s(dir), "--json"])
         .args(extra)
         .output()
         .unwrap()

@@ -96,12 +96,21 @@ pub fn port_table(c: &PortConfig) -> Vec<PortRow> {
     };
     vec![
         row(
-            "CLI, browser, proxy",
+            "CLI, browser",
             "server",
             c.api,
             "TCP",
             "HTTPS (TLS 1.2+)",
-            "REST API (built: tokens, audit, restore points; console and chunk upload not yet)",
+            "REST API (built: tokens, audit, restore points, jobs, proxies; console not yet)",
+            Built,
+        ),
+        row(
+            "proxy",
+            "server",
+            c.api,
+            "TCP",
+            "HTTPS, mutual TLS (client certificate from the server's CA)",
+            "enrollment, pulling sessions, progress and results (built); chunk upload not yet",
             Built,
         ),
         row(
@@ -229,6 +238,11 @@ mod tests {
         let t = port_table(&c);
         let port_of = |why: &str| t.iter().find(|r| r.why.starts_with(why)).unwrap().port;
         assert_eq!(port_of("REST API"), 9443);
+        assert_eq!(
+            port_of("enrollment, pulling sessions"),
+            9443,
+            "proxy -> server"
+        );
         assert_eq!(port_of("internal"), 9000);
         assert_eq!(port_of("VMware disk"), 902);
         let nfs: Vec<u16> = t

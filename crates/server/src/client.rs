@@ -9,6 +9,9 @@ use crate::api::jobs::{CreateJob, DeletedJob};
 use crate::api::proxies::{
     CreateEnrollment, CreatedEnrollment, DeletedProxy, Enroll, EnrolledProxy,
 };
+use crate::api::proxy_work::{
+    FinishReport, ProgressReply, ProgressReport, Work, WorkReply, WorkRequest,
+};
 use crate::api::response::ErrorBody;
 use crate::api::tokens::{CreateToken, CreatedToken, DeletedToken};
 use crate::catalog::audit::AuditEntry;
@@ -230,6 +233,35 @@ impl Client {
     /// the server takes this one for.
     pub fn proxy_hello(&self) -> Result<Proxy> {
         self.send("POST", "/api/v1/proxy/hello", None::<&()>)
+    }
+
+    /// `POST /api/v1/proxy/work`: a session to run, or `None` after the
+    /// server's wait.
+    pub fn proxy_work(&self, max_jobs: u32) -> Result<Option<Work>> {
+        let reply: WorkReply = self.send(
+            "POST",
+            "/api/v1/proxy/work",
+            Some(&WorkRequest { max_jobs }),
+        )?;
+        Ok(reply.work)
+    }
+
+    /// `POST /api/v1/proxy/sessions/{id}/progress`.
+    pub fn proxy_progress(&self, id: i64, report: &ProgressReport) -> Result<ProgressReply> {
+        self.send(
+            "POST",
+            &format!("/api/v1/proxy/sessions/{id}/progress"),
+            Some(report),
+        )
+    }
+
+    /// `POST /api/v1/proxy/sessions/{id}/finish`.
+    pub fn proxy_finish(&self, id: i64, report: &FinishReport) -> Result<Session> {
+        self.send(
+            "POST",
+            &format!("/api/v1/proxy/sessions/{id}/finish"),
+            Some(report),
+        )
     }
 
     /// One request with the token (a proxy client: its certificate).

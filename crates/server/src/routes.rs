@@ -69,6 +69,9 @@ pub enum Endpoint {
     ListProxies,
     DeleteProxy,
     ProxyHello,
+    ProxyWork,
+    ProxyProgress,
+    ProxyFinish,
 }
 
 /// One route of the API.
@@ -181,6 +184,24 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/proxy/hello",
         Access::Proxy,
         Endpoint::ProxyHello,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/work",
+        Access::Proxy,
+        Endpoint::ProxyWork,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/sessions/{id}/progress",
+        Access::Proxy,
+        Endpoint::ProxyProgress,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/sessions/{id}/finish",
+        Access::Proxy,
+        Endpoint::ProxyFinish,
     ),
     route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
     route(

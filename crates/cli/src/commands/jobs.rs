@@ -57,6 +57,12 @@ pub struct JobCreateArgs {
     pub keep_monthly: u32,
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_yearly: u32,
+    /// Run by this enrolled proxy only (default: the server runs it)
+    #[arg(long, value_name = "NAME", conflicts_with = "pool")]
+    pub proxy: Option<String>,
+    /// Run by any enrolled proxy
+    #[arg(long)]
+    pub pool: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -122,6 +128,8 @@ pub fn job(remote: &RemoteArgs, command: JobCommand) -> anyhow::Result<i32> {
                     monthly: a.keep_monthly,
                     yearly: a.keep_yearly,
                 },
+                proxy: a.proxy,
+                pool: a.pool,
             })?;
             if a.output.json {
                 print_json(&job)?;
@@ -285,6 +293,12 @@ fn print_job(j: &Job) {
         println!("  keep           everything");
     }
     println!("  created        {}", j.created_at);
+    let runs_on = match (&j.runs_on.proxy, j.runs_on.pool) {
+        (Some(p), _) => format!("proxy {p}"),
+        (None, true) => "any enrolled proxy (pool)".into(),
+        (None, false) => "the server itself".into(),
+    };
+    println!("  runs on        {runs_on}");
 }
 
 fn print_session(s: &Session) {
@@ -300,6 +314,12 @@ fn print_session(s: &Session) {
         "  read {}, stored {} new",
         bytes(s.bytes_read),
         bytes(s.bytes_stored)
+    );
+    println!(
+        "  ran on {}",
+        s.proxy
+            .as_deref()
+            .map_or("the server itself".into(), |p| format!("proxy {p}"))
     );
     if let Some(p) = &s.restore_point {
         println!("  restore point {p}");

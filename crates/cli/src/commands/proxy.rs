@@ -1,5 +1,6 @@
 //! `lifeboat proxy`: run as a backup proxy of a server (enrolling first
-//! with a one-time secret when the data dir holds no certificate yet), and
+//! with a one-time secret when the data dir holds no certificate yet),
+//! pulling sessions and running them until stopped, and
 //! the admin's `proxy list|delete` and `proxy-enrollment create`.
 //! lifeboat_server does the work (key pair, enrollment, the client with
 //! the proxy's certificate); this parses and prints.
@@ -8,10 +9,12 @@ use crate::args::{OutputArgs, RemoteArgs};
 use crate::commands::remote::client;
 use crate::exit;
 use crate::output::print_json;
+use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lifeboat_server::api::proxies::Enroll;
 use lifeboat_server::proxies::identity::{new_key, Identity};
+use lifeboat_server::proxies::worker::{self, WorkerConfig, DEFAULT_MAX_JOBS};
 use lifeboat_server::Client;
 use std::path::PathBuf;
 
@@ -60,6 +63,17 @@ pub struct ProxyRunArgs {
     /// The proxy's folder: its key, certificate, the server's CA and URL
     #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Sessions this proxy runs at once; the server gives it no more
+    #[arg(long, default_value_t = DEFAULT_MAX_JOBS, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_jobs: u32,
+    /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE);
+    /// it never crosses the wire
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Enroll (or check the certificate) and exit instead of pulling work
+    #[arg(long)]
+    pub check: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -163,6 +177,28 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
             proxy.name, identity.server, proxy.fingerprint, proxy.not_after
         );
     }
+    if a.check {
+        return Ok(exit::OK);
+    }
+    let passphrase = passphrase(a.passphrase_file.as_deref())?;
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    tracing::info!(
+        proxy = proxy.name,
+        server = identity.server,
+        max_jobs = a.max_jobs,
+        "pulling work"
+    );
+    worker::run(
+        &identity,
+        WorkerConfig {
+            max_jobs: a.max_jobs,
+            passphrase,
+        },
+    )?;
     Ok(exit::OK)
 }
 

@@ -7,7 +7,7 @@ use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::Args;
 use lifeboat_server::jobs::schedule::DEFAULT_RETRY_BASE;
-use lifeboat_server::jobs::{check_webhook, JobsConfig, DEFAULT_MAX_JOBS};
+use lifeboat_server::jobs::{check_webhook, JobsConfig, DEFAULT_MAX_JOBS, DEFAULT_PROXY_LEASE};
 use lifeboat_server::serve::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use lifeboat_server::{ServerConfig, TlsFiles};
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ pub struct ServeArgs {
     /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE)
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
-    /// Sessions run at once (by this server, for now the only proxy)
+    /// Sessions the server runs at once itself (each proxy has its own limit)
     #[arg(long, default_value_t = DEFAULT_MAX_JOBS as u32, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_jobs: u32,
@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// or http:// to a loopback address only)
     #[arg(long = "webhook", value_name = "URL")]
     pub webhooks: Vec<String>,
+    /// A proxy's session fails (and is retried) when the proxy has not
+    /// reported progress for this long
+    #[arg(long, default_value_t = DEFAULT_PROXY_LEASE.as_secs(), value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub proxy_lease_secs: u64,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
@@ -88,6 +93,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
             max_jobs: a.max_jobs as usize,
             retry_base: std::time::Duration::from_secs(a.retry_base_secs),
             webhooks: a.webhooks,
+            proxy_lease: std::time::Duration::from_secs(a.proxy_lease_secs),
         },
     })?;
     Ok(exit::OK)

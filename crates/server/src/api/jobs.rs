@@ -7,7 +7,7 @@
 use super::auth::Caller;
 use super::response::ApiJson;
 use crate::catalog::audit::{Action, NewAudit};
-use crate::catalog::jobs::{Job, JobDeletion, Retention};
+use crate::catalog::jobs::{Job, JobDeletion, Retention, RunsOn};
 use crate::catalog::sessions::{Queued, Session, Trigger};
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::runner::queue;
@@ -31,6 +31,12 @@ pub struct CreateJob {
     pub schedule: Option<String>,
     #[serde(default)]
     pub retention: Retention,
+    /// Run by this proxy only.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Run by any enrolled proxy.
+    #[serde(default)]
+    pub pool: bool,
 }
 
 /// `DELETE /api/v1/jobs/{name}` answer.
@@ -83,6 +89,18 @@ pub async fn create(
         });
     }
     parse_sources(&body.sources).map_err(Error::bad_request)?;
+    if let Some(p) = &body.proxy {
+        if body.pool {
+            return Err(Error::bad_request(
+                "give proxy (one proxy) or pool (any proxy), not both",
+            ));
+        }
+        crate::proxies::check_name(p).map_err(Error::bad_request)?;
+    }
+    let runs_on = RunsOn {
+        proxy: body.proxy.clone(),
+        pool: body.pool,
+    };
     let schedule = match &body.schedule {
         Some(expr) => Some(
             Schedule::parse(expr)
@@ -102,6 +120,7 @@ pub async fn create(
                     &body.sources,
                     schedule.as_deref(),
                     body.retention,
+                    &runs_on,
                 )?
                 .ok_or_else(|| Error::Request {
                     kind: ErrorKind::Conflict,
@@ -114,8 +133,8 @@ pub async fn create(
                 success: true,
                 remote: caller.peer,
                 detail: Some(format!(
-                    "repository {}, sources {:?}, schedule {:?}, retention {:?}",
-                    job.repository, job.sources, job.schedule, job.retention
+                    "repository {}, sources {:?}, schedule {:?}, retention {:?}, runs on {:?}",
+                    job.repository, job.sources, job.schedule, job.retention, job.runs_on
                 )),
             })?;
             Ok(job)

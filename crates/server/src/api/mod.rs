@@ -8,6 +8,7 @@ mod handlers;
 pub mod jobs;
 pub mod openapi;
 pub mod proxies;
+pub mod proxy_work;
 pub mod response;
 pub mod sessions;
 pub mod tokens;
@@ -81,6 +82,9 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::ListProxies => on(filter, proxies::list),
         Endpoint::DeleteProxy => on(filter, proxies::delete),
         Endpoint::ProxyHello => on(filter, proxies::hello),
+        Endpoint::ProxyWork => on(filter, proxy_work::work),
+        Endpoint::ProxyProgress => on(filter, proxy_work::progress),
+        Endpoint::ProxyFinish => on(filter, proxy_work::finish),
     }
 }
 

@@ -139,17 +139,6 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
         return Err(no_ca());
     };
     check_name(&body.name).map_err(Error::bad_request)?;
-    let (issuer, ca_key) = crate::tls::own_ca(data_dir)?.ok_or_else(no_ca)?;
-    let issued = certificate::issue(&body.name, &body.public_key, &issuer, &ca_key)?;
-    let ca_path = data_dir.join(TLS_DIR).join(CA_CERT);
-    let ca = std::fs::read_to_string(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
-    let outcome = s.catalog.enroll_proxy(
-        &body.secret,
-        &body.name,
-        &issued.fingerprint,
-        &issued.not_after,
-        &now_text(),
-    )?;
     let refused = |why: String| NewAudit {
         actor: None,
         action: Action::ProxyEnroll,
@@ -158,17 +147,49 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
         remote: peer.clone(),
         detail: Some(why),
     };
-    let proxy = match outcome {
-        Enrolled::Enrolled(p) => p,
+    // The secret first: whoever lacks one learns nothing about the rest.
+    let outcome = match s.catalog.enrollment_refusal(&body.secret, &now_text())? {
+        Some(refusal) => refusal,
+        None => {
+            let (issuer, ca_key) = crate::tls::own_ca(data_dir)?.ok_or_else(no_ca)?;
+            let issued = certificate::issue(&body.name, &body.public_key, &issuer, &ca_key)?;
+            let ca_path = data_dir.join(TLS_DIR).join(CA_CERT);
+            let ca = std::fs::read_to_string(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
+            let outcome = s.catalog.enroll_proxy(
+                &body.secret,
+                &body.name,
+                &issued.fingerprint,
+                &issued.not_after,
+                &now_text(),
+            )?;
+            if let Enrolled::Enrolled(proxy) = outcome {
+                s.catalog.audit(&NewAudit {
+                    actor: None,
+                    action: Action::ProxyEnroll,
+                    target: Some(format!("proxy {}", proxy.name)),
+                    success: true,
+                    remote: peer.clone(),
+                    detail: Some(format!("certificate {}", proxy.fingerprint)),
+                })?;
+                return Ok(EnrolledProxy {
+                    proxy,
+                    certificate: issued.pem,
+                    ca,
+                });
+            }
+            outcome
+        }
+    };
+    match outcome {
         Enrolled::NameTaken => {
             s.catalog.audit(&refused("name taken".into()))?;
-            return Err(Error::Request {
+            Err(Error::Request {
                 kind: ErrorKind::Conflict,
                 message: format!(
                     "a proxy named {:?} is enrolled: delete it first or pick another name",
                     body.name
                 ),
-            });
+            })
         }
         other => {
             let why = match other {
@@ -179,24 +200,11 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
             s.metrics.auth_failure();
             tracing::warn!(proxy = body.name, detail = why, "enrollment refused");
             s.catalog.audit(&refused(why))?;
-            return Err(Error::Unauthorized(
+            Err(Error::Unauthorized(
                 "the enrollment secret is not valid (unknown, used or expired)",
-            ));
+            ))
         }
-    };
-    s.catalog.audit(&NewAudit {
-        actor: None,
-        action: Action::ProxyEnroll,
-        target: Some(format!("proxy {}", proxy.name)),
-        success: true,
-        remote: peer,
-        detail: Some(format!("certificate {}", proxy.fingerprint)),
-    })?;
-    Ok(EnrolledProxy {
-        proxy,
-        certificate: issued.pem,
-        ca,
-    })
+    }
 }
 
 /// `GET /api/v1/proxies` (admin).

@@ -53,10 +53,31 @@ pub struct Job {
     pub created_at: String,
     /// When the scheduler last queued it (RFC 3339, UTC).
     pub last_scheduled: Option<String>,
+    /// Where it runs: `None` and not `pool`, on the server itself.
+    #[serde(flatten)]
+    pub runs_on: RunsOn,
+}
+
+/// Which proxy runs a job's sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunsOn {
+    /// Only this proxy (by name).
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Any enrolled proxy.
+    #[serde(default)]
+    pub pool: bool,
+}
+
+impl RunsOn {
+    /// Whether the server runs it itself.
+    pub fn server(&self) -> bool {
+        self.proxy.is_none() && !self.pool
+    }
 }
 
 const COLUMNS: &str =
-    "name, repository, sources, schedule, retention, enabled, created_at, last_scheduled";
+    "name, repository, sources, schedule, retention, enabled, created_at, last_scheduled, proxy, pool";
 
 fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
     let text: String = r.get(i)?;
@@ -75,6 +96,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         enabled: r.get(5)?,
         created_at: r.get(6)?,
         last_scheduled: r.get(7)?,
+        runs_on: RunsOn {
+            proxy: r.get(8)?,
+            pool: r.get(9)?,
+        },
     })
 }
 
@@ -96,6 +121,7 @@ impl Catalog {
         sources: &[String],
         schedule: Option<&str>,
         retention: Retention,
+        runs_on: &RunsOn,
     ) -> Result<Option<Job>> {
         let now = now_text();
         let sources_json = serde_json::to_string(sources).expect("strings serialize");
@@ -103,9 +129,9 @@ impl Catalog {
         let inserted = self
             .conn()
             .execute(
-                "INSERT INTO jobs (name, repository, sources, schedule, retention, enabled, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6) ON CONFLICT (name) DO NOTHING",
-                params![name, repository, sources_json, schedule, retention_json, now],
+                "INSERT INTO jobs (name, repository, sources, schedule, retention, enabled, created_at, proxy, pool)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8) ON CONFLICT (name) DO NOTHING",
+                params![name, repository, sources_json, schedule, retention_json, now, runs_on.proxy, runs_on.pool],
             )
             .map_err(|e| self.err(e))?;
         if inserted == 0 {
@@ -191,14 +217,21 @@ mod tests {
             ..Retention::default()
         };
         let job = c
-            .create_job("web01", "main", &sources, Some("0 2 * * *"), keep)
+            .create_job(
+                "web01",
+                "main",
+                &sources,
+                Some("0 2 * * *"),
+                keep,
+                &RunsOn::default(),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(job.sources, sources);
         assert_eq!(job.retention, keep);
         assert!(job.enabled && job.last_scheduled.is_none());
         assert!(c
-            .create_job("web01", "main", &sources, None, keep)
+            .create_job("web01", "main", &sources, None, keep, &RunsOn::default())
             .unwrap()
             .is_none());
         c.set_last_scheduled("web01", "2026-12-08T02:00:00Z")

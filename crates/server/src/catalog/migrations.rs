@@ -82,6 +82,13 @@ pub const MIGRATIONS: &[&str] = &[
         last_seen    TEXT,
         enrollment   INTEGER NOT NULL
     );",
+    // 4: jobs run by a proxy (`proxy`) or any proxy (`pool`); the proxy
+    // that took a session and the lease its progress calls renew.
+    "ALTER TABLE jobs ADD COLUMN proxy TEXT;
+    ALTER TABLE jobs ADD COLUMN pool INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN proxy TEXT;
+    ALTER TABLE sessions ADD COLUMN lease_until TEXT;
+    CREATE INDEX sessions_proxy ON sessions (proxy, state);",
 ];
 
 /// The schema version this program writes.

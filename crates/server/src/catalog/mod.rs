@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod jobs;
+pub mod leases;
 pub mod migrations;
 pub mod proxies;
 pub mod sessions;

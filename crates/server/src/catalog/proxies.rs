@@ -106,27 +106,12 @@ impl Catalog {
         not_after: &str,
         now: &str,
     ) -> Result<Enrolled> {
-        let hash = secret_hash(secret);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let found: Option<(i64, String, Option<String>)> = tx
-            .query_row(
-                "SELECT id, expires_at, used_by FROM proxy_enrollments WHERE hash = ?1",
-                [&hash[..]],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let Some((id, expires_at, used_by)) = found else {
-            return Ok(Enrolled::UnknownSecret);
+        let id = match self.usable_enrollment(&tx, secret, now)? {
+            Ok(id) => id,
+            Err(refused) => return Ok(refused),
         };
-        if let Some(by) = used_by {
-            return Ok(Enrolled::AlreadyUsed(by));
-        }
-        // Both RFC 3339 UTC with seconds: text order is time order.
-        if expires_at.as_str() <= now {
-            return Ok(Enrolled::Expired(expires_at));
-        }
         let inserted = tx
             .execute(
                 "INSERT INTO proxies (name, fingerprint, enrolled_at, not_after, enrollment)
@@ -151,6 +136,41 @@ impl Catalog {
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(Enrolled::Enrolled(proxy))
+    }
+
+    /// Whether `secret` could enroll a proxy at `now`: `None`, or why not
+    /// (checked again, in its transaction, by [`Catalog::enroll_proxy`]).
+    pub fn enrollment_refusal(&self, secret: &str, now: &str) -> Result<Option<Enrolled>> {
+        let conn = self.conn();
+        Ok(self.usable_enrollment(&conn, secret, now)?.err())
+    }
+
+    /// The id of the enrollment of `secret` if it is unused and not
+    /// expired at `now`; else why not.
+    fn usable_enrollment(
+        &self,
+        conn: &rusqlite::Connection,
+        secret: &str,
+        now: &str,
+    ) -> Result<Result<i64, Enrolled>> {
+        let hash = secret_hash(secret);
+        let found: Option<(i64, String, Option<String>)> = conn
+            .query_row(
+                "SELECT id, expires_at, used_by FROM proxy_enrollments WHERE hash = ?1",
+                [&hash[..]],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(match found {
+            None => Err(Enrolled::UnknownSecret),
+            Some((_, _, Some(by))) => Err(Enrolled::AlreadyUsed(by)),
+            // Both RFC 3339 UTC with seconds: text order is time order.
+            Some((_, expires_at, None)) if expires_at.as_str() <= now => {
+                Err(Enrolled::Expired(expires_at))
+            }
+            Some((id, _, None)) => Ok(id),
+        })
     }
 
     /// The enrolled proxy whose certificate has `fingerprint`; records

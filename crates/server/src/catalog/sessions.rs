@@ -83,13 +83,16 @@ pub struct Session {
     pub bytes_stored: u64,
     pub restore_point: Option<String>,
     pub error: Option<String>,
+    /// The proxy that ran it (`None`: the server itself).
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// The log (in `GET /api/v1/sessions/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Vec<LogLine>>,
 }
 
-const COLUMNS: &str = "id, job, trigger, attempt, state, queued_at, not_before, started_at, \
-     ended_at, bytes_read, bytes_stored, restore_point, error";
+const COLUMNS: &str = "id, job, trigger, attempt, state, queued_at, not_before, \
+     started_at, ended_at, bytes_read, bytes_stored, restore_point, error, proxy";
 
 fn enum_column<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     let text: String = r.get(i)?;
@@ -117,8 +120,18 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         bytes_stored: r.get::<_, i64>(10)? as u64,
         restore_point: r.get(11)?,
         error: r.get(12)?,
+        proxy: r.get(13)?,
         log: None,
     })
+}
+
+/// Session `id` read through `conn` (a transaction's, say).
+pub(super) fn by_id(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Session> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
+        [id],
+        from_row,
+    )
 }
 
 /// What [`Catalog::queue_session`] did.
@@ -175,22 +188,18 @@ impl Catalog {
         )
         .map_err(|e| self.err(e))?;
         let id = tx.last_insert_rowid();
-        let s = tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
-                [id],
-                from_row,
-            )
-            .map_err(|e| self.err(e))?;
+        let s = by_id(&tx, id).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(Queued::Queued(s))
     }
 
-    /// Queued sessions whose `not_before` has come (`now`, RFC 3339),
+    /// Queued sessions whose `not_before` has come (`now`, RFC 3339)
+    /// that the server runs itself (not those of jobs run by proxies),
     /// oldest first.
     pub fn due_sessions(&self, now: &str) -> Result<Vec<Session>> {
         self.sessions_where(
-            "state = 'queued' AND not_before <= ?1 ORDER BY id",
+            "state = 'queued' AND not_before <= ?1 AND job NOT IN
+             (SELECT name FROM jobs WHERE proxy IS NOT NULL OR pool = 1) ORDER BY id",
             params![now],
         )
     }
@@ -221,10 +230,18 @@ impl Catalog {
 
     /// Ends a session.
     pub fn end_session(&self, id: i64, e: &Ending) -> Result<()> {
-        self.conn()
+        self.end_session_on(id, None, e).map(|_| ())
+    }
+
+    /// Ends session `id`; with `proxy`, only if it still runs on that
+    /// proxy (false otherwise).
+    pub(super) fn end_session_on(&self, id: i64, proxy: Option<&str>, e: &Ending) -> Result<bool> {
+        let n = self
+            .conn()
             .execute(
                 "UPDATE sessions SET state = ?2, ended_at = ?3, bytes_read = ?4,
-                 bytes_stored = ?5, restore_point = ?6, error = ?7 WHERE id = ?1",
+                 bytes_stored = ?5, restore_point = ?6, error = ?7, lease_until = NULL
+                 WHERE id = ?1 AND (?8 IS NULL OR (proxy = ?8 AND state = 'running'))",
                 params![
                     id,
                     e.state.as_str(),
@@ -232,11 +249,12 @@ impl Catalog {
                     e.bytes_read as i64,
                     e.bytes_stored as i64,
                     e.restore_point,
-                    e.error
+                    e.error,
+                    proxy
                 ],
             )
             .map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Appends a line to a session's log.
@@ -291,7 +309,11 @@ impl Catalog {
         }
     }
 
-    fn sessions_where(&self, clause: &str, p: impl rusqlite::Params) -> Result<Vec<Session>> {
+    pub(super) fn sessions_where(
+        &self,
+        clause: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<Session>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(&format!("SELECT {COLUMNS} FROM sessions WHERE {clause}"))

@@ -5,14 +5,18 @@
 //! then apply the job's retention to that VM only
 //! ([`lifeboat_repo::Repository::prune_vm`]). A killed run leaves no half
 //! restore point: the repository writes the manifest last, by rename.
+//!
+//! The server's runner and a proxy's worker both call [`run_job`]: they
+//! differ only in where the repository was opened and where the progress
+//! and log lines go ([`SessionLog`]: the catalog, or the proxy's progress
+//! calls to the server).
 
-use super::progress::SessionProgress;
 use super::source::{parse_sources, JobSource};
 use crate::catalog::jobs::Job;
-use crate::state::Shared;
-use lifeboat_engine::{backup_vm, error_chain as chain, DiskSource};
+use lifeboat_engine::{backup_vm, error_chain as chain, DiskSource, Progress};
 use lifeboat_formats::{AllowedPaths, OpenOptions};
 use lifeboat_hypervisor::{live_backup_socket, LiveBackupOptions};
+use lifeboat_repo::Repository;
 use std::time::Duration;
 
 /// Timeout of every QMP command and NBD request of a live source.
@@ -26,15 +30,15 @@ pub struct Done {
     pub bytes_stored: u64,
 }
 
-/// Runs `job`, logging through `progress`; the error is the session's.
-pub fn run_job(shared: &Shared, job: &Job, progress: &SessionProgress) -> Result<Done, String> {
-    let served = shared.repositories.get(&job.repository).ok_or_else(|| {
-        format!(
-            "repository {:?} is not served by this server (serve --repo NAME=PATH)",
-            job.repository
-        )
-    })?;
-    let repo = &served.repo;
+/// Where a running session's bytes and log lines go.
+pub trait SessionLog: Progress {
+    /// Appends a line to the session's log.
+    fn log(&self, line: &str);
+}
+
+/// Runs `job` into `repo` (opened by the caller), logging through
+/// `progress`; the error is the session's.
+pub fn run_job(repo: &Repository, job: &Job, progress: &dyn SessionLog) -> Result<Done, String> {
     let done = match parse_sources(&job.sources)? {
         JobSource::Images(specs) => {
             let mut sources = Vec::new();
@@ -91,20 +95,17 @@ pub fn run_job(shared: &Shared, job: &Job, progress: &SessionProgress) -> Result
         "created restore point {}: read {} bytes, stored {} new bytes",
         done.restore_point, done.bytes_read, done.bytes_stored
     ));
-    retention(shared, job, progress);
+    retention(repo, job, progress);
     Ok(done)
 }
 
 /// Applies the job's keep counts to its VM (none: keeps everything). A
 /// failure is logged in the session; the backup itself succeeded.
-fn retention(shared: &Shared, job: &Job, progress: &SessionProgress) {
+fn retention(repo: &Repository, job: &Job, progress: &dyn SessionLog) {
     let Some(policy) = job.retention.policy() else {
         return;
     };
-    let Some(served) = shared.repositories.get(&job.repository) else {
-        return;
-    };
-    match served.repo.prune_vm(&job.name, &policy, false) {
+    match repo.prune_vm(&job.name, &policy, false) {
         Ok(report) => progress.log(&format!(
             "retention: kept {}, removed {}{}",
             report.kept.len(),

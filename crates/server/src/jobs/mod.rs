@@ -12,8 +12,11 @@
 //!           webhook.rs
 //! ```
 //!
-//! The server is the only proxy for now, so `--max-jobs` is the limit of
-//! that one proxy.
+//! Jobs that name a proxy (or the pool) are not dispatched here: proxies
+//! take their sessions (`POST /api/v1/proxy/work`, api/proxy_work.rs),
+//! under a lease the loop expires (a session of a proxy that stopped
+//! answering fails and is retried). `--max-jobs` is the server's own
+//! limit; each proxy states its own.
 
 pub mod execute;
 pub mod progress;
@@ -38,7 +41,13 @@ pub struct JobsConfig {
     pub retry_base: Duration,
     /// Webhook URLs notified when a session ends.
     pub webhooks: Vec<String>,
+    /// How long a proxy's session lives without a progress call.
+    pub proxy_lease: Duration,
 }
+
+/// A proxy's lease on a session unless `serve --proxy-lease-secs` says
+/// otherwise.
+pub const DEFAULT_PROXY_LEASE: Duration = Duration::from_secs(60);
 
 impl Default for JobsConfig {
     fn default() -> JobsConfig {
@@ -46,6 +55,7 @@ impl Default for JobsConfig {
             max_jobs: DEFAULT_MAX_JOBS,
             retry_base: schedule::DEFAULT_RETRY_BASE,
             webhooks: Vec::new(),
+            proxy_lease: DEFAULT_PROXY_LEASE,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! so far, written to the catalog at most every [`FLUSH_EVERY`] (and when a
 //! disk is done), and a log line per disk.
 
+use super::execute::SessionLog;
 use crate::catalog::Catalog;
 use lifeboat_engine::Progress;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,10 @@ impl<'a> SessionProgress<'a> {
     /// Appends a line to the session's log (a failure is only logged: a
     /// full catalog disk must not fail a backup).
     pub fn log(&self, line: &str) {
+        SessionLog::log(self, line)
+    }
+
+    fn write_line(&self, line: &str) {
         tracing::info!(session = self.id, line, "session log");
         if let Err(e) = self.catalog.log_line(self.id, line) {
             tracing::warn!(session = self.id, error = %e, "writing the session log");
@@ -47,6 +52,12 @@ impl<'a> SessionProgress<'a> {
         if let Err(e) = self.catalog.set_progress(self.id, self.bytes_read()) {
             tracing::warn!(session = self.id, error = %e, "writing the session's progress");
         }
+    }
+}
+
+impl SessionLog for SessionProgress<'_> {
+    fn log(&self, line: &str) {
+        self.write_line(line)
     }
 }
 

@@ -140,6 +140,7 @@ pub async fn run(state: AppState) {
         let ticked = state
             .blocking(move |_| {
                 schedule_due(&shared)?;
+                expire_leases(&shared)?;
                 dispatch(&shared)
             })
             .await;
@@ -186,6 +187,28 @@ fn schedule_due(shared: &Shared) -> Result<()> {
     Ok(())
 }
 
+/// Fails the sessions of proxies that stopped renewing their lease (the
+/// retry, if any, may go to another proxy).
+fn expire_leases(shared: &Shared) -> Result<()> {
+    for s in shared.catalog.expired_leases(&now_text())? {
+        let proxy = s.proxy.clone().unwrap_or_default();
+        let error = format!("proxy {proxy} stopped answering");
+        let ending = Ending {
+            state: SessionState::Failed,
+            bytes_read: s.bytes_read,
+            bytes_stored: 0,
+            restore_point: None,
+            error: Some(error.clone()),
+        };
+        if shared.catalog.end_proxy_session(s.id, &proxy, &ending)? {
+            tracing::warn!(session = s.id, proxy, "lease expired: session failed");
+            shared.catalog.log_line(s.id, &format!("failed: {error}"))?;
+            conclude(shared, &s, &ending);
+        }
+    }
+    Ok(())
+}
+
 /// Starts queued sessions whose time has come while fewer than
 /// `max_jobs` run.
 fn dispatch(shared: &Arc<Shared>) -> Result<()> {
@@ -219,12 +242,18 @@ fn dispatch(shared: &Arc<Shared>) -> Result<()> {
 fn work(shared: &Shared, s: &Session) {
     let progress = SessionProgress::new(&shared.catalog, s.id);
     progress.log(&format!(
-        "started ({}, attempt {}) on this server (the only proxy)",
+        "started ({}, attempt {}) on the server itself",
         s.trigger.as_str(),
         s.attempt
     ));
     let result = match shared.catalog.job(&s.job) {
-        Ok(Some(job)) => run_job(shared, &job, &progress),
+        Ok(Some(job)) => match shared.repositories.get(&job.repository) {
+            Some(served) => run_job(&served.repo, &job, &progress),
+            None => Err(format!(
+                "repository {:?} is not served by this server (serve --repo NAME=PATH)",
+                job.repository
+            )),
+        },
         Ok(None) => Err(format!("job {:?} was deleted", s.job)),
         Err(e) => Err(e.to_string()),
     };
@@ -247,7 +276,17 @@ fn work(shared: &Shared, s: &Session) {
             }
         }
     };
-    if let Err(e) = end(shared, s, &ending) {
+    if let Err(e) = shared.catalog.end_session(s.id, &ending) {
+        tracing::error!(session = s.id, error = %e, "ending a session");
+    }
+    conclude(shared, s, &ending);
+}
+
+/// What follows a session's end in the catalog (by the server's worker,
+/// a proxy's finish or an expired lease): its last log line, the audit,
+/// the retry and the webhooks.
+pub fn conclude(shared: &Shared, s: &Session, ending: &Ending) {
+    if let Err(e) = end(shared, s, ending) {
         tracing::error!(session = s.id, error = %e, "ending a session");
     }
     match shared.catalog.session(s.id) {
@@ -259,7 +298,6 @@ fn work(shared: &Shared, s: &Session) {
 
 fn end(shared: &Shared, s: &Session, ending: &Ending) -> Result<()> {
     let failed = ending.state == SessionState::Failed;
-    shared.catalog.end_session(s.id, ending)?;
     shared
         .catalog
         .log_line(s.id, &format!("ended: {}", ending.state.as_str()))?;

@@ -10,11 +10,14 @@
 //!          (clientAuth, CN and SAN = name, 1 year); catalog: proxy + fingerprint
 //!  proxy -> server, TLS with that certificate: tls.rs verifies the chain,
 //!          auth.rs matches the SHA-256 fingerprint to an enrolled proxy
+//!  proxy: worker.rs pulls sessions (POST /api/v1/proxy/work) and runs them
+//!         with the server's own job code, reporting progress and results
 //! ```
 
 pub mod auth;
 pub mod certificate;
 pub mod identity;
+pub mod worker;
 
 /// The longest proxy name (a DNS label: it is the certificate's SAN).
 pub const MAX_NAME_LEN: usize = 63;

@@ -1,0 +1,261 @@
+//! Proxies that pull work, against a real `lifeboat serve` (separate
+//! processes on loopback, real TLS with client certificates): a job for
+//! proxy p1 runs on p1 and its restore point restores bit-exact; two
+//! proxies share a pool's two jobs (each runs at most `--max-jobs 1`); a
+//! proxy killed with SIGKILL mid-job loses its lease, its session fails
+//! "proxy pN stopped answering" and the retry runs on the other proxy,
+//! and the repository holds only whole restore points.
+
+mod common;
+use common::server::Server;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    repo: PathBuf,
+    server: Server,
+    admin: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let repo = init_repo(&path);
+    let repo_arg = format!("main={}", s(&repo));
+    let server = Server::start(
+        &path.join("data"),
+        &[
+            "--repo",
+            &repo_arg,
+            "--retry-base-secs",
+            "1",
+            "--proxy-lease-secs",
+            "4",
+        ],
+    );
+    let admin = server.admin_token();
+    Setup {
+        _dir: dir,
+        dir: path,
+        repo,
+        server,
+        admin,
+    }
+}
+
+impl Setup {
+    /// Enrolls proxy `name` and starts it pulling work: the process.
+    fn proxy(&self, name: &str, max_jobs: &str) -> Service {
+        let created = json(
+            &self
+                .server
+                .cli_ok(&self.admin, &["proxy-enrollment", "create", "--json"]),
+        );
+        let dir = self.dir.join(name);
+        let secret = created["secret"].as_str().unwrap();
+        let env = |cmd: &mut std::process::Command| {
+            cmd.env("LIFEBOAT_SERVER", self.server.url())
+                .env("LIFEBOAT_CA", self.server.ca())
+                .env_remove("LIFEBOAT_TOKEN");
+        };
+        let mut enroll = lifeboat();
+        env(&mut enroll);
+        let out = enroll
+            .args(["proxy", "--check", "--data-dir", s(&dir)])
+            .args(["--enroll", secret, "--name", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mut run = lifeboat();
+        env(&mut run);
+        let child = run
+            .args(["proxy", "--data-dir", s(&dir), "--max-jobs", max_jobs])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        Service(child)
+    }
+
+    fn job(&self, name: &str, image: &Path, extra: &[&str]) {
+        let source = format!("disk0=raw:{}", s(image));
+        let mut args = vec!["job", "create", name, "--repo-name", "main"];
+        args.extend(["--source", &source]);
+        args.extend_from_slice(extra);
+        self.server.cli_ok(&self.admin, &args);
+    }
+
+    fn run(&self, job: &str) -> i64 {
+        let (status, body) = self.server.curl(
+            "POST",
+            &format!("/api/v1/jobs/{job}/run"),
+            Some(&self.admin),
+            None,
+        );
+        assert_eq!(status, 202, "{body}");
+        json(&body)["id"].as_i64().unwrap()
+    }
+
+    fn session(&self, id: i64) -> serde_json::Value {
+        json(
+            &self
+                .server
+                .cli_ok(&self.admin, &["session", "show", &id.to_string(), "--json"]),
+        )
+    }
+
+    fn sessions(&self, job: &str) -> Vec<serde_json::Value> {
+        let out = self
+            .server
+            .cli_ok(&self.admin, &["session", "list", "--job", job, "--json"]);
+        json(&out).as_array().unwrap().clone()
+    }
+
+    /// Polls `what` until it gives `Some`, for up to 90 s.
+    fn until<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}\nserver log:\n{}\nproxy logs:\n{}\n{}",
+                self.server.log(),
+                std::fs::read_to_string(self.dir.join("p1.log")).unwrap_or_default(),
+                std::fs::read_to_string(self.dir.join("p2.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ended(&self, id: i64) -> serde_json::Value {
+        self.until(&format!("session {id} to end"), || {
+            let s = self.session(id);
+            (s["state"] == "succeeded" || s["state"] == "failed").then_some(s)
+        })
+    }
+}
+
+#[test]
+fn a_job_for_p1_runs_on_p1_and_restores_bit_exact() {
+    let st = setup();
+    let _p1 = st.proxy("p1", "2");
+    let image = st.dir.join("web01.raw");
+    let data = make_disk(&image, 3 << 20, 11);
+    st.job("web01", &image, &["--proxy", "p1", "--keep-last", "1"]);
+    let shown = json(
+        &st.server
+            .cli_ok(&st.admin, &["job", "show", "web01", "--json"]),
+    );
+    assert_eq!(
+        (&shown["proxy"], &shown["pool"]),
+        (&"p1".into(), &false.into())
+    );
+    let id = st.run("web01");
+    let s = st.ended(id);
+    assert_eq!(s["state"], "succeeded", "{s:#}");
+    assert_eq!(s["proxy"], "p1", "{s:#}");
+    assert_eq!(s["bytes_read"], 3 << 20);
+    let log: Vec<&str> = s["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert!(log.iter().any(|l| l.contains("on proxy p1")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("reading disk0")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("retention: kept 1")),
+        "{log:?}"
+    );
+    let point = s["restore_point"].as_str().unwrap().to_string();
+    assert_eq!(list_names(&st.repo), vec![point.clone()]);
+    let restored = restore_raw(&st.repo, &point, "disk0", &st.dir.join("restored.raw"));
+    assert!(
+        restored == data,
+        "the restore point does not restore bit-exact"
+    );
+    let table = st
+        .server
+        .cli_ok(&st.admin, &["session", "show", &id.to_string()]);
+    assert!(table.contains("ran on proxy p1"), "{table}");
+}
+
+#[test]
+fn a_pool_is_shared_and_a_killed_proxys_session_is_retried_on_the_other() {
+    let st = setup();
+    let mut proxies = vec![("p1", st.proxy("p1", "1")), ("p2", st.proxy("p2", "1"))];
+    // Two pool jobs queued at once: one proxy may run one at a time, so
+    // each takes one.
+    for (job, seed) in [("a", 1), ("b", 2)] {
+        let image = st.dir.join(format!("{job}.raw"));
+        std::fs::write(&image, random_bytes(48 << 20, seed)).unwrap();
+        st.job(job, &image, &["--pool"]);
+    }
+    let ids = [st.run("a"), st.run("b")];
+    let ended: Vec<_> = ids.iter().map(|&id| st.ended(id)).collect();
+    for s in &ended {
+        assert_eq!(s["state"], "succeeded", "{s:#}");
+    }
+    let mut ran_on: Vec<&str> = ended.iter().map(|s| s["proxy"].as_str().unwrap()).collect();
+    ran_on.sort();
+    assert_eq!(ran_on, ["p1", "p2"], "{ended:#?}");
+    let before = list_names(&st.repo);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // SIGKILL the proxy running the big job as soon as it reads.
+    let image = st.dir.join("big.raw");
+    std::fs::write(&image, random_bytes(256 << 20, 3)).unwrap();
+    st.job("big", &image, &["--pool"]);
+    let id = st.run("big");
+    let victim = st.until("the big job to run on a proxy", || {
+        let s = st.session(id);
+        assert_ne!(
+            s["state"], "succeeded",
+            "the run ended before the kill: {s:#}"
+        );
+        (s["state"] == "running").then(|| s["proxy"].as_str().unwrap().to_string())
+    });
+    let i = proxies.iter().position(|(n, _)| *n == victim).unwrap();
+    let (_, mut killed) = proxies.remove(i);
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let survivor = proxies[0].0;
+
+    let failed = st.ended(id);
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert_eq!(
+        failed["error"],
+        format!("proxy {victim} stopped answering"),
+        "{failed:#}"
+    );
+    let retry = st.until("the retry to end", || {
+        let list = st.sessions("big");
+        let r = list.iter().find(|s| s["attempt"] == 2)?.clone();
+        (r["state"] == "succeeded" || r["state"] == "failed").then_some(r)
+    });
+    assert_eq!(retry["trigger"], "retry");
+    assert_eq!(retry["state"], "succeeded", "{retry:#}");
+    assert_eq!(retry["proxy"], survivor, "{retry:#}");
+
+    // Whole restore points only: the two before, the retry's, and the
+    // killed run's only if its manifest was written before the kill; all
+    // verify.
+    let after = list_names(&st.repo);
+    let point = retry["restore_point"].as_str().unwrap().to_string();
+    assert!(after.contains(&point), "{after:?}");
+    assert!(
+        before.iter().all(|p| after.contains(p)) && after.len() <= 4,
+        "{before:?} -> {after:?}"
+    );
+    ok(&["verify", "--repo", s(&st.repo)]);
+}
