@@ -18,9 +18,10 @@
 //! repositories and their restore points, jobs with cron schedules,
 //! retention, sessions run by the server itself (jobs/), webhooks,
 //! Prometheus metrics, the OpenAPI document, and proxies enrolled with
-//! a one-time secret that call their routes with a client certificate
-//! from the server's CA (proxies/). Proxies that pull and run jobs, and
-//! agents, are not built yet (docs/server.md).
+//! a one-time secret that pull sessions over mutual TLS with a client
+//! certificate from the server's CA and run them with the runner's own
+//! code (proxies/, api/proxy_work.rs). Chunk upload to the server and
+//! agents are not built yet (docs/server.md).
 
 pub mod api;
 pub mod catalog;
