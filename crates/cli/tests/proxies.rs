@@ -146,8 +146,10 @@ fn enrollment_gives_a_certificate_that_opens_the_proxy_routes_only() {
     // gets 401.
     let (status, _) = curl_as(&server, "/api/v1/proxy/hello", "POST", None, Some(&admin)).unwrap();
     assert_eq!(status, 401);
-    let (status, _) = curl_as(&server, "/api/v1/proxy/hello", "POST", None, None).unwrap();
-    assert_eq!(status, 401);
+    for path in ["/api/v1/proxy/hello", "/api/v1/proxy/work"] {
+        let (status, _) = curl_as(&server, path, "POST", None, None).unwrap();
+        assert_eq!(status, 401, "{path} without a certificate");
+    }
 
     // A client certificate from another CA: the handshake is refused.
     let pki = Pki::create(dir.path());
@@ -156,16 +158,20 @@ fn enrollment_gives_a_certificate_that_opens_the_proxy_routes_only() {
         pki.rogue_dir.join("client-key.pem"),
     );
     let forged = Some((rogue_cert.as_path(), rogue_key.as_path()));
-    assert_eq!(
-        curl_as(&server, "/api/v1/proxy/hello", "POST", forged, None),
-        None,
-        "a certificate from another CA must fail the handshake"
-    );
+    for path in ["/api/v1/proxy/hello", "/api/v1/proxy/work"] {
+        assert_eq!(
+            curl_as(&server, path, "POST", forged, None),
+            None,
+            "{path}: a certificate from another CA must fail the handshake"
+        );
+    }
 
     // Deleted: its certificate is refused at once.
     server.cli_ok(&admin, &["proxy", "delete", "p1"]);
-    let (status, _) = curl_as(&server, "/api/v1/proxy/hello", "POST", id, None).unwrap();
-    assert_eq!(status, 401);
+    for path in ["/api/v1/proxy/hello", "/api/v1/proxy/work"] {
+        let (status, _) = curl_as(&server, path, "POST", id, None).unwrap();
+        assert_eq!(status, 401, "{path} with a deleted proxy's certificate");
+    }
     let out = proxy(&server, &p1, &[]);
     assert_eq!(out.status.code(), Some(11), "{out:?}");
     server.cli_fails(5, &admin, &["proxy", "delete", "p1"]);
