@@ -57,6 +57,8 @@ pub struct Event<'a> {
     pub ended_at: Option<&'a str>,
     pub bytes_read: u64,
     pub bytes_stored: u64,
+    /// The proxy that ran it (`None`: the server itself).
+    pub proxy: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
@@ -75,6 +77,7 @@ impl<'a> Event<'a> {
             ended_at: s.ended_at.as_deref(),
             bytes_read: s.bytes_read,
             bytes_stored: s.bytes_stored,
+            proxy: s.proxy.as_deref(),
         }
     }
 }
