@@ -138,7 +138,7 @@ fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>) {
                 std::thread::sleep(Duration::from_millis(100));
                 waited += Duration::from_millis(100);
             }
-            if done.load(Ordering::Relaxed) {
+            if done.load(Ordering::Relaxed) || taken_back.load(Ordering::Relaxed) {
                 break;
             }
             send_progress(&client, id, &pending, &taken_back);
@@ -156,7 +156,9 @@ fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>) {
             .and_then(|repo| run_job(&repo, &work.job, &*pending));
     done.store(true, Ordering::Relaxed);
     let _ = reporter.join();
-    send_progress(client, id, &pending, &taken_back);
+    if !taken_back.load(Ordering::Relaxed) {
+        send_progress(client, id, &pending, &taken_back);
+    }
     if taken_back.load(Ordering::Relaxed) {
         tracing::warn!(
             session = id,
