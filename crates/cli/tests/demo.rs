@@ -134,3 +134,27 @@ fn demo_scan_finds_the_planted_file_in_the_second_backup_only() {
         "{out}"
     );
 }
+
+#[test]
+fn demo_runs_a_job_through_the_server_on_an_enrolled_proxy() {
+    let out = demo();
+    assert!(out.contains("[13] the backup server"), "{out}");
+    assert!(
+        out.contains("proxy demo-proxy enrolled with a one-time secret"),
+        "{out}"
+    );
+    let session = out
+        .lines()
+        .find(|l| l.starts_with("    session ") && l.contains(" succeeded on "))
+        .unwrap_or_else(|| panic!("no succeeded session: {out}"));
+    assert!(session.contains(" succeeded on demo-proxy "), "{session}");
+    assert!(session.contains("stored 0 B new"), "{session}");
+    assert!(
+        session.contains("(0 new chunks: the disk did not change)"),
+        "{session}"
+    );
+    assert!(
+        out.contains("started (manual, attempt 1) on proxy demo-proxy"),
+        "{out}"
+    );
+}

@@ -24,6 +24,7 @@
 //! agents are not built yet (docs/server.md).
 
 pub mod api;
+mod background;
 pub mod catalog;
 pub mod client;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod state;
 pub mod tls;
 pub mod token;
 
+pub use background::Background;
 pub use client::{Client, ClientError};
 pub use error::{Error, ErrorKind, Result};
 pub use serve::{run, run_until_signal, ServerConfig, ADMIN_TOKEN_FILE};

@@ -8,13 +8,16 @@
 //! result: files browsed and copied out of the latest restore point
 //! (browse_step.rs), an Instant Recovery session served by the real service
 //! in-process whose writes land in an overlay while the restore point stays
-//! unchanged (ir_step.rs), and a YARA scan that finds the
-//! file planted between the two backups (scan_step.rs).
+//! unchanged (ir_step.rs), a YARA scan that finds the
+//! file planted between the two backups (scan_step.rs), and the backup
+//! server in-process with a proxy enrolled over mutual TLS that runs a
+//! backup job of the same disk (server_step.rs).
 
 mod browse_step;
 mod disk;
 mod ir_step;
 mod scan_step;
+mod server_step;
 
 use crate::args::DemoArgs;
 use crate::exit;
@@ -217,6 +220,12 @@ fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
     );
     scan_step::run(&repo, &first, &second, disk::PLANTED_PATH)?;
 
+    step(
+        13,
+        "the backup server: HTTPS API with its own CA, a proxy enrolled over mutual TLS runs a job of web01",
+    );
+    server_step::run(&repo, DEMO_PASSPHRASE, "web01", &vm_disk.path, dir)?;
+
     let usage = lifeboat_engine::restore_point_usage(&repo, &repo.resolve("web01@latest")?)?;
     println!(
         "\nweb01@latest: {} disk, {} of data, stored in {} ({:.2}x smaller)",
@@ -228,7 +237,12 @@ fn tour(dir: &Path, disk_mib: u64) -> anyhow::Result<()> {
     println!(
         "demo finished: every restore matched its source bit for bit, the file copied out matched,"
     );
-    println!("the Instant Recovery session left its backup unchanged, and the scan found the planted file.");
+    println!(
+        "the Instant Recovery session left its backup unchanged, the scan found the planted file,"
+    );
+    println!(
+        "and the proxy's backup job through the server stored no new chunk of the unchanged disk."
+    );
     Ok(())
 }
 
