@@ -23,11 +23,14 @@
 # (libvirt), full and after the same 1% change, --runs times alternating, and
 # times the guest's own dd idle and during a live backup.
 #
+# The api section (scripts/bench-api.sh) runs wrk against `lifeboat serve`
+# (the job and restore-point lists), idle and while a backup runs.
+#
 # Usage: scripts/bench.sh [--size-gib N] [--runs N] [--only SECTION[,SECTION...]]
 #   --size-gib N  image size (default 8; smaller for a quick look)
 #   --runs N      runs per tool in the verify, ir, publish and live sections (default 3)
 #   --only S,...  run these sections only: backup restore verify ir boot
-#                 publish scan live. Without backup, the repositories of the
+#                 publish scan live api. Without backup, the repositories of the
 #                 last run of the same size are reused when complete (else the
 #                 backup section runs first; boot and live need none).
 #   --prebuilt DIR  take lifeboat and verify_floor from DIR instead of
@@ -47,7 +50,7 @@ runs=3
 only=""
 baseline=""
 prebuilt=""
-usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live] [--baseline BIN] [--prebuilt DIR]"
+usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live,api] [--baseline BIN] [--prebuilt DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size-gib) size_gib=$2; shift 2 ;;
@@ -59,7 +62,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for s in ${only//,/ }; do
-    case "$s" in backup|restore|verify|ir|boot|publish|scan|live) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
+    case "$s" in backup|restore|verify|ir|boot|publish|scan|live|api) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
 done
 # want SECTION: true when SECTION is to run.
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
@@ -192,7 +195,7 @@ echo "== input: $image, $((image_bytes >> 20)) MiB disk, $((data_bytes >> 20)) M
 # other disks into $work/lb-ir), so a later --only run can reuse them.
 # needs_repos: a section wanted that reads them (boot and live do not).
 needs_repos=no
-for s in restore verify ir publish scan; do want "$s" && needs_repos=yes; done
+for s in restore verify ir publish scan api; do want "$s" && needs_repos=yes; done
 if ! want backup && [ "$needs_repos" = no ]; then
     run_backup=no
     mkdir -p "$work"
@@ -472,6 +475,14 @@ if want scan; then
     section_end
 fi
 
+if want api; then
+    section_start api "the backup server's API under wrk, idle and during a backup; $runs runs"
+    # shellcheck source=scripts/bench-api.sh
+    . "$root/scripts/bench-api.sh"
+    api_section
+    section_end
+fi
+
 if want live; then
     section_start live "live backup of a running VM (QEMU under TCG): lifeboat and virtnbdbackup, $runs alternating runs; the guest's dd during a backup"
     # shellcheck source=scripts/bench-live.sh
@@ -562,6 +573,7 @@ if want scan; then
     printf "%-34s %10s %10s   (%s more skipped after reading)\n" "re-scan files read, skipped unread" "$(scan_field lifeboat_rescan files_scanned)" "$(scan_field lifeboat_rescan skipped_unread_files)" "$(( $(scan_field lifeboat_rescan skipped_unchanged_files) - $(scan_field lifeboat_rescan skipped_unread_files) ))"
 fi
 want live && live_report
+want api && api_report
 echo
 printf "== time: total %s s; by section:" "$(( $(date +%s) - bench_t0 ))"
 for s in backup restore verify ir boot publish scan live; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done

@@ -301,7 +301,13 @@ impl Service {
 }
 
 impl Drop for Service {
+    /// Kills the process and, when it leads a process group of its own,
+    /// the whole group (what a wrapper such as faketime forked).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

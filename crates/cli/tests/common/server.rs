@@ -4,6 +4,7 @@
 use super::{lifeboat, s, Service};
 use lifeboat_testsupport::{free_port, tool};
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,6 +36,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
+            // A group of its own: a wrapper (faketime forks the server)
+            // is killed with everything it started.
+            .process_group(0)
             .spawn()
             .expect("starting lifeboat serve");
         let mut server = Server {
