@@ -7,7 +7,7 @@
 //! and the repository holds only whole restore points.
 
 mod common;
-use common::server::Server;
+use common::server::{serve_new_repo, Server};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,28 +22,13 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let repo = init_repo(&path);
-    let repo_arg = format!("main={}", s(&repo));
-    let server = Server::start(
-        &path.join("data"),
-        &[
-            "--repo",
-            &repo_arg,
-            "--retry-base-secs",
-            "1",
-            "--proxy-lease-secs",
-            "4",
-        ],
-    );
-    let admin = server.admin_token();
+    let served = serve_new_repo(&["--proxy-lease-secs", "4"]);
     Setup {
-        _dir: dir,
-        dir: path,
-        repo,
-        server,
-        admin,
+        _dir: served.tmp,
+        dir: served.dir,
+        repo: served.repo,
+        server: served.server,
+        admin: served.admin,
     }
 }
 

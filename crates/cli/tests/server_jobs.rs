@@ -7,7 +7,7 @@
 //! repository has only whole restore points), and a schedule missed while
 //! the server was down (run once at start, under faketime).
 mod common;
-use common::server::Server;
+use common::server::{serve_new_repo, Server};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -32,22 +32,15 @@ fn token(server: &Server, admin: &str, role: &str) -> String {
 }
 
 fn setup(extra: &[&str]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let repo = init_repo(&path);
-    let repo_arg = format!("main={}", s(&repo));
-    let mut args = vec!["--repo", &repo_arg, "--retry-base-secs", "1"];
-    args.extend_from_slice(extra);
-    let server = Server::start(&path.join("data"), &args);
-    let admin = server.admin_token();
-    let operator = token(&server, &admin, "operator");
-    let viewer = token(&server, &admin, "viewer");
+    let served = serve_new_repo(extra);
+    let operator = token(&served.server, &served.admin, "operator");
+    let viewer = token(&served.server, &served.admin, "viewer");
     Setup {
-        _dir: dir,
-        dir: path,
-        repo,
-        server,
-        admin,
+        _dir: served.tmp,
+        dir: served.dir,
+        repo: served.repo,
+        server: served.server,
+        admin: served.admin,
         operator,
         viewer,
     }

@@ -1,7 +1,7 @@
 //! `lifeboat serve` as a separate process on a loopback port for the
 //! server tests: start it, run the CLI and curl against it, stop it.
 
-use super::{lifeboat, s, Service};
+use super::{init_repo, lifeboat, s, Service};
 use lifeboat_testsupport::{free_port, tool};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -165,5 +165,33 @@ impl Server {
         let log = self.log.clone();
         self.child
             .signal_and_wait(signal, || std::fs::read_to_string(&log).unwrap_or_default())
+    }
+}
+
+/// A fresh repository in a temporary directory, served as `main` by a
+/// server started with `--repo main=... --retry-base-secs 1` and `extra`.
+pub struct ServedRepo {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub repo: PathBuf,
+    pub server: Server,
+    pub admin: String,
+}
+
+pub fn serve_new_repo(extra: &[&str]) -> ServedRepo {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let repo = init_repo(&dir);
+    let repo_arg = format!("main={}", s(&repo));
+    let mut args = vec!["--repo", &repo_arg, "--retry-base-secs", "1"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&dir.join("data"), &args);
+    let admin = server.admin_token();
+    ServedRepo {
+        tmp,
+        dir,
+        repo,
+        server,
+        admin,
     }
 }
