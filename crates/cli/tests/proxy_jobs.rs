@@ -59,6 +59,7 @@ impl Setup {
         env(&mut run);
         let child = run
             .args(["proxy", "--data-dir", s(&dir), "--max-jobs", max_jobs])
+            .args(["--source-root", s(&self.dir)])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap())

@@ -232,13 +232,35 @@ fn one_run_at_a_time_roles_bad_input_and_a_kill_mid_run() {
     st.server.cli_fails(11, &st.viewer, &["job", "run", "big"]);
 
     // Bad input: 400 (exit 1) naming the problem, 404 (exit 5) for an
-    // unknown repository, 409 (exit 9) for a taken name.
+    // unknown repository, 409 (exit 9) for a taken name. A source outside
+    // the server's --source-root (the test's directory) is refused: an
+    // operator token does not read the host's files.
+    let x = format!("d={}", s(&st.dir.join("x.raw")));
+    let x = x.as_str();
+    let dotdot = format!("d={}/../../etc/shadow", s(&st.dir));
     for (code, name, repo, source, schedule, says) in [
-        (1, "c", "main", "d=/x", Some("61 * * * *"), "\"61 * * * *\""),
-        (5, "c", "nope", "d=/x", None, "nope"),
+        (1, "c", "main", x, Some("61 * * * *"), "\"61 * * * *\""),
+        (5, "c", "nope", x, None, "nope"),
         (1, "c", "main", "relative.raw", None, "NAME=[FORMAT:]PATH"),
-        (1, "../c", "main", "d=/x", None, "job name"),
-        (9, "big", "main", "d=/x", None, "exists already"),
+        (1, "../c", "main", x, None, "job name"),
+        (9, "big", "main", x, None, "exists already"),
+        (
+            1,
+            "c",
+            "main",
+            "d=raw:/etc/shadow",
+            None,
+            "not under a source root",
+        ),
+        (
+            1,
+            "c",
+            "main",
+            "qmp:/run/other.qmp",
+            None,
+            "not under a source root",
+        ),
+        (1, "c", "main", &dotdot, None, "'..'"),
     ] {
         let mut args = vec![
             "job",
@@ -320,7 +342,14 @@ fn one_run_at_a_time_roles_bad_input_and_a_kill_mid_run() {
     let (url, hooks) = webhook_receiver();
     let restarted = Server::start(
         &data,
-        &["--repo", &format!("main={}", s(&repo)), "--webhook", &url],
+        &[
+            "--repo",
+            &format!("main={}", s(&repo)),
+            "--webhook",
+            &url,
+            "--source-root",
+            s(repo.parent().unwrap()),
+        ],
     );
     let admin = restarted.admin_token();
     let ended = json(&restarted.cli_ok(&admin, &["session", "show", &id.to_string(), "--json"]));
@@ -420,6 +449,38 @@ fn a_failing_source_is_retried_and_the_webhook_hears_of_it() {
 }
 
 #[test]
+fn a_symlink_out_of_the_source_root_is_refused_when_the_job_runs() {
+    let st = setup(&[]);
+    let link = st.dir.join("escape.raw");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    // Lexically under the root: stored; resolved at the run: refused.
+    st.create_job("escape", &[format!("disk0=raw:{}", s(&link))], &[]);
+    let out = st
+        .server
+        .cli(&st.operator, &["job", "run", "escape", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let shown = json(&st.server.cli_ok(
+        &st.viewer,
+        &["session", "list", "--job", "escape", "--json"],
+    ));
+    let first = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["attempt"] == 1)
+        .unwrap();
+    let error = first["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("resolves to /etc/passwd") && error.contains("not under a source root"),
+        "{error}"
+    );
+    assert!(
+        list_names(&st.repo).is_empty(),
+        "no restore point of /etc/passwd"
+    );
+}
+
+#[test]
 fn a_schedule_missed_while_the_server_was_down_runs_once_at_start() {
     let st = setup(&[]);
     let image = st.dir.join("nightly.raw");
@@ -441,7 +502,9 @@ fn a_schedule_missed_while_the_server_was_down_runs_once_at_start() {
     cmd.args(["-f", "+10m", env!("CARGO_BIN_EXE_lifeboat")])
         .env("LIFEBOAT_PASSPHRASE", PASSPHRASE)
         .env_remove("LIFEBOAT_REPO");
-    let server = Server::start_with(cmd, &data, &["--repo", &format!("main={}", s(&repo))]);
+    let repo_arg = format!("main={}", s(&repo));
+    let root = s(repo.parent().unwrap());
+    let server = Server::start_with(cmd, &data, &["--repo", &repo_arg, "--source-root", root]);
     let admin = server.admin_token();
     let deadline = Instant::now() + Duration::from_secs(60);
     let sessions = loop {

@@ -13,6 +13,7 @@ use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lifeboat_server::api::proxies::Enroll;
+use lifeboat_server::jobs::source::SourceRoots;
 use lifeboat_server::proxies::identity::{new_key, Identity};
 use lifeboat_server::proxies::worker::{self, WorkerConfig, DEFAULT_MAX_JOBS};
 use lifeboat_server::Client;
@@ -71,6 +72,10 @@ pub struct ProxyRunArgs {
     /// it never crosses the wire
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// A folder whose image files and QMP sockets this proxy's jobs may
+    /// read (repeatable); without one, jobs read no host path
+    #[arg(long = "source-root", value_name = "DIR")]
+    pub source_roots: Vec<PathBuf>,
     /// Enroll (or check the certificate) and exit instead of pulling work
     #[arg(long)]
     pub check: bool,
@@ -153,6 +158,8 @@ pub fn run(remote: &RemoteArgs, a: ProxyArgs) -> anyhow::Result<i32> {
 
 /// Enrolls (first start) or loads the identity, then checks in.
 fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
+    let source_roots =
+        SourceRoots::new("lifeboat proxy", &a.source_roots).map_err(|e| anyhow::anyhow!(e))?;
     let identity = match (Identity::load(&a.data_dir)?, a.enroll) {
         (Some(_), Some(_)) => anyhow::bail!(
             "{} holds an enrolled proxy already: start without --enroll, or use another --data-dir to enroll anew",
@@ -197,6 +204,7 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
         WorkerConfig {
             max_jobs: a.max_jobs,
             passphrase,
+            source_roots,
         },
     )?;
     Ok(exit::OK)

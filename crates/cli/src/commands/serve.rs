@@ -7,6 +7,7 @@ use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::Args;
 use lifeboat_server::jobs::schedule::DEFAULT_RETRY_BASE;
+use lifeboat_server::jobs::source::SourceRoots;
 use lifeboat_server::jobs::{check_webhook, JobsConfig, DEFAULT_MAX_JOBS, DEFAULT_PROXY_LEASE};
 use lifeboat_server::serve::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use lifeboat_server::{ServerConfig, TlsFiles};
@@ -50,6 +51,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_PROXY_LEASE.as_secs(), value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub proxy_lease_secs: u64,
+    /// A folder whose image files and QMP sockets the server's own jobs may
+    /// read (repeatable); without one, jobs read no host path of the server
+    #[arg(long = "source-root", value_name = "DIR")]
+    pub source_roots: Vec<PathBuf>,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
@@ -74,6 +79,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
     for url in &a.webhooks {
         check_webhook(url).map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
     }
+    let source_roots =
+        SourceRoots::new("lifeboat serve", &a.source_roots).map_err(|e| anyhow::anyhow!(e))?;
     let tls = match (a.tls_cert, a.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -94,6 +101,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
             retry_base: std::time::Duration::from_secs(a.retry_base_secs),
             webhooks: a.webhooks,
             proxy_lease: std::time::Duration::from_secs(a.proxy_lease_secs),
+            source_roots,
         },
     })?;
     Ok(exit::OK)

@@ -11,6 +11,7 @@ use lifeboat_repo::Repository;
 use lifeboat_server::api::jobs::CreateJob;
 use lifeboat_server::api::proxies::Enroll;
 use lifeboat_server::catalog::sessions::SessionState;
+use lifeboat_server::jobs::source::SourceRoots;
 use lifeboat_server::jobs::JobsConfig;
 use lifeboat_server::proxies::identity::{new_key, Identity};
 use lifeboat_server::proxies::worker::{self, WorkerConfig};
@@ -72,6 +73,12 @@ pub fn run(
         enrolled.proxy.fingerprint.get(..16).unwrap_or_default()
     );
     let worker_passphrase = Some(passphrase.to_string());
+    let disk = disk
+        .canonicalize()
+        .with_context(|| format!("resolving {}", disk.display()))?;
+    let images = disk.parent().context("the demo disk has no folder")?;
+    let source_roots = SourceRoots::new("the demo proxy", &[images.to_path_buf()])
+        .map_err(|e| anyhow::anyhow!(e))?;
     // The proxy pulls work until the process ends (the server never dials it).
     std::thread::spawn(move || {
         worker::run(
@@ -79,13 +86,11 @@ pub fn run(
             WorkerConfig {
                 max_jobs: 1,
                 passphrase: worker_passphrase,
+                source_roots,
             },
         )
     });
 
-    let disk = disk
-        .canonicalize()
-        .with_context(|| format!("resolving {}", disk.display()))?;
     admin.create_job(&CreateJob {
         name: vm.into(),
         repository: "demo".into(),

@@ -169,7 +169,8 @@ impl Server {
 }
 
 /// A fresh repository in a temporary directory, served as `main` by a
-/// server started with `--repo main=... --retry-base-secs 1` and `extra`.
+/// server started with `--repo main=... --retry-base-secs 1`, the
+/// temporary directory as its one `--source-root`, and `extra`.
 pub struct ServedRepo {
     pub tmp: tempfile::TempDir,
     pub dir: PathBuf,
@@ -183,7 +184,14 @@ pub fn serve_new_repo(extra: &[&str]) -> ServedRepo {
     let dir = tmp.path().to_path_buf();
     let repo = init_repo(&dir);
     let repo_arg = format!("main={}", s(&repo));
-    let mut args = vec!["--repo", &repo_arg, "--retry-base-secs", "1"];
+    let mut args = vec![
+        "--repo",
+        &repo_arg,
+        "--retry-base-secs",
+        "1",
+        "--source-root",
+        s(&dir),
+    ];
     args.extend_from_slice(extra);
     let server = Server::start(&dir.join("data"), &args);
     let admin = server.admin_token();

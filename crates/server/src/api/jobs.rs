@@ -88,7 +88,10 @@ pub async fn create(
             ),
         });
     }
-    parse_sources(&body.sources).map_err(Error::bad_request)?;
+    // A job on this server is checked against its source roots now; a
+    // proxy checks its own when it runs the job.
+    let here = (body.proxy.is_none() && !body.pool).then_some(&state.inner.jobs.source_roots);
+    parse_sources(&body.sources, here).map_err(Error::bad_request)?;
     if let Some(p) = &body.proxy {
         if body.pool {
             return Err(Error::bad_request(

@@ -11,7 +11,7 @@
 //! and log lines go ([`SessionLog`]: the catalog, or the proxy's progress
 //! calls to the server).
 
-use super::source::{parse_sources, JobSource};
+use super::source::{parse_sources, JobSource, SourceRoots};
 use crate::catalog::jobs::Job;
 use lifeboat_engine::{backup_vm, error_chain as chain, DiskSource, Progress};
 use lifeboat_formats::{AllowedPaths, OpenOptions};
@@ -36,13 +36,22 @@ pub trait SessionLog: Progress {
     fn log(&self, line: &str);
 }
 
-/// Runs `job` into `repo` (opened by the caller), logging through
-/// `progress`; the error is the session's.
-pub fn run_job(repo: &Repository, job: &Job, progress: &dyn SessionLog) -> Result<Done, String> {
-    let done = match parse_sources(&job.sources)? {
+/// Runs `job` into `repo` (opened by the caller), reading its sources
+/// only under `roots`, logging through `progress`; the error is the
+/// session's.
+pub fn run_job(
+    repo: &Repository,
+    job: &Job,
+    roots: &SourceRoots,
+    progress: &dyn SessionLog,
+) -> Result<Done, String> {
+    let done = match parse_sources(&job.sources, Some(roots))? {
         JobSource::Images(specs) => {
             let mut sources = Vec::new();
-            for d in specs {
+            for mut d in specs {
+                d.path = roots
+                    .resolve(&d.path)
+                    .map_err(|e| format!("disk {}: {e}", d.name))?;
                 let options = OpenOptions {
                     format: d.format,
                     allowed: AllowedPaths::none(),
@@ -71,6 +80,7 @@ pub fn run_job(repo: &Repository, job: &Job, progress: &dyn SessionLog) -> Resul
             }
         }
         JobSource::Live(socket) => {
+            let socket = roots.resolve(&socket)?;
             progress.log(&format!(
                 "live backup through {} (no guest agent: crash-consistent)",
                 socket.display()

@@ -43,6 +43,8 @@ pub struct JobsConfig {
     pub webhooks: Vec<String>,
     /// How long a proxy's session lives without a progress call.
     pub proxy_lease: Duration,
+    /// Where the server's own jobs may read sources (`--source-root`).
+    pub source_roots: source::SourceRoots,
 }
 
 /// A proxy's lease on a session unless `serve --proxy-lease-secs` says
@@ -56,6 +58,7 @@ impl Default for JobsConfig {
             retry_base: schedule::DEFAULT_RETRY_BASE,
             webhooks: Vec::new(),
             proxy_lease: DEFAULT_PROXY_LEASE,
+            source_roots: source::SourceRoots::none("lifeboat serve"),
         }
     }
 }

@@ -248,7 +248,7 @@ fn work(shared: &Shared, s: &Session) {
     ));
     let result = match shared.catalog.job(&s.job) {
         Ok(Some(job)) => match shared.repositories.get(&job.repository) {
-            Some(served) => run_job(&served.repo, &job, &progress),
+            Some(served) => run_job(&served.repo, &job, &shared.jobs.source_roots, &progress),
             None => Err(format!(
                 "repository {:?} is not served by this server (serve --repo NAME=PATH)",
                 job.repository

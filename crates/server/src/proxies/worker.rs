@@ -22,6 +22,7 @@ use crate::api::proxy_work::{FinishReport, ProgressReport, Work};
 use crate::client::{Client, ClientError};
 use crate::error::ErrorKind;
 use crate::jobs::execute::{run_job, SessionLog};
+use crate::jobs::source::SourceRoots;
 use lifeboat_engine::{error_chain, Progress};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -40,6 +41,8 @@ pub struct WorkerConfig {
     pub max_jobs: u32,
     /// The repositories' passphrase, from the proxy's environment.
     pub passphrase: Option<String>,
+    /// Where this proxy's jobs may read sources (`--source-root`).
+    pub source_roots: SourceRoots,
 }
 
 /// Runs the loop until the server refuses the proxy's certificate (it was
@@ -72,10 +75,14 @@ pub fn run(identity: &Identity, config: WorkerConfig) -> Result<(), ClientError>
             "session received"
         );
         *running.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let (client, running, passphrase) =
-            (client.clone(), running.clone(), config.passphrase.clone());
+        let (client, running, passphrase, roots) = (
+            client.clone(),
+            running.clone(),
+            config.passphrase.clone(),
+            config.source_roots.clone(),
+        );
         std::thread::spawn(move || {
-            run_session(&client, &work, passphrase.as_deref());
+            run_session(&client, &work, passphrase.as_deref(), &roots);
             let (count, freed) = &*running;
             *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
             freed.notify_one();
@@ -120,7 +127,7 @@ impl SessionLog for Pending {
 }
 
 /// Runs one session and reports it.
-fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>) {
+fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>, roots: &SourceRoots) {
     let id = work.session.id;
     let pending = Arc::new(Pending::default());
     let done = Arc::new(AtomicBool::new(false));
@@ -153,7 +160,7 @@ fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>) {
                     error_chain(&e)
                 )
             })
-            .and_then(|repo| run_job(&repo, &work.job, &*pending));
+            .and_then(|repo| run_job(&repo, &work.job, roots, &*pending));
     done.store(true, Ordering::Relaxed);
     let _ = reporter.join();
     if !taken_back.load(Ordering::Relaxed) {
