@@ -3,96 +3,15 @@
 //! commands talk to it over the control socket, libnfs copies a disk out,
 //! SIGTERM and SIGINT stop it cleanly, and sessions survive its restart.
 mod common;
+use common::nfs_service::{copy_first_disk, repo_with_web01, NfsService as Server};
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// `lifeboat nfs serve` on 127.0.0.1, every port ephemeral; killed on drop.
-struct Server {
-    child: Service,
-    stderr: PathBuf,
-}
-
-impl Server {
-    fn start(repo: &Path, cache: &Path, log: &Path) -> Server {
-        let stderr = std::fs::File::create(log).unwrap();
-        let child = lifeboat()
-            .args(["nfs", "serve", "--repo", s(repo), "--listen", "127.0.0.1"])
-            .args([
-                "--portmap-port",
-                "0",
-                "--mount-port",
-                "0",
-                "--nfs-port",
-                "0",
-            ])
-            .args([
-                "--nbd-port",
-                "0",
-                "--allow",
-                "127.0.0.1",
-                "--cache-dir",
-                s(cache),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("starting lifeboat nfs serve");
-        let server = Server {
-            child: Service(child),
-            stderr: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = run(&["instant-recovery", "list", "--cache-dir", s(cache)]);
-            if out.status.success() {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "service not ready: {}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends `signal` and waits for a clean exit.
-    fn stop_with(mut self, signal: &str) -> String {
-        let log = self.stderr.clone();
-        let status = self
-            .child
-            .signal_and_wait(signal, || std::fs::read_to_string(&log).unwrap_or_default());
-        assert!(
-            status.success(),
-            "exit after {signal}: {status}\n{}",
-            self.log()
-        );
-        self.log()
-    }
-}
+use std::process::Command;
 
 #[test]
 fn serve_start_list_migrate_stop_and_restart() {
     require_tool("nfs-cp", "libnfs-utils");
     let dir = tempfile::tempdir().unwrap();
-    let repo = init_repo(dir.path());
-    let disk = dir.path().join("web01.raw");
-    let bytes = make_disk(&disk, 6 << 20, 7);
-    ok(&[
-        "backup",
-        "--repo",
-        s(&repo),
-        "--vm",
-        "web01",
-        &format!("disk0={}", s(&disk)),
-    ]);
+    let (repo, bytes) = repo_with_web01(dir.path(), 7);
     let cache = dir.path().join("ir");
     let server = Server::start(&repo, &cache, &dir.path().join("serve1.log"));
 
@@ -132,11 +51,6 @@ fn serve_start_list_migrate_stop_and_restart() {
     ]));
     let sess = &v["session"];
     let id = sess["id"].as_str().unwrap().to_string();
-    let file = sess["disks"][0]["file"].as_str().unwrap();
-    let url = format!(
-        "nfs://127.0.0.1/lifeboat/{id}/{file}?version=3&mountport={}&nfsport={}",
-        sess["service"]["mount_port"], sess["service"]["nfs_port"]
-    );
     // preflight finds the service through its portmapper.
     let pm = sess["service"]["portmap_port"].to_string();
     let pre = json(&ok(&[
@@ -159,21 +73,8 @@ fn serve_start_list_migrate_stop_and_restart() {
         ["portmapper", "MOUNT v3 NULL", "NFS v3 NULL"],
         "{pre}"
     );
-    let copy = dir.path().join("copy.raw");
-    let out = Command::new("nfs-cp")
-        .arg(&url)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nfs-cp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        std::fs::read(&copy).unwrap() == bytes,
-        "nfs-cp copy differs"
-    );
+    let copy = copy_first_disk(sess, &dir.path().join("copy.raw"));
+    assert!(copy == bytes, "nfs-cp copy differs");
 
     let listed = json(&ok(&[
         "instant-recovery",

@@ -5,6 +5,8 @@
 //! [`ErrorKind`] (so 401/403 become the "refused" exit code), connection
 //! and certificate failures are [`ClientError::Connect`].
 
+use crate::api::handlers::RepositoryInfo;
+use crate::api::instant_recovery::{RecoveryList, StartRecovery, StartedRecovery, StoppedRecovery};
 use crate::api::jobs::{CreateJob, DeletedJob};
 use crate::api::proxies::{
     CreateEnrollment, CreatedEnrollment, DeletedProxy, Enroll, EnrolledProxy,
@@ -154,6 +156,53 @@ impl Client {
     pub fn restore_points(&self, name: &str) -> Result<Vec<serde_json::Value>> {
         let path = format!("/api/v1/repositories/{}/restore-points", encode(name));
         self.send("GET", &path, None::<&()>)
+    }
+
+    pub fn repositories(&self) -> Result<Vec<RepositoryInfo>> {
+        self.send("GET", "/api/v1/repositories", None::<&()>)
+    }
+
+    pub fn list_recoveries(&self, repository: &str) -> Result<RecoveryList> {
+        self.send(
+            "GET",
+            &format!(
+                "/api/v1/repositories/{}/instant-recoveries",
+                encode(repository)
+            ),
+            None::<&()>,
+        )
+    }
+
+    pub fn start_recovery(
+        &self,
+        repository: &str,
+        request: &StartRecovery,
+    ) -> Result<StartedRecovery> {
+        self.send(
+            "POST",
+            &format!(
+                "/api/v1/repositories/{}/instant-recoveries",
+                encode(repository)
+            ),
+            Some(request),
+        )
+    }
+
+    pub fn stop_recovery(
+        &self,
+        repository: &str,
+        session: &str,
+        keep_overlay: bool,
+    ) -> Result<StoppedRecovery> {
+        self.send(
+            "DELETE",
+            &format!(
+                "/api/v1/repositories/{}/instant-recoveries/{}?keep_overlay={keep_overlay}",
+                encode(repository),
+                encode(session)
+            ),
+            None::<&()>,
+        )
     }
 
     pub fn list_jobs(&self) -> Result<Vec<Job>> {

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     /// The request contradicts the state, e.g. deleting the last admin
     /// token (409).
     Conflict,
+    /// A service the server relies on (an NFS service) did not answer (503).
+    Unavailable,
     /// The catalog file is newer than this program (refused at start).
     CatalogTooNew,
     /// SQLite failed (500).
@@ -55,6 +57,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::CatalogTooNew => "catalog_too_new",
             ErrorKind::Catalog => "catalog",
             ErrorKind::Repository => "repository",
@@ -75,6 +78,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::CatalogTooNew
             | ErrorKind::Catalog
             | ErrorKind::Repository
@@ -196,6 +200,7 @@ mod tests {
             ErrorKind::TooLarge,
             ErrorKind::UnsupportedMediaType,
             ErrorKind::Conflict,
+            ErrorKind::Unavailable,
             ErrorKind::CatalogTooNew,
             ErrorKind::Internal,
         ] {

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Repositories served, by name.
     pub repositories: Vec<(String, PathBuf)>,
+    /// The cache folder of the NFS service of a repository, by name.
+    pub nfs: Vec<(String, PathBuf)>,
     /// The passphrase of the encrypted ones.
     pub passphrase: Option<String>,
     /// How jobs run: the limit, retries, webhooks.
@@ -194,6 +196,15 @@ fn prepare(config: &ServerConfig, own_ca: Option<PathBuf>) -> Result<AppState> {
     let catalog = Catalog::open(&dir.join(CATALOG_FILE))?;
     tracing::info!(path = %catalog.path().display(), version = catalog.schema_version()?, "catalog open");
     bootstrap_admin(&catalog, dir)?;
+    if let Some((name, _)) = config
+        .nfs
+        .iter()
+        .find(|(n, _)| !config.repositories.iter().any(|(r, _)| r == n))
+    {
+        return Err(Error::bad_request(format!(
+            "--nfs {name}=...: no repository {name:?} is served (--repo {name}=PATH)"
+        )));
+    }
     let mut repositories = Vec::new();
     for (name, path) in &config.repositories {
         let repo = lifeboat_repo::Repository::open(path, config.passphrase.as_deref()).map_err(
@@ -207,6 +218,11 @@ fn prepare(config: &ServerConfig, own_ca: Option<PathBuf>) -> Result<AppState> {
             name: name.clone(),
             path: path.clone(),
             repo,
+            nfs_cache: config
+                .nfs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, cache)| cache.clone()),
         });
     }
     let state = AppState::new(catalog, repositories, config.jobs.clone(), own_ca)?;

@@ -19,6 +19,9 @@ pub struct ServedRepository {
     pub name: String,
     pub path: PathBuf,
     pub repo: Repository,
+    /// The cache folder of the NFS service (`lifeboat nfs serve`) that
+    /// runs this repository's instant recovery sessions (`serve --nfs`).
+    pub nfs_cache: Option<PathBuf>,
 }
 
 /// The shared state (cheap to clone).

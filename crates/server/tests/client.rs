@@ -32,6 +32,7 @@ impl InProcess {
             data_dir: data.to_path_buf(),
             tls,
             repositories,
+            nfs: Vec::new(),
             passphrase: None,
             jobs: Default::default(),
         };

@@ -1,16 +1,28 @@
 //! `lifeboat instant-recovery start|list|stop|migrate`: requests to the
 //! service (`lifeboat nfs serve`) running on this machine, over the control
 //! socket in `--cache-dir` (the same folder pairs a command with its
-//! service). Text for people, `--json` for scripts.
+//! service). With `--server` (or LIFEBOAT_SERVER), `start`, `list` and
+//! `stop` are requests to the Lifeboat server's API instead, which passes
+//! them to the NFS service of the repository `--repo-name` names. Text for
+//! people, `--json` for scripts.
 
 use super::nfs_serve::DEFAULT_CACHE_DIR;
-use crate::args::OutputArgs;
+use super::remote::client;
+use crate::args::{OutputArgs, RemoteArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lifeboat_ir::{Request, Response, SessionInfo, StartRequest};
 use std::path::{Path, PathBuf};
+
+/// The server's repository (with `--server`).
+#[derive(Args, Clone)]
+pub struct ServerRepoArgs {
+    /// With --server: the served repository (default: the server's only one)
+    #[arg(long, value_name = "NAME")]
+    pub repo_name: Option<String>,
+}
 
 #[derive(Args, Clone)]
 pub struct CacheArgs {
@@ -47,6 +59,8 @@ pub struct StartArgs {
     #[arg(long)]
     pub nbd: bool,
     #[command(flatten)]
+    pub server: ServerRepoArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -54,6 +68,8 @@ pub struct StartArgs {
 
 #[derive(Args)]
 pub struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerRepoArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
@@ -67,6 +83,8 @@ pub struct StopArgs {
     /// Keep the overlay (the VM's changes) in the cache folder
     #[arg(long)]
     pub keep_overlay: bool,
+    #[command(flatten)]
+    pub server: ServerRepoArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
@@ -117,26 +135,71 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
         .join(p))
 }
 
-pub fn run(command: IrCommand) -> anyhow::Result<i32> {
+pub fn run(command: IrCommand, remote: &RemoteArgs) -> anyhow::Result<i32> {
+    let remote = remote.server.is_some().then_some(remote);
     match command {
-        IrCommand::Start(a) => start(a),
-        IrCommand::List(a) => list(a),
-        IrCommand::Stop(a) => stop(a),
+        IrCommand::Start(a) => start(a, remote),
+        IrCommand::List(a) => list(a, remote),
+        IrCommand::Stop(a) => stop(a, remote),
+        IrCommand::Migrate(_) if remote.is_some() => anyhow::bail!(
+            "migrate is not a request to the server: run `lifeboat instant-recovery migrate` on the host of the NFS service (without --server / LIFEBOAT_SERVER)"
+        ),
         IrCommand::Migrate(a) => migrate(a),
     }
 }
 
-fn start(a: StartArgs) -> anyhow::Result<i32> {
-    let repo = a.repo.as_deref().map(absolute).transpose()?;
-    let req = Request::Start(StartRequest {
-        restore_point: a.restore_point.clone(),
-        repo,
-        allow: a.allow.clone(),
-        nbd: a.nbd,
-    });
-    let resp = match ask(&a.cache.cache_dir, &req, a.output.json)? {
-        Ok(r) => r,
-        Err(code) => return Ok(code),
+/// The served repository `given` names, or the server's only one.
+fn server_repository(
+    c: &lifeboat_server::Client,
+    given: &ServerRepoArgs,
+) -> anyhow::Result<String> {
+    if let Some(name) = &given.repo_name {
+        return Ok(name.clone());
+    }
+    let served = c.repositories()?;
+    match served.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => anyhow::bail!("the server serves no repository"),
+        _ => anyhow::bail!(
+            "the server serves {} repositories ({}): give --repo-name NAME",
+            served.len(),
+            served
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn start(a: StartArgs, remote: Option<&RemoteArgs>) -> anyhow::Result<i32> {
+    let resp = if let Some(remote) = remote {
+        let c = client(remote)?;
+        let name = server_repository(&c, &a.server)?;
+        let started = c.start_recovery(
+            &name,
+            &lifeboat_server::api::instant_recovery::StartRecovery {
+                restore_point: a.restore_point.clone(),
+                allow: a.allow.clone(),
+                nbd: a.nbd,
+            },
+        )?;
+        Response::Started {
+            session: started.session,
+            start_ms: started.start_ms,
+        }
+    } else {
+        let repo = a.repo.as_deref().map(absolute).transpose()?;
+        let req = Request::Start(StartRequest {
+            restore_point: a.restore_point.clone(),
+            repo,
+            allow: a.allow.clone(),
+            nbd: a.nbd,
+        });
+        match ask(&a.cache.cache_dir, &req, a.output.json)? {
+            Ok(r) => r,
+            Err(code) => return Ok(code),
+        }
     };
     if a.output.json {
         print_json(&resp)?;
@@ -175,10 +238,20 @@ fn print_session(s: &SessionInfo) {
     println!("  {}", s.esxcli());
 }
 
-fn list(a: ListArgs) -> anyhow::Result<i32> {
-    let resp = match ask(&a.cache.cache_dir, &Request::List, a.output.json)? {
-        Ok(r) => r,
-        Err(code) => return Ok(code),
+fn list(a: ListArgs, remote: Option<&RemoteArgs>) -> anyhow::Result<i32> {
+    let resp = if let Some(remote) = remote {
+        let c = client(remote)?;
+        let name = server_repository(&c, &a.server)?;
+        let listed = c.list_recoveries(&name)?;
+        Response::Sessions {
+            service: listed.service,
+            sessions: listed.sessions,
+        }
+    } else {
+        match ask(&a.cache.cache_dir, &Request::List, a.output.json)? {
+            Ok(r) => r,
+            Err(code) => return Ok(code),
+        }
     };
     if a.output.json {
         print_json(&resp)?;
@@ -204,14 +277,24 @@ fn list(a: ListArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-fn stop(a: StopArgs) -> anyhow::Result<i32> {
-    let req = Request::Stop {
-        session: a.session.clone(),
-        keep_overlay: a.keep_overlay,
-    };
-    let resp = match ask(&a.cache.cache_dir, &req, a.output.json)? {
-        Ok(r) => r,
-        Err(code) => return Ok(code),
+fn stop(a: StopArgs, remote: Option<&RemoteArgs>) -> anyhow::Result<i32> {
+    let resp = if let Some(remote) = remote {
+        let c = client(remote)?;
+        let name = server_repository(&c, &a.server)?;
+        let stopped = c.stop_recovery(&name, &a.session, a.keep_overlay)?;
+        Response::Stopped {
+            session: stopped.session,
+            overlay_kept: stopped.overlay_kept,
+        }
+    } else {
+        let req = Request::Stop {
+            session: a.session.clone(),
+            keep_overlay: a.keep_overlay,
+        };
+        match ask(&a.cache.cache_dir, &req, a.output.json)? {
+            Ok(r) => r,
+            Err(code) => return Ok(code),
+        }
     };
     if a.output.json {
         print_json(&resp)?;

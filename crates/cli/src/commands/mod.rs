@@ -54,7 +54,7 @@ pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
         Command::Lock(a) => maintain::lock(a),
         Command::Demo(a) => crate::demo::run(a),
         Command::Nfs { command } => nfs_serve::run(command),
-        Command::InstantRecovery { command } => instant_recovery::run(command),
+        Command::InstantRecovery { command } => instant_recovery::run(command, remote),
         Command::Files { command } => files::run(command),
         Command::Scan(a) => scan::run(a),
         Command::Bitmaps(a) => bitmaps::run(a),

@@ -31,6 +31,11 @@ pub struct ServeArgs {
     /// A repository the server serves, by name (repeatable)
     #[arg(long = "repo", value_name = "NAME=PATH")]
     pub repos: Vec<String>,
+    /// The NFS service of a served repository, by the cache folder of its
+    /// `lifeboat nfs serve` on this host: instant recovery through the API
+    /// runs there (repeatable)
+    #[arg(long = "nfs", value_name = "NAME=CACHE_DIR")]
+    pub nfs: Vec<String>,
     /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE)
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
@@ -57,25 +62,32 @@ pub struct ServeArgs {
     pub source_roots: Vec<PathBuf>,
 }
 
-pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
-    let mut repositories: Vec<(String, PathBuf)> = Vec::new();
-    for spec in &a.repos {
+/// The `NAME=PATH` values of `flag`, each name once.
+fn named_paths(flag: &str, specs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for spec in specs {
         let (name, path) = spec
             .split_once('=')
-            .with_context(|| format!("--repo {spec:?}: expected NAME=PATH"))?;
+            .with_context(|| format!("{flag} {spec:?}: expected NAME=PATH"))?;
         let valid = !name.is_empty()
             && name.len() <= 64
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !valid {
-            anyhow::bail!("--repo {spec:?}: NAME must be 1-64 letters, digits, '-', '_' or '.'");
+            anyhow::bail!("{flag} {spec:?}: NAME must be 1-64 letters, digits, '-', '_' or '.'");
         }
-        if repositories.iter().any(|(n, _)| n == name) {
-            anyhow::bail!("--repo {spec:?}: the name {name:?} is given twice");
+        if out.iter().any(|(n, _)| n == name) {
+            anyhow::bail!("{flag} {spec:?}: the name {name:?} is given twice");
         }
-        repositories.push((name.to_string(), PathBuf::from(path)));
+        out.push((name.to_string(), PathBuf::from(path)));
     }
+    Ok(out)
+}
+
+pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
+    let repositories = named_paths("--repo", &a.repos)?;
+    let nfs = named_paths("--nfs", &a.nfs)?;
     for url in &a.webhooks {
         check_webhook(url).map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
     }
@@ -95,6 +107,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
         data_dir: a.data_dir,
         tls,
         repositories,
+        nfs,
         passphrase: passphrase(a.passphrase_file.as_deref())?,
         jobs: JobsConfig {
             max_jobs: a.max_jobs as usize,

@@ -40,6 +40,7 @@ pub fn run(
         data_dir: data_dir.clone(),
         tls: None,
         repositories: vec![("demo".into(), repo.path().to_path_buf())],
+        nfs: Vec::new(),
         passphrase: Some(passphrase.into()),
         jobs: JobsConfig::default(),
     })?;

@@ -2,6 +2,7 @@
 //! disks, find chunk files.
 #![allow(dead_code)]
 
+pub mod nfs_service;
 pub mod server;
 
 use std::path::{Path, PathBuf};

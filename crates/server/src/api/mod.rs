@@ -4,7 +4,8 @@
 //! each request.
 
 pub mod auth;
-mod handlers;
+pub mod handlers;
+pub mod instant_recovery;
 pub mod jobs;
 pub mod openapi;
 pub mod proxies;
@@ -67,6 +68,9 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::DeleteToken => on(filter, tokens::delete),
         Endpoint::ListRepositories => on(filter, handlers::repositories),
         Endpoint::ListRestorePoints => on(filter, handlers::restore_points),
+        Endpoint::ListRecoveries => on(filter, instant_recovery::list),
+        Endpoint::StartRecovery => on(filter, instant_recovery::start),
+        Endpoint::StopRecovery => on(filter, instant_recovery::stop),
         Endpoint::Audit => on(filter, handlers::audit),
         Endpoint::ListJobs => on(filter, jobs::list),
         Endpoint::CreateJob => on(filter, jobs::create),

@@ -45,6 +45,12 @@ pub enum Action {
     /// A request to a proxy route refused for its client certificate.
     #[serde(rename = "proxy.refused")]
     ProxyRefused,
+    /// An instant recovery session started through the API.
+    #[serde(rename = "recovery.start")]
+    RecoveryStart,
+    /// An instant recovery session stopped through the API.
+    #[serde(rename = "recovery.stop")]
+    RecoveryStop,
 }
 
 impl Action {
@@ -63,6 +69,8 @@ impl Action {
             Action::ProxyEnroll => "proxy.enroll",
             Action::ProxyDelete => "proxy.delete",
             Action::ProxyRefused => "proxy.refused",
+            Action::RecoveryStart => "recovery.start",
+            Action::RecoveryStop => "recovery.stop",
         }
     }
 
