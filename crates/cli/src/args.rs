@@ -134,6 +134,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::remote::RestorePointCommand,
     },
+    /// The server's catalog against its repositories (admin)
+    Catalog {
+        #[command(subcommand)]
+        command: crate::commands::remote::CatalogCommand,
+    },
     /// The server's backup jobs: create, list, show, run, delete
     Job {
         #[command(subcommand)]

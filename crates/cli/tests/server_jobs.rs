@@ -525,3 +525,78 @@ fn a_schedule_missed_while_the_server_was_down_runs_once_at_start() {
     assert!(list_names(&repo).contains(&point.to_string()));
     drop(_dir);
 }
+
+#[test]
+fn the_catalog_check_finds_and_repairs_drift_from_the_repository() {
+    let st = setup(&[]);
+    let image = st.dir.join("web01.raw");
+    make_disk(&image, 1 << 20, 5);
+    st.create_job("web01", &[format!("disk0=raw:{}", s(&image))], &[]);
+    let done = run_wait(&st, "web01");
+    let point = done["restore_point"].as_str().unwrap().to_string();
+    let id = done["id"].as_i64().unwrap();
+    let check = |args: &[&str]| {
+        let mut all = vec!["catalog", "check", "--json"];
+        all.extend_from_slice(args);
+        st.server.cli(&st.admin, &all)
+    };
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    st.server.cli_fails(11, &st.operator, &["catalog", "check"]);
+
+    // What a server killed between the repository's commit and the
+    // catalog's update leaves: the session interrupted, the point stored.
+    let st_ok = lifeboat_testsupport::tool("sqlite3", "sqlite3")
+        .arg(st.server.data.join("catalog.sqlite"))
+        .arg(format!(
+            "UPDATE sessions SET state = 'failed', restore_point = NULL, \
+             error = 'interrupted: the server stopped' WHERE id = {id};"
+        ))
+        .status()
+        .unwrap();
+    assert!(st_ok.success());
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let f = &report["findings"][0];
+    assert_eq!(
+        (&f["kind"], &f["restore_point"], &f["repaired"]),
+        (
+            &"unrecorded_restore_point".into(),
+            &point.as_str().into(),
+            &false.into()
+        ),
+        "{report:#}"
+    );
+    let out = check(&["--repair"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let shown = json(
+        &st.server
+            .cli_ok(&st.viewer, &["session", "show", &id.to_string(), "--json"]),
+    );
+    assert_eq!(
+        (&shown["state"], &shown["restore_point"]),
+        (&"succeeded".into(), &point.as_str().into()),
+        "{shown:#}"
+    );
+    assert_eq!(check(&[]).status.code(), Some(0));
+
+    // The point removed outside the server: reported, not "repaired".
+    ok(&["forget", "--repo", s(&st.repo), &point]);
+    let out = check(&["--repair"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let f = &report["findings"][0];
+    assert_eq!(f["kind"], "missing_restore_point", "{report:#}");
+    assert!(
+        f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("removed outside the server"),
+        "{report:#}"
+    );
+    let (_, audit) = st
+        .server
+        .curl("GET", "/api/v1/audit", Some(&st.admin), None);
+    assert!(audit.contains("catalog.repair"), "{audit}");
+}

@@ -20,6 +20,7 @@ use crate::catalog::audit::AuditEntry;
 use crate::catalog::jobs::Job;
 use crate::catalog::proxies::Proxy;
 use crate::catalog::sessions::Session;
+use crate::check::{CheckReport, CheckRequest};
 use crate::error::ErrorKind;
 use crate::proxies::identity::Identity;
 use crate::token::{Role, TokenInfo};
@@ -203,6 +204,10 @@ impl Client {
             ),
             None::<&()>,
         )
+    }
+
+    pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        self.send("POST", "/api/v1/check", Some(&CheckRequest { repair }))
     }
 
     pub fn list_jobs(&self) -> Result<Vec<Job>> {

@@ -26,6 +26,7 @@
 pub mod api;
 mod background;
 pub mod catalog;
+pub mod check;
 pub mod client;
 pub mod error;
 mod fsutil;

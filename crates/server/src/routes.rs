@@ -58,6 +58,7 @@ pub enum Endpoint {
     StartRecovery,
     StopRecovery,
     Audit,
+    Check,
     ListJobs,
     CreateJob,
     ShowJob,
@@ -148,6 +149,7 @@ pub const ROUTES: &[Route] = &[
         Endpoint::StopRecovery,
     ),
     route(Method::Get, "/api/v1/audit", ADMIN, Endpoint::Audit),
+    route(Method::Post, "/api/v1/check", ADMIN, Endpoint::Check),
     route(Method::Get, "/api/v1/jobs", VIEWER, Endpoint::ListJobs),
     route(Method::Post, "/api/v1/jobs", OPERATOR, Endpoint::CreateJob),
     route(

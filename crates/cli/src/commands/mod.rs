@@ -64,6 +64,7 @@ pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
         Command::Login(o) => remote::login(remote, o),
         Command::Token { command } => remote::token(remote, command),
         Command::RestorePoint { command } => remote::restore_point(remote, command),
+        Command::Catalog { command } => remote::catalog(remote, command),
         Command::Job { command } => jobs::job(remote, command),
         Command::Session { command } => jobs::session(remote, command),
         Command::Proxy(a) => proxy::run(remote, a),

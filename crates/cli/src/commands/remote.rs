@@ -54,6 +54,23 @@ pub struct RestorePointListArgs {
     pub output: OutputArgs,
 }
 
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Compare the server's catalog with its repositories: restore points
+    /// committed but not recorded, recorded but gone or damaged, jobs of
+    /// unserved repositories (admin)
+    Check(CatalogCheckArgs),
+}
+
+#[derive(Args)]
+pub struct CatalogCheckArgs {
+    /// Bring the catalog in line where it can be (never writes a repository)
+    #[arg(long)]
+    pub repair: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 pub(crate) fn client(remote: &RemoteArgs) -> anyhow::Result<Client> {
     let server = remote
         .server
@@ -144,4 +161,28 @@ pub fn restore_point(remote: &RemoteArgs, command: RestorePointCommand) -> anyho
         .map_err(|e| anyhow::anyhow!("the server's restore point list does not read: {e}"))?;
     super::inspect::print_listing(&report);
     Ok(exit::OK)
+}
+
+/// `lifeboat catalog check [--repair]`: exit 0 when nothing is left to
+/// repair, 3 when a finding remains.
+pub fn catalog(remote: &RemoteArgs, command: CatalogCommand) -> anyhow::Result<i32> {
+    let CatalogCommand::Check(a) = command;
+    let report = client(remote)?.check(a.repair)?;
+    let left = report.findings.iter().filter(|f| !f.repaired).count();
+    if a.output.json {
+        print_json(&report)?;
+    } else {
+        for f in &report.findings {
+            let state = if f.repaired { "repaired" } else { "found" };
+            println!("{state:<9} {:?}: {}", f.kind, f.detail);
+        }
+        println!(
+            "checked {} session(s) against {} repository(ies): {} finding(s), {} repaired",
+            report.sessions_checked,
+            report.repositories_checked,
+            report.findings.len(),
+            report.findings.len() - left
+        );
+    }
+    Ok(if left == 0 { exit::OK } else { exit::DAMAGE })
 }

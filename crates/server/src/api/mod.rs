@@ -4,6 +4,7 @@
 //! each request.
 
 pub mod auth;
+mod check;
 pub mod handlers;
 pub mod instant_recovery;
 pub mod jobs;
@@ -72,6 +73,7 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::StartRecovery => on(filter, instant_recovery::start),
         Endpoint::StopRecovery => on(filter, instant_recovery::stop),
         Endpoint::Audit => on(filter, handlers::audit),
+        Endpoint::Check => on(filter, check::run),
         Endpoint::ListJobs => on(filter, jobs::list),
         Endpoint::CreateJob => on(filter, jobs::create),
         Endpoint::ShowJob => on(filter, jobs::show),

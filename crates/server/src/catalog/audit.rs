@@ -51,6 +51,9 @@ pub enum Action {
     /// An instant recovery session stopped through the API.
     #[serde(rename = "recovery.stop")]
     RecoveryStop,
+    /// `catalog check --repair` changed sessions to match a repository.
+    #[serde(rename = "catalog.repair")]
+    CatalogRepair,
 }
 
 impl Action {
@@ -71,6 +74,7 @@ impl Action {
             Action::ProxyRefused => "proxy.refused",
             Action::RecoveryStart => "recovery.start",
             Action::RecoveryStop => "recovery.stop",
+            Action::CatalogRepair => "catalog.repair",
         }
     }
 

@@ -323,6 +323,52 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// Every session, oldest first, without logs.
+    pub fn all_sessions(&self) -> Result<Vec<Session>> {
+        self.sessions_where("1 ORDER BY id", [])
+    }
+
+    /// The log lines in which a job's retention removed restore points:
+    /// (session, job, line).
+    pub fn retention_removals(&self) -> Result<Vec<(i64, String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.session, s.job, l.line FROM session_log l JOIN sessions s ON s.id = l.session
+                 WHERE l.line LIKE 'retention:%removed%' ORDER BY l.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks failed session `id` succeeded with `restore_point` (found
+    /// committed in its repository), logging `line`; false when it is not
+    /// a failed session.
+    pub fn record_committed(&self, id: i64, restore_point: &str, line: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute(
+                "UPDATE sessions SET state = 'succeeded', restore_point = ?2, error = NULL
+                 WHERE id = ?1 AND state = 'failed'",
+                params![id, restore_point],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 1 {
+            tx.execute(
+                "INSERT INTO session_log (session, time, line) VALUES (?1, ?2, ?3)",
+                params![id, now_text(), line],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
     /// Fails every session left queued or running (at start: the server
     /// that ran them stopped), logging why; the ids.
     pub fn interrupt_unfinished(&self) -> Result<Vec<i64>> {
