@@ -600,3 +600,69 @@ fn the_catalog_check_finds_and_repairs_drift_from_the_repository() {
         .curl("GET", "/api/v1/audit", Some(&st.admin), None);
     assert!(audit.contains("catalog.repair"), "{audit}");
 }
+
+#[test]
+fn a_job_is_updated_disabled_and_enabled_again() {
+    let st = setup(&[]);
+    let image = st.dir.join("web01.raw");
+    make_disk(&image, 1 << 20, 6);
+    st.create_job("web01", &[format!("disk0=raw:{}", s(&image))], &[]);
+    let update = |token: &str, args: &[&str]| {
+        let mut all = vec!["job", "update", "web01", "--json"];
+        all.extend_from_slice(args);
+        st.server.cli(token, &all)
+    };
+    // A viewer changes nothing; bad values are refused as at creation.
+    assert_eq!(update(&st.viewer, &["--disable"]).status.code(), Some(11));
+    let out = update(&st.operator, &["--schedule", "61 * * * *"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = update(&st.operator, &["--source", "disk0=raw:/etc/shadow"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not under a source root"),
+        "{out:?}"
+    );
+
+    let out = update(
+        &st.operator,
+        &["--schedule", "30 3 * * *", "--keep-daily", "7", "--disable"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let job = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (
+            &job["schedule"],
+            &job["retention"]["daily"],
+            &job["enabled"]
+        ),
+        (&"30 3 * * *".into(), &7.into(), &false.into()),
+        "{job:#}"
+    );
+    // Disabled: no run on demand.
+    let e = st
+        .server
+        .cli_fails(9, &st.operator, &["job", "run", "web01"]);
+    assert!(e.contains("disabled"), "{e}");
+
+    let out = update(
+        &st.operator,
+        &["--enable", "--no-schedule", "--keep-last", "2"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let job = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (
+            &job["schedule"],
+            &job["retention"]["daily"],
+            &job["retention"]["last"],
+            &job["enabled"]
+        ),
+        (&serde_json::Value::Null, &7.into(), &2.into(), &true.into()),
+        "{job:#}"
+    );
+    let done = run_wait(&st, "web01");
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let (_, audit) = st
+        .server
+        .curl("GET", "/api/v1/audit", Some(&st.admin), None);
+    assert_eq!(audit.matches("job.update").count(), 2, "{audit}");
+}

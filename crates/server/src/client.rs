@@ -7,7 +7,7 @@
 
 use crate::api::handlers::RepositoryInfo;
 use crate::api::instant_recovery::{RecoveryList, StartRecovery, StartedRecovery, StoppedRecovery};
-use crate::api::jobs::{CreateJob, DeletedJob};
+use crate::api::jobs::{CreateJob, DeletedJob, UpdateJob};
 use crate::api::proxies::{
     CreateEnrollment, CreatedEnrollment, DeletedProxy, Enroll, EnrolledProxy,
 };
@@ -223,6 +223,14 @@ impl Client {
             "GET",
             &format!("/api/v1/jobs/{}", encode(name)),
             None::<&()>,
+        )
+    }
+
+    pub fn update_job(&self, name: &str, update: &UpdateJob) -> Result<Job> {
+        self.send(
+            "PATCH",
+            &format!("/api/v1/jobs/{}", encode(name)),
+            Some(update),
         )
     }
 

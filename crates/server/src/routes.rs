@@ -10,6 +10,7 @@ use crate::token::Role;
 pub enum Method {
     Get,
     Post,
+    Patch,
     Delete,
 }
 
@@ -19,6 +20,7 @@ impl Method {
         match self {
             Method::Get => "get",
             Method::Post => "post",
+            Method::Patch => "patch",
             Method::Delete => "delete",
         }
     }
@@ -28,6 +30,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Patch => "PATCH",
             Method::Delete => "DELETE",
         }
     }
@@ -62,6 +65,7 @@ pub enum Endpoint {
     ListJobs,
     CreateJob,
     ShowJob,
+    UpdateJob,
     DeleteJob,
     RunJob,
     ListSessions,
@@ -157,6 +161,12 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/jobs/{name}",
         VIEWER,
         Endpoint::ShowJob,
+    ),
+    route(
+        Method::Patch,
+        "/api/v1/jobs/{name}",
+        OPERATOR,
+        Endpoint::UpdateJob,
     ),
     route(
         Method::Delete,

@@ -8,7 +8,7 @@ use crate::args::{OutputArgs, RemoteArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use clap::{Args, Subcommand};
-use lifeboat_server::api::jobs::CreateJob;
+use lifeboat_server::api::jobs::{CreateJob, UpdateJob};
 use lifeboat_server::catalog::jobs::{Job, Retention};
 use lifeboat_server::catalog::sessions::Session;
 use lifeboat_server::Client;
@@ -25,6 +25,8 @@ pub enum JobCommand {
     List(OutputArgs),
     /// Show one job
     Show(JobNameArgs),
+    /// Change a job: the options given change, the others stay
+    Update(JobUpdateArgs),
     /// Run a job now (202: queued); --wait until its session ends
     Run(JobRunArgs),
     /// Delete a job (admin); its sessions stay as history
@@ -63,6 +65,47 @@ pub struct JobCreateArgs {
     /// Run by any enrolled proxy
     #[arg(long)]
     pub pool: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct JobUpdateArgs {
+    pub name: String,
+    /// Replace the sources (repeatable)
+    #[arg(long = "source", value_name = "SPEC")]
+    pub sources: Vec<String>,
+    /// New cron schedule
+    #[arg(long, value_name = "CRON", conflicts_with = "no_schedule")]
+    pub schedule: Option<String>,
+    /// Remove the schedule: on demand only
+    #[arg(long)]
+    pub no_schedule: bool,
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Runs again on its schedule and on demand
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    /// Runs neither on its schedule nor on demand
+    #[arg(long)]
+    pub disable: bool,
+    /// Run by this enrolled proxy only
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["pool", "on_server"])]
+    pub proxy: Option<String>,
+    /// Run by any enrolled proxy
+    #[arg(long, conflicts_with = "on_server")]
+    pub pool: bool,
+    /// Run by the server itself
+    #[arg(long)]
+    pub on_server: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -191,6 +234,44 @@ pub fn job(remote: &RemoteArgs, command: JobCommand) -> anyhow::Result<i32> {
                 exit::ERROR
             });
         }
+        JobCommand::Update(a) => {
+            let keeps = [
+                a.keep_last,
+                a.keep_daily,
+                a.keep_weekly,
+                a.keep_monthly,
+                a.keep_yearly,
+            ];
+            let retention = if keeps.iter().any(Option::is_some) {
+                let r = c.job(&a.name)?.retention;
+                Some(Retention {
+                    last: a.keep_last.unwrap_or(r.last),
+                    daily: a.keep_daily.unwrap_or(r.daily),
+                    weekly: a.keep_weekly.unwrap_or(r.weekly),
+                    monthly: a.keep_monthly.unwrap_or(r.monthly),
+                    yearly: a.keep_yearly.unwrap_or(r.yearly),
+                })
+            } else {
+                None
+            };
+            let job = c.update_job(
+                &a.name,
+                &UpdateJob {
+                    sources: (!a.sources.is_empty()).then_some(a.sources),
+                    schedule: a.schedule.or(a.no_schedule.then(String::new)),
+                    retention,
+                    enabled: (a.enable || a.disable).then_some(a.enable),
+                    proxy: a.proxy.or(a.on_server.then(String::new)),
+                    pool: (a.pool || a.on_server).then_some(a.pool),
+                },
+            )?;
+            if a.output.json {
+                print_json(&job)?;
+            } else {
+                println!("updated job {}", job.name);
+                print_job(&job);
+            }
+        }
         JobCommand::Delete(a) => {
             let d = c.delete_job(&a.name)?;
             if a.output.json {
@@ -299,6 +380,9 @@ fn print_job(j: &Job) {
         (None, false) => "the server itself".into(),
     };
     println!("  runs on        {runs_on}");
+    if !j.enabled {
+        println!("  disabled       (runs neither on its schedule nor on demand)");
+    }
 }
 
 fn print_session(s: &Session) {

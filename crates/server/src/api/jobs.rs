@@ -56,6 +56,129 @@ fn not_found(name: &str) -> Error {
     }
 }
 
+/// Where a job runs, checked: one proxy (a valid name) or the pool.
+fn checked_runs_on(proxy: Option<String>, pool: bool) -> Result<RunsOn> {
+    if let Some(p) = &proxy {
+        if pool {
+            return Err(Error::bad_request(
+                "give proxy (one proxy) or pool (any proxy), not both",
+            ));
+        }
+        crate::proxies::check_name(p).map_err(Error::bad_request)?;
+    }
+    Ok(RunsOn { proxy, pool })
+}
+
+/// A job's sources, checked; a job on this server against its source
+/// roots too (a proxy checks its own when it runs the job).
+fn check_sources(state: &AppState, sources: &[String], runs_on: &RunsOn) -> Result<()> {
+    let here = runs_on.server().then_some(&state.inner.jobs.source_roots);
+    parse_sources(sources, here).map_err(Error::bad_request)?;
+    Ok(())
+}
+
+/// A cron expression, parsed and normalized.
+fn checked_schedule(expr: Option<&str>) -> Result<Option<String>> {
+    expr.map(|e| {
+        Schedule::parse(e)
+            .map(|s| s.expr().to_string())
+            .map_err(|e| Error::bad_request(e.to_string()))
+    })
+    .transpose()
+}
+
+/// `PATCH /api/v1/jobs/{name}` body: the fields to change, the others
+/// stay. `schedule: ""` removes the schedule (on demand only); `proxy:
+/// ""` has the server run the job itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// A disabled job runs neither on its schedule nor on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<bool>,
+}
+
+/// `PATCH /api/v1/jobs/{name}`: validated like a new job; a changed
+/// schedule or a re-enabled job counts its schedule from now (nothing
+/// missed). Audited with the job as it is after.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<UpdateJob>,
+) -> Result<Json<Job>> {
+    let old = {
+        let name = name.clone();
+        state
+            .blocking(move |s| s.catalog.job(&name)?.ok_or_else(|| not_found(&name)))
+            .await?
+    };
+    let mut job = old.clone();
+    if let Some(sources) = body.sources {
+        job.sources = sources;
+    }
+    if let Some(expr) = &body.schedule {
+        job.schedule = checked_schedule(Some(expr.as_str()).filter(|e| !e.is_empty()))?;
+    }
+    if let Some(retention) = body.retention {
+        job.retention = retention;
+    }
+    if let Some(enabled) = body.enabled {
+        job.enabled = enabled;
+    }
+    if body.proxy.is_some() || body.pool.is_some() {
+        let proxy = match body.proxy {
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(p),
+            None => job
+                .runs_on
+                .proxy
+                .clone()
+                .filter(|_| body.pool != Some(true)),
+        };
+        job.runs_on = checked_runs_on(proxy, body.pool.unwrap_or(false))?;
+    }
+    check_sources(&state, &job.sources, &job.runs_on)?;
+    let reschedule = job.schedule != old.schedule || (job.enabled && !old.enabled);
+    let job = state
+        .blocking(move |s| {
+            let job = s
+                .catalog
+                .update_job(&job, reschedule)?
+                .ok_or_else(|| not_found(&job.name))?;
+            audit_job(s, &caller, Action::JobUpdate, &job)?;
+            Ok(job)
+        })
+        .await?;
+    tracing::info!(job = job.name, "job updated");
+    Ok(Json(job))
+}
+
+/// Audits `action` on `job`, with the job as it is now.
+fn audit_job(s: &crate::state::Shared, caller: &Caller, action: Action, job: &Job) -> Result<()> {
+    s.catalog.audit(&NewAudit {
+        actor: Some(caller.token.id),
+        action,
+        target: Some(format!("job {}", job.name)),
+        success: true,
+        remote: caller.peer.clone(),
+        detail: Some(format!(
+            "repository {}, sources {:?}, schedule {:?}, retention {:?}, enabled {}, runs on {:?}",
+            job.repository, job.sources, job.schedule, job.retention, job.enabled, job.runs_on
+        )),
+    })
+}
+
 /// `GET /api/v1/jobs`.
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<Job>>> {
     Ok(Json(state.blocking(|s| s.catalog.list_jobs()).await?))
@@ -88,31 +211,9 @@ pub async fn create(
             ),
         });
     }
-    // A job on this server is checked against its source roots now; a
-    // proxy checks its own when it runs the job.
-    let here = (body.proxy.is_none() && !body.pool).then_some(&state.inner.jobs.source_roots);
-    parse_sources(&body.sources, here).map_err(Error::bad_request)?;
-    if let Some(p) = &body.proxy {
-        if body.pool {
-            return Err(Error::bad_request(
-                "give proxy (one proxy) or pool (any proxy), not both",
-            ));
-        }
-        crate::proxies::check_name(p).map_err(Error::bad_request)?;
-    }
-    let runs_on = RunsOn {
-        proxy: body.proxy.clone(),
-        pool: body.pool,
-    };
-    let schedule = match &body.schedule {
-        Some(expr) => Some(
-            Schedule::parse(expr)
-                .map_err(|e| Error::bad_request(e.to_string()))?
-                .expr()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let runs_on = checked_runs_on(body.proxy.clone(), body.pool)?;
+    check_sources(&state, &body.sources, &runs_on)?;
+    let schedule = checked_schedule(body.schedule.as_deref())?;
     let job = state
         .blocking(move |s| {
             let job = s
@@ -129,17 +230,7 @@ pub async fn create(
                     kind: ErrorKind::Conflict,
                     message: format!("job {:?} exists already", body.name),
                 })?;
-            s.catalog.audit(&NewAudit {
-                actor: Some(caller.token.id),
-                action: Action::JobCreate,
-                target: Some(format!("job {}", job.name)),
-                success: true,
-                remote: caller.peer,
-                detail: Some(format!(
-                    "repository {}, sources {:?}, schedule {:?}, retention {:?}, runs on {:?}",
-                    job.repository, job.sources, job.schedule, job.retention, job.runs_on
-                )),
-            })?;
+            audit_job(s, &caller, Action::JobCreate, &job)?;
             Ok(job)
         })
         .await?;
@@ -192,7 +283,15 @@ pub async fn run(
 ) -> Result<(StatusCode, Json<Session>)> {
     let session = state
         .blocking(move |s| {
-            s.catalog.job(&name)?.ok_or_else(|| not_found(&name))?;
+            let job = s.catalog.job(&name)?.ok_or_else(|| not_found(&name))?;
+            if !job.enabled {
+                return Err(Error::Request {
+                    kind: ErrorKind::Conflict,
+                    message: format!(
+                        "job {name:?} is disabled: enable it first (job update {name} --enable)"
+                    ),
+                });
+            }
             match queue(
                 s,
                 &name,

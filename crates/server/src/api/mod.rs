@@ -59,6 +59,7 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
     let filter = match method {
         Method::Get => MethodFilter::GET,
         Method::Post => MethodFilter::POST,
+        Method::Patch => MethodFilter::PATCH,
         Method::Delete => MethodFilter::DELETE,
     };
     match endpoint {
@@ -77,6 +78,7 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::ListJobs => on(filter, jobs::list),
         Endpoint::CreateJob => on(filter, jobs::create),
         Endpoint::ShowJob => on(filter, jobs::show),
+        Endpoint::UpdateJob => on(filter, jobs::update),
         Endpoint::DeleteJob => on(filter, jobs::delete),
         Endpoint::RunJob => on(filter, jobs::run),
         Endpoint::ListSessions => on(filter, sessions::list),

@@ -27,6 +27,8 @@ pub enum Action {
     JobCreate,
     #[serde(rename = "job.delete")]
     JobDelete,
+    #[serde(rename = "job.update")]
+    JobUpdate,
     /// A session queued: by a caller (`POST .../run`) or by the server
     /// (schedule, missed run, retry).
     #[serde(rename = "job.run")]
@@ -66,6 +68,7 @@ impl Action {
             Action::Forbidden => "auth.forbidden",
             Action::JobCreate => "job.create",
             Action::JobDelete => "job.delete",
+            Action::JobUpdate => "job.update",
             Action::JobRun => "job.run",
             Action::SessionEnd => "session.end",
             Action::ProxyEnrollment => "proxy.enrollment",

@@ -191,6 +191,39 @@ impl Catalog {
         })
     }
 
+    /// Writes `job`'s sources, schedule, retention, enabled flag and where
+    /// it runs (its name, repository and creation time stay); with
+    /// `reschedule`, its schedule counts from now (a changed schedule or a
+    /// re-enabled job has missed nothing). `None` when it does not exist.
+    pub fn update_job(&self, job: &Job, reschedule: bool) -> Result<Option<Job>> {
+        let sources_json = serde_json::to_string(&job.sources).expect("strings serialize");
+        let retention_json = serde_json::to_string(&job.retention).expect("counts serialize");
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE jobs SET sources = ?2, schedule = ?3, retention = ?4, enabled = ?5,
+                 proxy = ?6, pool = ?7,
+                 last_scheduled = CASE WHEN ?8 THEN ?9 ELSE last_scheduled END
+                 WHERE name = ?1",
+                params![
+                    job.name,
+                    sources_json,
+                    job.schedule,
+                    retention_json,
+                    job.enabled,
+                    job.runs_on.proxy,
+                    job.runs_on.pool,
+                    reschedule,
+                    now_text()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.job(&job.name)
+    }
+
     /// Records that the scheduler queued (or considered) `name` at `time`.
     pub fn set_last_scheduled(&self, name: &str, time: &str) -> Result<()> {
         self.conn()
