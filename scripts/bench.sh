@@ -26,6 +26,11 @@
 # The api section (scripts/bench-api.sh) runs wrk against `lifeboat serve`
 # (the job and restore-point lists), idle and while a backup runs.
 #
+# The proxies section (scripts/bench-proxies.sh) runs jobs on enrolled
+# proxies: the image through one proxy against the local backup, again with
+# nothing changed, and four proxies backing up four VMs at once (the
+# server's peak RSS).
+#
 # Usage: scripts/bench.sh [--size-gib N] [--runs N] [--only SECTION[,SECTION...]]
 #   --size-gib N  image size (default 8; smaller for a quick look)
 #   --runs N      runs per tool in the verify, ir, publish and live sections (default 3)
@@ -50,7 +55,7 @@ runs=3
 only=""
 baseline=""
 prebuilt=""
-usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live,api] [--baseline BIN] [--prebuilt DIR]"
+usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live,api,proxies] [--baseline BIN] [--prebuilt DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size-gib) size_gib=$2; shift 2 ;;
@@ -62,7 +67,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for s in ${only//,/ }; do
-    case "$s" in backup|restore|verify|ir|boot|publish|scan|live|api) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
+    case "$s" in backup|restore|verify|ir|boot|publish|scan|live|api|proxies) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
 done
 # want SECTION: true when SECTION is to run.
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
@@ -483,6 +488,14 @@ if want api; then
     section_end
 fi
 
+if want proxies; then
+    section_start proxies "backups through proxies: one proxy against local, nothing changed, four proxies at once; $runs runs"
+    # shellcheck source=scripts/bench-proxies.sh
+    . "$root/scripts/bench-proxies.sh"
+    proxies_section
+    section_end
+fi
+
 if want live; then
     section_start live "live backup of a running VM (QEMU under TCG): lifeboat and virtnbdbackup, $runs alternating runs; the guest's dd during a backup"
     # shellcheck source=scripts/bench-live.sh
@@ -574,6 +587,7 @@ if want scan; then
 fi
 want live && live_report
 want api && api_report
+want proxies && proxies_report
 echo
 printf "== time: total %s s; by section:" "$(( $(date +%s) - bench_t0 ))"
 for s in backup restore verify ir boot publish scan live; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
