@@ -245,3 +245,41 @@ fn a_pool_is_shared_and_a_killed_proxys_session_is_retried_on_the_other() {
     );
     ok(&["verify", "--repo", s(&st.repo)]);
 }
+
+#[test]
+fn a_session_cancelled_on_a_proxy_fails_at_once_and_the_proxy_stops() {
+    let st = setup();
+    let _p1 = st.proxy("p1", "1");
+    let image = st.dir.join("big.raw");
+    std::fs::write(&image, random_bytes(256 << 20, 4)).unwrap();
+    st.job("big", &image, &["--proxy", "p1"]);
+    let id = st.run("big");
+    st.until("the big job to run on p1", || {
+        let s = st.session(id);
+        assert_ne!(s["state"], "succeeded", "ended before the cancel: {s:#}");
+        (s["state"] == "running").then_some(())
+    });
+    let cancelled = json(
+        &st.server
+            .cli_ok(&st.admin, &["session", "cancel", &id.to_string(), "--json"]),
+    );
+    assert_eq!(
+        (&cancelled["state"], &cancelled["error"]),
+        (&"failed".into(), &"cancelled".into()),
+        "{cancelled:#}"
+    );
+    // The proxy hears it at its next progress call and stops its backup.
+    st.until("p1 to stop the cancelled backup", || {
+        let log = std::fs::read_to_string(st.dir.join("p1.log")).unwrap_or_default();
+        log.contains("session taken back").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        st.sessions("big").len(),
+        1,
+        "a cancelled session is not retried"
+    );
+    // A whole restore point or none (a backup that reached its commit
+    // before the proxy heard of the cancel keeps its point).
+    assert!(list_names(&st.repo).len() <= 1);
+}

@@ -666,3 +666,69 @@ fn a_job_is_updated_disabled_and_enabled_again() {
         .curl("GET", "/api/v1/audit", Some(&st.admin), None);
     assert_eq!(audit.matches("job.update").count(), 2, "{audit}");
 }
+
+#[test]
+fn sessions_are_cancelled_queued_or_running_and_not_retried() {
+    let st = setup(&["--max-jobs", "1"]);
+    let big = st.dir.join("big.raw");
+    std::fs::write(&big, random_bytes(512 << 20, 8)).unwrap();
+    st.create_job("big", &[format!("disk0=raw:{}", s(&big))], &[]);
+    let small = st.dir.join("small.raw");
+    make_disk(&small, 1 << 20, 9);
+    st.create_job("small", &[format!("disk0=raw:{}", s(&small))], &[]);
+
+    let run = |job: &str| {
+        let (status, body) = st.server.curl(
+            "POST",
+            &format!("/api/v1/jobs/{job}/run"),
+            Some(&st.operator),
+            None,
+        );
+        assert_eq!(status, 202, "{body}");
+        json(&body)["id"].as_i64().unwrap().to_string()
+    };
+    let big_id = run("big");
+    st.wait_sessions("big", "the big job running", |l| {
+        l.iter().any(|s| s["state"] == "running")
+    });
+    // One at a time (--max-jobs 1): the small job waits, queued.
+    let small_id = run("small");
+    st.server
+        .cli_fails(11, &st.viewer, &["session", "cancel", &small_id]);
+    let cancelled = json(
+        &st.server
+            .cli_ok(&st.operator, &["session", "cancel", &small_id, "--json"]),
+    );
+    assert_eq!(
+        (&cancelled["state"], &cancelled["error"]),
+        (&"failed".into(), &"cancelled".into()),
+        "{cancelled:#}"
+    );
+    // The running one stops at its next chunk, writes no restore point.
+    let ended = json(&st.server.cli_ok(
+        &st.operator,
+        &["session", "cancel", &big_id, "--wait", "--json"],
+    ));
+    assert_eq!(
+        (&ended["state"], &ended["error"]),
+        (&"failed".into(), &"cancelled".into()),
+        "{ended:#}"
+    );
+    let e = st
+        .server
+        .cli_fails(9, &st.operator, &["session", "cancel", &big_id]);
+    assert!(e.contains("nothing to cancel"), "{e}");
+    // Not retried (the retry wait is 1 s here), nothing left behind.
+    std::thread::sleep(Duration::from_secs(3));
+    for job in ["big", "small"] {
+        let list = st.sessions(job);
+        assert_eq!(list.len(), 1, "{job}: {list:#?}");
+    }
+    assert!(list_names(&st.repo).is_empty());
+    let staged = temp_files(&st.repo.join("chunks"));
+    assert!(staged.is_empty(), "{staged:?}");
+    let (_, audit) = st
+        .server
+        .curl("GET", "/api/v1/audit", Some(&st.admin), None);
+    assert_eq!(audit.matches("session.cancel").count(), 2, "{audit}");
+}

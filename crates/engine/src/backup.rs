@@ -237,6 +237,9 @@ fn backup_disk(
         source.workers.unwrap_or_else(default_workers),
         || Vec::with_capacity(chunk_size as usize),
         |buf: &mut Vec<u8>, n| {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
             let offset = n * cs;
             let len = cs.min(size - offset);
             if let Some(previous) = base.and_then(|b| unchanged_chunk(b, n, offset, len)) {
@@ -399,6 +402,45 @@ mod tests {
         fn describe(&self) -> String {
             "striped test disk".into()
         }
+    }
+
+    /// Says "cancelled" once `after` chunks are done.
+    struct CancelAfter {
+        after: u64,
+        done: AtomicU64,
+    }
+
+    impl Progress for CancelAfter {
+        fn start(&self, _label: &str, _total: u64) {}
+        fn advance(&self, _bytes: u64) {
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+        fn finish(&self) {}
+        fn cancelled(&self) -> bool {
+            self.done.load(Ordering::Relaxed) >= self.after
+        }
+    }
+
+    #[test]
+    fn a_cancelled_backup_stops_and_leaves_no_restore_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = lifeboat_testsupport::repo::init_repo(&dir.path().join("r"), None, 16_384);
+        let source = DiskSource {
+            name: "disk0".into(),
+            disk: Arc::new(Striped { size: 64 * 16_384 }),
+            format: None,
+            base: None,
+            live: None,
+            workers: Some(1),
+        };
+        let progress = CancelAfter {
+            after: 3,
+            done: AtomicU64::new(0),
+        };
+        let e = backup_vm(&repo, "web01", std::slice::from_ref(&source), &progress).unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{e}");
+        assert_eq!(progress.done.load(Ordering::Relaxed), 3, "stopped at once");
+        assert!(repo.list(None).unwrap().is_empty());
     }
 
     #[test]

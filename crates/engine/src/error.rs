@@ -20,6 +20,10 @@ pub enum Error {
     /// Bad arguments: duplicate disk names, a format that cannot be written.
     #[error("{0}")]
     Invalid(String),
+    /// The caller's [`crate::Progress::cancelled`] said stop: the backup
+    /// ended without a restore point.
+    #[error("cancelled")]
+    Cancelled,
     /// Writing the restored image failed.
     #[error("restore target {path}: {source}")]
     Target {

@@ -9,6 +9,11 @@ pub trait Progress: Sync {
     fn advance(&self, bytes: u64);
     /// The current disk is done.
     fn finish(&self);
+    /// True when the job is to stop: a backup asks before each chunk and
+    /// ends with [`crate::Error::Cancelled`] and no restore point.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.

@@ -261,6 +261,14 @@ impl Client {
     }
 
     /// One session with its log.
+    pub fn cancel_session(&self, id: i64) -> Result<Session> {
+        self.send(
+            "POST",
+            &format!("/api/v1/sessions/{id}/cancel"),
+            None::<&()>,
+        )
+    }
+
     pub fn session(&self, id: i64) -> Result<Session> {
         self.send("GET", &format!("/api/v1/sessions/{id}"), None::<&()>)
     }

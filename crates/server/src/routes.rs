@@ -70,6 +70,7 @@ pub enum Endpoint {
     RunJob,
     ListSessions,
     ShowSession,
+    CancelSession,
     Metrics,
     OpenApi,
     CreateEnrollment,
@@ -191,6 +192,12 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/sessions/{id}",
         VIEWER,
         Endpoint::ShowSession,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/sessions/{id}/cancel",
+        OPERATOR,
+        Endpoint::CancelSession,
     ),
     route(
         Method::Post,

@@ -8,10 +8,10 @@ use crate::jobs::webhook::Webhooks;
 use crate::jobs::JobsConfig;
 use crate::metrics::Metrics;
 use lifeboat_repo::Repository;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 
 /// One repository the server serves, opened at start.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub struct Shared {
     pub jobs: JobsConfig,
     /// Sessions running now.
     pub running: AtomicUsize,
+    /// The cancel flag of each session the server runs itself.
+    pub cancels: Mutex<HashMap<i64, Arc<AtomicBool>>>,
     /// Wakes the scheduler (a session was queued or ended).
     pub wake: tokio::sync::Notify,
     pub webhooks: Webhooks,
@@ -64,6 +66,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 jobs,
                 running: AtomicUsize::new(0),
+                cancels: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
                 webhooks,
                 own_ca,

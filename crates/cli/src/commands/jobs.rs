@@ -133,6 +133,18 @@ pub enum SessionCommand {
     List(SessionListArgs),
     /// One session with its log; --follow prints new log lines until it ends
     Show(SessionShowArgs),
+    /// Cancel a queued or running session (operator); it is not retried
+    Cancel(SessionCancelArgs),
+}
+
+#[derive(Args)]
+pub struct SessionCancelArgs {
+    pub id: i64,
+    /// Wait until the session has ended
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -313,6 +325,17 @@ pub fn session(remote: &RemoteArgs, command: SessionCommand) -> anyhow::Result<i
                             .unwrap_or("")
                     );
                 }
+            }
+        }
+        SessionCommand::Cancel(a) => {
+            let mut s = c.cancel_session(a.id)?;
+            if a.wait {
+                s = follow(&c, a.id, false)?;
+            }
+            if a.output.json {
+                print_json(&s)?;
+            } else {
+                println!("cancel of session {} requested: {}", s.id, s.state.as_str());
             }
         }
         SessionCommand::Show(a) => {

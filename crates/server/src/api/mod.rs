@@ -83,6 +83,7 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::RunJob => on(filter, jobs::run),
         Endpoint::ListSessions => on(filter, sessions::list),
         Endpoint::ShowSession => on(filter, sessions::show),
+        Endpoint::CancelSession => on(filter, sessions::cancel),
         Endpoint::Metrics => on(filter, handlers::metrics),
         Endpoint::OpenApi => on(filter, openapi::document),
         Endpoint::CreateEnrollment => on(filter, proxies::create_enrollment),

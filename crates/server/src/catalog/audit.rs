@@ -36,6 +36,9 @@ pub enum Action {
     /// A session ended (succeeded or failed; the outcome says which).
     #[serde(rename = "session.end")]
     SessionEnd,
+    /// A session cancelled by a caller.
+    #[serde(rename = "session.cancel")]
+    SessionCancel,
     /// A proxy enrollment secret made.
     #[serde(rename = "proxy.enrollment")]
     ProxyEnrollment,
@@ -71,6 +74,7 @@ impl Action {
             Action::JobUpdate => "job.update",
             Action::JobRun => "job.run",
             Action::SessionEnd => "session.end",
+            Action::SessionCancel => "session.cancel",
             Action::ProxyEnrollment => "proxy.enrollment",
             Action::ProxyEnroll => "proxy.enroll",
             Action::ProxyDelete => "proxy.delete",

@@ -154,6 +154,8 @@ pub struct Ending {
 
 /// The message of a session that a stopped server left unfinished.
 pub const INTERRUPTED: &str = "interrupted: the server stopped";
+/// The message of a cancelled session (never retried).
+pub const CANCELLED: &str = "cancelled";
 
 impl Catalog {
     /// Queues a session of `job` that may start at `not_before` (RFC 3339),
@@ -321,6 +323,20 @@ impl Catalog {
         let rows = stmt.query_map(p, from_row).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// Fails session `id` as cancelled if it is still queued; false
+    /// otherwise.
+    pub fn cancel_queued(&self, id: i64, error: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE sessions SET state = 'failed', ended_at = ?2, error = ?3
+                 WHERE id = ?1 AND state = 'queued'",
+                params![id, now_text(), error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
     }
 
     /// Every session, oldest first, without logs.

@@ -5,8 +5,8 @@
 use super::execute::SessionLog;
 use crate::catalog::Catalog;
 use lifeboat_engine::Progress;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the bytes read are written to the catalog while a disk runs.
@@ -18,15 +18,18 @@ pub struct SessionProgress<'a> {
     id: i64,
     read: AtomicU64,
     flushed: Mutex<Instant>,
+    /// Set when the session is cancelled: the engine stops.
+    cancel: Arc<AtomicBool>,
 }
 
 impl<'a> SessionProgress<'a> {
-    pub fn new(catalog: &'a Catalog, id: i64) -> SessionProgress<'a> {
+    pub fn new(catalog: &'a Catalog, id: i64, cancel: Arc<AtomicBool>) -> SessionProgress<'a> {
         SessionProgress {
             catalog,
             id,
             read: AtomicU64::new(0),
             flushed: Mutex::new(Instant::now()),
+            cancel,
         }
     }
 
@@ -82,6 +85,10 @@ impl Progress for SessionProgress<'_> {
     fn finish(&self) {
         self.flush();
     }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -99,7 +106,7 @@ mod tests {
         else {
             panic!()
         };
-        let p = SessionProgress::new(&c, s.id);
+        let p = SessionProgress::new(&c, s.id, Arc::default());
         p.start("disk0", 8192);
         p.advance(4096);
         p.advance(4096);

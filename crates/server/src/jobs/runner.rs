@@ -12,12 +12,12 @@ use super::webhook::Event;
 use crate::catalog::audit::{Action, NewAudit};
 use crate::catalog::jobs::Job;
 use crate::catalog::now_text;
-use crate::catalog::sessions::{Ending, Queued, Session, SessionState, Trigger};
+use crate::catalog::sessions::{Ending, Queued, Session, SessionState, Trigger, CANCELLED};
 use crate::error::Result;
 use crate::state::{AppState, Shared};
 use chrono::{DateTime, Local, SecondsFormat, Utc};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How often the loop looks at the schedules and the queue by itself.
@@ -237,10 +237,28 @@ fn dispatch(shared: &Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Asks session `id`, run by the server itself, to stop; false when it
+/// does not run here.
+pub fn cancel_running(shared: &Shared, id: i64) -> bool {
+    match lock(&shared.cancels).get(&id) {
+        Some(flag) => {
+            flag.store(true, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Runs one session to its end: the backup, the catalog, the audit, the
 /// retry and the webhooks.
 fn work(shared: &Shared, s: &Session) {
-    let progress = SessionProgress::new(&shared.catalog, s.id);
+    let cancel = Arc::new(AtomicBool::new(false));
+    lock(&shared.cancels).insert(s.id, cancel.clone());
+    let progress = SessionProgress::new(&shared.catalog, s.id, cancel.clone());
     progress.log(&format!(
         "started ({}, attempt {}) on the server itself",
         s.trigger.as_str(),
@@ -256,6 +274,11 @@ fn work(shared: &Shared, s: &Session) {
         },
         Ok(None) => Err(format!("job {:?} was deleted", s.job)),
         Err(e) => Err(e.to_string()),
+    };
+    lock(&shared.cancels).remove(&s.id);
+    let result = match result {
+        Err(_) if cancel.load(Ordering::Relaxed) => Err(CANCELLED.to_string()),
+        other => other,
     };
     let ending = match result {
         Ok(done) => Ending {
@@ -324,7 +347,8 @@ fn end(shared: &Shared, s: &Session, ending: &Ending) -> Result<()> {
         state = ending.state.as_str(),
         "session ended"
     );
-    if failed && s.attempt <= MAX_RETRIES && shared.catalog.job(&s.job)?.is_some() {
+    let cancelled = ending.error.as_deref() == Some(CANCELLED);
+    if failed && !cancelled && s.attempt <= MAX_RETRIES && shared.catalog.job(&s.job)?.is_some() {
         let delay = retry_delay_from(shared.jobs.retry_base, s.attempt);
         if let Queued::Queued(r) = queue(
             shared,

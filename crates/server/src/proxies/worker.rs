@@ -95,6 +95,9 @@ pub fn run(identity: &Identity, config: WorkerConfig) -> Result<(), ClientError>
 struct Pending {
     bytes_read: AtomicU64,
     lines: Mutex<Vec<String>>,
+    /// The server took the session back (cancelled, or its lease ended):
+    /// the engine stops at its next chunk.
+    stop: Arc<AtomicBool>,
 }
 
 impl Pending {
@@ -115,6 +118,9 @@ impl Progress for Pending {
         self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
     }
     fn finish(&self) {}
+    fn cancelled(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 impl SessionLog for Pending {
@@ -129,9 +135,12 @@ impl SessionLog for Pending {
 /// Runs one session and reports it.
 fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>, roots: &SourceRoots) {
     let id = work.session.id;
-    let pending = Arc::new(Pending::default());
-    let done = Arc::new(AtomicBool::new(false));
     let taken_back = Arc::new(AtomicBool::new(false));
+    let pending = Arc::new(Pending {
+        stop: taken_back.clone(),
+        ..Pending::default()
+    });
+    let done = Arc::new(AtomicBool::new(false));
     let reporter = {
         let (client, pending, done, taken_back) = (
             client.clone(),
