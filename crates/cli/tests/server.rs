@@ -372,6 +372,43 @@ fn restore_points_over_the_api_match_the_local_list() {
 }
 
 #[test]
+fn a_config_file_sets_what_the_flags_leave_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let config = dir.path().join("lifeboat.toml");
+    // Its listen address and data dir lose to the flags Server::start
+    // gives; its repository and source root are used.
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/nonexistent\"\nsource_roots = [\"{}\"]\n\n[repositories]\nmain = \"{}\"\n",
+            s(dir.path()),
+            s(&repo)
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", s(&config)]);
+    let admin = server.admin_token();
+    let points = json(&server.cli_ok(
+        &admin,
+        &["restore-point", "list", "--repo-name", "main", "--json"],
+    ));
+    assert!(points.as_array().unwrap().is_empty(), "{points}");
+    // A bad key stops the server at start, naming the file and the key.
+    std::fs::write(&config, "max_jobs = 0\n").unwrap();
+    let out = lifeboat()
+        .args(["serve", "--config", s(&config)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lifeboat.toml") && stderr.contains("max_jobs = 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_catalog_survives_a_restart_and_refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

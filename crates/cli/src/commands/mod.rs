@@ -23,6 +23,7 @@ pub mod scan;
 mod scan_point;
 mod scan_userspace;
 pub mod serve;
+pub mod serve_config;
 
 use crate::args::{Command, RemoteArgs, RepoArgs, RepoCommand};
 use crate::passphrase::passphrase;
