@@ -21,10 +21,11 @@ cd "$(dirname "$0")/.."
 # file: checks that the guest helper is statically linked (build-guest-helper.sh);
 # curl: requests to `lifeboat serve` (server tests); sqlite3: sets a newer
 # schema version in the server's catalog (refused at start); python3-venv:
-# schemathesis from PyPI against the server's OpenAPI document.
+# schemathesis from PyPI against the server's OpenAPI document; iproute2,
+# nftables: a proxy in a network namespace nobody can dial (proxy_netns).
 # The test guest (scripts/build-test-guest.sh, run by the tests) installs
 # its own packages and unpacks QEMU into target/fixtures.
-packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file chrony faketime curl sqlite3 python3-venv)
+packages=(qemu-utils e2fsprogs util-linux fdisk lvm2 libnbd-bin libnfs-utils rpcbind clamav dosfstools mtools fusefat gdisk xfsprogs btrfs-progs ntfs-3g erofs-utils openssl file chrony faketime curl sqlite3 python3-venv iproute2 nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

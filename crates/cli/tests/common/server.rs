@@ -15,6 +15,8 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     pub port: u16,
+    /// The address it listens on (127.0.0.1 unless [`Server::start_at`]).
+    pub host: String,
 }
 
 impl Server {
@@ -26,11 +28,17 @@ impl Server {
 
     /// [`Server::start`] through `cmd` (`lifeboat`, or a wrapper such as
     /// faketime that runs it), to which `serve ...` is appended.
-    pub fn start_with(mut cmd: Command, data: &Path, extra: &[&str]) -> Server {
+    pub fn start_with(cmd: Command, data: &Path, extra: &[&str]) -> Server {
+        Server::start_at(cmd, "127.0.0.1", data, extra)
+    }
+
+    /// [`Server::start_with`] listening on `host` (an address of this
+    /// machine's, e.g. one end of a veth pair).
+    pub fn start_at(mut cmd: Command, host: &str, data: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let log = data.with_extension(format!("{port}.log"));
         let child = cmd
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", &format!("{host}:{port}")])
             .args(["--data-dir", s(data)])
             .args(extra)
             .stdin(Stdio::null())
@@ -46,6 +54,7 @@ impl Server {
             data: data.to_path_buf(),
             log,
             port,
+            host: host.to_string(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.log().contains("serving HTTPS") {
@@ -63,7 +72,12 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("https://localhost:{}", self.port)
+        let host = if self.host == "127.0.0.1" {
+            "localhost"
+        } else {
+            &self.host
+        };
+        format!("https://{host}:{}", self.port)
     }
 
     pub fn ca(&self) -> PathBuf {
