@@ -22,7 +22,7 @@ px_fail() { echo "proxies section: $*" >&2; exit 1; }
 px_teardown() {
     local p
     for p in "${px_pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${px_pids[@]}"; do wait "$p" 2>/dev/null; done
+    for p in "${px_pids[@]}"; do wait "$p" 2>/dev/null || true; done
     px_pids=()
 }
 # px_cli ARGS...: the CLI against the bench server with the admin token
@@ -33,8 +33,8 @@ px_proxy() {
     local secret
     secret=$(px_cli proxy-enrollment create --json | jq -r .secret)
     LIFEBOAT_SERVER="$px_url" LIFEBOAT_CA="$px_dir/data/tls/ca.pem" \
-        "$lifeboat" proxy --check --data-dir "$px_dir/$1" --enroll "$secret" --name "$1" >/dev/null ||
-        px_fail "enrolling $1 failed"
+        "$lifeboat" proxy --check --data-dir "$px_dir/$1" --enroll "$secret" --name "$1" \
+        >"$px_dir/$1.enroll.log" 2>&1 || px_fail "enrolling $1 failed: $(cat "$px_dir/$1.enroll.log")"
     LIFEBOAT_SERVER="$px_url" "$lifeboat" proxy --data-dir "$px_dir/$1" --max-jobs 1 \
         --source-root "$px_dir" --source-root "$(dirname "$image")" >"$px_dir/$1.log" 2>&1 &
     px_pids+=($!)
