@@ -47,3 +47,13 @@ impl Progress for Bars {
         }
     }
 }
+
+impl Bars {
+    /// Prints `line` on stdout above the bar (which is redrawn).
+    pub fn println(&self, line: &str) {
+        match self.bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+}

@@ -7,7 +7,9 @@ use super::remote::client;
 use crate::args::{OutputArgs, RemoteArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
+use crate::progress::Bars;
 use clap::{Args, Subcommand};
+use lifeboat_engine::Progress;
 use lifeboat_server::api::jobs::{CreateJob, UpdateJob};
 use lifeboat_server::catalog::jobs::{Job, Retention};
 use lifeboat_server::catalog::sessions::Session;
@@ -359,19 +361,32 @@ pub fn session(remote: &RemoteArgs, command: SessionCommand) -> anyhow::Result<i
     Ok(exit::OK)
 }
 
-/// Polls session `id` until it ends, printing new log lines when `print`.
+/// Polls session `id` until it ends, printing new log lines when `print`
+/// and, on a terminal, a bar of its bytes read with the rate and the time
+/// left (a new bar when a disk starts and the total grows).
 fn follow(c: &Client, id: i64, print: bool) -> anyhow::Result<Session> {
     let mut shown = 0;
+    let bars = Bars::new();
+    let (mut total, mut read) = (0u64, 0u64);
     loop {
         let s = c.session(id)?;
         let log = s.log.as_deref().unwrap_or_default();
         if print {
-            for l in log.iter().skip(shown) {
-                println!("{}  {}", l.time, l.line);
+            if s.bytes_total != total {
+                bars.finish();
+                total = s.bytes_total;
+                bars.start(&format!("session {id}"), total);
+                read = 0;
             }
+            for l in log.iter().skip(shown) {
+                bars.println(&format!("{}  {}", l.time, l.line));
+            }
+            bars.advance(s.bytes_read.saturating_sub(read));
+            read = read.max(s.bytes_read);
         }
         shown = shown.max(log.len());
         if s.state.ended() {
+            bars.finish();
             return Ok(s);
         }
         std::thread::sleep(POLL);
@@ -418,8 +433,9 @@ fn print_session(s: &Session) {
         s.attempt
     );
     println!(
-        "  read {}, stored {} new",
+        "  read {} of {}, stored {} new",
         bytes(s.bytes_read),
+        bytes(s.bytes_total),
         bytes(s.bytes_stored)
     );
     println!(

@@ -68,6 +68,9 @@ pub struct WorkReply {
 #[serde(deny_unknown_fields)]
 pub struct ProgressReport {
     pub bytes_read: u64,
+    /// The sizes of the disks started so far.
+    #[serde(default)]
+    pub bytes_total: u64,
     /// New log lines since the last call.
     #[serde(default)]
     pub log: Vec<String>,
@@ -204,7 +207,10 @@ pub async fn progress(
     let proxy = caller.proxy.name;
     let reply = state
         .blocking(move |s| {
-            if !s.catalog.renew_lease(id, &proxy, &until, body.bytes_read)? {
+            if !s
+                .catalog
+                .renew_lease(id, &proxy, &until, body.bytes_read, body.bytes_total)?
+            {
                 let reason = match s.catalog.session(id)? {
                     None => format!("session {id} does not exist"),
                     Some(x) => format!(

@@ -67,13 +67,20 @@ impl Catalog {
         proxy: &str,
         lease_until: &str,
         bytes_read: u64,
+        bytes_total: u64,
     ) -> Result<bool> {
         let n = self
             .conn()
             .execute(
-                "UPDATE sessions SET lease_until = ?3, bytes_read = ?4
+                "UPDATE sessions SET lease_until = ?3, bytes_read = ?4, bytes_total = ?5
                  WHERE id = ?1 AND proxy = ?2 AND state = 'running'",
-                params![id, proxy, lease_until, bytes_read as i64],
+                params![
+                    id,
+                    proxy,
+                    lease_until,
+                    bytes_read as i64,
+                    bytes_total as i64
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -137,9 +144,9 @@ mod tests {
         let cc = c.take_session("p2", 2, now, lease).unwrap().unwrap();
         assert_eq!((b.job.as_str(), cc.job.as_str()), ("b", "c"));
         assert!(c
-            .renew_lease(a.id, "p1", "2026-12-08T00:09:00Z", 5)
+            .renew_lease(a.id, "p1", "2026-12-08T00:09:00Z", 5, 10)
             .unwrap());
-        assert!(!c.renew_lease(a.id, "p2", lease, 5).unwrap());
+        assert!(!c.renew_lease(a.id, "p2", lease, 5, 10).unwrap());
         let late = "2026-12-08T00:02:00Z";
         let expired: Vec<i64> = c
             .expired_leases(late)
@@ -157,6 +164,6 @@ mod tests {
         };
         assert!(c.end_proxy_session(b.id, "p2", &failed).unwrap());
         assert!(!c.end_proxy_session(b.id, "p2", &failed).unwrap());
-        assert!(!c.renew_lease(b.id, "p2", lease, 1).unwrap());
+        assert!(!c.renew_lease(b.id, "p2", lease, 1, 10).unwrap());
     }
 }

@@ -89,6 +89,9 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN proxy TEXT;
     ALTER TABLE sessions ADD COLUMN lease_until TEXT;
     CREATE INDEX sessions_proxy ON sessions (proxy, state);",
+    // 5: the bytes a session has to read (the sizes of the disks it has
+    // started), for its rate and time left.
+    "ALTER TABLE sessions ADD COLUMN bytes_total INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this program writes.

@@ -79,6 +79,10 @@ pub struct Session {
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub bytes_read: u64,
+    /// The sizes of the disks the session has started reading (all of
+    /// them once the last disk started): with `bytes_read`, the progress.
+    #[serde(default)]
+    pub bytes_total: u64,
     /// Bytes of new chunks written to the repository (compressed).
     pub bytes_stored: u64,
     pub restore_point: Option<String>,
@@ -92,7 +96,7 @@ pub struct Session {
 }
 
 const COLUMNS: &str = "id, job, trigger, attempt, state, queued_at, not_before, \
-     started_at, ended_at, bytes_read, bytes_stored, restore_point, error, proxy";
+     started_at, ended_at, bytes_read, bytes_stored, restore_point, error, proxy, bytes_total";
 
 fn enum_column<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     let text: String = r.get(i)?;
@@ -121,6 +125,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         restore_point: r.get(11)?,
         error: r.get(12)?,
         proxy: r.get(13)?,
+        bytes_total: r.get::<_, i64>(14)? as u64,
         log: None,
     })
 }
@@ -220,11 +225,11 @@ impl Catalog {
     }
 
     /// The bytes a running session has read so far.
-    pub fn set_progress(&self, id: i64, bytes_read: u64) -> Result<()> {
+    pub fn set_progress(&self, id: i64, bytes_read: u64, bytes_total: u64) -> Result<()> {
         self.conn()
             .execute(
-                "UPDATE sessions SET bytes_read = ?2 WHERE id = ?1",
-                params![id, bytes_read as i64],
+                "UPDATE sessions SET bytes_read = ?2, bytes_total = ?3 WHERE id = ?1",
+                params![id, bytes_read as i64, bytes_total as i64],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -445,7 +450,7 @@ mod tests {
         assert_eq!(c.due_sessions(&now).unwrap().len(), 2);
         assert!(c.start_session(s.id).unwrap());
         assert!(!c.start_session(s.id).unwrap());
-        c.set_progress(s.id, 4096).unwrap();
+        c.set_progress(s.id, 4096, 8192).unwrap();
         c.log_line(s.id, "reading").unwrap();
         c.end_session(
             s.id,

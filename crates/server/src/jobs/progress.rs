@@ -17,6 +17,7 @@ pub struct SessionProgress<'a> {
     catalog: &'a Catalog,
     id: i64,
     read: AtomicU64,
+    total: AtomicU64,
     flushed: Mutex<Instant>,
     /// Set when the session is cancelled: the engine stops.
     cancel: Arc<AtomicBool>,
@@ -28,6 +29,7 @@ impl<'a> SessionProgress<'a> {
             catalog,
             id,
             read: AtomicU64::new(0),
+            total: AtomicU64::new(0),
             flushed: Mutex::new(Instant::now()),
             cancel,
         }
@@ -52,7 +54,8 @@ impl<'a> SessionProgress<'a> {
     }
 
     fn flush(&self) {
-        if let Err(e) = self.catalog.set_progress(self.id, self.bytes_read()) {
+        let total = self.total.load(Ordering::Relaxed);
+        if let Err(e) = self.catalog.set_progress(self.id, self.bytes_read(), total) {
             tracing::warn!(session = self.id, error = %e, "writing the session's progress");
         }
     }
@@ -66,6 +69,8 @@ impl SessionLog for SessionProgress<'_> {
 
 impl Progress for SessionProgress<'_> {
     fn start(&self, label: &str, total: u64) {
+        self.total.fetch_add(total, Ordering::Relaxed);
+        self.flush();
         self.log(&format!("reading {label}: {total} bytes"));
     }
 
@@ -112,7 +117,7 @@ mod tests {
         p.advance(4096);
         p.finish();
         let got = c.session(s.id).unwrap().unwrap();
-        assert_eq!(got.bytes_read, 8192);
+        assert_eq!((got.bytes_read, got.bytes_total), (8192, 8192));
         assert_eq!(got.log.unwrap()[0].line, "reading disk0: 8192 bytes");
     }
 }

@@ -94,6 +94,7 @@ pub fn run(identity: &Identity, config: WorkerConfig) -> Result<(), ClientError>
 #[derive(Default)]
 struct Pending {
     bytes_read: AtomicU64,
+    bytes_total: AtomicU64,
     lines: Mutex<Vec<String>>,
     /// The server took the session back (cancelled, or its lease ended):
     /// the engine stops at its next chunk.
@@ -105,6 +106,7 @@ impl Pending {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         ProgressReport {
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total.load(Ordering::Relaxed),
             log: std::mem::take(&mut *lines),
         }
     }
@@ -112,6 +114,7 @@ impl Pending {
 
 impl Progress for Pending {
     fn start(&self, label: &str, total: u64) {
+        self.bytes_total.fetch_add(total, Ordering::Relaxed);
         self.log(&format!("reading {label}: {total} bytes"));
     }
     fn advance(&self, bytes: u64) {
