@@ -53,7 +53,11 @@ fn firewalled_netns(n: u32, host_ip: &str, ns_ip: &str) -> Netns {
     };
     let (host_if, ns_if) = (format!("lbh{n}"), format!("lbn{n}"));
     let ip = |args: &[&str]| run_ok(tool("ip", "iproute2").args(args), &args.join(" "));
-    let _ = Command::new("ip").args(["netns", "del", &ns.name]).status();
+    // A namespace left by a killed run of this test (usually none).
+    let _ = Command::new("ip")
+        .args(["netns", "del", &ns.name])
+        .stderr(Stdio::null())
+        .status();
     ip(&["netns", "add", &ns.name]);
     ip(&[
         "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,

@@ -584,6 +584,38 @@ fn the_catalog_check_finds_and_repairs_drift_from_the_repository() {
     );
     assert_eq!(check(&[]).status.code(), Some(0));
 
+    // A session cancelled after its backup committed (a proxy hears of a
+    // cancel at its next progress call): the point is recorded on it,
+    // the session stays cancelled.
+    let second = run_wait(&st, "web01");
+    let (id2, point2) = (
+        second["id"].as_i64().unwrap(),
+        second["restore_point"].as_str().unwrap().to_string(),
+    );
+    let st_ok = lifeboat_testsupport::tool("sqlite3", "sqlite3")
+        .arg(st.server.data.join("catalog.sqlite"))
+        .arg(format!(
+            "UPDATE sessions SET state = 'failed', restore_point = NULL, \
+             error = 'cancelled' WHERE id = {id2};"
+        ))
+        .status()
+        .unwrap();
+    assert!(st_ok.success());
+    assert_eq!(check(&["--repair"]).status.code(), Some(0));
+    let shown = json(
+        &st.server
+            .cli_ok(&st.viewer, &["session", "show", &id2.to_string(), "--json"]),
+    );
+    assert_eq!(
+        (&shown["state"], &shown["error"], &shown["restore_point"]),
+        (
+            &"failed".into(),
+            &"cancelled".into(),
+            &point2.as_str().into()
+        ),
+        "{shown:#}"
+    );
+
     // The point removed outside the server: reported, not "repaired".
     ok(&["forget", "--repo", s(&st.repo), &point]);
     let out = check(&["--repair"]);

@@ -14,7 +14,7 @@
 //! (the backup's start) falls between the session's start and its end
 //! (the restart that marked it), when no other session records it.
 
-use crate::catalog::sessions::{Session, SessionState, INTERRUPTED};
+use crate::catalog::sessions::{Session, SessionState, CANCELLED, INTERRUPTED};
 use crate::error::{Error, Result};
 use crate::state::Shared;
 use chrono::{DateTime, Utc};
@@ -172,7 +172,10 @@ pub fn check(shared: &Shared, repair: bool) -> Result<CheckReport> {
                         .findings
                         .push(finding(FindingKind::MissingRestorePoint, point, detail));
                 }
-                (SessionState::Failed, None) if s.error.as_deref() == Some(INTERRUPTED) => {
+                (SessionState::Failed, None)
+                    if matches!(s.error.as_deref(), Some(INTERRUPTED | CANCELLED)) =>
+                {
+                    let cancelled = s.error.as_deref() == Some(CANCELLED);
                     let (Some(from), Some(to)) = (time(&s.started_at), time(&s.ended_at)) else {
                         continue;
                     };
@@ -188,21 +191,29 @@ pub fn check(shared: &Shared, repair: bool) -> Result<CheckReport> {
                     let Some(m) = found else { continue };
                     let point = m.name();
                     claimed.insert(point.clone());
+                    let how = if cancelled {
+                        "cancelled"
+                    } else {
+                        "interrupted"
+                    };
                     let mut f = finding(
                         FindingKind::UnrecordedRestorePoint,
                         &point,
                         format!(
-                            "session {} was marked interrupted, but repository {:?} holds {point}, committed while it ran",
+                            "session {} was marked {how}, but repository {:?} holds {point}, committed while it ran",
                             s.id, job.repository
                         ),
                     );
                     if repair {
-                        shared.catalog.record_committed(
+                        f.repaired = shared.catalog.record_committed(
                             s.id,
                             &point,
-                            &format!("catalog check: {point} was committed before the session was interrupted; marked succeeded"),
+                            !cancelled,
+                            &format!(
+                                "catalog check: {point} was committed before the session was {how}{}",
+                                if cancelled { "; recorded, the session stays cancelled" } else { "; marked succeeded" }
+                            ),
                         )?;
-                        f.repaired = true;
                     }
                     report.findings.push(f);
                 }

@@ -366,17 +366,25 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    /// Marks failed session `id` succeeded with `restore_point` (found
-    /// committed in its repository), logging `line`; false when it is not
-    /// a failed session.
-    pub fn record_committed(&self, id: i64, restore_point: &str, line: &str) -> Result<bool> {
+    /// Records `restore_point` (found committed in its repository) on
+    /// failed session `id`, and with `succeeded` marks the session
+    /// succeeded; logs `line`. False when it is not a failed session.
+    pub fn record_committed(
+        &self,
+        id: i64,
+        restore_point: &str,
+        succeeded: bool,
+        line: &str,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let n = tx
             .execute(
-                "UPDATE sessions SET state = 'succeeded', restore_point = ?2, error = NULL
+                "UPDATE sessions SET restore_point = ?2,
+                 state = CASE WHEN ?3 THEN 'succeeded' ELSE state END,
+                 error = CASE WHEN ?3 THEN NULL ELSE error END
                  WHERE id = ?1 AND state = 'failed'",
-                params![id, restore_point],
+                params![id, restore_point, succeeded],
             )
             .map_err(|e| self.err(e))?;
         if n == 1 {
