@@ -529,6 +529,20 @@ fn a_schedule_missed_while_the_server_was_down_runs_once_at_start() {
     drop(_dir);
 }
 
+/// Rewrites session `id` in the catalog as failed with `error` and no
+/// restore point (sqlite3 beside the running server).
+fn fail_in_catalog(st: &Setup, id: i64, error: &str) {
+    let done = lifeboat_testsupport::tool("sqlite3", "sqlite3")
+        .arg(st.server.data.join("catalog.sqlite"))
+        .arg(format!(
+            "UPDATE sessions SET state = 'failed', restore_point = NULL, \
+             error = '{error}' WHERE id = {id};"
+        ))
+        .status()
+        .unwrap();
+    assert!(done.success());
+}
+
 #[test]
 fn the_catalog_check_finds_and_repairs_drift_from_the_repository() {
     let st = setup(&[]);
@@ -549,15 +563,7 @@ fn the_catalog_check_finds_and_repairs_drift_from_the_repository() {
 
     // What a server killed between the repository's commit and the
     // catalog's update leaves: the session interrupted, the point stored.
-    let st_ok = lifeboat_testsupport::tool("sqlite3", "sqlite3")
-        .arg(st.server.data.join("catalog.sqlite"))
-        .arg(format!(
-            "UPDATE sessions SET state = 'failed', restore_point = NULL, \
-             error = 'interrupted: the server stopped' WHERE id = {id};"
-        ))
-        .status()
-        .unwrap();
-    assert!(st_ok.success());
+    fail_in_catalog(&st, id, "interrupted: the server stopped");
     let out = check(&[]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let report = json(&String::from_utf8_lossy(&out.stdout));
@@ -592,15 +598,7 @@ fn the_catalog_check_finds_and_repairs_drift_from_the_repository() {
         second["id"].as_i64().unwrap(),
         second["restore_point"].as_str().unwrap().to_string(),
     );
-    let st_ok = lifeboat_testsupport::tool("sqlite3", "sqlite3")
-        .arg(st.server.data.join("catalog.sqlite"))
-        .arg(format!(
-            "UPDATE sessions SET state = 'failed', restore_point = NULL, \
-             error = 'cancelled' WHERE id = {id2};"
-        ))
-        .status()
-        .unwrap();
-    assert!(st_ok.success());
+    fail_in_catalog(&st, id2, "cancelled");
     assert_eq!(check(&["--repair"]).status.code(), Some(0));
     let shown = json(
         &st.server
