@@ -39,6 +39,8 @@ pub enum ErrorKind {
     Io,
     /// Certificates and keys: making, reading or using them.
     Tls,
+    /// An agent the server called did not answer, or failed (502).
+    Agent,
     /// Anything else that is the server's fault (500).
     Internal,
 }
@@ -60,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Repository => "repository",
             ErrorKind::Io => "io",
             ErrorKind::Tls => "tls",
+            ErrorKind::Agent => "agent",
             ErrorKind::Internal => "internal",
         }
     }
@@ -75,6 +78,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Agent => StatusCode::BAD_GATEWAY,
             ErrorKind::CatalogTooNew
             | ErrorKind::Catalog
             | ErrorKind::Repository
@@ -130,6 +134,13 @@ pub enum Error {
     },
     #[error("{what}: {detail}")]
     Tls { what: String, detail: String },
+    /// Agent `name` at `address` could not be reached, or failed.
+    #[error("agent {name} at {address}: {detail}")]
+    Agent {
+        name: String,
+        address: String,
+        detail: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -150,6 +161,7 @@ impl Error {
             },
             Error::Io { .. } => ErrorKind::Io,
             Error::Tls { .. } => ErrorKind::Tls,
+            Error::Agent { .. } => ErrorKind::Agent,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -197,6 +209,7 @@ mod tests {
             ErrorKind::UnsupportedMediaType,
             ErrorKind::Conflict,
             ErrorKind::CatalogTooNew,
+            ErrorKind::Agent,
             ErrorKind::Internal,
         ] {
             assert_eq!(ErrorKind::parse(k.as_str()), Some(k));

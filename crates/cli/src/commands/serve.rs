@@ -78,11 +78,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    crate::output::install_json_logs();
     lifeboat_server::run_until_signal(ServerConfig {
         listen: a.listen,
         data_dir: a.data_dir,

@@ -45,6 +45,22 @@ pub enum Action {
     /// A request to a proxy route refused for its client certificate.
     #[serde(rename = "proxy.refused")]
     ProxyRefused,
+    /// An agent enrolled, or an agent's enrollment refused.
+    #[serde(rename = "agent.enroll")]
+    AgentEnroll,
+    #[serde(rename = "agent.delete")]
+    AgentDelete,
+    /// A request to an agent route refused for its client certificate.
+    #[serde(rename = "agent.refused")]
+    AgentRefused,
+    /// A restore point published on an agent (or the attempt).
+    #[serde(rename = "publication.create")]
+    PublicationCreate,
+    #[serde(rename = "publication.delete")]
+    PublicationDelete,
+    /// A restore point scanned on an agent (or the attempt).
+    #[serde(rename = "scan.run")]
+    ScanRun,
 }
 
 impl Action {
@@ -63,6 +79,12 @@ impl Action {
             Action::ProxyEnroll => "proxy.enroll",
             Action::ProxyDelete => "proxy.delete",
             Action::ProxyRefused => "proxy.refused",
+            Action::AgentEnroll => "agent.enroll",
+            Action::AgentDelete => "agent.delete",
+            Action::AgentRefused => "agent.refused",
+            Action::PublicationCreate => "publication.create",
+            Action::PublicationDelete => "publication.delete",
+            Action::ScanRun => "scan.run",
         }
     }
 
@@ -198,6 +220,12 @@ mod tests {
             Action::JobDelete,
             Action::JobRun,
             Action::SessionEnd,
+            Action::AgentEnroll,
+            Action::AgentDelete,
+            Action::AgentRefused,
+            Action::PublicationCreate,
+            Action::PublicationDelete,
+            Action::ScanRun,
         ] {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }

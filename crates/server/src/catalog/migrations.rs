@@ -89,6 +89,21 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN proxy TEXT;
     ALTER TABLE sessions ADD COLUMN lease_until TEXT;
     CREATE INDEX sessions_proxy ON sessions (proxy, state);",
+    // 5: agents (publish and scan targets the server calls): enrolled
+    // with the same one-time secrets, whose kind now says what they
+    // enroll; the address and port an agent last reported.
+    "ALTER TABLE proxy_enrollments ADD COLUMN kind TEXT NOT NULL DEFAULT 'proxy'
+        CHECK (kind IN ('proxy', 'agent'));
+    CREATE TABLE agents (
+        name         TEXT PRIMARY KEY,
+        fingerprint  TEXT NOT NULL UNIQUE,
+        enrolled_at  TEXT NOT NULL,
+        not_after    TEXT NOT NULL,
+        last_seen    TEXT,
+        enrollment   INTEGER NOT NULL,
+        host         TEXT,
+        port         INTEGER
+    );",
 ];
 
 /// The schema version this program writes.
