@@ -307,6 +307,17 @@ fn loops_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// No mount and no loop device left under `mount_root`, and nothing
+/// listed by the server.
+fn assert_nothing_published(server: &Server, admin: &str, mount_root: &Path) {
+    let mounts = mounted_under(mount_root);
+    assert!(mounts.is_empty(), "{mounts:?}");
+    let loops = loops_under(mount_root);
+    assert!(loops.is_empty(), "{loops:?}");
+    let list = json(&server.cli_ok(admin, &["publication", "list", "--json"]));
+    assert_eq!(list["publications"], serde_json::json!([]), "{list}");
+}
+
 fn require_root() {
     assert!(
         std::fs::metadata("/proc/self")
@@ -382,18 +393,7 @@ fn publish_read_unpublish_and_scan_on_an_agent_through_the_api() {
     // Unpublished: mounts and loop devices gone.
     let out = server.cli_ok(admin, &["publication", "delete", &id]);
     assert!(out.contains(&format!("unpublished {id}")), "{out}");
-    assert!(
-        mounted_under(&mount_root).is_empty(),
-        "{:?}",
-        mounted_under(&mount_root)
-    );
-    assert!(
-        loops_under(&mount_root).is_empty(),
-        "{:?}",
-        loops_under(&mount_root)
-    );
-    let list = json(&server.cli_ok(admin, &["publication", "list", "--json"]));
-    assert_eq!(list["publications"], serde_json::json!([]), "{list}");
+    assert_nothing_published(server, admin, &mount_root);
     server.cli_fails(5, admin, &["publication", "delete", &id]);
 
     // A restarted agent keeps a publication whose publisher still runs,
@@ -437,18 +437,7 @@ fn publish_read_unpublish_and_scan_on_an_agent_through_the_api() {
         "{}",
         agent.log()
     );
-    assert!(
-        mounted_under(&mount_root).is_empty(),
-        "{:?}",
-        mounted_under(&mount_root)
-    );
-    assert!(
-        loops_under(&mount_root).is_empty(),
-        "{:?}",
-        loops_under(&mount_root)
-    );
-    let list = json(&server.cli_ok(admin, &["publication", "list", "--json"]));
-    assert_eq!(list["publications"], serde_json::json!([]), "{list}");
+    assert_nothing_published(server, admin, &mount_root);
 
     // Scanned on the agent: EICAR found by ClamAV, exit 7.
     let out = server.cli(admin, &["scan", "web01@latest", "--target", "a1", "--json"]);
