@@ -50,6 +50,50 @@ pub struct RepoArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// [`RepoArgs`] of a command that can also run on an agent through the
+/// server instead ([`AgentTargetArgs`]): the repository is needed only
+/// without `--target`.
+#[derive(Args, Clone)]
+pub struct LocalRepoArgs {
+    /// Repository directory (not with --target: the server names it)
+    #[arg(
+        long,
+        env = "LIFEBOAT_REPO",
+        value_name = "DIR",
+        required_unless_present = "agent"
+    )]
+    pub repo: Option<PathBuf>,
+    /// File holding the passphrase (else LIFEBOAT_PASSPHRASE)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl LocalRepoArgs {
+    /// The repository of a local run.
+    pub fn local(&self) -> anyhow::Result<RepoArgs> {
+        Ok(RepoArgs {
+            repo: self
+                .repo
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("no repository: give --repo DIR"))?,
+            passphrase_file: self.passphrase_file.clone(),
+        })
+    }
+}
+
+/// Run on an agent, through the server (`--server`, `--token`).
+#[derive(Args, Clone)]
+pub struct AgentTargetArgs {
+    /// Run on this agent through the server (--server) instead of here;
+    /// the local options (mount root, state dir, cache...) are the agent's
+    #[arg(long = "target", value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// With --target: the served repository's name (default: the
+    /// server's only one)
+    #[arg(long, value_name = "NAME", requires = "agent")]
+    pub repository: Option<String>,
+}
+
 /// Output selection shared by commands that print data.
 #[derive(Args, Clone, Copy)]
 pub struct OutputArgs {
@@ -105,13 +149,15 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::files::FilesCommand,
     },
-    /// Publish a restore point read-only on this machine (FUSE, loop devices, mounts)
+    /// Publish a restore point read-only on this machine (FUSE, loop
+    /// devices, mounts), or on an agent with --target
     Publish(crate::commands::publish::PublishArgs),
     /// List published sessions
     Published(crate::commands::publish::PublishedArgs),
     /// Remove a published session (or --all), also after a crashed publisher
     Unpublish(crate::commands::publish::UnpublishArgs),
-    /// Scan restore points for malware (ClamAV, YARA): publish, scan, report, unpublish
+    /// Scan restore points for malware (ClamAV, YARA): publish, scan,
+    /// report, unpublish; here, or on an agent with --target
     Scan(crate::commands::scan::ScanArgs),
     /// The changed-block tracking of a running QEMU VM's disks (qmp:SOCKET)
     Bitmaps(crate::commands::bitmaps::BitmapsArgs),
@@ -152,10 +198,18 @@ pub enum Command {
     /// Run as a backup proxy of --server (enrolling first with --enroll
     /// SECRET --name NAME); or list and delete the server's proxies
     Proxy(crate::commands::proxy::ProxyArgs),
-    /// One-time secrets that enroll proxies (admin)
+    /// One-time secrets that enroll proxies and agents (admin)
     ProxyEnrollment {
         #[command(subcommand)]
         command: crate::commands::proxy::EnrollmentCommand,
+    },
+    /// Run as a publish and scan target of --server (enrolling first with
+    /// --enroll SECRET --name NAME); or list and delete the server's agents
+    Agent(crate::commands::agent::AgentArgs),
+    /// Restore points published on agents through the server: list, delete
+    Publication {
+        #[command(subcommand)]
+        command: crate::commands::publications::PublicationCommand,
     },
     /// The publisher process `publish` starts (internal)
     #[command(hide = true)]

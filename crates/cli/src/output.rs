@@ -8,6 +8,16 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs of the long-running roles (`serve`, `proxy`, `agent`): JSON
+/// lines on stderr through `tracing`, info and above.
+pub fn install_json_logs() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+}
+
 /// Bytes in binary units: `1.5 GiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

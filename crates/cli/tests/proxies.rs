@@ -6,7 +6,7 @@
 //! refused; a server on the operator's certificate refuses enrollment.
 
 mod common;
-use common::server::Server;
+use common::server::{curl_tls, Server};
 use common::*;
 use lifeboat_testsupport::{pki::Pki, tool};
 use std::os::unix::fs::PermissionsExt;
@@ -39,7 +39,7 @@ fn proxy(server: &Server, dir: &Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// A POST with curl presenting `cert`/`key` (or none) and `token` (or
+/// A request with curl presenting `cert`/`key` (or none) and `token` (or
 /// none): `Some((status, body))`, or `None` when the TLS handshake failed.
 fn curl_as(
     server: &Server,
@@ -48,22 +48,8 @@ fn curl_as(
     cert: Option<(&Path, &Path)>,
     token: Option<&str>,
 ) -> Option<(u16, String)> {
-    let mut cmd = tool("curl", "curl");
-    cmd.args(["-sS", "--cacert", s(&server.ca()), "-X", method])
-        .args(["-o", "-", "-w", "\n%{http_code}"]);
-    if let Some((c, k)) = cert {
-        cmd.args(["--cert", s(c), "--key", s(k)]);
-    }
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
-    let out = cmd.arg(format!("{}{path}", server.url())).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n')?;
-    match status {
-        "000" => None,
-        s => Some((s.parse().unwrap(), body.to_string())),
-    }
+    let url = format!("{}{path}", server.url());
+    curl_tls(&server.ca(), method, &url, cert, token, &[])
 }
 
 #[test]

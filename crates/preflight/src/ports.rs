@@ -177,13 +177,13 @@ pub fn port_table(c: &PortConfig) -> Vec<PortRow> {
             Built,
         ),
         row(
-            "local components",
+            "server",
             "agent",
             c.agent,
             "TCP",
-            "TLS",
-            "internal (falls back to a free port)",
-            NotBuilt,
+            "HTTPS, mutual TLS",
+            "publish, unpublish, scan on a target (a free port when taken, reported to the server)",
+            Built,
         ),
         row(
             "hypervisor",

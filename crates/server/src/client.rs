@@ -5,6 +5,10 @@
 //! [`ErrorKind`] (so 401/403 become the "refused" exit code), connection
 //! and certificate failures are [`ClientError::Connect`].
 
+use crate::agents::wire::{
+    Hello, HelloReply, Publication, PublicationList, ScanResult, Unpublished,
+};
+use crate::api::agents::DeletedAgent;
 use crate::api::handlers::RepositoryInfo;
 use crate::api::instant_recovery::{RecoveryList, StartRecovery, StartedRecovery, StoppedRecovery};
 use crate::api::jobs::{CreateJob, DeletedJob, UpdateJob};
@@ -14,18 +18,22 @@ use crate::api::proxies::{
 use crate::api::proxy_work::{
     FinishReport, ProgressReply, ProgressReport, Work, WorkReply, WorkRequest,
 };
+use crate::api::publications::OnTarget;
 use crate::api::response::ErrorBody;
 use crate::api::tokens::{CreateToken, CreatedToken, DeletedToken};
+use crate::catalog::agents::Agent;
 use crate::catalog::audit::AuditEntry;
 use crate::catalog::jobs::Job;
-use crate::catalog::proxies::Proxy;
+use crate::catalog::proxies::{PeerKind, Proxy};
 use crate::catalog::sessions::Session;
 use crate::check::{CheckReport, CheckRequest};
 use crate::error::ErrorKind;
 use crate::proxies::identity::Identity;
+use crate::tls::ClientIdentity;
 use crate::token::{Role, TokenInfo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,14 +82,29 @@ pub struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
-    /// A proxy's client: its certificate, never a token.
-    proxy: bool,
+    /// A client that presents a certificate (a proxy's, an agent's, the
+    /// server's calling an agent): never a token.
+    certificate: bool,
 }
+
+/// How long a request may take unless the client says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Client {
     /// A client of `server` (`https://host[:port]`), trusting `ca` (PEM)
     /// or else the system's roots.
     pub fn new(server: &str, ca: Option<&Path>, token: Option<String>) -> Result<Client> {
+        Client::with_timeout(server, ca, token, DEFAULT_TIMEOUT)
+    }
+
+    /// [`Client::new`] whose requests may take up to `timeout` (a scan
+    /// on an agent answers when it is done).
+    pub fn with_timeout(
+        server: &str,
+        ca: Option<&Path>,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Client> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("https://") {
             return Err(ClientError::BadUrl {
@@ -93,42 +116,52 @@ impl Client {
             Some(path) => read_ca(path)?,
             None => system_roots(),
         };
-        let agent = agent(roots, true, Duration::from_secs(60));
+        let agent = agent(roots, true, timeout);
         Ok(Client {
             base,
             token: token.filter(|t| !t.is_empty()),
             agent,
-            proxy: false,
+            certificate: false,
         })
     }
 
-    /// A client of the server a proxy enrolled with, presenting the
-    /// proxy's certificate (mutual TLS) and trusting the CA it was given.
+    /// A client of the server a proxy (or agent) enrolled with,
+    /// presenting its certificate (mutual TLS) and trusting the CA it was
+    /// given.
     pub fn for_proxy(identity: &Identity) -> Result<Client> {
         let mut client = Client::new(&identity.server, Some(&identity.ca()), None)?;
-        let pem = |path: PathBuf| {
-            std::fs::read(&path).map_err(|e| ClientError::Ca {
-                path: path.clone(),
-                detail: e.to_string(),
-            })
-        };
-        let bad = |path: PathBuf, e: ureq::Error| ClientError::Ca {
-            path,
-            detail: e.to_string(),
-        };
-        let cert = ureq::tls::Certificate::from_pem(&pem(identity.cert())?)
-            .map_err(|e| bad(identity.cert(), e))?;
-        let key = ureq::tls::PrivateKey::from_pem(&pem(identity.key())?)
-            .map_err(|e| bad(identity.key(), e))?;
-        let roots = read_ca(&identity.ca())?;
-        client.agent = agent_with(
-            roots,
-            Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)),
-            true,
-            Duration::from_secs(60),
-        );
-        client.proxy = true;
+        client.agent = ureq::Agent::new_with_config(certificate_config(
+            &identity.ca(),
+            &identity.cert(),
+            &identity.key(),
+            DEFAULT_TIMEOUT,
+        )?);
+        client.certificate = true;
         Ok(client)
+    }
+
+    /// The server's client of agent `name` listening at `address`: the
+    /// URL names the agent (`https://NAME:PORT`), whose certificate must
+    /// carry that name and chain to the CA of `identity` (the server's
+    /// own client certificate, presented); connections go to `address`
+    /// whatever the name resolves to. Requests take at most `timeout`.
+    pub fn for_agent(
+        name: &str,
+        address: SocketAddr,
+        identity: &ClientIdentity,
+        timeout: Duration,
+    ) -> Result<Client> {
+        let config = certificate_config(&identity.ca, &identity.cert, &identity.key, timeout)?;
+        Ok(Client {
+            base: format!("https://{name}:{}", address.port()),
+            token: None,
+            agent: ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                FixedAddress(address),
+            ),
+            certificate: true,
+        })
     }
 
     /// `POST /api/v1/login`: whose token this is.
@@ -273,12 +306,17 @@ impl Client {
         self.send("GET", &format!("/api/v1/sessions/{id}"), None::<&()>)
     }
 
-    /// `POST /api/v1/proxies/enrollments` (admin): a one-time secret.
-    pub fn create_enrollment(&self, expires_mins: Option<u32>) -> Result<CreatedEnrollment> {
+    /// `POST /api/v1/proxies/enrollments` (admin): a one-time secret that
+    /// enrolls a `kind` peer.
+    pub fn create_enrollment(
+        &self,
+        kind: PeerKind,
+        expires_mins: Option<u32>,
+    ) -> Result<CreatedEnrollment> {
         self.send(
             "POST",
             "/api/v1/proxies/enrollments",
-            Some(&CreateEnrollment { expires_mins }),
+            Some(&CreateEnrollment { expires_mins, kind }),
         )
     }
 
@@ -303,6 +341,49 @@ impl Client {
     /// the server takes this one for.
     pub fn proxy_hello(&self) -> Result<Proxy> {
         self.send("POST", "/api/v1/proxy/hello", None::<&()>)
+    }
+
+    pub fn list_agents(&self) -> Result<Vec<Agent>> {
+        self.send("GET", "/api/v1/agents", None::<&()>)
+    }
+
+    pub fn delete_agent(&self, name: &str) -> Result<DeletedAgent> {
+        self.send(
+            "DELETE",
+            &format!("/api/v1/agents/{}", encode(name)),
+            None::<&()>,
+        )
+    }
+
+    /// `POST /api/v1/publications`: publishes a restore point on an agent.
+    pub fn publish(&self, request: &OnTarget) -> Result<Publication> {
+        self.send("POST", "/api/v1/publications", Some(request))
+    }
+
+    /// `GET /api/v1/publications`: every agent's publications.
+    pub fn publications(&self) -> Result<PublicationList> {
+        self.send("GET", "/api/v1/publications", None::<&()>)
+    }
+
+    /// `DELETE /api/v1/publications/{id}`.
+    pub fn unpublish(&self, id: &str) -> Result<Unpublished> {
+        self.send(
+            "DELETE",
+            &format!("/api/v1/publications/{}", encode(id)),
+            None::<&()>,
+        )
+    }
+
+    /// `POST /api/v1/scans`: answers when the scan is done (make the
+    /// client [`Client::with_timeout`] long enough).
+    pub fn scan(&self, request: &OnTarget) -> Result<ScanResult> {
+        self.send("POST", "/api/v1/scans", Some(request))
+    }
+
+    /// `POST /api/v1/agent/hello` (a [`Client::for_proxy`] of an agent's
+    /// identity): where the agent listens; whom it should trust.
+    pub fn agent_hello(&self, hello: &Hello) -> Result<HelloReply> {
+        self.send("POST", "/api/v1/agent/hello", Some(hello))
     }
 
     /// `POST /api/v1/proxy/work`: a session to run, or `None` after the
@@ -334,14 +415,15 @@ impl Client {
         )
     }
 
-    /// One request with the token (a proxy client: its certificate).
-    fn send<B: Serialize, T: DeserializeOwned>(
+    /// One request with the token (a certificate client: its
+    /// certificate).
+    pub fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        self.request(method, path, body, !self.proxy)
+        self.request(method, path, body, !self.certificate)
     }
 
     /// One request, with the bearer token if `bearer`; `body` as JSON;
@@ -430,16 +512,16 @@ pub(crate) fn agent(
     https_only: bool,
     timeout: Duration,
 ) -> ureq::Agent {
-    agent_with(roots, None, https_only, timeout)
+    ureq::Agent::new_with_config(agent_config(roots, None, https_only, timeout))
 }
 
-/// [`agent`] presenting `client_cert`.
-fn agent_with(
+/// The configuration of [`agent`] presenting `client_cert`.
+fn agent_config(
     roots: Vec<ureq::tls::Certificate<'static>>,
     client_cert: Option<ureq::tls::ClientCert>,
     https_only: bool,
     timeout: Duration,
-) -> ureq::Agent {
+) -> ureq::config::Config {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(crate::tls::crypto_provider())
@@ -452,7 +534,55 @@ fn agent_with(
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
         .build()
-        .new_agent()
+}
+
+/// HTTPS only, trusting the CA file `ca`, presenting the certificate
+/// `cert` with its key `key` (PEM files).
+fn certificate_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    timeout: Duration,
+) -> Result<ureq::config::Config> {
+    let pem = |path: &Path| {
+        std::fs::read(path).map_err(|e| ClientError::Ca {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    };
+    let bad = |path: &Path, e: ureq::Error| ClientError::Ca {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let certificate = ureq::tls::Certificate::from_pem(&pem(cert)?).map_err(|e| bad(cert, e))?;
+    let private = ureq::tls::PrivateKey::from_pem(&pem(key)?).map_err(|e| bad(key, e))?;
+    Ok(agent_config(
+        read_ca(ca)?,
+        Some(ureq::tls::ClientCert::new_with_certs(
+            &[certificate],
+            private,
+        )),
+        true,
+        timeout,
+    ))
+}
+
+/// A resolver that sends every request to one address (an agent's, whose
+/// URL carries its name for the certificate check).
+#[derive(Debug)]
+struct FixedAddress(SocketAddr);
+
+impl ureq::unversioned::resolver::Resolver for FixedAddress {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let mut addresses = self.empty();
+        addresses.push(self.0);
+        Ok(addresses)
+    }
 }
 
 /// The certificates of a PEM file.

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Io,
     /// Certificates and keys: making, reading or using them.
     Tls,
+    /// An agent the server called did not answer, or failed (502).
+    Agent,
     /// Anything else that is the server's fault (500).
     Internal,
 }
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Repository => "repository",
             ErrorKind::Io => "io",
             ErrorKind::Tls => "tls",
+            ErrorKind::Agent => "agent",
             ErrorKind::Internal => "internal",
         }
     }
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Agent => StatusCode::BAD_GATEWAY,
             ErrorKind::CatalogTooNew
             | ErrorKind::Catalog
             | ErrorKind::Repository
@@ -134,6 +138,13 @@ pub enum Error {
     },
     #[error("{what}: {detail}")]
     Tls { what: String, detail: String },
+    /// Agent `name` at `address` could not be reached, or failed.
+    #[error("agent {name} at {address}: {detail}")]
+    Agent {
+        name: String,
+        address: String,
+        detail: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -154,6 +165,7 @@ impl Error {
             },
             Error::Io { .. } => ErrorKind::Io,
             Error::Tls { .. } => ErrorKind::Tls,
+            Error::Agent { .. } => ErrorKind::Agent,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -202,6 +214,7 @@ mod tests {
             ErrorKind::Conflict,
             ErrorKind::Unavailable,
             ErrorKind::CatalogTooNew,
+            ErrorKind::Agent,
             ErrorKind::Internal,
         ] {
             assert_eq!(ErrorKind::parse(k.as_str()), Some(k));

@@ -20,9 +20,13 @@
 //! Prometheus metrics, the OpenAPI document, and proxies enrolled with
 //! a one-time secret that pull sessions over mutual TLS with a client
 //! certificate from the server's CA and run them with the runner's own
-//! code (proxies/, api/proxy_work.rs). Chunk upload to the server and
-//! agents are not built yet (docs/server.md).
+//! code (proxies/, api/proxy_work.rs), and agents enrolled the same way
+//! that the server calls to publish and scan restore points on their
+//! hosts (agents/, api/publications.rs; the agent process is the
+//! `lifeboat-agent` crate). Chunk upload to the server is not built yet
+//! (docs/server.md).
 
+pub mod agents;
 pub mod api;
 mod background;
 pub mod catalog;
@@ -31,6 +35,7 @@ pub mod client;
 pub mod error;
 mod fsutil;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod proxies;
 pub mod routes;
@@ -42,6 +47,7 @@ pub mod token;
 pub use background::Background;
 pub use client::{Client, ClientError};
 pub use error::{Error, ErrorKind, Result};
+pub use lifeboat_engine::error_chain;
 pub use serve::{run, run_until_signal, ServerConfig, ADMIN_TOKEN_FILE};
 pub use tls::TlsFiles;
 pub use token::{Role, TokenInfo};

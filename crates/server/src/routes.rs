@@ -45,6 +45,8 @@ pub enum Access {
     Role(Role),
     /// An enrolled proxy's client certificate (mutual TLS), no token.
     Proxy,
+    /// An enrolled agent's certificate (mutual TLS), no token.
+    Agent,
 }
 
 /// Which handler answers a route.
@@ -81,6 +83,13 @@ pub enum Endpoint {
     ProxyWork,
     ProxyProgress,
     ProxyFinish,
+    ListAgents,
+    DeleteAgent,
+    AgentHello,
+    ListPublications,
+    CreatePublication,
+    DeletePublication,
+    RunScan,
 }
 
 /// One route of the API.
@@ -243,6 +252,38 @@ pub const ROUTES: &[Route] = &[
         Access::Proxy,
         Endpoint::ProxyFinish,
     ),
+    route(Method::Get, "/api/v1/agents", VIEWER, Endpoint::ListAgents),
+    route(
+        Method::Delete,
+        "/api/v1/agents/{name}",
+        ADMIN,
+        Endpoint::DeleteAgent,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/agent/hello",
+        Access::Agent,
+        Endpoint::AgentHello,
+    ),
+    route(
+        Method::Get,
+        "/api/v1/publications",
+        VIEWER,
+        Endpoint::ListPublications,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/publications",
+        OPERATOR,
+        Endpoint::CreatePublication,
+    ),
+    route(
+        Method::Delete,
+        "/api/v1/publications/{id}",
+        OPERATOR,
+        Endpoint::DeletePublication,
+    ),
+    route(Method::Post, "/api/v1/scans", OPERATOR, Endpoint::RunScan),
     route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
     route(
         Method::Get,
@@ -320,6 +361,16 @@ mod tests {
                     r.path
                 );
                 assert!(r.path.starts_with("/api/v1/proxy/"), "{}", r.path);
+            }
+            if r.access == Access::Agent {
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"agentCertificate": []}]),
+                    "{} {}: an agent route's security is the agent certificate only",
+                    r.method.as_http(),
+                    r.path
+                );
+                assert!(r.path.starts_with("/api/v1/agent/"), "{}", r.path);
             }
             if let Access::Role(role) = r.access {
                 let text = op["description"].as_str().unwrap_or_default();

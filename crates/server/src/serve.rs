@@ -1,34 +1,20 @@
 //! `lifeboat serve`: startup (data dir, catalog, bootstrap token,
-//! repositories, certificates), the TLS accept loop and the clean stop.
-//!
-//! Every connection is TLS: the handshake comes first (10 s at most) and a
-//! client that does not speak TLS gets no HTTP answer, only the TLS alert
-//! rustls sends, then the socket closes. HTTP/1.1 runs inside; at most
-//! [`MAX_CONNECTIONS`] connections are served at once. On the stop
-//! signal the listener closes, open connections finish their request (10 s
-//! at most) and `run` returns.
+//! repositories, certificates), then the TLS accept loop
+//! ([`crate::listener`]) until the stop signal.
 
-use crate::api::{self, PeerAddr};
+use crate::api;
 use crate::catalog::audit::{Action, NewAudit};
 use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::error::{Error, Result};
 use crate::fsutil::write_file;
 use crate::jobs::{runner, JobsConfig};
-use crate::proxies::auth::ClientCertificate;
-use crate::proxies::certificate::fingerprint;
 use crate::state::{AppState, ServedRepository};
 use crate::tls::{self, CertSource, TlsFiles};
 use crate::token::Role;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-use tower::ServiceExt;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -37,13 +23,7 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/lifeboat";
 /// The bootstrap admin token's file in the data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; at the limit the accept loop waits, so
-/// new clients queue in the kernel's backlog instead of exhausting
-/// memory or file descriptors.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub use crate::listener::MAX_CONNECTIONS;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -77,7 +57,7 @@ pub fn run_until_signal(config: ServerConfig) -> Result<()> {
 
 /// A future that completes on the first SIGTERM or SIGINT (the handlers
 /// are installed before it is returned, so a signal is never missed).
-fn stop_signal() -> Result<impl Future<Output = ()>> {
+pub fn stop_signal() -> Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let err = |e| Error::Internal(format!("installing signal handlers: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(err)?;
@@ -112,74 +92,8 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
         .local_addr()
         .map_err(|e| Error::io("listener address", e))?;
     tracing::info!(listen = %local, "serving HTTPS");
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     tokio::spawn(runner::run(state.clone()));
-    let router = api::router(state);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(stop);
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // closed: never happens, the loop owns it
-            },
-            () = &mut stop => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: wait a little instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(peer = %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let cert = ClientCertificate(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| fingerprint(leaf.as_ref())),
-            );
-            let service = router.map_request(move |mut req: axum::extract::Request<_>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                req.extensions_mut().insert(cert.clone());
-                req
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("stopped: all connections closed"),
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("stopped: connections still open after the drain timeout were cut"),
-    }
+    crate::listener::serve(listener, tls_config, api::router(state), stop).await;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::jobs::webhook::Webhooks;
 use crate::jobs::JobsConfig;
 use crate::metrics::Metrics;
+use crate::tls::{server_client_identity, ClientIdentity};
 use lifeboat_repo::Repository;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub struct Shared {
     /// The data dir when the server runs on its own CA (it can enroll
     /// proxies); `None` with the operator's certificate.
     pub own_ca: Option<PathBuf>,
+    /// The server's own client certificate (from its CA), which it calls
+    /// agents with; `None` with the operator's certificate.
+    pub client_identity: Option<ClientIdentity>,
 }
 
 impl AppState {
@@ -56,6 +60,10 @@ impl AppState {
         own_ca: Option<PathBuf>,
     ) -> Result<AppState> {
         let webhooks = Webhooks::new(jobs.webhooks.clone()).map_err(Error::bad_request)?;
+        let client_identity = match &own_ca {
+            Some(dir) => server_client_identity(dir)?,
+            None => None,
+        };
         Ok(AppState {
             inner: Arc::new(Shared {
                 catalog,
@@ -70,6 +78,7 @@ impl AppState {
                 wake: tokio::sync::Notify::new(),
                 webhooks,
                 own_ca,
+                client_identity,
             }),
         })
     }

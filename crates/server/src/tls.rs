@@ -12,7 +12,11 @@
 //! TLS 1.3 and 1.2 only (1.3 preferred, the rustls default order), on the
 //! `ring` provider the workspace builds; ALPN offers HTTP/1.1. With its own
 //! CA the server also asks for an optional client certificate issued by
-//! that CA (enrolled proxies, see [`crate::proxies`]).
+//! that CA (enrolled proxies, see [`crate::proxies`]), and keeps a client
+//! certificate of its own from that CA (`client.pem`, `client.key`, made
+//! once), the identity it calls agents with. An agent's listener
+//! ([`agent_config`]) is the same setup with its own certificate and a
+//! client certificate required.
 
 use crate::error::{Error, Result};
 use crate::fsutil::write_file;
@@ -34,6 +38,10 @@ pub const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server.key";
+const CLIENT_CERT: &str = "client.pem";
+const CLIENT_KEY: &str = "client.key";
+/// The common name of the server's own client certificate.
+const CLIENT_COMMON_NAME: &str = "Lifeboat server";
 const CA_COMMON_NAME: &str = "Lifeboat server CA";
 
 /// The operator's certificate chain and key (PEM).
@@ -84,36 +92,123 @@ pub fn server_config(
             )
         }
     };
+    let verifier = match &source {
+        CertSource::Operator(_) => None,
+        CertSource::OwnCa { ca, .. } => Some(client_verifier(ca, true)?),
+    };
+    Ok((listener_config(chain, key, verifier)?, source))
+}
+
+/// The configuration of an agent's listener: its certificate and key,
+/// and a client certificate from the CA `ca` required (which one may call
+/// it, the agent decides by fingerprint).
+pub fn agent_config(cert: &Path, key: &Path, ca: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::tls(format!("key {}", key.display()), e))?;
+    listener_config(read_chain(cert)?, key, Some(client_verifier(ca, false)?))
+}
+
+/// TLS 1.3 and 1.2, HTTP/1.1, `chain` and `key`, and client certificates
+/// checked by `verifier` (none asked for without one).
+fn listener_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<rustls::ServerConfig>> {
     let builder = rustls::ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::tls("TLS versions", e))?;
-    let builder = match &source {
-        CertSource::Operator(_) => builder.with_no_client_auth(),
-        CertSource::OwnCa { ca, .. } => builder.with_client_cert_verifier(client_verifier(ca)?),
+    let builder = match verifier {
+        None => builder.with_no_client_auth(),
+        Some(v) => builder.with_client_cert_verifier(v),
     };
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| Error::tls("server certificate and key", e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(config), source))
+    Ok(Arc::new(config))
 }
 
-/// Client certificates are optional (people with bearer tokens connect
-/// without one); one that is sent must chain to the server's CA and carry
-/// the clientAuth purpose, or the handshake fails. Which proxy it is, and
-/// whether it is still enrolled, the proxy routes decide
-/// ([`crate::proxies::auth`]).
-fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+/// A client certificate that is sent must chain to the CA `ca` and carry
+/// the clientAuth purpose, or the handshake fails. On the server it is
+/// `optional` (people with bearer tokens connect without one); which
+/// proxy or agent it is, and whether it is still enrolled, the routes
+/// decide ([`crate::proxies::auth`]).
+fn client_verifier(
+    ca: &Path,
+    optional: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_chain(ca)? {
         roots
             .add(cert)
             .map_err(|e| Error::tls(format!("CA {}", ca.display()), e))?;
     }
-    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
-        .allow_unauthenticated()
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        crypto_provider(),
+    );
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
         .build()
         .map_err(|e| Error::tls("client certificate verifier", e))
+}
+
+/// The files of a client certificate: what [`crate::Client`] presents.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA the other side's certificate must chain to.
+    pub ca: PathBuf,
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub fingerprint: String,
+}
+
+/// The server's own client certificate from its CA in `data_dir` (made
+/// on the first call, then kept: agents know the server by its
+/// fingerprint); `None` without the server's own CA.
+pub fn server_client_identity(data_dir: &Path) -> Result<Option<ClientIdentity>> {
+    let dir = data_dir.join(TLS_DIR);
+    let (cert, key) = (dir.join(CLIENT_CERT), dir.join(CLIENT_KEY));
+    if !(cert.exists() && key.exists()) {
+        let Some((issuer, ca_key)) = own_ca(data_dir)? else {
+            return Ok(None);
+        };
+        let mut params = CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| Error::tls("server client certificate", e))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, CLIENT_COMMON_NAME);
+        dn.push(DnType::OrganizationName, "Lifeboat");
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        set_validity(&mut params, 10);
+        let new_key = KeyPair::generate().map_err(|e| Error::tls("server client key", e))?;
+        let signed = params
+            .signed_by(&new_key, &issuer, &ca_key)
+            .map_err(|e| Error::tls("server client certificate", e))?;
+        write_file(&key, new_key.serialize_pem().as_bytes(), 0o600)?;
+        write_file(&cert, signed.pem().as_bytes(), 0o644)?;
+        tracing::info!(cert = %cert.display(), "made the server's client certificate (it calls agents with it)");
+    }
+    Ok(Some(ClientIdentity {
+        fingerprint: file_fingerprint(&cert)?,
+        cert,
+        key,
+        ca: dir.join(CA_CERT),
+    }))
+}
+
+/// The SHA-256 fingerprint of the first certificate of the PEM file
+/// `path`.
+pub fn file_fingerprint(path: &Path) -> Result<String> {
+    let leaf = read_chain(path)?.remove(0);
+    Ok(crate::proxies::certificate::fingerprint(leaf.as_ref()))
 }
 
 /// The `ring` provider, for the server and the client. rustls deprecates
@@ -281,6 +376,24 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), one.len(), "no name twice: {one:?}");
+    }
+
+    #[test]
+    fn the_servers_client_certificate_is_made_once_from_its_ca() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            server_client_identity(dir.path()).unwrap().is_none(),
+            "no CA yet"
+        );
+        server_config(dir.path(), "127.0.0.1".parse().unwrap(), None).unwrap();
+        let first = server_client_identity(dir.path()).unwrap().unwrap();
+        let again = server_client_identity(dir.path()).unwrap().unwrap();
+        assert_eq!(first.fingerprint, again.fingerprint, "kept, not reissued");
+        assert_eq!(first.fingerprint.len(), 64);
+        let mode = std::fs::metadata(&first.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        agent_config(&first.cert, &first.key, &first.ca).unwrap();
     }
 
     #[test]

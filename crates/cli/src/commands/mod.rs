@@ -1,6 +1,7 @@
 //! Dispatch from a parsed command to the code that runs it. Each command
 //! returns the process exit code it wants.
 
+pub mod agent;
 mod backup;
 mod backup_live;
 pub mod bitmaps;
@@ -13,6 +14,7 @@ mod maintain;
 pub mod nfs_serve;
 pub mod preflight;
 pub mod proxy;
+pub mod publications;
 pub mod publish;
 pub mod remote;
 mod repair;
@@ -33,7 +35,7 @@ use lifeboat_repo::{Manifest, Repository};
 /// Runs one command.
 pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
     match command {
-        Command::Publish(a) => publish::publish(a),
+        Command::Publish(a) => publish::publish(a, remote),
         Command::Published(a) => publish::published(a),
         Command::Unpublish(a) => publish::unpublish(a),
         Command::PublishDaemon(a) => publish::daemon(a),
@@ -57,7 +59,7 @@ pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
         Command::Nfs { command } => nfs_serve::run(command),
         Command::InstantRecovery { command } => instant_recovery::run(command, remote),
         Command::Files { command } => files::run(command),
-        Command::Scan(a) => scan::run(a),
+        Command::Scan(a) => scan::run(a, remote),
         Command::Bitmaps(a) => bitmaps::run(a),
         Command::Ports(a) => preflight::ports(a),
         Command::Preflight(a) => preflight::preflight(a, remote),
@@ -70,6 +72,8 @@ pub fn run(command: Command, remote: &RemoteArgs) -> anyhow::Result<i32> {
         Command::Session { command } => jobs::session(remote, command),
         Command::Proxy(a) => proxy::run(remote, a),
         Command::ProxyEnrollment { command } => proxy::enrollment(remote, command),
+        Command::Agent(a) => agent::run(remote, a),
+        Command::Publication { command } => publications::run(remote, command),
     }
 }
 

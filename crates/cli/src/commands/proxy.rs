@@ -12,9 +12,9 @@ use crate::output::print_json;
 use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use lifeboat_server::api::proxies::Enroll;
+use lifeboat_server::catalog::proxies::PeerKind;
 use lifeboat_server::jobs::source::SourceRoots;
-use lifeboat_server::proxies::identity::{new_key, Identity};
+use lifeboat_server::proxies::identity::{self, Identity};
 use lifeboat_server::proxies::worker::{self, WorkerConfig, DEFAULT_MAX_JOBS};
 use lifeboat_server::Client;
 use std::path::PathBuf;
@@ -47,10 +47,11 @@ pub struct ProxyDeleteArgs {
     pub output: OutputArgs,
 }
 
+/// The first start of a proxy or an agent: its one-time secret and name.
 #[derive(Args)]
-pub struct ProxyRunArgs {
-    /// The one-time enrollment secret (`proxy-enrollment create`); only
-    /// for the first start
+pub struct EnrollArgs {
+    /// The one-time enrollment secret (`proxy-enrollment create`, with
+    /// `--kind agent` for an agent); only for the first start
     #[arg(
         long,
         value_name = "SECRET",
@@ -58,9 +59,15 @@ pub struct ProxyRunArgs {
         hide_env_values = true
     )]
     pub enroll: Option<String>,
-    /// The proxy's name (with --enroll): lower-case letters, digits, '-'
+    /// Its name (with --enroll): lower-case letters, digits, '-'
     #[arg(long, requires = "enroll")]
     pub name: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ProxyRunArgs {
+    #[command(flatten)]
+    pub enrollment: EnrollArgs,
     /// The proxy's folder: its key, certificate, the server's CA and URL
     #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
@@ -91,6 +98,10 @@ pub enum EnrollmentCommand {
 
 #[derive(Args)]
 pub struct EnrollmentCreateArgs {
+    /// What the secret enrolls: proxy (`lifeboat proxy --enroll`) or
+    /// agent (`lifeboat agent --enroll`)
+    #[arg(long, default_value = "proxy", value_name = "KIND")]
+    pub kind: PeerKind,
     /// Minutes until the secret expires
     #[arg(long, default_value_t = 60, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10080))]
@@ -102,17 +113,17 @@ pub struct EnrollmentCreateArgs {
 /// `lifeboat proxy-enrollment ...`.
 pub fn enrollment(remote: &RemoteArgs, command: EnrollmentCommand) -> anyhow::Result<i32> {
     let EnrollmentCommand::Create(a) = command;
-    let created = client(remote)?.create_enrollment(Some(a.expires_mins))?;
+    let created = client(remote)?.create_enrollment(a.kind, Some(a.expires_mins))?;
     if a.output.json {
         print_json(&created)?;
     } else {
         println!(
-            "enrollment {}, expires {}",
-            created.enrollment.id, created.enrollment.expires_at
+            "enrollment {} ({}), expires {}",
+            created.enrollment.id, created.enrollment.kind, created.enrollment.expires_at
         );
         println!(
-            "secret (shown once, good for one proxy): {}",
-            created.secret
+            "secret (shown once, good for one {}): {}",
+            created.enrollment.kind, created.secret
         );
     }
     Ok(exit::OK)
@@ -156,25 +167,39 @@ pub fn run(remote: &RemoteArgs, a: ProxyArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// The `kind` identity in `dir`: enrolled now (first start), or loaded.
+pub(crate) fn load_or_enroll(
+    remote: &RemoteArgs,
+    dir: &std::path::Path,
+    kind: PeerKind,
+    enrollment: EnrollArgs,
+) -> anyhow::Result<Identity> {
+    let EnrollArgs {
+        enroll: secret,
+        name,
+    } = enrollment;
+    Ok(match (Identity::load(dir, kind)?, secret) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "{} holds an enrolled {kind} already: start without --enroll, or use another --data-dir to enroll anew",
+            dir.display()
+        ),
+        (Some(identity), None) => identity,
+        (None, None) => anyhow::bail!(
+            "{} holds no {kind} certificate: enroll first with --server URL --enroll SECRET --name NAME",
+            dir.display()
+        ),
+        (None, Some(secret)) => {
+            let name = name.context("--enroll needs --name NAME")?;
+            enroll(remote, dir, kind, secret, name)?
+        }
+    })
+}
+
 /// Enrolls (first start) or loads the identity, then checks in.
 fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
     let source_roots =
         SourceRoots::new("lifeboat proxy", &a.source_roots).map_err(|e| anyhow::anyhow!(e))?;
-    let identity = match (Identity::load(&a.data_dir)?, a.enroll) {
-        (Some(_), Some(_)) => anyhow::bail!(
-            "{} holds an enrolled proxy already: start without --enroll, or use another --data-dir to enroll anew",
-            a.data_dir.display()
-        ),
-        (Some(identity), None) => identity,
-        (None, None) => anyhow::bail!(
-            "{} holds no proxy certificate: enroll first with --server URL --enroll SECRET --name NAME",
-            a.data_dir.display()
-        ),
-        (None, Some(secret)) => {
-            let name = a.name.context("--enroll needs --name NAME")?;
-            enroll(remote, &a.data_dir, secret, name)?
-        }
-    };
+    let identity = load_or_enroll(remote, &a.data_dir, PeerKind::Proxy, a.enrollment)?;
     let proxy = Client::for_proxy(&identity)?.proxy_hello()?;
     if a.output.json {
         print_json(&proxy)?;
@@ -188,11 +213,7 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     let passphrase = passphrase(a.passphrase_file.as_deref())?;
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    crate::output::install_json_logs();
     tracing::info!(
         proxy = proxy.name,
         server = identity.server,
@@ -211,10 +232,11 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
 }
 
 /// Makes the key pair, has the server sign its certificate, keeps the
-/// files.
+/// files (the proxy's or the agent's, as `kind` says).
 fn enroll(
     remote: &RemoteArgs,
     dir: &std::path::Path,
+    kind: PeerKind,
     secret: String,
     name: String,
 ) -> anyhow::Result<Identity> {
@@ -222,22 +244,10 @@ fn enroll(
         .server
         .as_deref()
         .context("enrolling needs the server: --server URL (or LIFEBOAT_SERVER)")?;
-    let unauthenticated = Client::new(server, remote.ca.as_deref(), None)?;
-    let key = new_key()?;
-    let enrolled = unauthenticated.enroll(&Enroll {
-        secret,
-        name,
-        public_key: key.public_key_pem(),
-    })?;
-    let identity = Identity::save(
-        dir,
-        &key,
-        &enrolled.certificate,
-        enrolled.ca.as_bytes(),
-        server.trim_end_matches('/'),
-    )?;
+    let (identity, enrolled) =
+        identity::enroll(server, remote.ca.as_deref(), kind, secret, name, dir)?;
     eprintln!(
-        "enrolled as proxy {}; key and certificate in {}",
+        "enrolled as {kind} {}; key and certificate in {}",
         enrolled.proxy.name,
         dir.display()
     );

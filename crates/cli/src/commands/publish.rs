@@ -3,7 +3,7 @@
 //! serves the FUSE disk files and lives until `unpublish`). See the
 //! `lifeboat-publish` crate for the design.
 
-use crate::args::{OutputArgs, RepoArgs};
+use crate::args::{AgentTargetArgs, LocalRepoArgs, OutputArgs, RemoteArgs};
 use crate::output::print_json;
 use crate::passphrase::passphrase;
 use anyhow::{bail, Context};
@@ -14,7 +14,9 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct PublishArgs {
     #[command(flatten)]
-    pub repo: RepoArgs,
+    pub repo: LocalRepoArgs,
+    #[command(flatten)]
+    pub on: AgentTargetArgs,
     /// Restore point: `vm@id`, `vm@latest`
     pub restore_point: String,
     /// Where sessions are mounted: <mount-root>/<session>/<vm>/<volume>
@@ -114,10 +116,14 @@ fn print_session(s: &SessionState) {
 }
 
 /// `lifeboat publish`.
-pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
-    let pass = passphrase(a.repo.passphrase_file.as_deref())?;
+pub fn publish(a: PublishArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
+    if let Some(agent) = &a.on.agent {
+        return super::publications::publish(remote, agent, &a);
+    }
+    let local = a.repo.local()?;
+    let pass = passphrase(local.passphrase_file.as_deref())?;
     let mut opts = PublishOptions {
-        repo: a.repo.repo.clone(),
+        repo: local.repo,
         restore_point: a.restore_point.clone(),
         mount_root: a.mount_root,
         state_dir: a.state.state_dir,

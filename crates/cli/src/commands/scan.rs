@@ -40,7 +40,7 @@
 use super::publish::StateArgs;
 use super::scan_point::{scan_point, Engines, PointScan, PublishPlace};
 use super::scan_userspace::scan_point_userspace;
-use crate::args::{OutputArgs, RepoArgs};
+use crate::args::{AgentTargetArgs, LocalRepoArgs, OutputArgs, RemoteArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use crate::passphrase::passphrase;
@@ -65,7 +65,9 @@ const CACHE_KEY_FILE: &str = "cache.key";
 #[derive(Args)]
 pub struct ScanArgs {
     #[command(flatten)]
-    pub repo: RepoArgs,
+    pub repo: LocalRepoArgs,
+    #[command(flatten)]
+    pub on: AgentTargetArgs,
     /// Restore point (VM@ID, VM@latest), or a VM name with --find-clean
     pub target: String,
     /// Scan the VM's restore points newest first; stop at the first clean one
@@ -123,11 +125,18 @@ impl From<PointScan> for PointOut {
     }
 }
 
-pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
-    let pass = passphrase(a.repo.passphrase_file.as_deref())?;
-    let repo = Repository::open(&a.repo.repo, pass.as_deref())
+pub fn run(a: ScanArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
+    if let Some(agent) = &a.on.agent {
+        if a.find_clean {
+            bail!("--find-clean runs here only, not with --target");
+        }
+        return super::publications::scan(remote, agent, &a);
+    }
+    let local = a.repo.local()?;
+    let pass = passphrase(local.passphrase_file.as_deref())?;
+    let repo = Repository::open(&local.repo, pass.as_deref())
         .map(|r| r.with_heal_on_read(true))
-        .with_context(|| format!("opening repository {}", a.repo.repo.display()))?;
+        .with_context(|| format!("opening repository {}", local.repo.display()))?;
     let points = if a.find_clean {
         if a.target.contains('@') {
             bail!(
@@ -174,7 +183,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("installing the handler of signal {sig}"))?;
     }
     let place = PublishPlace {
-        repo: a.repo.repo.clone(),
+        repo: local.repo.clone(),
         mount_root: a.mount_root.clone(),
         state_dir: a.state.state_dir.clone(),
         block_store: Some(cache_dir.join("blocks")),
@@ -315,7 +324,7 @@ fn warn_rejected(cache: &mut LoadingCache) {
 }
 
 /// The exit code of one scan's state.
-fn code_of(state: ScanState) -> i32 {
+pub(crate) fn code_of(state: ScanState) -> i32 {
     match state {
         ScanState::Clean => exit::OK,
         ScanState::Infected => exit::INFECTED,
@@ -452,7 +461,11 @@ fn cache_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// The human summary of one scanned restore point.
 fn print_point(p: &PointScan) {
-    let r = &p.report;
+    print_report(&p.report, &p.notes);
+}
+
+/// The human summary of one scan report and its notes.
+pub(crate) fn print_report(r: &ScanReport, notes: &[String]) {
     println!(
         "{}: {} ({} detections, {} unreadable)",
         r.restore_point,
@@ -501,7 +514,7 @@ fn print_point(p: &PointScan) {
             u.disk, u.volume, u.path, u.reason
         );
     }
-    for n in &p.notes {
+    for n in notes {
         println!("  note: {n}");
     }
 }

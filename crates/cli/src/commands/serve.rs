@@ -118,11 +118,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
         .parse()
         .context("the default listen address")?;
     let passphrase_file = a.passphrase_file.or(file.passphrase_file);
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    crate::output::install_json_logs();
     lifeboat_server::run_until_signal(ServerConfig {
         listen: a.listen.or(file.listen).unwrap_or(default_listen),
         data_dir: a

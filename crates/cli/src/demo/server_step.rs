@@ -9,11 +9,11 @@
 use anyhow::{bail, Context};
 use lifeboat_repo::Repository;
 use lifeboat_server::api::jobs::CreateJob;
-use lifeboat_server::api::proxies::Enroll;
+use lifeboat_server::catalog::proxies::PeerKind;
 use lifeboat_server::catalog::sessions::SessionState;
 use lifeboat_server::jobs::source::SourceRoots;
 use lifeboat_server::jobs::JobsConfig;
-use lifeboat_server::proxies::identity::{new_key, Identity};
+use lifeboat_server::proxies::identity;
 use lifeboat_server::proxies::worker::{self, WorkerConfig};
 use lifeboat_server::{Background, Client, ServerConfig, ADMIN_TOKEN_FILE};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -55,19 +55,14 @@ pub fn run(
         data_dir.join(ADMIN_TOKEN_FILE).display()
     );
 
-    let enrollment = admin.create_enrollment(Some(10))?;
-    let key = new_key()?;
-    let enrolled = Client::new(&url, Some(&ca), None)?.enroll(&Enroll {
-        secret: enrollment.secret,
-        name: PROXY.into(),
-        public_key: key.public_key_pem(),
-    })?;
-    let identity = Identity::save(
-        &dir.join("proxy"),
-        &key,
-        &enrolled.certificate,
-        enrolled.ca.as_bytes(),
+    let enrollment = admin.create_enrollment(PeerKind::Proxy, Some(10))?;
+    let (identity, enrolled) = identity::enroll(
         &url,
+        Some(&ca),
+        PeerKind::Proxy,
+        enrollment.secret,
+        PROXY.into(),
+        &dir.join("proxy"),
     )?;
     println!(
         "    proxy {PROXY} enrolled with a one-time secret: client certificate {}... from the server's CA",

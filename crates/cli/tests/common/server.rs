@@ -182,6 +182,36 @@ impl Server {
     }
 }
 
+/// One request with curl trusting `ca`, presenting `cert` (certificate,
+/// key) and `token` if given, with `extra` curl arguments: `Some((status,
+/// body))`, or `None` when the TLS handshake failed.
+pub fn curl_tls(
+    ca: &Path,
+    method: &str,
+    url: &str,
+    cert: Option<(&Path, &Path)>,
+    token: Option<&str>,
+    extra: &[&str],
+) -> Option<(u16, String)> {
+    let mut cmd = tool("curl", "curl");
+    cmd.args(["-sS", "--cacert", s(ca), "-X", method])
+        .args(["-o", "-", "-w", "\n%{http_code}"])
+        .args(extra);
+    if let Some((c, k)) = cert {
+        cmd.args(["--cert", s(c), "--key", s(k)]);
+    }
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd.arg(url).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n')?;
+    match status {
+        "000" => None,
+        s => Some((s.parse().unwrap(), body.to_string())),
+    }
+}
+
 /// A fresh repository in a temporary directory, served as `main` by a
 /// server started with `--repo main=... --retry-base-secs 1`, the
 /// temporary directory as its one `--source-root`, and `extra`.

@@ -3,6 +3,7 @@
 //! oversized or malformed body), and the middleware that counts and logs
 //! each request.
 
+pub mod agents;
 pub mod auth;
 mod check;
 pub mod handlers;
@@ -11,6 +12,7 @@ pub mod jobs;
 pub mod openapi;
 pub mod proxies;
 pub mod proxy_work;
+pub mod publications;
 pub mod response;
 pub mod sessions;
 pub mod tokens;
@@ -94,6 +96,13 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::ProxyWork => on(filter, proxy_work::work),
         Endpoint::ProxyProgress => on(filter, proxy_work::progress),
         Endpoint::ProxyFinish => on(filter, proxy_work::finish),
+        Endpoint::ListAgents => on(filter, agents::list),
+        Endpoint::DeleteAgent => on(filter, agents::delete),
+        Endpoint::AgentHello => on(filter, agents::hello),
+        Endpoint::ListPublications => on(filter, publications::list),
+        Endpoint::CreatePublication => on(filter, publications::create),
+        Endpoint::DeletePublication => on(filter, publications::delete),
+        Endpoint::RunScan => on(filter, publications::scan),
     }
 }
 

@@ -1,6 +1,7 @@
-//! The proxy routes: enrollment secrets, listing and deleting proxies
-//! (admin, bearer token); enrollment itself (no token: the one-time secret
-//! authenticates); and the first route a proxy calls with its client
+//! The proxy routes: enrollment secrets (for proxies and agents), listing
+//! and deleting proxies (admin, bearer token); enrollment itself (no
+//! token: the one-time secret authenticates; a proxy or an agent, as the
+//! secret says); and the first route a proxy calls with its client
 //! certificate, `POST /api/v1/proxy/hello`. Every change and every refused
 //! enrollment is audited.
 //!
@@ -13,7 +14,7 @@ use super::response::ApiJson;
 use super::PeerAddr;
 use crate::catalog::audit::{Action, NewAudit};
 use crate::catalog::now_text;
-use crate::catalog::proxies::{Enrolled, Enrollment, Proxy};
+use crate::catalog::proxies::{Enrolled, Enrollment, PeerKind, Proxy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::proxies::auth::ProxyCaller;
 use crate::proxies::{certificate, check_name};
@@ -38,6 +39,9 @@ pub struct CreateEnrollment {
     /// Minutes until the secret expires (default 60).
     #[serde(default)]
     pub expires_mins: Option<u32>,
+    /// What the secret enrolls (default: a proxy).
+    #[serde(default)]
+    pub kind: PeerKind,
 }
 
 /// `POST /api/v1/proxies/enrollments` answer: the secret, shown once.
@@ -55,11 +59,15 @@ pub struct Enroll {
     pub name: String,
     /// The proxy's ECDSA P-256 public key, PEM (`PUBLIC KEY`).
     pub public_key: String,
+    /// What enrolls (default: a proxy); the secret must be of this kind.
+    #[serde(default)]
+    pub kind: PeerKind,
 }
 
 /// `POST /api/v1/proxies/enroll` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnrolledProxy {
+    /// The enrolled proxy (or agent).
     pub proxy: Proxy,
     /// The proxy's client certificate, PEM.
     pub certificate: String,
@@ -99,16 +107,16 @@ pub async fn create_enrollment(
             }
             let expires = chrono::Utc::now() + chrono::Duration::minutes(mins.into());
             let expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let (enrollment, secret) = s
-                .catalog
-                .create_enrollment(&expires, Some(caller.token.id))?;
+            let (enrollment, secret) =
+                s.catalog
+                    .create_enrollment(body.kind, &expires, Some(caller.token.id))?;
             s.catalog.audit(&NewAudit {
                 actor: Some(caller.token.id),
                 action: Action::ProxyEnrollment,
                 target: Some(format!("enrollment {}", enrollment.id)),
                 success: true,
                 remote: caller.peer,
-                detail: Some(format!("expires {expires}")),
+                detail: Some(format!("{}, expires {expires}", body.kind)),
             })?;
             Ok(CreatedEnrollment { enrollment, secret })
         })
@@ -123,13 +131,14 @@ pub async fn enroll(
     ApiJson(body): ApiJson<Enroll>,
 ) -> Result<(StatusCode, Json<EnrolledProxy>)> {
     let peer = peer.map(|Extension(p)| p.0.to_string());
+    let kind = body.kind;
     let enrolled = state
         .blocking(move |s| enroll_blocking(s, body, peer))
         .await?;
     tracing::info!(
-        proxy = enrolled.proxy.name,
+        name = enrolled.proxy.name,
         fingerprint = enrolled.proxy.fingerprint,
-        "proxy enrolled"
+        "{kind} enrolled"
     );
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
@@ -139,23 +148,32 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
         return Err(no_ca());
     };
     check_name(&body.name).map_err(Error::bad_request)?;
+    let kind = body.kind;
+    let action = match kind {
+        PeerKind::Proxy => Action::ProxyEnroll,
+        PeerKind::Agent => Action::AgentEnroll,
+    };
     let refused = |why: String| NewAudit {
         actor: None,
-        action: Action::ProxyEnroll,
-        target: Some(format!("proxy {}", body.name)),
+        action,
+        target: Some(format!("{kind} {}", body.name)),
         success: false,
         remote: peer.clone(),
         detail: Some(why),
     };
     // The secret first: whoever lacks one learns nothing about the rest.
-    let outcome = match s.catalog.enrollment_refusal(&body.secret, &now_text())? {
+    let outcome = match s
+        .catalog
+        .enrollment_refusal(kind, &body.secret, &now_text())?
+    {
         Some(refusal) => refusal,
         None => {
             let (issuer, ca_key) = crate::tls::own_ca(data_dir)?.ok_or_else(no_ca)?;
-            let issued = certificate::issue(&body.name, &body.public_key, &issuer, &ca_key)?;
+            let issued = certificate::issue(kind, &body.name, &body.public_key, &issuer, &ca_key)?;
             let ca_path = data_dir.join(TLS_DIR).join(CA_CERT);
             let ca = std::fs::read_to_string(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
-            let outcome = s.catalog.enroll_proxy(
+            let outcome = s.catalog.enroll(
+                kind,
                 &body.secret,
                 &body.name,
                 &issued.fingerprint,
@@ -165,8 +183,8 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
             if let Enrolled::Enrolled(proxy) = outcome {
                 s.catalog.audit(&NewAudit {
                     actor: None,
-                    action: Action::ProxyEnroll,
-                    target: Some(format!("proxy {}", proxy.name)),
+                    action,
+                    target: Some(format!("{kind} {}", proxy.name)),
                     success: true,
                     remote: peer.clone(),
                     detail: Some(format!("certificate {}", proxy.fingerprint)),
@@ -186,7 +204,7 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
             Err(Error::Request {
                 kind: ErrorKind::Conflict,
                 message: format!(
-                    "a proxy named {:?} is enrolled: delete it first or pick another name",
+                    "a {kind} named {:?} is enrolled: delete it first or pick another name",
                     body.name
                 ),
             })
@@ -195,10 +213,16 @@ fn enroll_blocking(s: &Shared, body: Enroll, peer: Option<String>) -> Result<Enr
             let why = match other {
                 Enrolled::AlreadyUsed(by) => format!("secret already used (by proxy {by})"),
                 Enrolled::Expired(at) => format!("secret expired at {at}"),
+                Enrolled::WrongKind(k) => format!("secret of kind {k}, not {kind}"),
                 _ => "unknown secret".to_string(),
             };
             s.metrics.auth_failure();
-            tracing::warn!(proxy = body.name, detail = why, "enrollment refused");
+            tracing::warn!(
+                name = body.name,
+                kind = kind.as_str(),
+                detail = why,
+                "enrollment refused"
+            );
             s.catalog.audit(&refused(why))?;
             Err(Error::Unauthorized(
                 "the enrollment secret is not valid (unknown, used or expired)",

@@ -59,6 +59,22 @@ pub enum Action {
     /// `catalog check --repair` changed sessions to match a repository.
     #[serde(rename = "catalog.repair")]
     CatalogRepair,
+    /// An agent enrolled, or an agent's enrollment refused.
+    #[serde(rename = "agent.enroll")]
+    AgentEnroll,
+    #[serde(rename = "agent.delete")]
+    AgentDelete,
+    /// A request to an agent route refused for its client certificate.
+    #[serde(rename = "agent.refused")]
+    AgentRefused,
+    /// A restore point published on an agent (or the attempt).
+    #[serde(rename = "publication.create")]
+    PublicationCreate,
+    #[serde(rename = "publication.delete")]
+    PublicationDelete,
+    /// A restore point scanned on an agent (or the attempt).
+    #[serde(rename = "scan.run")]
+    ScanRun,
 }
 
 impl Action {
@@ -82,6 +98,12 @@ impl Action {
             Action::RecoveryStart => "recovery.start",
             Action::RecoveryStop => "recovery.stop",
             Action::CatalogRepair => "catalog.repair",
+            Action::AgentEnroll => "agent.enroll",
+            Action::AgentDelete => "agent.delete",
+            Action::AgentRefused => "agent.refused",
+            Action::PublicationCreate => "publication.create",
+            Action::PublicationDelete => "publication.delete",
+            Action::ScanRun => "scan.run",
         }
     }
 
@@ -217,6 +239,12 @@ mod tests {
             Action::JobDelete,
             Action::JobRun,
             Action::SessionEnd,
+            Action::AgentEnroll,
+            Action::AgentDelete,
+            Action::AgentRefused,
+            Action::PublicationCreate,
+            Action::PublicationDelete,
+            Action::ScanRun,
         ] {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }

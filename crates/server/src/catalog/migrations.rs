@@ -89,7 +89,22 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN proxy TEXT;
     ALTER TABLE sessions ADD COLUMN lease_until TEXT;
     CREATE INDEX sessions_proxy ON sessions (proxy, state);",
-    // 5: the bytes a session has to read (the sizes of the disks it has
+    // 5: agents (publish and scan targets the server calls): enrolled
+    // with the same one-time secrets, whose kind now says what they
+    // enroll; the address and port an agent last reported.
+    "ALTER TABLE proxy_enrollments ADD COLUMN kind TEXT NOT NULL DEFAULT 'proxy'
+        CHECK (kind IN ('proxy', 'agent'));
+    CREATE TABLE agents (
+        name         TEXT PRIMARY KEY,
+        fingerprint  TEXT NOT NULL UNIQUE,
+        enrolled_at  TEXT NOT NULL,
+        not_after    TEXT NOT NULL,
+        last_seen    TEXT,
+        enrollment   INTEGER NOT NULL,
+        host         TEXT,
+        port         INTEGER
+    );",
+    // 6: the bytes a session has to read (the sizes of the disks it has
     // started), for its rate and time left.
     "ALTER TABLE sessions ADD COLUMN bytes_total INTEGER NOT NULL DEFAULT 0;",
 ];

@@ -1,5 +1,5 @@
 //! The SQLite catalog in the data dir (`catalog.sqlite`): tokens, the
-//! audit log, jobs and their sessions, proxies and their enrollments. Opened in WAL mode (readers
+//! audit log, jobs and their sessions, proxies and agents and their enrollments. Opened in WAL mode (readers
 //! never wait for the writer) with a busy timeout; the schema is brought
 //! up to date by the migrations in [`migrations`] inside one transaction,
 //! and a file from a newer program is refused ([`Error::CatalogTooNew`]).
@@ -9,6 +9,7 @@
 //! call the catalog from blocking threads (`spawn_blocking`), never on the
 //! async workers.
 
+pub mod agents;
 pub mod audit;
 pub mod jobs;
 pub mod leases;

@@ -1,7 +1,9 @@
-//! The client certificate the server's CA issues an enrolling proxy: for
-//! the proxy's P-256 public key, CN and DNS SAN the proxy's name, the
-//! clientAuth purpose only, valid one year; and the SHA-256 fingerprint a
-//! proxy is known by.
+//! The certificate the server's CA issues an enrolling proxy or agent:
+//! for its P-256 public key, CN and DNS SAN its name, valid one year; a
+//! proxy's has the clientAuth purpose only, an agent's serverAuth too (it
+//! is also the certificate of the agent's listener, which the server
+//! calls by the agent's name); and the SHA-256 fingerprint a proxy or
+//! agent is known by.
 //!
 //! The proxy sends its public key (a PEM `PUBLIC KEY`), not a PKCS#10
 //! request: reading a CSR would take an X.509 parser (rcgen's
@@ -9,6 +11,7 @@
 //! possession is proved at every TLS handshake anyway (the certificate is
 //! useless without it), and the one-time secret authenticates the request.
 
+use crate::catalog::proxies::PeerKind;
 use crate::error::{Error, Result};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
@@ -65,9 +68,10 @@ pub struct Issued {
     pub not_after: String,
 }
 
-/// Issues the client certificate of proxy `name` for `public_key_pem`,
-/// signed by `issuer` (the server's CA) with `ca_key`.
+/// Issues the certificate of the `kind` peer `name` for
+/// `public_key_pem`, signed by `issuer` (the server's CA) with `ca_key`.
 pub fn issue(
+    kind: PeerKind,
     name: &str,
     public_key_pem: &str,
     issuer: &rcgen::Certificate,
@@ -75,17 +79,23 @@ pub fn issue(
 ) -> Result<Issued> {
     let key = p256_key(public_key_pem)?;
     let mut params = CertificateParams::new(vec![name.to_string()])
-        .map_err(|e| Error::bad_request(format!("proxy name {name:?}: {e}")))?;
+        .map_err(|e| Error::bad_request(format!("{kind} name {name:?}: {e}")))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
-    dn.push(DnType::OrganizationName, "Lifeboat proxy");
+    dn.push(DnType::OrganizationName, format!("Lifeboat {kind}"));
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = match kind {
+        PeerKind::Proxy => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        PeerKind::Agent => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
     let last_day = crate::tls::set_validity(&mut params, VALID_YEARS);
     let cert = params
         .signed_by(&key, issuer, ca_key)
-        .map_err(|e| Error::tls("proxy certificate", e))?;
+        .map_err(|e| Error::tls(format!("{kind} certificate"), e))?;
     Ok(Issued {
         pem: cert.pem(),
         fingerprint: fingerprint(cert.der()),
@@ -112,13 +122,27 @@ mod tests {
         crate::tls::server_config(dir.path(), "127.0.0.1".parse().unwrap(), None).unwrap();
         let (issuer, ca_key) = crate::tls::own_ca(dir.path()).unwrap().unwrap();
         let proxy_key = KeyPair::generate().unwrap();
-        let issued = issue("p1", &proxy_key.public_key_pem(), &issuer, &ca_key).unwrap();
+        let issued = issue(
+            PeerKind::Proxy,
+            "p1",
+            &proxy_key.public_key_pem(),
+            &issuer,
+            &ca_key,
+        )
+        .unwrap();
         assert!(issued.pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(issued.fingerprint.len(), 64);
-        let e = issue("p1", "not a key", &issuer, &ca_key).unwrap_err();
+        let e = issue(PeerKind::Proxy, "p1", "not a key", &issuer, &ca_key).unwrap_err();
         assert!(e.to_string().contains("PEM public key"), "{e}");
         let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let e = issue("p1", &ed.public_key_pem(), &issuer, &ca_key).unwrap_err();
+        let e = issue(
+            PeerKind::Proxy,
+            "p1",
+            &ed.public_key_pem(),
+            &issuer,
+            &ca_key,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("P-256"), "{e}");
     }
 }

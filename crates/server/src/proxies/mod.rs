@@ -22,7 +22,7 @@ pub mod worker;
 /// The longest proxy name (a DNS label: it is the certificate's SAN).
 pub const MAX_NAME_LEN: usize = 63;
 
-/// Checks a proxy name: 1-63 lower-case letters, digits or `-`, not
+/// Checks a proxy's or agent's name: 1-63 lower-case letters, digits or `-`, not
 /// starting or ending with `-` (a DNS label, as the certificate's SAN).
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -36,7 +36,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "proxy name {name:?}: 1 to {MAX_NAME_LEN} lower-case letters, digits or '-', not starting or ending with '-'"
+            "name {name:?} (a proxy's or agent's): 1 to {MAX_NAME_LEN} lower-case letters, digits or '-', not starting or ending with '-'"
         ))
     }
 }
