@@ -338,6 +338,23 @@ mod tests {
     }
 
     #[test]
+    fn the_openapi_document_lists_every_audit_action() {
+        let doc: serde_json::Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
+        let documented: BTreeSet<&str> = doc["components"]["schemas"]["AuditEntry"]["properties"]
+            ["action"]["enum"]
+            .as_array()
+            .expect("the action enum")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let actions: BTreeSet<&str> = crate::catalog::audit::Action::ALL
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        assert_eq!(documented, actions);
+    }
+
+    #[test]
     fn the_openapi_document_says_which_routes_need_a_token() {
         let doc: serde_json::Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));

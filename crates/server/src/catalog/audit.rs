@@ -78,6 +78,35 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action (a new one goes here too: the OpenAPI document's
+    /// enum is checked against this list).
+    pub const ALL: &'static [Action] = &[
+        Action::TokenCreate,
+        Action::TokenDelete,
+        Action::Login,
+        Action::AuthFailed,
+        Action::Forbidden,
+        Action::JobCreate,
+        Action::JobDelete,
+        Action::JobUpdate,
+        Action::JobRun,
+        Action::SessionEnd,
+        Action::SessionCancel,
+        Action::ProxyEnrollment,
+        Action::ProxyEnroll,
+        Action::ProxyDelete,
+        Action::ProxyRefused,
+        Action::RecoveryStart,
+        Action::RecoveryStop,
+        Action::CatalogRepair,
+        Action::AgentEnroll,
+        Action::AgentDelete,
+        Action::AgentRefused,
+        Action::PublicationCreate,
+        Action::PublicationDelete,
+        Action::ScanRun,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::TokenCreate => "token.create",
