@@ -56,7 +56,7 @@ pub struct AgentConfig {
     /// The ClamAV signature database scans use (default: ClamAV's own).
     pub clamav_db: Option<PathBuf>,
     /// The `lifeboat` executable: it runs `publish-daemon` (the publisher
-    /// processes) and `scan`.
+    /// processes).
     pub program: PathBuf,
 }
 

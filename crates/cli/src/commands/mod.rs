@@ -22,8 +22,6 @@ mod repo_init;
 mod restore;
 mod salvage_files;
 pub mod scan;
-mod scan_point;
-mod scan_userspace;
 pub mod serve;
 pub mod serve_config;
 

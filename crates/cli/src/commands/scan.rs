@@ -1,7 +1,10 @@
 //! `lifeboat scan`: malware scanning of restore points. Each restore point
 //! is published read-only under a private mount root, scanned with ClamAV
-//! and/or YARA (see `scan_point`), unpublished, and its outcome recorded in
-//! its manifest (`Repository::record_scan`), which `list` and `show` print.
+//! and/or YARA, unpublished, and its outcome recorded in its manifest
+//! (`Repository::record_scan`), which `list` and `show` print: all of it
+//! `lifeboat_scanjob::scan_and_record`, which agents call too. This
+//! command parses the flags, resolves the restore points, installs the
+//! signal handlers, prints and maps verdicts to exit codes.
 //!
 //! Engines: `--clamav` and `--yara FILE` (the built-in rules plus FILE)
 //! select engines; with neither, every available engine runs: the built-in
@@ -17,8 +20,8 @@
 //! alone it is `unproven` (exit 8), which `--find-clean` passes over.
 //!
 //! Without root (or /dev/fuse, loop devices), or with `--no-publish`, files
-//! are read from the repository in userspace (`scan_userspace`) and scanned
-//! with YARA only.
+//! are read from the repository in userspace (`lifeboat_scanjob::userspace`)
+//! and scanned with YARA only.
 //!
 //! `--find-clean VM` scans the VM's restore points newest first and stops at
 //! the first clean one; each scanned point's state is recorded. The scan
@@ -28,9 +31,9 @@
 //! and the repository chunk digests under them, without being read.
 //!
 //! The scan cache's lines are authenticated (see `lifeboat_scan::cache`)
-//! with a key derived from the repository's key ([`CACHE_KEY_PURPOSE`]),
-//! or for an unencrypted repository a random key in `cache.key` (0600)
-//! beside the cache; the cache directory is made 0700.
+//! with a key derived from the repository's key, or for an unencrypted
+//! repository a random key in `cache.key` (0600) beside the cache; the
+//! cache directory is made 0700 (`lifeboat_scanjob::cache`).
 //!
 //! Exit codes: 0 clean (or a clean point found), 7 infected, 3 incomplete
 //! (unreadable files or volumes), 8 unproven, 5 `--find-clean` found no
@@ -38,29 +41,24 @@
 //! unpublished first).
 
 use super::publish::StateArgs;
-use super::scan_point::{scan_point, Engines, PointScan, PublishPlace};
-use super::scan_userspace::scan_point_userspace;
 use crate::args::{AgentTargetArgs, LocalRepoArgs, OutputArgs, RemoteArgs};
 use crate::exit;
 use crate::output::{bytes, print_json};
 use crate::passphrase::passphrase;
 use anyhow::{bail, Context};
 use clap::Args;
-use lifeboat_repo::{LocalKey, Manifest, Repository, ScanEngine, ScanRecord, ScanStatus};
-use lifeboat_scan::{
-    ClamAvScanner, LoadingCache, ScanReport, ScanState, YaraScanner, BUILTIN_RULES,
+use lifeboat_repo::{Manifest, Repository};
+use lifeboat_scan::{LoadingCache, ScanReport, ScanState};
+use lifeboat_scanjob::{
+    cache_root, choose_engines, open_cache_dir, rejected_warning, scan_and_record, EngineChoice,
+    PointOut, PointScan, PublishPlace, ScanSetup,
 };
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Default mount root of scan sessions.
 pub const DEFAULT_SCAN_MOUNT_ROOT: &str = "/run/lifeboat/scan";
-/// Purpose of the repository-derived key of the scan cache.
-pub const CACHE_KEY_PURPOSE: &str = "lifeboat scan cache v1";
-/// The scan cache's key file for an unencrypted repository.
-const CACHE_KEY_FILE: &str = "cache.key";
 
 #[derive(Args)]
 pub struct ScanArgs {
@@ -105,24 +103,6 @@ pub struct ScanArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-}
-
-/// The JSON of one scanned restore point: the scan report (with its
-/// engines) plus notes.
-#[derive(Serialize)]
-struct PointOut {
-    #[serde(flatten)]
-    report: ScanReport,
-    notes: Vec<String>,
-}
-
-impl From<PointScan> for PointOut {
-    fn from(p: PointScan) -> Self {
-        PointOut {
-            report: p.report,
-            notes: p.notes,
-        }
-    }
 }
 
 pub fn run(a: ScanArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
@@ -171,7 +151,11 @@ pub fn run(a: ScanArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
     } else {
         false
     };
-    let engines = choose_engines(&a, userspace)?;
+    let mut notes = Vec::new();
+    let engines = choose_engines(&engine_choice(&a), userspace, &mut notes)?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
     let cache_dir = cache_root(a.scan_cache.as_deref())?.join(repo.id());
     let cache_key = open_cache_dir(&repo, &cache_dir)?;
     // Read while the restore point is being published.
@@ -182,16 +166,20 @@ pub fn run(a: ScanArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
         signal_hook::flag::register(sig, cancel.clone())
             .with_context(|| format!("installing the handler of signal {sig}"))?;
     }
-    let place = PublishPlace {
-        repo: local.repo.clone(),
-        mount_root: a.mount_root.clone(),
-        state_dir: a.state.state_dir.clone(),
-        block_store: Some(cache_dir.join("blocks")),
-        group: a
-            .group
-            .as_deref()
-            .map(lifeboat_publish::resolve_group)
-            .transpose()?,
+    let setup = ScanSetup {
+        engines,
+        place: PublishPlace {
+            repo: local.repo.clone(),
+            mount_root: a.mount_root.clone(),
+            state_dir: a.state.state_dir.clone(),
+            block_store: Some(cache_dir.join("blocks")),
+            group: a
+                .group
+                .as_deref()
+                .map(lifeboat_publish::resolve_group)
+                .transpose()?,
+        },
+        userspace,
     };
     let mut tried = Vec::new();
     let mut clean = None;
@@ -202,20 +190,14 @@ pub fn run(a: ScanArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
             }
             .into());
         }
-        let result = match (&engines.yara, userspace) {
-            (Some(yara), true) => cache
-                .get()
-                .map_err(anyhow::Error::from)
-                .and_then(|c| scan_point_userspace(&repo, m, yara, &engines, c, &cancel)),
-            _ => scan_point(&repo, &place, m, &engines, &mut cache, &cancel),
-        };
+        let result = scan_and_record(&repo, m, &setup, &mut cache, &cancel);
         if !warned_rejected {
             warned_rejected = true;
-            warn_rejected(&mut cache);
+            if let Some(w) = rejected_warning(&mut cache) {
+                eprintln!("lifeboat: warning: {w}");
+            }
         }
-        // Results of the files scanned so far are valid even after an error.
-        let saved = cache.save();
-        let mut p = match result {
+        let p = match result {
             Ok(p) => p,
             Err(_) if cancel.load(std::sync::atomic::Ordering::Relaxed) => {
                 eprintln!(
@@ -226,14 +208,9 @@ pub fn run(a: ScanArgs, remote: &RemoteArgs) -> anyhow::Result<i32> {
             }
             Err(e) => return Err(e),
         };
-        let unpublished = p.unpublishing.take().map_or(Ok(()), |u| u.wait());
-        saved?;
-        unpublished?;
-        // The report is the product; a repository this user may not write
-        // (a read-only scan without root) only loses the record.
-        if let Err(e) = repo.record_scan(m, record_of(&p)) {
+        if let Some(why) = &p.not_recorded {
             eprintln!(
-                "lifeboat: warning: scan state of {} not recorded: {e}",
+                "lifeboat: warning: scan state of {} not recorded: {why}",
                 m.name()
             );
         }
@@ -289,40 +266,6 @@ fn find_clean_result(
     })
 }
 
-/// The scan cache's key (see the module doc), after making `dir` (0700).
-fn open_cache_dir(repo: &Repository, dir: &Path) -> anyhow::Result<[u8; 32]> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .with_context(|| format!("creating the scan cache {}", dir.display()))?;
-    Ok(match repo.local_key(CACHE_KEY_PURPOSE) {
-        Some(k) => k.to_bytes(),
-        None => LocalKey::load_or_create(&dir.join(CACHE_KEY_FILE))
-            .with_context(|| format!("the key of the scan cache {}", dir.display()))?
-            .to_bytes(),
-    })
-}
-
-/// Warns about scan cache lines dropped on load (their content is
-/// scanned again).
-fn warn_rejected(cache: &mut LoadingCache) {
-    let Ok(c) = cache.get() else {
-        return;
-    };
-    let r = c.rejected();
-    if r.count > 0 {
-        let lines: Vec<String> = r.first_lines.iter().map(usize::to_string).collect();
-        eprintln!(
-            "lifeboat: warning: scan cache {}: {} entries failed authentication or could not \
-             be read (lines {}{}): dropped, their files are scanned again",
-            c.path().map_or(String::new(), |p| p.display().to_string()),
-            r.count,
-            lines.join(", "),
-            if r.count > lines.len() { ", ..." } else { "" }
-        );
-    }
-}
-
 /// The exit code of one scan's state.
 pub(crate) fn code_of(state: ScanState) -> i32 {
     match state {
@@ -333,129 +276,18 @@ pub(crate) fn code_of(state: ScanState) -> i32 {
     }
 }
 
-/// What the manifest records of a scan.
-fn record_of(p: &PointScan) -> ScanRecord {
-    ScanRecord {
-        state: match p.report.state {
-            ScanState::Clean => ScanStatus::Clean,
-            ScanState::Infected => ScanStatus::Infected,
-            ScanState::Unproven => ScanStatus::Unproven,
-            ScanState::Incomplete | ScanState::NotScanned => ScanStatus::Incomplete,
-        },
-        time: chrono::Utc::now(),
-        engines: p
-            .report
-            .engines
-            .iter()
-            .map(|e| ScanEngine {
-                name: e.name.as_str().to_string(),
-                fingerprint: e.fingerprint.clone(),
-                version: Some(e.version.clone()),
-                signatures: (!e.signatures.is_empty()).then(|| e.signatures.clone()),
-                db_version: e.db_version,
-                db_time: e.db_time,
-                not_scanned: e.not_scanned.clone(),
-            })
-            .collect(),
-        detections: p.report.detections.len() as u64,
-        unreadable: p.report.unreadable.len() as u64,
-    }
-}
-
 /// The scan column of `list` and the state line of `show`.
 pub fn state_text(m: &Manifest) -> &'static str {
     m.scan.as_ref().map_or("not scanned", |s| s.state.as_str())
 }
 
-/// The engines `a` asks for (or every available one when it names none).
-/// `userspace`: files are not on disk, so ClamAV is left out. ClamAV
-/// whose signature database is unusable is left out too, with the reason
-/// (an error with `--clamav`).
-fn choose_engines(a: &ScanArgs, userspace: bool) -> anyhow::Result<Engines> {
-    if let Some(db) = &a.clamav_db {
-        if !db.exists() {
-            bail!("--clamav-db {}: no such file or directory", db.display());
-        }
-    }
-    let auto = !a.clamav && a.yara.is_empty();
-    let installed = lifeboat_publish::system::which("clamscan").is_some();
-    if a.clamav && !installed {
-        bail!("--clamav: `clamscan` not found: install clamav (apt-get install -y clamav)");
-    }
-    let mut clamav = None;
-    let skipped = |why: &str| Some(("ClamAV".to_string(), why.to_string()));
-    let clamav_skipped = if !a.clamav && !auto {
-        skipped("not asked for (--yara without --clamav)")
-    } else if userspace {
-        skipped("files read in userspace (not published): ClamAV needs them on disk")
-    } else if !installed {
-        skipped("clamscan not installed (apt-get install -y clamav)")
-    } else {
-        let c = ClamAvScanner::new(a.clamav_db.clone());
-        let sig = c.signatures()?;
-        let max_age = chrono::Duration::days(i64::from(a.clamav_max_age));
-        match sig.unusable(max_age, chrono::Utc::now()) {
-            Some(why) if a.clamav => bail!("--clamav: {why}"),
-            Some(why) => {
-                eprintln!("note: ClamAV not used: {why}");
-                Some((sig.engine.clone(), why))
-            }
-            None => {
-                clamav = Some(c);
-                None
-            }
-        }
-    };
-    let yara = if auto || !a.yara.is_empty() {
-        Some(yara_rules(&a.yara)?)
-    } else {
-        None
-    };
-    Ok(Engines {
-        clamav,
-        clamav_skipped,
-        yara,
-    })
-}
-
-/// The built-in rules plus each file's (each file is compiled alone first,
-/// so its errors carry its own line numbers).
-fn yara_rules(files: &[PathBuf]) -> anyhow::Result<YaraScanner> {
-    if files.is_empty() {
-        return Ok(YaraScanner::builtin()?);
-    }
-    let mut text = BUILTIN_RULES.to_string();
-    let mut names = vec!["builtin.yar".to_string()];
-    for f in files {
-        let t = std::fs::read_to_string(f)
-            .with_context(|| format!("reading YARA rules {}", f.display()))?;
-        let name = f.display().to_string();
-        YaraScanner::from_rules_named(&name, &t)?;
-        text.push('\n');
-        text.push_str(&t);
-        names.push(name);
-    }
-    Ok(YaraScanner::from_rules_named(&names.join(" + "), &text)?)
-}
-
-/// The scan cache directory (before the per-repository part).
-fn cache_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = flag {
-        return Ok(p.to_path_buf());
-    }
-    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    if is_root {
-        return Ok(PathBuf::from("/var/cache/lifeboat/scan"));
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return Ok(PathBuf::from(x).join("lifeboat/scan"));
-    }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(h) => Ok(PathBuf::from(h).join(".cache/lifeboat/scan")),
-        None => bail!("no HOME or XDG_CACHE_HOME: pass --scan-cache DIR"),
+/// The engines the flags ask for.
+fn engine_choice(a: &ScanArgs) -> EngineChoice {
+    EngineChoice {
+        clamav: a.clamav,
+        clamav_db: a.clamav_db.clone(),
+        clamav_max_age_days: a.clamav_max_age,
+        yara: a.yara.clone(),
     }
 }
 

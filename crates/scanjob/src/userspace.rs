@@ -13,7 +13,7 @@
 //! kind [`ProblemKind::Note`] (an empty partition entry, the backup GPT in
 //! use, a VG renamed for a clash) are only mentioned as notes.
 
-use super::scan_point::{Engines, PointScan};
+use crate::point::{Engines, PointScan};
 use anyhow::Context;
 use lifeboat_browse::{
     open_restore_point, EntryKind, Filesystem, FsType, ProblemKind, VolumeProblem,
@@ -81,6 +81,7 @@ pub fn scan_point_userspace(
     Ok(PointScan {
         report,
         notes,
+        not_recorded: None,
         unpublishing: None,
     })
 }

@@ -91,9 +91,30 @@ pub struct PointScan {
     pub report: ScanReport,
     /// What was not scanned without being a problem (no filesystem, swap).
     pub notes: Vec<String>,
+    /// Why the outcome could not be recorded in the restore point's
+    /// manifest (a repository this user may not write), when it could not.
+    pub not_recorded: Option<String>,
     /// The unpublishing of the scanned session, still running: the caller
     /// saves the scan cache meanwhile, then waits for it.
     pub unpublishing: Option<Unpublishing>,
+}
+
+/// The JSON of one scanned restore point (`lifeboat scan --json`, an
+/// agent's scan report): the scan report (with its engines) plus notes.
+#[derive(Debug, serde::Serialize)]
+pub struct PointOut {
+    #[serde(flatten)]
+    pub report: ScanReport,
+    pub notes: Vec<String>,
+}
+
+impl From<PointScan> for PointOut {
+    fn from(p: PointScan) -> Self {
+        PointOut {
+            report: p.report,
+            notes: p.notes,
+        }
+    }
 }
 
 /// Unpublishes its session when dropped, unless [`Unpublish::start`] took it.
@@ -142,7 +163,10 @@ impl Unpublishing {
 impl Drop for Unpublishing {
     fn drop(&mut self) {
         if let Err(e) = self.join() {
-            eprintln!("lifeboat: {e:#}");
+            tracing::error!(
+                error = format!("{e:#}"),
+                "unpublishing a scanned restore point"
+            );
         }
     }
 }
@@ -151,7 +175,11 @@ impl Drop for Unpublish {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
             if let Err(e) = lifeboat_publish::unpublish(&self.state_dir, &s) {
-                eprintln!("lifeboat: {}: {e}", unpublish_advice(&self.state_dir, &s));
+                tracing::error!(
+                    error = %e,
+                    advice = unpublish_advice(&self.state_dir, &s),
+                    "unpublishing a scan session"
+                );
             }
         }
     }
@@ -274,6 +302,7 @@ pub fn scan_point(
     Ok(PointScan {
         report,
         notes,
+        not_recorded: None,
         unpublishing: Some(unpublishing),
     })
 }
