@@ -66,6 +66,12 @@ impl ClientError {
 
 type Result<T> = std::result::Result<T, ClientError>;
 
+/// Keep-alive connections a client keeps open to its server: a proxy's
+/// upload runs at most this many requests at once
+/// ([`crate::proxies::remote`]), so each reuses one of them and no
+/// request pays a TLS handshake.
+pub const MAX_IDLE_CONNECTIONS: usize = 8;
+
 /// A connection to one server with one token.
 pub struct Client {
     base: String,
@@ -265,7 +271,7 @@ impl Client {
     }
 
     /// One request with the token (a proxy client: its certificate).
-    fn send<B: Serialize, T: DeserializeOwned>(
+    pub(crate) fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -281,6 +287,27 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&B>,
+        bearer: bool,
+    ) -> Result<T> {
+        let json = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode {
+                what: format!("{method} {path}"),
+                detail: e.to_string(),
+            })?),
+            None => None,
+        };
+        let body = json.as_deref().map(|j| ("application/json", j));
+        self.exchange(method, path, body, bearer)
+    }
+
+    /// One request, with the bearer token if `bearer` and `body` (its
+    /// content type and bytes); the answer parsed from JSON. An error
+    /// status is [`ClientError::Server`] with the server's kind.
+    pub(crate) fn exchange<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
         bearer: bool,
     ) -> Result<T> {
         let what = format!("{method} {path}");
@@ -302,11 +329,10 @@ impl Client {
             detail,
         };
         let mut response = match body {
-            Some(b) => {
-                let json = serde_json::to_vec(b).map_err(|e| decode(e.to_string()))?;
+            Some((content_type, bytes)) => {
                 let req = request
-                    .header("Content-Type", "application/json")
-                    .body(json)
+                    .header("Content-Type", content_type)
+                    .body(bytes)
                     .map_err(|e| decode(e.to_string()))?;
                 self.agent.run(req).map_err(connect)?
             }
@@ -378,6 +404,7 @@ fn agent_with(
         .build();
     ureq::Agent::config_builder()
         .tls_config(tls)
+        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
         .https_only(https_only)
         .http_status_as_error(false)
         .timeout_global(Some(timeout))

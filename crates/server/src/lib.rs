@@ -27,6 +27,7 @@ pub mod api;
 mod background;
 pub mod catalog;
 pub mod client;
+mod client_upload;
 pub mod error;
 mod fsutil;
 pub mod jobs;
@@ -37,6 +38,7 @@ pub mod serve;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod uploads;
 
 pub use background::Background;
 pub use client::{Client, ClientError};

@@ -10,6 +10,7 @@ use crate::token::Role;
 pub enum Method {
     Get,
     Post,
+    Put,
     Delete,
 }
 
@@ -19,6 +20,7 @@ impl Method {
         match self {
             Method::Get => "get",
             Method::Post => "post",
+            Method::Put => "put",
             Method::Delete => "delete",
         }
     }
@@ -28,6 +30,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
             Method::Delete => "DELETE",
         }
     }
@@ -72,6 +75,11 @@ pub enum Endpoint {
     ProxyWork,
     ProxyProgress,
     ProxyFinish,
+    UploadOpen,
+    UploadKnown,
+    UploadChunk,
+    UploadCommit,
+    UploadAbort,
 }
 
 /// One route of the API.
@@ -202,6 +210,36 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/proxy/sessions/{id}/finish",
         Access::Proxy,
         Endpoint::ProxyFinish,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/sessions/{id}/upload",
+        Access::Proxy,
+        Endpoint::UploadOpen,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/uploads/{id}/known",
+        Access::Proxy,
+        Endpoint::UploadKnown,
+    ),
+    route(
+        Method::Put,
+        "/api/v1/proxy/uploads/{id}/chunks/{digest}",
+        Access::Proxy,
+        Endpoint::UploadChunk,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/uploads/{id}/commit",
+        Access::Proxy,
+        Endpoint::UploadCommit,
+    ),
+    route(
+        Method::Delete,
+        "/api/v1/proxy/uploads/{id}",
+        Access::Proxy,
+        Endpoint::UploadAbort,
     ),
     route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
     route(

@@ -112,6 +112,7 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
     tracing::info!(listen = %local, "serving HTTPS");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     tokio::spawn(runner::run(state.clone()));
+    let metrics_state = state.clone();
     let router = api::router(state);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -138,11 +139,15 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let counted = metrics_state.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+                Ok(Ok(tls)) => {
+                    counted.metrics().handshake();
+                    tls
+                }
                 Ok(Err(e)) => {
                     tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
                     return;

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::jobs::webhook::Webhooks;
 use crate::jobs::JobsConfig;
 use crate::metrics::Metrics;
+use crate::uploads::Uploads;
 use lifeboat_repo::Repository;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub struct Shared {
     /// The data dir when the server runs on its own CA (it can enroll
     /// proxies); `None` with the operator's certificate.
     pub own_ca: Option<PathBuf>,
+    /// The proxies' open uploads (in memory only).
+    pub uploads: Uploads,
 }
 
 impl AppState {
@@ -64,8 +67,21 @@ impl AppState {
                 wake: tokio::sync::Notify::new(),
                 webhooks,
                 own_ca,
+                uploads: Uploads::default(),
             }),
         })
+    }
+
+    /// The largest chunk blob an upload to any served repository takes.
+    pub fn blob_limit(&self) -> usize {
+        let chunk = self
+            .inner
+            .repositories
+            .values()
+            .map(|r| r.repo.chunk_size())
+            .max()
+            .unwrap_or(lifeboat_repo::DEFAULT_CHUNK_SIZE);
+        lifeboat_repo::max_chunk_blob_len(chunk)
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -9,7 +9,6 @@ use crate::args::{OutputArgs, RemoteArgs};
 use crate::commands::remote::client;
 use crate::exit;
 use crate::output::print_json;
-use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lifeboat_server::api::proxies::Enroll;
@@ -67,10 +66,6 @@ pub struct ProxyRunArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_JOBS, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_jobs: u32,
-    /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE);
-    /// it never crosses the wire
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
     /// Enroll (or check the certificate) and exit instead of pulling work
     #[arg(long)]
     pub check: bool,
@@ -180,7 +175,6 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
     if a.check {
         return Ok(exit::OK);
     }
-    let passphrase = passphrase(a.passphrase_file.as_deref())?;
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
@@ -196,7 +190,6 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
         &identity,
         WorkerConfig {
             max_jobs: a.max_jobs,
-            passphrase,
         },
     )?;
     Ok(exit::OK)

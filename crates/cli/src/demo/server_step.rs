@@ -71,17 +71,8 @@ pub fn run(
         "    proxy {PROXY} enrolled with a one-time secret: client certificate {}... from the server's CA",
         enrolled.proxy.fingerprint.get(..16).unwrap_or_default()
     );
-    let worker_passphrase = Some(passphrase.to_string());
     // The proxy pulls work until the process ends (the server never dials it).
-    std::thread::spawn(move || {
-        worker::run(
-            &identity,
-            WorkerConfig {
-                max_jobs: 1,
-                passphrase: worker_passphrase,
-            },
-        )
-    });
+    std::thread::spawn(move || worker::run(&identity, WorkerConfig { max_jobs: 1 }));
 
     let disk = disk
         .canonicalize()
