@@ -24,7 +24,8 @@ pub struct Metrics {
     started: Instant,
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     auth_failures: AtomicU64,
-    handshakes: AtomicU64,
+    /// Completed handshakes without and with a client certificate.
+    handshakes: [AtomicU64; 2],
     uploads: AtomicU64,
     chunks: AtomicU64,
     chunk_bytes: AtomicU64,
@@ -42,7 +43,7 @@ impl Metrics {
             started: Instant::now(),
             requests: Mutex::new(BTreeMap::new()),
             auth_failures: AtomicU64::new(0),
-            handshakes: AtomicU64::new(0),
+            handshakes: [AtomicU64::new(0), AtomicU64::new(0)],
             uploads: AtomicU64::new(0),
             chunks: AtomicU64::new(0),
             chunk_bytes: AtomicU64::new(0),
@@ -61,9 +62,10 @@ impl Metrics {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one completed TLS handshake (one connection).
-    pub fn handshake(&self) {
-        self.handshakes.fetch_add(1, Ordering::Relaxed);
+    /// Counts one completed TLS handshake (one connection), with a
+    /// client certificate (a proxy's) or without.
+    pub fn handshake(&self, client_certificate: bool) {
+        self.handshakes[usize::from(client_certificate)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one upload opened by a proxy.
@@ -103,12 +105,16 @@ impl Metrics {
             "lifeboat_auth_failures_total {}",
             self.auth_failures.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP lifeboat_tls_handshakes_total TLS handshakes completed (connections served), by whether the client sent a certificate (a proxy).\n");
+        out.push_str("# TYPE lifeboat_tls_handshakes_total counter\n");
+        for (cert, n) in ["false", "true"].iter().zip(&self.handshakes) {
+            let _ = writeln!(
+                out,
+                "lifeboat_tls_handshakes_total{{client_certificate=\"{cert}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, v) in [
-            (
-                "lifeboat_tls_handshakes_total",
-                "TLS handshakes completed (connections served).",
-                &self.handshakes,
-            ),
             (
                 "lifeboat_uploads_total",
                 "Uploads opened by proxies.",
@@ -160,7 +166,14 @@ mod tests {
         m.request("/api/v1/health", "GET", 200);
         m.request(UNMATCHED, "BREW", 404);
         m.auth_failure();
+        m.handshake(true);
+        m.chunk_uploaded(100);
+        m.chunk_uploaded(20);
         let text = m.render();
+        assert!(text.contains("lifeboat_tls_handshakes_total{client_certificate=\"true\"} 1\n"));
+        assert!(text.contains("lifeboat_tls_handshakes_total{client_certificate=\"false\"} 0\n"));
+        assert!(text.contains("lifeboat_upload_chunks_total 2\n"));
+        assert!(text.contains("lifeboat_upload_chunk_bytes_total 120\n"));
         assert!(text.contains(
             "lifeboat_http_requests_total{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 2\n"
         ));

@@ -144,10 +144,7 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
         tokio::spawn(async move {
             let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    counted.metrics().handshake();
-                    tls
-                }
+                Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
                     return;
@@ -164,6 +161,7 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
                     .and_then(|chain| chain.first())
                     .map(|leaf| fingerprint(leaf.as_ref())),
             );
+            counted.metrics().handshake(cert.0.is_some());
             let service = router.map_request(move |mut req: axum::extract::Request<_>| {
                 req.extensions_mut().insert(PeerAddr(peer));
                 req.extensions_mut().insert(cert.clone());

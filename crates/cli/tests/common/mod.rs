@@ -2,6 +2,7 @@
 //! disks, find chunk files.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod server;
 
 use std::path::{Path, PathBuf};
