@@ -26,13 +26,18 @@
 # The api section (scripts/bench-api.sh) runs wrk against `lifeboat serve`
 # (the job and restore-point lists), idle and while a backup runs.
 #
+# The proxy section (scripts/bench-proxy.sh) backs up the image through a
+# proxy uploading to `lifeboat serve` on loopback and with a local
+# `lifeboat backup`, --runs times alternating, each into a fresh repository.
+#
 # Usage: scripts/bench.sh [--size-gib N] [--runs N] [--only SECTION[,SECTION...]]
 #   --size-gib N  image size (default 8; smaller for a quick look)
 #   --runs N      runs per tool in the verify, ir, publish and live sections (default 3)
 #   --only S,...  run these sections only: backup restore verify ir boot
-#                 publish scan live api. Without backup, the repositories of the
-#                 last run of the same size are reused when complete (else the
-#                 backup section runs first; boot and live need none).
+#                 publish scan live api proxy. Without backup, the repositories
+#                 of the last run of the same size are reused when complete
+#                 (else the backup section runs first; boot, live and proxy
+#                 need none).
 #   --prebuilt DIR  take lifeboat and verify_floor from DIR instead of
 #                 building them (e.g. while another build holds the target dir)
 #   --baseline BIN  an older lifeboat binary: the ir and publish sections
@@ -50,7 +55,7 @@ runs=3
 only=""
 baseline=""
 prebuilt=""
-usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live,api] [--baseline BIN] [--prebuilt DIR]"
+usage="usage: scripts/bench.sh [--size-gib N] [--runs N] [--only backup,restore,verify,ir,boot,publish,scan,live,api,proxy] [--baseline BIN] [--prebuilt DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size-gib) size_gib=$2; shift 2 ;;
@@ -62,7 +67,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for s in ${only//,/ }; do
-    case "$s" in backup|restore|verify|ir|boot|publish|scan|live|api) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
+    case "$s" in backup|restore|verify|ir|boot|publish|scan|live|api|proxy) ;; *) echo "unknown section $s; $usage" >&2; exit 2 ;; esac
 done
 # want SECTION: true when SECTION is to run.
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
@@ -483,6 +488,14 @@ if want api; then
     section_end
 fi
 
+if want proxy; then
+    section_start proxy "backup through a proxy (upload to the server) against local; $runs alternating runs"
+    # shellcheck source=scripts/bench-proxy.sh
+    . "$root/scripts/bench-proxy.sh"
+    proxy_section
+    section_end
+fi
+
 if want live; then
     section_start live "live backup of a running VM (QEMU under TCG): lifeboat and virtnbdbackup, $runs alternating runs; the guest's dd during a backup"
     # shellcheck source=scripts/bench-live.sh
@@ -574,7 +587,8 @@ if want scan; then
 fi
 want live && live_report
 want api && api_report
+want proxy && proxy_report
 echo
 printf "== time: total %s s; by section:" "$(( $(date +%s) - bench_t0 ))"
-for s in backup restore verify ir boot publish scan live; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
+for s in backup restore verify ir boot publish scan live api proxy; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
 echo

@@ -12,10 +12,7 @@ mod common;
 use common::proxy::{has_env, setup, Setup};
 use common::*;
 use lifeboat_repo::{ChunkEncoder, ChunkKeys};
-use lifeboat_testsupport::tool;
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 const PROXY_HANDSHAKES: &str = "lifeboat_tls_handshakes_total{client_certificate=\"true\"}";
 
@@ -68,8 +65,8 @@ fn an_upload_restores_bit_exact_and_an_unchanged_rerun_uploads_nothing() {
     );
 }
 
-/// A request with curl presenting the certificate of proxy folder `id`
-/// (or none): (status, body).
+/// A request with curl presenting the certificate of proxy folder `id`:
+/// (status, body).
 fn curl_proxy(
     st: &Setup,
     id: &Path,
@@ -78,27 +75,14 @@ fn curl_proxy(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let mut cmd = tool("curl", "curl");
-    cmd.args(["-sS", "--cacert", s(&st.server.ca()), "-X", method])
-        .args(["-o", "-", "-w", "\n%{http_code}"])
-        .args(["--cert", s(&id.join("proxy.pem"))])
-        .args(["--key", s(&id.join("proxy.key"))])
-        .args(["-H", &format!("Content-Type: {content_type}")])
-        .args(["--data-binary", "@-"]);
-    let mut child = cmd
-        .arg(format!("{}{path}", st.server.url()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(body).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_string())
+    let args = [
+        "--cert".to_string(),
+        s(&id.join("proxy.pem")).to_string(),
+        "--key".to_string(),
+        s(&id.join("proxy.key")).to_string(),
+    ];
+    st.server
+        .curl_with(method, path, &args, Some((content_type, body)))
 }
 
 /// A JSON request as proxy `id`: (status, body).

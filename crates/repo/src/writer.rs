@@ -68,8 +68,10 @@ pub enum Stored {
     Existing,
 }
 
-/// One disk of a restore point being committed.
-#[derive(Debug, Clone)]
+/// One disk of a restore point being committed (in JSON too: a proxy's
+/// upload sends its disks so).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewDisk {
     pub name: String,
     /// Where the disk came from, e.g. `qcow2 /vms/a.qcow2`.
@@ -77,8 +79,10 @@ pub struct NewDisk {
     pub index: DiskIndex,
     pub stats: DiskStats,
     /// How an image file was read (`None`: not an image file).
+    #[serde(default)]
     pub format: Option<SourceFormat>,
     /// How a running VM's disk was read (`None`: not a live backup).
+    #[serde(default)]
     pub live: Option<crate::model::LiveRead>,
 }
 

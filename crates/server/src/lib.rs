@@ -19,9 +19,10 @@
 //! retention, sessions run by the server itself (jobs/), webhooks,
 //! Prometheus metrics, the OpenAPI document, and proxies enrolled with
 //! a one-time secret that pull sessions over mutual TLS with a client
-//! certificate from the server's CA and run them with the runner's own
-//! code (proxies/, api/proxy_work.rs). Chunk upload to the server and
-//! agents are not built yet (docs/server.md).
+//! certificate from the server's CA and back them up with the runner's
+//! own code into uploads to the server's repository (proxies/,
+//! api/proxy_work.rs, api/uploads.rs, uploads.rs). Agents are not built
+//! yet (docs/server.md).
 
 pub mod api;
 mod background;

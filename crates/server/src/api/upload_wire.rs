@@ -9,9 +9,7 @@
 //!  DELETE /api/v1/proxy/uploads/{id}          -> Aborted                  (staged chunks removed)
 //! ```
 
-use lifeboat_repo::{
-    Consistency, Digest, DiskIndex, DiskStats, LiveRead, Manifest, NewDisk, SourceFormat,
-};
+use lifeboat_repo::{Consistency, Digest, DiskIndex, Manifest, NewDisk};
 use serde::{Deserialize, Serialize};
 
 /// The most digests in one `known` call.
@@ -45,42 +43,12 @@ impl Drop for WireKeys {
     }
 }
 
-/// One disk's index on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireIndex {
-    pub chunk_size: u32,
-    pub disk_size: u64,
-    /// One per chunk, `null` for an all-zero chunk.
-    pub digests: Vec<Option<Digest>>,
-}
-
-impl From<DiskIndex> for WireIndex {
-    fn from(i: DiskIndex) -> Self {
-        WireIndex {
-            chunk_size: i.chunk_size,
-            disk_size: i.disk_size,
-            digests: i.digests,
-        }
-    }
-}
-
-impl From<WireIndex> for DiskIndex {
-    fn from(i: WireIndex) -> Self {
-        DiskIndex {
-            chunk_size: i.chunk_size,
-            disk_size: i.disk_size,
-            digests: i.digests,
-        }
-    }
-}
-
 /// The VM's latest restore point and the index of each of its disks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Previous {
     pub manifest: Manifest,
     /// `(disk name, index)`, in the manifest's order.
-    pub indexes: Vec<(String, WireIndex)>,
+    pub indexes: Vec<(String, DiskIndex)>,
 }
 
 /// `POST .../sessions/{id}/upload` answer: what the proxy needs to encode
@@ -124,51 +92,11 @@ pub struct PutReply {
     pub stored_bytes: u64,
 }
 
-/// One disk of the restore point being committed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireDisk {
-    pub name: String,
-    pub source: String,
-    pub index: WireIndex,
-    pub stats: DiskStats,
-    #[serde(default)]
-    pub format: Option<SourceFormat>,
-    #[serde(default)]
-    pub live: Option<LiveRead>,
-}
-
-impl From<NewDisk> for WireDisk {
-    fn from(d: NewDisk) -> Self {
-        WireDisk {
-            name: d.name,
-            source: d.source,
-            index: d.index.into(),
-            stats: d.stats,
-            format: d.format,
-            live: d.live,
-        }
-    }
-}
-
-impl From<WireDisk> for NewDisk {
-    fn from(d: WireDisk) -> Self {
-        NewDisk {
-            name: d.name,
-            source: d.source,
-            index: d.index.into(),
-            stats: d.stats,
-            format: d.format,
-            live: d.live,
-        }
-    }
-}
-
 /// `POST .../uploads/{id}/commit` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitUpload {
-    pub disks: Vec<WireDisk>,
+    pub disks: Vec<NewDisk>,
     #[serde(default)]
     pub consistency: Option<Consistency>,
 }

@@ -24,7 +24,7 @@ use crate::uploads::Upload;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::Json;
-use lifeboat_repo::{Digest, NewDisk, Repository, Stored};
+use lifeboat_repo::{Digest, Repository, Stored};
 use std::sync::Arc;
 
 /// A repository error of `repo` as the proxy should see it: what it sent
@@ -74,7 +74,7 @@ fn previous(
         let index = repo
             .load_index(&manifest, &d.name)
             .map_err(|e| repo_error(name, e))?;
-        indexes.push((d.name.clone(), index.into()));
+        indexes.push((d.name.clone(), index));
     }
     Ok(Some(super::upload_wire::Previous { manifest, indexes }))
 }
@@ -223,7 +223,7 @@ pub async fn commit(
                 return Err(Error::bad_request("a restore point needs at least one disk"));
             }
             let writer = upload.take_writer()?;
-            let disks: Vec<NewDisk> = body.disks.into_iter().map(Into::into).collect();
+            let disks = body.disks;
             let missing = writer
                 .missing_chunks(&disks)
                 .map_err(|e| repo_error(name, e))?;

@@ -193,7 +193,7 @@ impl BackupTarget for RemoteTarget {
             .as_ref()
             .filter(|p| p.manifest.name() == manifest.name())
             .and_then(|p| p.indexes.iter().find(|(name, _)| name == disk))
-            .map(|(_, index)| DiskIndex::from(index.clone()))
+            .map(|(_, index)| index.clone())
             .ok_or_else(|| {
                 Error::Invalid(format!(
                     "the server sent no index of disk {disk} of {}",
@@ -278,10 +278,7 @@ impl ChunkSink for RemoteSink {
                 self.upload.opened.vm
             )));
         }
-        let request = CommitUpload {
-            disks: disks.into_iter().map(Into::into).collect(),
-            consistency,
-        };
+        let request = CommitUpload { disks, consistency };
         let committed = self
             .upload
             .call(|c| c.upload_commit(self.upload.id(), &request))?;
