@@ -342,14 +342,18 @@ impl Client {
             }
         };
         let status = response.status().as_u16();
-        let text = response
+        let mut text = response
             .body_mut()
             .with_config()
             .limit(64 << 20)
             .read_to_string()
             .map_err(|e| decode(e.to_string()))?;
+        // An upload's answer holds the chunk keys: the text is zeroed once
+        // parsed (a cheap memset of a small body).
+        let wipe = Wipe(&mut text);
+        let text = &*wipe.0;
         if status >= 400 {
-            let (kind, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            let (kind, message) = match serde_json::from_str::<ErrorBody>(text) {
                 Ok(b) => (ErrorKind::parse(&b.kind), b.error),
                 Err(_) => (None, text.chars().take(200).collect()),
             };
@@ -360,7 +364,16 @@ impl Client {
                 message,
             });
         }
-        serde_json::from_str(&text).map_err(|e| decode(e.to_string()))
+        serde_json::from_str(text).map_err(|e| decode(e.to_string()))
+    }
+}
+
+/// Zeroes a response's text when dropped.
+struct Wipe<'a>(&'a mut String);
+
+impl Drop for Wipe<'_> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0);
     }
 }
 
