@@ -35,9 +35,10 @@
 #   --size-gib N  image size (default 8; smaller for a quick look)
 #   --runs N      runs per tool in the verify, ir, publish and live sections (default 3)
 #   --only S,...  run these sections only: backup restore verify ir boot
-#                 publish scan live api. Without backup, the repositories of the
-#                 last run of the same size are reused when complete (else the
-#                 backup section runs first; boot and live need none).
+#                 publish scan live api proxy. Without backup, the repositories
+#                 of the last run of the same size are reused when complete
+#                 (else the backup section runs first; boot, live and proxy
+#                 need none).
 #   --prebuilt DIR  take lifeboat and verify_floor from DIR instead of
 #                 building them (e.g. while another build holds the target dir)
 #   --baseline BIN  an older lifeboat binary: the ir and publish sections
@@ -590,5 +591,5 @@ want api && api_report
 want proxies && proxies_report
 echo
 printf "== time: total %s s; by section:" "$(( $(date +%s) - bench_t0 ))"
-for s in backup restore verify ir boot publish scan live; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
+for s in backup restore verify ir boot publish scan live api proxy; do [ -n "${section_s[$s]:-}" ] && printf " %s %s s," "$s" "${section_s[$s]}"; done
 echo

@@ -113,6 +113,7 @@ pub fn run(config: AgentConfig, identity: &Identity) -> Result<(), AgentError> {
             listener,
             tls,
             api::router(config, &me.name, trusted),
+            |_client_certificate| {},
             stop,
         )
         .await;

@@ -2,131 +2,14 @@
 //! processes on loopback, real TLS with client certificates): a job for
 //! proxy p1 runs on p1 and its restore point restores bit-exact; two
 //! proxies share a pool's two jobs (each runs at most `--max-jobs 1`); a
-//! proxy killed with SIGKILL mid-job loses its lease, its session fails
-//! "proxy pN stopped answering" and the retry runs on the other proxy,
-//! and the repository holds only whole restore points.
+//! proxy killed with SIGKILL mid-upload (it holds no passphrase and no
+//! repository file) loses its lease, its session fails "proxy pN stopped
+//! answering" and the retry runs on the other proxy, and the repository
+//! holds only whole restore points and no staged chunk.
 
 mod common;
-use common::server::{serve_new_repo, Server};
+use common::proxy::{has_env, open_under, setup, staged_chunks};
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-    repo: PathBuf,
-    server: Server,
-    admin: String,
-}
-
-fn setup() -> Setup {
-    let served = serve_new_repo(&["--proxy-lease-secs", "4"]);
-    Setup {
-        _dir: served.tmp,
-        dir: served.dir,
-        repo: served.repo,
-        server: served.server,
-        admin: served.admin,
-    }
-}
-
-impl Setup {
-    /// Enrolls proxy `name` and starts it pulling work: the process.
-    fn proxy(&self, name: &str, max_jobs: &str) -> Service {
-        let created = json(
-            &self
-                .server
-                .cli_ok(&self.admin, &["proxy-enrollment", "create", "--json"]),
-        );
-        let dir = self.dir.join(name);
-        let secret = created["secret"].as_str().unwrap();
-        let env = |cmd: &mut std::process::Command| {
-            cmd.env("LIFEBOAT_SERVER", self.server.url())
-                .env("LIFEBOAT_CA", self.server.ca())
-                .env_remove("LIFEBOAT_TOKEN");
-        };
-        let mut enroll = lifeboat();
-        env(&mut enroll);
-        let out = enroll
-            .args(["proxy", "--check", "--data-dir", s(&dir)])
-            .args(["--enroll", secret, "--name", name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let mut run = lifeboat();
-        env(&mut run);
-        let child = run
-            .args(["proxy", "--data-dir", s(&dir), "--max-jobs", max_jobs])
-            .args(["--source-root", s(&self.dir)])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        Service(child)
-    }
-
-    fn job(&self, name: &str, image: &Path, extra: &[&str]) {
-        let source = format!("disk0=raw:{}", s(image));
-        let mut args = vec!["job", "create", name, "--repo-name", "main"];
-        args.extend(["--source", &source]);
-        args.extend_from_slice(extra);
-        self.server.cli_ok(&self.admin, &args);
-    }
-
-    fn run(&self, job: &str) -> i64 {
-        let (status, body) = self.server.curl(
-            "POST",
-            &format!("/api/v1/jobs/{job}/run"),
-            Some(&self.admin),
-            None,
-        );
-        assert_eq!(status, 202, "{body}");
-        json(&body)["id"].as_i64().unwrap()
-    }
-
-    fn session(&self, id: i64) -> serde_json::Value {
-        json(
-            &self
-                .server
-                .cli_ok(&self.admin, &["session", "show", &id.to_string(), "--json"]),
-        )
-    }
-
-    fn sessions(&self, job: &str) -> Vec<serde_json::Value> {
-        let out = self
-            .server
-            .cli_ok(&self.admin, &["session", "list", "--job", job, "--json"]);
-        json(&out).as_array().unwrap().clone()
-    }
-
-    /// Polls `what` until it gives `Some`, for up to 90 s.
-    fn until<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}\nserver log:\n{}\nproxy logs:\n{}\n{}",
-                self.server.log(),
-                std::fs::read_to_string(self.dir.join("p1.log")).unwrap_or_default(),
-                std::fs::read_to_string(self.dir.join("p2.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn ended(&self, id: i64) -> serde_json::Value {
-        self.until(&format!("session {id} to end"), || {
-            let s = self.session(id);
-            (s["state"] == "succeeded" || s["state"] == "failed").then_some(s)
-        })
-    }
-}
 
 #[test]
 fn a_job_for_p1_runs_on_p1_and_restores_bit_exact() {
@@ -205,17 +88,24 @@ fn a_pool_is_shared_and_a_killed_proxys_session_is_retried_on_the_other() {
     let image = st.dir.join("big.raw");
     std::fs::write(&image, random_bytes(256 << 20, 3)).unwrap();
     st.job("big", &image, &["--pool"]);
+    let chunks_before = st.metric("lifeboat_upload_chunks_total");
     let id = st.run("big");
-    let victim = st.until("the big job to run on a proxy", || {
+    let victim = st.until("the big job to upload chunks from a proxy", || {
         let s = st.session(id);
         assert_ne!(
             s["state"], "succeeded",
             "the run ended before the kill: {s:#}"
         );
-        (s["state"] == "running").then(|| s["proxy"].as_str().unwrap().to_string())
+        (s["state"] == "running" && st.metric("lifeboat_upload_chunks_total") > chunks_before)
+            .then(|| s["proxy"].as_str().unwrap().to_string())
     });
     let i = proxies.iter().position(|(n, _)| *n == victim).unwrap();
     let (_, mut killed) = proxies.remove(i);
+    // Mid-upload, the proxy holds no passphrase and no file of the
+    // repository: it reads the image and talks to the server.
+    let pid = killed.0.id();
+    assert!(!has_env(pid, "LIFEBOAT_PASSPHRASE"));
+    assert_eq!(open_under(pid, &st.repo), Vec::<std::path::PathBuf>::new());
     killed.0.kill().unwrap();
     killed.0.wait().unwrap();
     let survivor = proxies[0].0;
@@ -247,6 +137,13 @@ fn a_pool_is_shared_and_a_killed_proxys_session_is_retried_on_the_other() {
         "{before:?} -> {after:?}"
     );
     ok(&["verify", "--repo", s(&st.repo)]);
+    // The killed proxy's upload was dropped with its lease: none of its
+    // staged chunks is left, nor its writer's registration.
+    assert_eq!(staged_chunks(&st.repo), Vec::<std::path::PathBuf>::new());
+    let writers: Vec<_> = std::fs::read_dir(st.repo.join("writers"))
+        .unwrap()
+        .collect();
+    assert!(writers.is_empty(), "{writers:?}");
 }
 
 #[test]
@@ -276,13 +173,17 @@ fn a_session_cancelled_on_a_proxy_fails_at_once_and_the_proxy_stops() {
         let log = std::fs::read_to_string(st.dir.join("p1.log")).unwrap_or_default();
         log.contains("session taken back").then_some(())
     });
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(
         st.sessions("big").len(),
         1,
         "a cancelled session is not retried"
     );
     // A whole restore point or none (a backup that reached its commit
-    // before the proxy heard of the cancel keeps its point).
+    // before the proxy heard of the cancel keeps its point); no staged
+    // chunk left once the upload is dropped.
     assert!(list_names(&st.repo).len() <= 1);
+    st.until("the dropped upload's staged chunks removed", || {
+        staged_chunks(&st.repo).is_empty().then_some(())
+    });
 }

@@ -7,11 +7,12 @@
 //! a re-backup stores only new chunks.
 
 use crate::parallel::{default_workers, for_each_chunk};
+use crate::target::ChunkSink;
 use crate::{is_zero, Error, Progress, Result};
 use lifeboat_formats::{ChosenBy, OpenOptions};
 use lifeboat_repo::{
-    BackupWriter, Consistency, Digest, DiskIndex, DiskStats, FormatChosenBy, LiveRead, Manifest,
-    NewDisk, Repository, SourceFormat, Stored,
+    Consistency, Digest, DiskIndex, DiskStats, FormatChosenBy, LiveRead, Manifest, NewDisk,
+    Repository, SourceFormat, Stored,
 };
 use lifeboat_vdisk::{ExtentKind, ReadDisk};
 use std::path::Path;
@@ -143,7 +144,7 @@ pub fn backup_vm(
     sources: &[DiskSource],
     progress: &dyn Progress,
 ) -> Result<BackupSummary> {
-    backup_vm_with(repo, vm, sources, None, progress)
+    backup_vm_to(repo.begin_backup()?, vm, sources, None, progress)
 }
 
 /// [`backup_vm`] of a running VM's point in time: the restore point records
@@ -155,11 +156,20 @@ pub fn backup_vm_consistent(
     consistency: Consistency,
     progress: &dyn Progress,
 ) -> Result<BackupSummary> {
-    backup_vm_with(repo, vm, sources, Some(consistency), progress)
+    backup_vm_to(
+        repo.begin_backup()?,
+        vm,
+        sources,
+        Some(consistency),
+        progress,
+    )
 }
 
-fn backup_vm_with(
-    repo: &Repository,
+/// Backs up `sources` through `sink` (a started backup of a local
+/// repository, or a proxy's upload) as one restore point of `vm`,
+/// recording `consistency` when given.
+pub fn backup_vm_to<S: ChunkSink>(
+    sink: S,
     vm: &str,
     sources: &[DiskSource],
     consistency: Option<Consistency>,
@@ -177,10 +187,9 @@ fn backup_vm_with(
             )));
         }
     }
-    let writer = repo.begin_backup()?;
     let mut disks = Vec::with_capacity(sources.len());
     for source in sources {
-        let (index, stats) = backup_disk(repo, &writer, source, progress)?;
+        let (index, stats) = backup_disk(&sink, source, progress)?;
         disks.push(NewDisk {
             name: source.name.clone(),
             source: source.disk.describe(),
@@ -190,10 +199,7 @@ fn backup_vm_with(
             live: source.live.clone(),
         });
     }
-    let manifest = match consistency {
-        Some(c) => writer.commit_consistent(vm, disks, c)?,
-        None => writer.commit(vm, disks)?,
-    };
+    let manifest = sink.commit(vm, disks, consistency)?;
     Ok(BackupSummary {
         manifest,
         elapsed: started.elapsed(),
@@ -209,14 +215,13 @@ struct Counters {
     new_stored_bytes: AtomicU64,
 }
 
-fn backup_disk(
-    repo: &Repository,
-    writer: &BackupWriter,
+fn backup_disk<S: ChunkSink>(
+    sink: &S,
     source: &DiskSource,
     progress: &dyn Progress,
 ) -> Result<(DiskIndex, DiskStats)> {
     let disk = source.disk.as_ref();
-    let chunk_size = repo.chunk_size();
+    let chunk_size = sink.chunk_size();
     let cs = u64::from(chunk_size);
     let size = disk.size();
     let count = size.div_ceil(cs);
@@ -245,7 +250,7 @@ fn backup_disk(
             if let Some(previous) = base.and_then(|b| unchanged_chunk(b, n, offset, len)) {
                 let kept = match previous {
                     None => true,
-                    Some(d) => writer.reuse_chunk(&d)?,
+                    Some(d) => sink.reuse_chunk(&d)?,
                 };
                 if kept {
                     let counter = if previous.is_some() {
@@ -266,9 +271,9 @@ fn backup_disk(
                     None
                 }
                 Some(()) => {
-                    let d = repo.digest(buf);
+                    let d = sink.digest(buf);
                     counters.data_chunks.fetch_add(1, Ordering::Relaxed);
-                    if let Stored::New { stored_bytes } = writer.store_chunk(&d, buf)? {
+                    if let Stored::New { stored_bytes } = sink.store_chunk(&d, buf)? {
                         counters.new_chunks.fetch_add(1, Ordering::Relaxed);
                         counters
                             .new_stored_bytes

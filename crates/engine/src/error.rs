@@ -17,6 +17,9 @@ pub enum Error {
     /// The repository refused or failed.
     #[error(transparent)]
     Repo(#[from] lifeboat_repo::Error),
+    /// A proxy's upload to the server's repository failed or was refused.
+    #[error("upload to the server: {0}")]
+    Upload(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Bad arguments: duplicate disk names, a format that cannot be written.
     #[error("{0}")]
     Invalid(String),

@@ -38,9 +38,9 @@ use crate::error::HypervisorError;
 use crate::fleece::{Fleece, FleeceDisk, FleeceMethod, FleeceOptions};
 use crate::qmp::QmpClient;
 use crate::quiesce::{AgentOptions, Quiesce};
-use lifeboat_engine::{backup_vm_consistent, DiskSource, IncrementalBase, Progress};
+use lifeboat_engine::{backup_vm_to, BackupTarget, DiskSource, IncrementalBase, Progress};
 use lifeboat_nbd::{ClientError, NbdExportDisk};
-use lifeboat_repo::{Consistency, LiveRead, Manifest, Repository};
+use lifeboat_repo::{Consistency, LiveRead, Manifest};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -210,19 +210,27 @@ fn disk_name(disk: &Disk, taken: &[String]) -> String {
 }
 
 /// Backs up every disk of the running VM that `client` controls as one
-/// restore point. (QEMU serves one client per QMP socket: the caller
+/// restore point into `target` (a local repository, or a proxy's upload
+/// to the server's). (QEMU serves one client per QMP socket: the caller
 /// connects, with [`QmpClient::connect_with_timeout`].)
-pub fn live_backup(
-    repo: &Repository,
+pub fn live_backup<T: BackupTarget>(
+    target: &T,
     client: &QmpClient,
     opts: &LiveBackupOptions,
     progress: &dyn Progress,
 ) -> Result<LiveBackupReport, LiveBackupError> {
     let started = Instant::now();
     let vm = opts.vm.clone();
-    let repo = &repo
-        .clone()
-        .with_compression_level(opts.compression_level)?;
+    lifeboat_repo::check_zstd_level(opts.compression_level).map_err(|e| {
+        LiveBackupError::Invalid {
+            vm: vm.clone(),
+            detail: format!("compression level: {e}"),
+        }
+    })?;
+    let backup_err = |source| LiveBackupError::Backup {
+        vm: vm.clone(),
+        source,
+    };
     let cleaned = cleanup_leftovers(client)?;
     if !cleaned.is_empty() {
         tracing::warn!(vm = %vm, "removed what an interrupted backup left: {cleaned:?}");
@@ -235,11 +243,7 @@ pub fn live_backup(
             detail: "the VM has no disk".into(),
         });
     }
-    let previous = match repo.resolve(&format!("{vm}@latest")) {
-        Ok(m) => Some(m),
-        Err(lifeboat_repo::Error::NotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let previous = target.latest(&vm).map_err(backup_err)?;
     // Unique per backup: the bitmaps of two backups must never share a name.
     let tag = chrono::Utc::now().format("%Y%m%d%H%M%S%9f").to_string();
     let mut plans: Vec<Plan> = Vec::with_capacity(disks.len());
@@ -268,7 +272,7 @@ pub fn live_backup(
                             && d.live.as_ref().and_then(|l| l.bitmap.as_deref())
                                 == Some(bitmap.as_str()) =>
                     {
-                        plan.base = Some(repo.load_index(m, &plan.name)?);
+                        plan.base = Some(target.load_index(m, &plan.name).map_err(backup_err)?);
                     }
                     Some((m, _)) => {
                         plan.why_full = Some(format!(
@@ -325,7 +329,7 @@ pub fn live_backup(
         nbd_socket: &fleece_opts.nbd_socket,
         consistency: consistency.clone(),
     };
-    let outcome = back_up(repo, &vm, &plans, point, opts, progress);
+    let outcome = back_up(target, &vm, &plans, point, opts, progress);
     let method = fleece.method();
     let paused = fleece.paused();
     let teardown = fleece.teardown(client);
@@ -365,7 +369,7 @@ pub fn live_backup(
         disks: reports,
         method,
         paused_ms: paused.as_millis() as u64,
-        compression_level: repo.zstd_level(),
+        compression_level: opts.compression_level,
         consistency,
         app_aware,
         elapsed_ms: started.elapsed().as_millis() as u64,
@@ -392,8 +396,8 @@ struct PointInTime<'a> {
 }
 
 /// Reads the exports into one restore point.
-fn back_up(
-    repo: &Repository,
+fn back_up<T: BackupTarget>(
+    target: &T,
     vm: &str,
     plans: &[Plan],
     point: PointInTime<'_>,
@@ -452,13 +456,15 @@ fn back_up(
         });
         sources.push(source);
     }
+    let backup_err = |source| LiveBackupError::Backup {
+        vm: vm.to_string(),
+        source,
+    };
+    let sink = target
+        .begin(Some(opts.compression_level))
+        .map_err(backup_err)?;
     let summary =
-        backup_vm_consistent(repo, vm, &sources, consistency, progress).map_err(|source| {
-            LiveBackupError::Backup {
-                vm: vm.to_string(),
-                source,
-            }
-        })?;
+        backup_vm_to(sink, vm, &sources, Some(consistency), progress).map_err(backup_err)?;
     let reports = plans
         .iter()
         .zip(&summary.manifest.disks)

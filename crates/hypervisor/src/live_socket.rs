@@ -11,8 +11,7 @@ use crate::live::{
 };
 use crate::qmp::QmpClient;
 use crate::vm_lock::VmLock;
-use lifeboat_engine::Progress;
-use lifeboat_repo::Repository;
+use lifeboat_engine::{BackupTarget, Progress};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,11 +77,11 @@ impl Drop for WorkDir {
     }
 }
 
-/// Backs up the VM behind the QMP socket `socket` into `repo`:
-/// `opts.work_dir` is replaced by `work_dir` (or a fresh private
-/// directory when `None`).
-pub fn live_backup_socket(
-    repo: &Repository,
+/// Backs up the VM behind the QMP socket `socket` into `repo` (a local
+/// repository or a proxy's upload): `opts.work_dir` is replaced by
+/// `work_dir` (or a fresh private directory when `None`).
+pub fn live_backup_socket<T: BackupTarget>(
+    repo: &T,
     socket: &Path,
     work_dir: Option<&Path>,
     mut opts: LiveBackupOptions,

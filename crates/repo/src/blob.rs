@@ -19,7 +19,7 @@
 //! [`crate::layout`]) and encrypts in place: compression is ~75% of a
 //! backup's CPU, so nothing around it copies or allocates per chunk.
 
-use crate::crypto::{self, Keys};
+use crate::crypto::{self, ChunkKeys};
 use crate::layout::{
     BLOB_HEADER_LEN, BLOB_MAGIC_CHUNK, BLOB_MAGIC_INDEX, BLOB_MAGIC_MANIFEST, BLOB_VERSION,
     DEFAULT_ZSTD_LEVEL, FLAG_COMPRESSED, FLAG_ENCRYPTED, SALT_LEN, TAG_LEN, TUNED_ZSTD_CHAIN_LOG,
@@ -116,7 +116,7 @@ fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
 /// Encodes `payload` as a blob of `kind`.
 pub(crate) fn encode(
     kind: BlobKind,
-    keys: Option<&Keys>,
+    keys: Option<&ChunkKeys>,
     zstd_level: i32,
     context: &[u8],
     payload: &[u8],
@@ -132,7 +132,7 @@ pub(crate) fn encode(
 /// into `out` and encrypts in place: no copy of the payload or the body.
 pub(crate) fn encode_into(
     kind: BlobKind,
-    keys: Option<&Keys>,
+    keys: Option<&ChunkKeys>,
     zstd_level: i32,
     context: &[u8],
     payload: &[u8],
@@ -177,23 +177,22 @@ pub(crate) fn encode_into(
     Ok(())
 }
 
-/// Decodes a blob of `kind`; `max_plain` bounds the payload size taken from
-/// the (untrusted) header. Errors are plain descriptions; the caller names
-/// the chunk or file.
-pub(crate) fn decode(
-    kind: BlobKind,
-    keys: Option<&Keys>,
-    context: &[u8],
-    mut data: Vec<u8>,
-    max_plain: u64,
-) -> Result<Vec<u8>, String> {
-    if data.len() < BLOB_HEADER_LEN {
+/// What a blob's header says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub flags: u8,
+    pub plain_len: u64,
+}
+
+/// Checks the header of blob `data` of `kind` (magic, version, flags,
+/// reserved bytes, `plain_len` <= `max_plain`): what it says, or why not.
+pub(crate) fn parse_header(kind: BlobKind, data: &[u8], max_plain: u64) -> Result<Header, String> {
+    let Some(header) = data.get(..BLOB_HEADER_LEN) else {
         return Err(format!(
             "{} bytes is shorter than the {BLOB_HEADER_LEN}-byte blob header",
             data.len()
         ));
-    }
-    let (header, _) = data.split_at(BLOB_HEADER_LEN);
+    };
     if header[0..4] != kind.magic() {
         return Err(format!(
             "bad magic {:?}, expected {:?}",
@@ -218,6 +217,51 @@ pub(crate) fn decode(
             "payload length {plain_len} exceeds the limit {max_plain}"
         ));
     }
+    Ok(Header { flags, plain_len })
+}
+
+/// Checks an encoded chunk blob without its keys (a server does not
+/// decrypt what a proxy uploads): its header (see [`parse_header`]), that
+/// it is encrypted exactly when the repository is, and that its body's
+/// length fits its payload's: the payload's own length when stored as is,
+/// at most zstd's bound when compressed, plus the tag when encrypted.
+pub(crate) fn check_chunk(data: &[u8], encrypted: bool, max_plain: u64) -> Result<(), String> {
+    let h = parse_header(BlobKind::Chunk, data, max_plain)?;
+    if (h.flags & FLAG_ENCRYPTED != 0) != encrypted {
+        return Err(if encrypted {
+            "unencrypted blob in an encrypted repository".into()
+        } else {
+            "encrypted blob in an unencrypted repository".into()
+        });
+    }
+    let plain = usize::try_from(h.plain_len).map_err(|_| "payload too large".to_string())?;
+    let tag = if encrypted { TAG_LEN } else { 0 };
+    let body = data.len() - BLOB_HEADER_LEN;
+    let fits = if h.flags & FLAG_COMPRESSED != 0 {
+        body >= tag && body - tag <= zstd::zstd_safe::compress_bound(plain)
+    } else {
+        body == plain + tag
+    };
+    if !fits {
+        return Err(format!(
+            "a body of {body} bytes does not fit a payload of {plain} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes a blob of `kind`; `max_plain` bounds the payload size taken from
+/// the (untrusted) header. Errors are plain descriptions; the caller names
+/// the chunk or file.
+pub(crate) fn decode(
+    kind: BlobKind,
+    keys: Option<&ChunkKeys>,
+    context: &[u8],
+    mut data: Vec<u8>,
+    max_plain: u64,
+) -> Result<Vec<u8>, String> {
+    let Header { flags, plain_len } = parse_header(kind, &data, max_plain)?;
+    let header = &data[..BLOB_HEADER_LEN];
     let mut salt = [0u8; SALT_LEN];
     salt.copy_from_slice(&header[16..BLOB_HEADER_LEN]);
     let encrypted = flags & FLAG_ENCRYPTED != 0;
@@ -266,8 +310,10 @@ pub(crate) fn decode(
 mod tests {
     use super::*;
 
-    fn keys() -> Keys {
-        Keys::derive(&[9u8; 32])
+    use crate::crypto::Keys;
+
+    fn keys() -> ChunkKeys {
+        Keys::derive(&[9u8; 32]).chunk.clone()
     }
 
     #[test]
@@ -348,7 +394,7 @@ mod tests {
         assert!(decode(BlobKind::Chunk, None, b"", enc.clone(), 1 << 20).is_err());
         assert!(decode(
             BlobKind::Chunk,
-            Some(&Keys::derive(&[1; 32])),
+            Some(&Keys::derive(&[1; 32]).chunk),
             b"",
             enc,
             1 << 20

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use zeroize::Zeroize;
 
 /// Argon2id cost parameters, recorded in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,12 +71,49 @@ impl KdfParams {
     }
 }
 
-/// The keys derived from the master secret.
+/// The keys derived from the master secret. Zeroed when dropped.
 pub(crate) struct Keys {
-    pub id_key: [u8; 32],
-    pub enc_key: [u8; 32],
+    /// What blobs and digests need.
+    pub chunk: ChunkKeys,
     /// The root of the [`LocalKey`]s.
     pub local_root: [u8; 32],
+}
+
+/// The two keys chunks are named and sealed with: the id key (keyed
+/// BLAKE3 digests) and the blob encryption key. Neither unwraps the
+/// master key nor derives the [`LocalKey`]s. This is what a server hands
+/// an enrolled proxy for an upload (`crate::encoder`); zeroed when dropped.
+pub struct ChunkKeys {
+    pub(crate) id_key: [u8; 32],
+    pub(crate) enc_key: [u8; 32],
+}
+
+impl Clone for ChunkKeys {
+    fn clone(&self) -> Self {
+        ChunkKeys {
+            id_key: self.id_key,
+            enc_key: self.enc_key,
+        }
+    }
+}
+
+impl std::fmt::Debug for ChunkKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkKeys(<redacted>)")
+    }
+}
+
+impl Drop for ChunkKeys {
+    fn drop(&mut self) {
+        self.id_key.zeroize();
+        self.enc_key.zeroize();
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.local_root.zeroize();
+    }
 }
 
 /// KDF context of the root of the local keys.
@@ -84,8 +122,10 @@ const KDF_CONTEXT_LOCAL_ROOT: &str = "lifeboat v1 local keys";
 impl Keys {
     pub fn derive(master: &[u8; MASTER_KEY_LEN]) -> Keys {
         Keys {
-            id_key: blake3::derive_key(KDF_CONTEXT_CHUNK_ID, master),
-            enc_key: blake3::derive_key(KDF_CONTEXT_BLOB_ENCRYPTION, master),
+            chunk: ChunkKeys {
+                id_key: blake3::derive_key(KDF_CONTEXT_CHUNK_ID, master),
+                enc_key: blake3::derive_key(KDF_CONTEXT_BLOB_ENCRYPTION, master),
+            },
             local_root: blake3::derive_key(KDF_CONTEXT_LOCAL_ROOT, master),
         }
     }
@@ -108,7 +148,9 @@ impl crate::Repository {
     /// derived from the master key; `None` when the repository is not
     /// encrypted.
     pub fn local_key(&self, purpose: &str) -> Option<LocalKey> {
-        self.keys()
+        self.inner
+            .keys
+            .as_ref()
             .map(|k| LocalKey(blake3::derive_key(purpose, &k.local_root)))
     }
 }
@@ -326,7 +368,7 @@ mod tests {
 
     #[test]
     fn derived_keys_differ_and_blob_keys_depend_on_salt() {
-        let k = Keys::derive(&[1u8; 32]);
+        let k = Keys::derive(&[1u8; 32]).chunk.clone();
         assert_ne!(k.id_key, k.enc_key);
         assert_ne!(
             blob_key(&k.enc_key, &[0; 32]),

@@ -83,7 +83,7 @@ pub fn repo_blob(data: &[u8]) {
         return;
     };
     let k = mode & 3;
-    let keys = (mode & 4 != 0).then(|| Keys::derive(&MASTER));
+    let keys = (mode & 4 != 0).then(|| Keys::derive(&MASTER).chunk.clone());
     if mode & 0x20 != 0 {
         let _ = DiskIndex::decode(rest);
         manifest(rest);

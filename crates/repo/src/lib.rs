@@ -16,7 +16,8 @@
 //! Modules: `layout` (every on-disk constant), `config` (the config file and
 //! key unwrapping), `keyslot` (key slot files), `unlock` (open from the
 //! config or any intact slot), `keys` (verify, repair and manage the
-//! config and slots), `crypto` (keys, AEAD), `blob` (the container of every
+//! config and slots), `crypto` (keys, AEAD), `encoder` (chunks encoded by a proxy
+//! with the chunk keys), `blob` (the container of every
 //! file), `model` (manifest, index, names), `repository` (open, read, lock,
 //! forget), `writer` (backups), `disk` (restore point disks), `prune`,
 //! `gc`, `verify`, `quarantine` (damaged files moved aside), `repair`
@@ -28,6 +29,7 @@ mod crypto;
 mod damage;
 mod digest;
 mod disk;
+mod encoder;
 mod error;
 mod fsutil;
 mod gc;
@@ -49,10 +51,11 @@ mod verify;
 mod writer;
 
 pub use config::{check_zstd_level, ZSTD_LEVELS};
-pub use crypto::{KdfParams, LocalKey};
+pub use crypto::{ChunkKeys, KdfParams, LocalKey};
 pub use damage::{DamageState, FileDamage, FileKind};
 pub use digest::{Digest, ParseDigestError};
 pub use disk::{ChunkReader, RestorePointDisk};
+pub use encoder::{max_chunk_blob_len, ChunkEncoder};
 pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use keys::KeySlotInfo;

@@ -286,8 +286,11 @@ impl Manifest {
 }
 
 /// Offset -> digest map of one disk. `None` is an all-zero chunk; the last
-/// chunk may be short.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// chunk may be short. (Serde gives the JSON a proxy's upload sends:
+/// digests as hex, `null` for zeros; the repository stores
+/// [`DiskIndex::encode`].)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DiskIndex {
     pub chunk_size: u32,
     pub disk_size: u64,

@@ -12,7 +12,7 @@
 
 use crate::blob::{self, BlobKind};
 use crate::config::{check_kdf, check_zstd_level, Config, EncryptionConfig, Unlocked};
-use crate::crypto::{KdfParams, Keys};
+use crate::crypto::{ChunkKeys, KdfParams, Keys};
 use crate::digest::Digest;
 use crate::disk::{ChunkReader, RestorePointDisk};
 use crate::error::{Error, IoContext, Result};
@@ -357,14 +357,11 @@ impl Repository {
     /// The digest of a chunk's plaintext: BLAKE3, keyed with the id key when
     /// the repository is encrypted.
     pub fn digest(&self, plain: &[u8]) -> Digest {
-        match &self.inner.keys {
-            Some(k) => Digest(*blake3::keyed_hash(&k.id_key, plain).as_bytes()),
-            None => Digest(*blake3::hash(plain).as_bytes()),
-        }
+        digest_with(self.keys(), plain)
     }
 
-    pub(crate) fn keys(&self) -> Option<&Keys> {
-        self.inner.keys.as_ref()
+    pub(crate) fn keys(&self) -> Option<&ChunkKeys> {
+        self.inner.keys.as_ref().map(|k| &k.chunk)
     }
 
     // ---- paths ----
@@ -695,6 +692,14 @@ fn read_bounded(path: &Path, max: u64) -> std::result::Result<Option<Vec<u8>>, R
     f.read_to_end(&mut buf)
         .map_err(|e| ReadError::Io(Error::io(path, e)))?;
     Ok(Some(buf))
+}
+
+/// A chunk's digest: BLAKE3, keyed with the id key when there are keys.
+pub(crate) fn digest_with(keys: Option<&ChunkKeys>, plain: &[u8]) -> Digest {
+    match keys {
+        Some(k) => Digest(*blake3::keyed_hash(&k.id_key, plain).as_bytes()),
+        None => Digest(*blake3::hash(plain).as_bytes()),
+    }
 }
 
 /// `chunks/<xx>` of prefix `i`.

@@ -68,8 +68,10 @@ pub enum Stored {
     Existing,
 }
 
-/// One disk of a restore point being committed.
-#[derive(Debug, Clone)]
+/// One disk of a restore point being committed (in JSON too: a proxy's
+/// upload sends its disks so).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewDisk {
     pub name: String,
     /// Where the disk came from, e.g. `qcow2 /vms/a.qcow2`.
@@ -77,8 +79,10 @@ pub struct NewDisk {
     pub index: DiskIndex,
     pub stats: DiskStats,
     /// How an image file was read (`None`: not an image file).
+    #[serde(default)]
     pub format: Option<SourceFormat>,
     /// How a running VM's disk was read (`None`: not a live backup).
+    #[serde(default)]
     pub live: Option<crate::model::LiveRead>,
 }
 
@@ -221,6 +225,11 @@ impl BackupWriter {
             .ok_or_else(|| Error::invalid("backup writer", "prefix lock missing"))
     }
 
+    /// The repository this backup writes to.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
     /// Stores a chunk. If it exists (committed by an earlier backup, or
     /// staged by this one), marks it live for gc and returns `Existing`
     /// without compressing; otherwise compresses, encrypts and stages it
@@ -245,39 +254,70 @@ impl BackupWriter {
             *digest,
             "store_chunk called with a digest that is not the data's"
         );
-        // Claimed first: another thread of this backup meeting the same
-        // chunk meanwhile takes it as existing (it is, by commit time).
+        self.stage(digest, |staged| {
+            CHUNK_BUF.with(|cell| -> Result<usize> {
+                let busy = || Error::invalid("backup writer", "chunk buffer of this thread in use");
+                let mut buf = cell.try_borrow_mut().map_err(|_| busy())?;
+                // Pad so the blob starts on an O_DIRECT boundary; the capacity
+                // covers the worst case, so encoding never moves the buffer.
+                buf.clear();
+                buf.reserve(fsutil::DIRECT_ALIGN + BLOB_HEADER_LEN + max_blob_body(plain.len()));
+                // (align_offset may in principle refuse: then write unaligned,
+                // which fsutil does through the page cache.)
+                let pad = Some(buf.as_ptr().align_offset(fsutil::DIRECT_ALIGN))
+                    .filter(|&p| p < fsutil::DIRECT_ALIGN)
+                    .unwrap_or(0);
+                buf.resize(pad, 0);
+                blob::encode_into(
+                    BlobKind::Chunk,
+                    self.repo.keys(),
+                    self.repo.zstd_level(),
+                    &digest.0,
+                    plain,
+                    &mut buf,
+                )
+                .map_err(|e| Error::invalid(format!("chunk {digest}"), e))?;
+                let blob = buf.get(pad..).unwrap_or_default();
+                fsutil::write_new_unsynced(staged, blob)?;
+                Ok(blob.len())
+            })
+        })
+    }
+
+    /// Stores a chunk blob encoded elsewhere (by a proxy, with
+    /// [`crate::ChunkEncoder`]) as [`BackupWriter::store_chunk`] stores one
+    /// it encodes: `Existing` when the repository has chunk `digest`,
+    /// else the blob is staged. The blob's header, kind, encryption flag
+    /// and lengths are checked against this repository (its payload at
+    /// most the chunk size); its body is not decrypted and its digest not
+    /// recomputed: a blob that does not hold `digest`'s data is found by
+    /// `verify`, as a damaged chunk.
+    pub fn store_encoded(&self, digest: &Digest, encoded: &[u8]) -> Result<Stored> {
+        blob::check_chunk(
+            encoded,
+            self.repo.encrypted(),
+            u64::from(self.repo.chunk_size()),
+        )
+        .map_err(|e| Error::invalid(format!("uploaded chunk {digest}"), e))?;
+        if self.reuse_chunk(digest)? {
+            return Ok(Stored::Existing);
+        }
+        self.stage(digest, |staged| {
+            fsutil::write_new_unsynced(staged, encoded)?;
+            Ok(encoded.len())
+        })
+    }
+
+    /// Stages new chunk `digest` through `write` (given the staged path,
+    /// it writes the blob and returns its length). Claimed first: another
+    /// thread of this backup meeting the same chunk meanwhile takes it as
+    /// existing (it is, by commit time); a failed write gives the claim
+    /// back.
+    fn stage(&self, digest: &Digest, write: impl FnOnce(&Path) -> Result<usize>) -> Result<Stored> {
         if !self.staged_set().insert(*digest) {
             return Ok(Stored::Existing);
         }
-        let staged = self.staged_path(digest);
-        let blob_len = CHUNK_BUF.with(|cell| -> Result<usize> {
-            let busy = || Error::invalid("backup writer", "chunk buffer of this thread in use");
-            let mut buf = cell.try_borrow_mut().map_err(|_| busy())?;
-            // Pad so the blob starts on an O_DIRECT boundary; the capacity
-            // covers the worst case, so encoding never moves the buffer.
-            buf.clear();
-            buf.reserve(fsutil::DIRECT_ALIGN + BLOB_HEADER_LEN + max_blob_body(plain.len()));
-            // (align_offset may in principle refuse: then write unaligned,
-            // which fsutil does through the page cache.)
-            let pad = Some(buf.as_ptr().align_offset(fsutil::DIRECT_ALIGN))
-                .filter(|&p| p < fsutil::DIRECT_ALIGN)
-                .unwrap_or(0);
-            buf.resize(pad, 0);
-            blob::encode_into(
-                BlobKind::Chunk,
-                self.repo.keys(),
-                self.repo.zstd_level(),
-                &digest.0,
-                plain,
-                &mut buf,
-            )
-            .map_err(|e| Error::invalid(format!("chunk {digest}"), e))?;
-            let blob = buf.get(pad..).unwrap_or_default();
-            fsutil::write_new_unsynced(&staged, blob)?;
-            Ok(blob.len())
-        });
-        match blob_len {
+        match write(&self.staged_path(digest)) {
             Ok(n) => Ok(Stored::New {
                 stored_bytes: n as u64,
             }),
@@ -286,6 +326,21 @@ impl BackupWriter {
                 Err(e)
             }
         }
+    }
+
+    /// The chunks `disks` refer to that neither this backup staged nor
+    /// the repository holds (each one held is marked live for gc, as
+    /// [`BackupWriter::reuse_chunk`] does): a commit of indexes written
+    /// elsewhere checks this is empty first.
+    pub fn missing_chunks(&self, disks: &[NewDisk]) -> Result<Vec<Digest>> {
+        let mut seen = HashSet::new();
+        let mut missing = Vec::new();
+        for d in disks.iter().flat_map(|d| d.index.digests.iter().flatten()) {
+            if seen.insert(*d) && !self.reuse_chunk(d)? {
+                missing.push(*d);
+            }
+        }
+        Ok(missing)
     }
 
     /// Marks an existing chunk live for gc without its data (for

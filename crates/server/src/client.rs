@@ -77,6 +77,12 @@ impl ClientError {
 
 type Result<T> = std::result::Result<T, ClientError>;
 
+/// Keep-alive connections a client keeps open to its server: a proxy's
+/// upload runs at most this many requests at once
+/// ([`crate::proxies::remote`]), so each reuses one of them and no
+/// request pays a TLS handshake.
+pub const MAX_IDLE_CONNECTIONS: usize = 8;
+
 /// A connection to one server with one token.
 pub struct Client {
     base: String,
@@ -435,6 +441,27 @@ impl Client {
         body: Option<&B>,
         bearer: bool,
     ) -> Result<T> {
+        let json = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode {
+                what: format!("{method} {path}"),
+                detail: e.to_string(),
+            })?),
+            None => None,
+        };
+        let body = json.as_deref().map(|j| ("application/json", j));
+        self.exchange(method, path, body, bearer)
+    }
+
+    /// One request, with the bearer token if `bearer` and `body` (its
+    /// content type and bytes); the answer parsed from JSON. An error
+    /// status is [`ClientError::Server`] with the server's kind.
+    pub(crate) fn exchange<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        bearer: bool,
+    ) -> Result<T> {
         let what = format!("{method} {path}");
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder()
@@ -454,11 +481,10 @@ impl Client {
             detail,
         };
         let mut response = match body {
-            Some(b) => {
-                let json = serde_json::to_vec(b).map_err(|e| decode(e.to_string()))?;
+            Some((content_type, bytes)) => {
                 let req = request
-                    .header("Content-Type", "application/json")
-                    .body(json)
+                    .header("Content-Type", content_type)
+                    .body(bytes)
                     .map_err(|e| decode(e.to_string()))?;
                 self.agent.run(req).map_err(connect)?
             }
@@ -468,14 +494,18 @@ impl Client {
             }
         };
         let status = response.status().as_u16();
-        let text = response
+        let mut text = response
             .body_mut()
             .with_config()
             .limit(64 << 20)
             .read_to_string()
             .map_err(|e| decode(e.to_string()))?;
+        // An upload's answer holds the chunk keys: the text is zeroed once
+        // parsed (a cheap memset of a small body).
+        let wipe = Wipe(&mut text);
+        let text = &*wipe.0;
         if status >= 400 {
-            let (kind, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            let (kind, message) = match serde_json::from_str::<ErrorBody>(text) {
                 Ok(b) => (ErrorKind::parse(&b.kind), b.error),
                 Err(_) => (None, text.chars().take(200).collect()),
             };
@@ -486,7 +516,16 @@ impl Client {
                 message,
             });
         }
-        serde_json::from_str(&text).map_err(|e| decode(e.to_string()))
+        serde_json::from_str(text).map_err(|e| decode(e.to_string()))
+    }
+}
+
+/// Zeroes a response's text when dropped.
+struct Wipe<'a>(&'a mut String);
+
+impl Drop for Wipe<'_> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0);
     }
 }
 
@@ -530,6 +569,7 @@ fn agent_config(
         .build();
     ureq::Agent::config_builder()
         .tls_config(tls)
+        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
         .https_only(https_only)
         .http_status_as_error(false)
         .timeout_global(Some(timeout))

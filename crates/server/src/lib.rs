@@ -19,12 +19,12 @@
 //! retention, sessions run by the server itself (jobs/), webhooks,
 //! Prometheus metrics, the OpenAPI document, and proxies enrolled with
 //! a one-time secret that pull sessions over mutual TLS with a client
-//! certificate from the server's CA and run them with the runner's own
-//! code (proxies/, api/proxy_work.rs), and agents enrolled the same way
-//! that the server calls to publish and scan restore points on their
-//! hosts (agents/, api/publications.rs; the agent process is the
-//! `lifeboat-agent` crate). Chunk upload to the server is not built yet
-//! (docs/server.md).
+//! certificate from the server's CA and back them up with the runner's
+//! own code into uploads to the server's repository (proxies/,
+//! api/proxy_work.rs, api/uploads.rs, uploads.rs), and agents enrolled
+//! the same way that the server calls to publish and scan restore points
+//! on their hosts (agents/, api/publications.rs; the agent process is the
+//! `lifeboat-agent` crate).
 
 pub mod agents;
 pub mod api;
@@ -32,6 +32,7 @@ mod background;
 pub mod catalog;
 pub mod check;
 pub mod client;
+mod client_upload;
 pub mod error;
 mod fsutil;
 pub mod jobs;
@@ -43,6 +44,7 @@ pub mod serve;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod uploads;
 
 pub use background::Background;
 pub use client::{Client, ClientError};

@@ -26,11 +26,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// memory or file descriptors.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// Serves `router` over TLS (`tls`) on `listener` until `stop`.
+/// Serves `router` over TLS (`tls`) on `listener` until `stop`; each
+/// completed handshake is told to `handshake` (true: with a client
+/// certificate).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
+    handshake: impl Fn(bool) + Clone + Send + 'static,
     stop: impl Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -59,6 +62,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let handshake = handshake.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
@@ -80,6 +84,7 @@ pub async fn serve(
                     .and_then(|chain| chain.first())
                     .map(|leaf| fingerprint(leaf.as_ref())),
             );
+            handshake(cert.0.is_some());
             let service = router.map_request(move |mut req: axum::extract::Request<_>| {
                 req.extensions_mut().insert(PeerAddr(peer));
                 req.extensions_mut().insert(cert.clone());

@@ -1,6 +1,9 @@
-//! Prometheus metrics in the text exposition format (written by hand: three
-//! families do not need a metrics crate): requests by route, method and
-//! status, requests refused for their credentials, and uptime.
+//! Prometheus metrics in the text exposition format (written by hand: a
+//! few families do not need a metrics crate): requests by route, method
+//! and status, requests refused for their credentials, TLS handshakes
+//! completed (so a test sees that a proxy's upload reuses its
+//! connections), proxies' uploads and the chunk bytes they stored, and
+//! uptime.
 //!
 //! Labels are bounded: the route is the matched route pattern (or
 //! `unmatched`) and the method one of the few HTTP knows (else `other`),
@@ -21,6 +24,11 @@ pub struct Metrics {
     started: Instant,
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     auth_failures: AtomicU64,
+    /// Completed handshakes without and with a client certificate.
+    handshakes: [AtomicU64; 2],
+    uploads: AtomicU64,
+    chunks: AtomicU64,
+    chunk_bytes: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -35,6 +43,10 @@ impl Metrics {
             started: Instant::now(),
             requests: Mutex::new(BTreeMap::new()),
             auth_failures: AtomicU64::new(0),
+            handshakes: [AtomicU64::new(0), AtomicU64::new(0)],
+            uploads: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            chunk_bytes: AtomicU64::new(0),
         }
     }
 
@@ -48,6 +60,23 @@ impl Metrics {
     /// Counts one request refused for its credentials (401 or 403).
     pub fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one completed TLS handshake (one connection), with a
+    /// client certificate (a proxy's) or without.
+    pub fn handshake(&self, client_certificate: bool) {
+        self.handshakes[usize::from(client_certificate)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one upload opened by a proxy.
+    pub fn upload_opened(&self) {
+        self.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one new chunk a proxy uploaded, `bytes` as stored.
+    pub fn chunk_uploaded(&self, bytes: u64) {
+        self.chunks.fetch_add(1, Ordering::Relaxed);
+        self.chunk_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Seconds since the server started.
@@ -76,6 +105,35 @@ impl Metrics {
             "lifeboat_auth_failures_total {}",
             self.auth_failures.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP lifeboat_tls_handshakes_total TLS handshakes completed (connections served), by whether the client sent a certificate (a proxy).\n");
+        out.push_str("# TYPE lifeboat_tls_handshakes_total counter\n");
+        for (cert, n) in ["false", "true"].iter().zip(&self.handshakes) {
+            let _ = writeln!(
+                out,
+                "lifeboat_tls_handshakes_total{{client_certificate=\"{cert}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, v) in [
+            (
+                "lifeboat_uploads_total",
+                "Uploads opened by proxies.",
+                &self.uploads,
+            ),
+            (
+                "lifeboat_upload_chunks_total",
+                "New chunks proxies uploaded.",
+                &self.chunks,
+            ),
+            (
+                "lifeboat_upload_chunk_bytes_total",
+                "Bytes of the new chunks proxies uploaded, as stored.",
+                &self.chunk_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
         out.push_str("# HELP lifeboat_uptime_seconds Seconds since the server started.\n");
         out.push_str("# TYPE lifeboat_uptime_seconds gauge\n");
         let _ = writeln!(out, "lifeboat_uptime_seconds {:.3}", self.uptime_seconds());
@@ -108,7 +166,14 @@ mod tests {
         m.request("/api/v1/health", "GET", 200);
         m.request(UNMATCHED, "BREW", 404);
         m.auth_failure();
+        m.handshake(true);
+        m.chunk_uploaded(100);
+        m.chunk_uploaded(20);
         let text = m.render();
+        assert!(text.contains("lifeboat_tls_handshakes_total{client_certificate=\"true\"} 1\n"));
+        assert!(text.contains("lifeboat_tls_handshakes_total{client_certificate=\"false\"} 0\n"));
+        assert!(text.contains("lifeboat_upload_chunks_total 2\n"));
+        assert!(text.contains("lifeboat_upload_chunk_bytes_total 120\n"));
         assert!(text.contains(
             "lifeboat_http_requests_total{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 2\n"
         ));

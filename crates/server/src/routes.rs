@@ -11,6 +11,7 @@ pub enum Method {
     Get,
     Post,
     Patch,
+    Put,
     Delete,
 }
 
@@ -21,6 +22,7 @@ impl Method {
             Method::Get => "get",
             Method::Post => "post",
             Method::Patch => "patch",
+            Method::Put => "put",
             Method::Delete => "delete",
         }
     }
@@ -31,6 +33,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Patch => "PATCH",
+            Method::Put => "PUT",
             Method::Delete => "DELETE",
         }
     }
@@ -90,6 +93,11 @@ pub enum Endpoint {
     CreatePublication,
     DeletePublication,
     RunScan,
+    UploadOpen,
+    UploadKnown,
+    UploadChunk,
+    UploadCommit,
+    UploadAbort,
 }
 
 /// One route of the API.
@@ -284,6 +292,36 @@ pub const ROUTES: &[Route] = &[
         Endpoint::DeletePublication,
     ),
     route(Method::Post, "/api/v1/scans", OPERATOR, Endpoint::RunScan),
+    route(
+        Method::Post,
+        "/api/v1/proxy/sessions/{id}/upload",
+        Access::Proxy,
+        Endpoint::UploadOpen,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/uploads/{id}/known",
+        Access::Proxy,
+        Endpoint::UploadKnown,
+    ),
+    route(
+        Method::Put,
+        "/api/v1/proxy/uploads/{id}/chunks/{digest}",
+        Access::Proxy,
+        Endpoint::UploadChunk,
+    ),
+    route(
+        Method::Post,
+        "/api/v1/proxy/uploads/{id}/commit",
+        Access::Proxy,
+        Endpoint::UploadCommit,
+    ),
+    route(
+        Method::Delete,
+        "/api/v1/proxy/uploads/{id}",
+        Access::Proxy,
+        Endpoint::UploadAbort,
+    ),
     route(Method::Get, "/metrics", VIEWER, Endpoint::Metrics),
     route(
         Method::Get,

@@ -93,7 +93,9 @@ pub async fn run(config: ServerConfig, stop: impl Future<Output = ()>) -> Result
         .map_err(|e| Error::io("listener address", e))?;
     tracing::info!(listen = %local, "serving HTTPS");
     tokio::spawn(runner::run(state.clone()));
-    crate::listener::serve(listener, tls_config, api::router(state), stop).await;
+    let counted = state.clone();
+    let handshake = move |client_certificate: bool| counted.metrics().handshake(client_certificate);
+    crate::listener::serve(listener, tls_config, api::router(state), handshake, stop).await;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use crate::jobs::webhook::Webhooks;
 use crate::jobs::JobsConfig;
 use crate::metrics::Metrics;
 use crate::tls::{server_client_identity, ClientIdentity};
+use crate::uploads::Uploads;
 use lifeboat_repo::Repository;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub struct Shared {
     /// The server's own client certificate (from its CA), which it calls
     /// agents with; `None` with the operator's certificate.
     pub client_identity: Option<ClientIdentity>,
+    /// The proxies' open uploads (in memory only).
+    pub uploads: Uploads,
 }
 
 impl AppState {
@@ -79,8 +82,21 @@ impl AppState {
                 webhooks,
                 own_ca,
                 client_identity,
+                uploads: Uploads::default(),
             }),
         })
+    }
+
+    /// The largest chunk blob an upload to any served repository takes.
+    pub fn blob_limit(&self) -> usize {
+        let chunk = self
+            .inner
+            .repositories
+            .values()
+            .map(|r| r.repo.chunk_size())
+            .max()
+            .unwrap_or(lifeboat_repo::DEFAULT_CHUNK_SIZE);
+        lifeboat_repo::max_chunk_blob_len(chunk)
     }
 
     pub fn metrics(&self) -> &Metrics {

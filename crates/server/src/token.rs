@@ -73,13 +73,17 @@ pub struct TokenInfo {
 
 /// A new random secret, `lbt_` + 64 hex digits.
 pub fn new_secret() -> String {
+    format!("{SECRET_PREFIX}{}", random_hex())
+}
+
+/// 256 random bits as 64 hex digits.
+pub fn random_hex() -> String {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .expect("the system RNG failed");
-    let mut s = String::with_capacity(SECRET_PREFIX.len() + 64);
-    s.push_str(SECRET_PREFIX);
+    let mut s = String::with_capacity(64);
     for b in bytes {
         s.push_str(&format!("{b:02x}"));
     }

@@ -9,7 +9,6 @@ use crate::args::{OutputArgs, RemoteArgs};
 use crate::commands::remote::client;
 use crate::exit;
 use crate::output::print_json;
-use crate::passphrase::passphrase;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lifeboat_server::catalog::proxies::PeerKind;
@@ -75,10 +74,6 @@ pub struct ProxyRunArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_JOBS, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_jobs: u32,
-    /// File holding the repositories' passphrase (else LIFEBOAT_PASSPHRASE);
-    /// it never crosses the wire
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
     /// A folder whose image files and QMP sockets this proxy's jobs may
     /// read (repeatable); without one, jobs read no host path
     #[arg(long = "source-root", value_name = "DIR")]
@@ -212,7 +207,6 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
     if a.check {
         return Ok(exit::OK);
     }
-    let passphrase = passphrase(a.passphrase_file.as_deref())?;
     crate::output::install_json_logs();
     tracing::info!(
         proxy = proxy.name,
@@ -224,7 +218,6 @@ fn serve(remote: &RemoteArgs, a: ProxyRunArgs) -> anyhow::Result<i32> {
         &identity,
         WorkerConfig {
             max_jobs: a.max_jobs,
-            passphrase,
             source_roots,
         },
     )?;

@@ -68,7 +68,6 @@ pub fn run(
         "    proxy {PROXY} enrolled with a one-time secret: client certificate {}... from the server's CA",
         enrolled.proxy.fingerprint.get(..16).unwrap_or_default()
     );
-    let worker_passphrase = Some(passphrase.to_string());
     let disk = disk
         .canonicalize()
         .with_context(|| format!("resolving {}", disk.display()))?;
@@ -81,7 +80,6 @@ pub fn run(
             &identity,
             WorkerConfig {
                 max_jobs: 1,
-                passphrase: worker_passphrase,
                 source_roots,
             },
         )

@@ -135,19 +135,30 @@ impl Server {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> (u16, String) {
+        let mut args = Vec::new();
+        if let Some(t) = token {
+            args.extend(["-H".to_string(), format!("Authorization: Bearer {t}")]);
+        }
+        let body = body.map(|b| ("application/json", b));
+        self.curl_with(method, path, &args, body)
+    }
+
+    /// One request with curl and `args` (a client certificate, headers),
+    /// `body` with its content type: (status, body).
+    pub fn curl_with(
+        &self,
+        method: &str,
+        path: &str,
+        args: &[String],
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, String) {
         let mut cmd = tool("curl", "curl");
         cmd.args(["-sS", "--cacert", s(&self.ca()), "-X", method])
-            .args(["-o", "-", "-w", "\n%{http_code}"]);
-        if let Some(t) = token {
-            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-        }
-        if body.is_some() {
-            cmd.args([
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                "@-",
-            ]);
+            .args(["-o", "-", "-w", "\n%{http_code}"])
+            .args(args);
+        if let Some((content_type, _)) = body {
+            cmd.args(["-H", &format!("Content-Type: {content_type}")])
+                .args(["--data-binary", "@-"]);
         }
         let mut child = cmd
             .arg(format!("{}{path}", self.url()))
@@ -157,7 +168,9 @@ impl Server {
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(body.unwrap_or_default()).unwrap();
+        stdin
+            .write_all(body.map(|b| b.1).unwrap_or_default())
+            .unwrap();
         drop(stdin);
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();

@@ -16,6 +16,8 @@ pub mod publications;
 pub mod response;
 pub mod sessions;
 pub mod tokens;
+pub mod upload_wire;
+pub mod uploads;
 
 use crate::error::{Error, ErrorKind};
 use crate::metrics::UNMATCHED;
@@ -28,8 +30,14 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use std::time::Instant;
 
-/// The largest request body accepted (413 above it).
+/// The largest request body accepted (413 above it), but for the upload
+/// routes' (see [`body_limit`]).
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// The largest body of a `known` call (its digests).
+pub const KNOWN_BODY_LIMIT: usize = 1 << 20;
+/// The largest body of an upload's commit (its indexes: 64 hex digits a
+/// chunk, some 17 MB for a 1 TiB disk at 4 MiB chunks).
+pub const COMMIT_BODY_LIMIT: usize = 64 << 20;
 
 /// A body declared over [`BODY_LIMIT`] but at most this long is read and
 /// dropped before the 413 goes out: closing a connection with unread data
@@ -42,17 +50,38 @@ pub const DRAIN_LIMIT: usize = 1 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// The largest body `endpoint` takes: a chunk blob of the largest chunk
+/// size served (`blob_limit`), an upload's indexes, a batch of digests,
+/// or [`BODY_LIMIT`].
+pub fn body_limit(endpoint: Endpoint, blob_limit: usize) -> usize {
+    match endpoint {
+        Endpoint::UploadChunk => blob_limit,
+        Endpoint::UploadCommit => COMMIT_BODY_LIMIT,
+        Endpoint::UploadKnown => KNOWN_BODY_LIMIT,
+        _ => BODY_LIMIT,
+    }
+}
+
 /// The router of every route in [`ROUTES`].
 pub fn router(state: AppState) -> Router {
+    let blob_limit = state.blob_limit();
     let mut router: Router<AppState> = Router::new();
     for r in ROUTES {
-        router = router.route(r.path, method_router(r.endpoint, r.method));
+        let limit = body_limit(r.endpoint, blob_limit);
+        let mut route = method_router(r.endpoint, r.method);
+        if limit != BODY_LIMIT {
+            route = route.layer(DefaultBodyLimit::max(limit));
+        }
+        router = router.route(r.path, route);
     }
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn_with_state(
+            blob_limit,
+            refuse_oversized,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -62,6 +91,7 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Method::Get => MethodFilter::GET,
         Method::Post => MethodFilter::POST,
         Method::Patch => MethodFilter::PATCH,
+        Method::Put => MethodFilter::PUT,
         Method::Delete => MethodFilter::DELETE,
     };
     match endpoint {
@@ -103,6 +133,11 @@ fn method_router(endpoint: Endpoint, method: Method) -> MethodRouter<AppState> {
         Endpoint::CreatePublication => on(filter, publications::create),
         Endpoint::DeletePublication => on(filter, publications::delete),
         Endpoint::RunScan => on(filter, publications::scan),
+        Endpoint::UploadOpen => on(filter, uploads::open),
+        Endpoint::UploadKnown => on(filter, uploads::known),
+        Endpoint::UploadChunk => on(filter, uploads::put),
+        Endpoint::UploadCommit => on(filter, uploads::commit),
+        Endpoint::UploadAbort => on(filter, uploads::abort),
     }
 }
 
@@ -119,21 +154,27 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     }
 }
 
-/// Answers 413 to a body whose `Content-Length` is over [`BODY_LIMIT`]
-/// (after reading it, up to [`DRAIN_LIMIT`]); bodies without a length are
-/// cut at the limit by [`DefaultBodyLimit`] as they are read.
-async fn refuse_oversized(req: Request, next: Next) -> Response {
+/// Answers 413 to a body whose `Content-Length` is over its route's
+/// [`body_limit`] (after reading it, up to [`DRAIN_LIMIT`]); bodies
+/// without a length are cut at the limit by [`DefaultBodyLimit`] as they
+/// are read.
+async fn refuse_oversized(State(blob_limit): State<usize>, req: Request, next: Next) -> Response {
+    let limit = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| crate::routes::find(req.method().as_str(), m.as_str()))
+        .map_or(BODY_LIMIT, |r| body_limit(r.endpoint, blob_limit));
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(n) if n > BODY_LIMIT as u64 => {
+        Some(n) if n > limit as u64 => {
             if n <= DRAIN_LIMIT as u64 {
                 let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
             }
-            response::too_large().into_response()
+            response::too_large(limit).into_response()
         }
         _ => next.run(req).await,
     }

@@ -46,14 +46,12 @@ pub struct WorkRequest {
     pub max_jobs: u32,
 }
 
-/// A session for a proxy: what to back up, and where.
+/// A session for a proxy: what to back up (into the job's repository,
+/// through an upload: `api/uploads.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Work {
     pub session: Session,
     pub job: Job,
-    /// The repository's path on the server; the proxy opens the same path
-    /// (shared storage or the same host).
-    pub repository_path: String,
 }
 
 /// `POST /api/v1/proxy/work` answer: `work` is `None` after [`WORK_WAIT`]
@@ -134,16 +132,15 @@ pub async fn work(
                         session.attempt
                     ),
                 )?;
-                let job = s.catalog.job(&session.job)?;
-                let path = job
-                    .as_ref()
-                    .and_then(|j| s.repositories.get(&j.repository))
-                    .map(|r| r.path.display().to_string());
-                Ok(Some((session, job, path)))
+                let job = s
+                    .catalog
+                    .job(&session.job)?
+                    .filter(|j| s.repositories.contains_key(&j.repository));
+                Ok(Some((session, job)))
             })
             .await?;
         match taken {
-            Some((session, Some(job), Some(repository_path))) => {
+            Some((session, Some(job))) => {
                 tracing::info!(
                     session = session.id,
                     job = job.name,
@@ -151,16 +148,12 @@ pub async fn work(
                     "session given to a proxy"
                 );
                 return Ok(Json(WorkReply {
-                    work: Some(Work {
-                        session,
-                        job,
-                        repository_path,
-                    }),
+                    work: Some(Work { session, job }),
                 }));
             }
             // Its job was deleted or names a repository no longer served:
             // fail it here and look again.
-            Some((session, _, _)) => {
+            Some((session, None)) => {
                 let ending = Ending {
                     state: SessionState::Failed,
                     bytes_read: 0,
@@ -185,7 +178,7 @@ pub async fn work(
 }
 
 /// The id of a session path parameter.
-fn session_id(id: &str) -> Result<i64> {
+pub(crate) fn session_id(id: &str) -> Result<i64> {
     id.parse()
         .map_err(|_| Error::bad_request(format!("session id {id:?} is not a number")))
 }

@@ -69,7 +69,7 @@ fn rejection_error(r: &JsonRejection) -> Error {
         _ => ErrorKind::BadRequest,
     };
     if kind == ErrorKind::TooLarge {
-        return too_large();
+        return too_large(super::BODY_LIMIT);
     }
     Error::Request {
         kind,
@@ -77,14 +77,11 @@ fn rejection_error(r: &JsonRejection) -> Error {
     }
 }
 
-/// The 413 of a body over [`super::BODY_LIMIT`].
-pub fn too_large() -> Error {
+/// The 413 of a body over `limit` bytes.
+pub fn too_large(limit: usize) -> Error {
     Error::Request {
         kind: ErrorKind::TooLarge,
-        message: format!(
-            "request body is over the limit of {} bytes",
-            super::BODY_LIMIT
-        ),
+        message: format!("request body is over the limit of {limit} bytes"),
     }
 }
 
@@ -102,7 +99,7 @@ mod tests {
                 .unwrap(),
             "Bearer"
         );
-        let r = too_large().into_response();
+        let r = too_large(super::super::BODY_LIMIT).into_response();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(r
             .headers()

@@ -6,14 +6,16 @@
 //! ([`lifeboat_repo::Repository::prune_vm`]). A killed run leaves no half
 //! restore point: the repository writes the manifest last, by rename.
 //!
-//! The server's runner and a proxy's worker both call [`run_job`]: they
-//! differ only in where the repository was opened and where the progress
-//! and log lines go ([`SessionLog`]: the catalog, or the proxy's progress
-//! calls to the server).
+//! The server's runner calls [`run_job`] with the repository it serves; a
+//! proxy's worker calls [`back_up_job`], the same backup, into its upload
+//! to that repository ([`lifeboat_engine::BackupTarget`]), and the server
+//! applies the retention when the upload commits ([`apply_retention`]).
+//! Progress and log lines go through [`SessionLog`]: to the catalog, or
+//! to the proxy's progress calls to the server.
 
 use super::source::{parse_sources, JobSource, SourceRoots};
 use crate::catalog::jobs::Job;
-use lifeboat_engine::{backup_vm, error_chain as chain, DiskSource, Progress};
+use lifeboat_engine::{backup_vm_to, error_chain as chain, BackupTarget, DiskSource, Progress};
 use lifeboat_formats::{AllowedPaths, OpenOptions};
 use lifeboat_hypervisor::{live_backup_socket, LiveBackupOptions};
 use lifeboat_repo::Repository;
@@ -37,10 +39,26 @@ pub trait SessionLog: Progress {
 }
 
 /// Runs `job` into `repo` (opened by the caller), reading its sources
-/// only under `roots`, logging through `progress`; the error is the
-/// session's.
+/// only under `roots`, then its retention, logging through `progress`;
+/// the error is the session's.
 pub fn run_job(
     repo: &Repository,
+    job: &Job,
+    roots: &SourceRoots,
+    progress: &dyn SessionLog,
+) -> Result<Done, String> {
+    let done = back_up_job(repo, job, roots, progress)?;
+    if let Some(line) = apply_retention(repo, job) {
+        progress.log(&line);
+    }
+    Ok(done)
+}
+
+/// Backs up `job`'s sources, read only under `roots`, into `target` (a
+/// repository, or a proxy's upload) as one restore point of the VM named
+/// like the job, logging through `progress`; the error is the session's.
+pub fn back_up_job<T: BackupTarget>(
+    target: &T,
     job: &Job,
     roots: &SourceRoots,
     progress: &dyn SessionLog,
@@ -70,8 +88,11 @@ pub fn run_job(
                 }
                 sources.push(source);
             }
-            let summary = backup_vm(repo, &job.name, &sources, progress)
-                .map_err(|e| format!("backup of {}: {}", job.name, chain(&e)))?;
+            let failed =
+                |e: lifeboat_engine::Error| format!("backup of {}: {}", job.name, chain(&e));
+            let sink = target.begin(None).map_err(failed)?;
+            let summary =
+                backup_vm_to(sink, &job.name, &sources, None, progress).map_err(failed)?;
             let disks = &summary.manifest.disks;
             Done {
                 restore_point: summary.manifest.name(),
@@ -86,14 +107,15 @@ pub fn run_job(
                 socket.display()
             ));
             let opts = LiveBackupOptions::new(&job.name, LIVE_TIMEOUT);
-            let report = live_backup_socket(repo, &socket, None, opts, progress).map_err(|e| {
-                format!(
-                    "live backup of {} through {}: {}",
-                    job.name,
-                    socket.display(),
-                    chain(&e)
-                )
-            })?;
+            let report =
+                live_backup_socket(target, &socket, None, opts, progress).map_err(|e| {
+                    format!(
+                        "live backup of {} through {}: {}",
+                        job.name,
+                        socket.display(),
+                        chain(&e)
+                    )
+                })?;
             Done {
                 restore_point: report.restore_point.clone(),
                 bytes_read: report.disks.iter().map(|d| d.bytes_read).sum(),
@@ -105,18 +127,16 @@ pub fn run_job(
         "created restore point {}: read {} bytes, stored {} new bytes",
         done.restore_point, done.bytes_read, done.bytes_stored
     ));
-    retention(repo, job, progress);
     Ok(done)
 }
 
-/// Applies the job's keep counts to its VM (none: keeps everything). A
-/// failure is logged in the session; the backup itself succeeded.
-fn retention(repo: &Repository, job: &Job, progress: &dyn SessionLog) {
-    let Some(policy) = job.retention.policy() else {
-        return;
-    };
-    match repo.prune_vm(&job.name, &policy, false) {
-        Ok(report) => progress.log(&format!(
+/// Applies the job's keep counts to its VM: the session's log line
+/// (`None`: the job keeps everything). A failure is a warning line; the
+/// backup itself succeeded.
+pub fn apply_retention(repo: &Repository, job: &Job) -> Option<String> {
+    let policy = job.retention.policy()?;
+    Some(match repo.prune_vm(&job.name, &policy, false) {
+        Ok(report) => format!(
             "retention: kept {}, removed {}{}",
             report.kept.len(),
             report.removed.len(),
@@ -125,7 +145,7 @@ fn retention(repo: &Repository, job: &Job, progress: &dyn SessionLog) {
             } else {
                 format!(" ({})", report.removed.join(", "))
             }
-        )),
-        Err(e) => progress.log(&format!("warning: retention failed: {}", chain(&e))),
-    }
+        ),
+        Err(e) => format!("warning: retention failed: {}", chain(&e)),
+    })
 }

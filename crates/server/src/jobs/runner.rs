@@ -309,6 +309,7 @@ fn work(shared: &Shared, s: &Session) {
 /// a proxy's finish or an expired lease): its last log line, the audit,
 /// the retry and the webhooks.
 pub fn conclude(shared: &Shared, s: &Session, ending: &Ending) {
+    shared.uploads.drop_session(s.id);
     if let Err(e) = end(shared, s, ending) {
         tracing::error!(session = s.id, error = %e, "ending a session");
     }

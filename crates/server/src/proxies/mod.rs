@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod certificate;
 pub mod identity;
+pub mod remote;
 pub mod worker;
 
 /// The longest proxy name (a DNS label: it is the certificate's SAN).

@@ -1,28 +1,34 @@
 //! The proxy's work loop (`lifeboat proxy` after enrollment): it asks the
 //! server for work (a long poll), runs each session it is given on a
-//! thread of its own with [`run_job`], the code the server's runner uses,
-//! reports progress every [`PROGRESS_EVERY`] (bytes read and new log
-//! lines; each call renews the session's lease) and sends the result.
+//! thread of its own with [`back_up_job`], the backup the server's runner
+//! makes, into an upload to the job's repository on the server
+//! ([`RemoteTarget`]), reports progress every [`PROGRESS_EVERY`] (bytes
+//! read and new log lines; each call renews the session's lease) and
+//! sends the result.
 //!
 //! ```text
 //!  loop: while running < max_jobs: POST /proxy/work {max_jobs} (held ~25 s)
-//!          work -> thread: open the repository at its path (the passphrase
-//!                  from the proxy's own environment), run_job
+//!          work -> thread: open an upload (the chunk keys come with it),
+//!                  back_up_job into it, commit (the server applies retention)
 //!                  reporter: POST .../progress every 2 s until done
 //!                  POST .../finish {restore_point | error}
 //! ```
 //!
-//! The server never dials the proxy. A session the server took back (its
-//! lease expired) answers `keep_going: false`: the engine has no way to
-//! stop a backup half-way yet, so the run goes on to its end and its
-//! finish is refused; what it wrote is a whole restore point or nothing.
+//! The server never dials the proxy, and the proxy needs neither the
+//! repository's path nor its passphrase. A session the server took back
+//! (cancelled, or its lease expired) answers `keep_going: false`: the
+//! backup stops at its next chunk ([`Progress::cancelled`]), and its
+//! upload is gone on the server (its staged chunks removed, no restore
+//! point made). A job reads its sources only under the proxy's own
+//! `--source-root` folders.
 
 use super::identity::Identity;
 use crate::api::proxy_work::{FinishReport, ProgressReport, Work};
 use crate::client::{Client, ClientError};
 use crate::error::ErrorKind;
-use crate::jobs::execute::{run_job, SessionLog};
+use crate::jobs::execute::{back_up_job, SessionLog};
 use crate::jobs::source::SourceRoots;
+use crate::proxies::remote::RemoteTarget;
 use lifeboat_engine::{error_chain, Progress};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,8 +45,6 @@ pub const DEFAULT_MAX_JOBS: u32 = 2;
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub max_jobs: u32,
-    /// The repositories' passphrase, from the proxy's environment.
-    pub passphrase: Option<String>,
     /// Where this proxy's jobs may read sources (`--source-root`).
     pub source_roots: SourceRoots,
 }
@@ -75,14 +79,10 @@ pub fn run(identity: &Identity, config: WorkerConfig) -> Result<(), ClientError>
             "session received"
         );
         *running.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let (client, running, passphrase, roots) = (
-            client.clone(),
-            running.clone(),
-            config.passphrase.clone(),
-            config.source_roots.clone(),
-        );
+        let (client, running, roots) =
+            (client.clone(), running.clone(), config.source_roots.clone());
         std::thread::spawn(move || {
-            run_session(&client, &work, passphrase.as_deref(), &roots);
+            run_session(&client, &work, &roots);
             let (count, freed) = &*running;
             *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
             freed.notify_one();
@@ -136,7 +136,7 @@ impl SessionLog for Pending {
 }
 
 /// Runs one session and reports it.
-fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>, roots: &SourceRoots) {
+fn run_session(client: &Arc<Client>, work: &Work, roots: &SourceRoots) {
     let id = work.session.id;
     let taken_back = Arc::new(AtomicBool::new(false));
     let pending = Arc::new(Pending {
@@ -163,16 +163,20 @@ fn run_session(client: &Arc<Client>, work: &Work, passphrase: Option<&str>, root
             send_progress(&client, id, &pending, &taken_back);
         })
     };
-    let result =
-        lifeboat_repo::Repository::open(std::path::Path::new(&work.repository_path), passphrase)
-            .map_err(|e| {
-                format!(
-                    "opening repository {} on this proxy: {}",
-                    work.repository_path,
-                    error_chain(&e)
-                )
-            })
-            .and_then(|repo| run_job(&repo, &work.job, roots, &*pending));
+    let result = RemoteTarget::open(client.clone(), id)
+        .map_err(|e| format!("opening an upload to the server: {}", error_chain(&e)))
+        .and_then(|target| {
+            let done = back_up_job(&target, &work.job, roots, &*pending);
+            match &done {
+                Ok(_) => {
+                    if let Some(line) = target.retention() {
+                        pending.log(&line);
+                    }
+                }
+                Err(_) => target.abort(),
+            }
+            done
+        });
     done.store(true, Ordering::Relaxed);
     let _ = reporter.join();
     if !taken_back.load(Ordering::Relaxed) {
