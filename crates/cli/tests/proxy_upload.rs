@@ -239,9 +239,20 @@ fn malformed_or_foreign_uploads_are_refused_and_commits_need_every_chunk() {
         Vec::<std::path::PathBuf>::new()
     );
 
-    // Aborted: gone too.
+    // Aborted: gone too. At most two uploads of one session are open.
     let (_, second) = open(mine);
     let second = json(&second)["upload"].as_str().unwrap().to_string();
+    let (_, spare) = open(mine);
+    let spare = json(&spare)["upload"].as_str().unwrap().to_string();
+    refused(open(mine), 409, "uploads open");
+    let (status, body) = call(
+        &st,
+        &p9,
+        "DELETE",
+        &format!("/api/v1/proxy/uploads/{spare}"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
     let (status, body) = call(
         &st,
         &p9,

@@ -49,6 +49,12 @@ pub trait BackupTarget: Sync {
     /// Starts the backup; new chunks compressed at `zstd_level` (`None`:
     /// the repository's level).
     fn begin(&self, zstd_level: Option<i32>) -> Result<Self::Sink>;
+    /// Workers per disk for a source that sets none (`None`: one per
+    /// core). A remote target wants more: each worker waits on the network
+    /// for its chunk while the others compute.
+    fn workers(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl ChunkSink for BackupWriter {

@@ -59,6 +59,33 @@ fn max_blob_body(plain_len: usize) -> usize {
     zstd::zstd_safe::compress_bound(plain_len) + TAG_LEN
 }
 
+/// Writes the blob `fill` appends (at most `max_len` bytes) to the new
+/// file `path` from this thread's chunk buffer, padded so the blob starts
+/// on an `O_DIRECT` boundary (the capacity covers `max_len`, so filling
+/// never moves the buffer); returns the blob's length.
+fn write_aligned(
+    path: &Path,
+    max_len: usize,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<usize> {
+    CHUNK_BUF.with(|cell| {
+        let busy = || Error::invalid("backup writer", "chunk buffer of this thread in use");
+        let mut buf = cell.try_borrow_mut().map_err(|_| busy())?;
+        buf.clear();
+        buf.reserve(fsutil::DIRECT_ALIGN + max_len);
+        // (align_offset may in principle refuse: then write unaligned,
+        // which fsutil does through the page cache.)
+        let pad = Some(buf.as_ptr().align_offset(fsutil::DIRECT_ALIGN))
+            .filter(|&p| p < fsutil::DIRECT_ALIGN)
+            .unwrap_or(0);
+        buf.resize(pad, 0);
+        fill(&mut buf)?;
+        let blob = buf.get(pad..).unwrap_or_default();
+        fsutil::write_new_unsynced(path, blob)?;
+        Ok(blob.len())
+    })
+}
+
 /// What `store_chunk` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -255,32 +282,21 @@ impl BackupWriter {
             "store_chunk called with a digest that is not the data's"
         );
         self.stage(digest, |staged| {
-            CHUNK_BUF.with(|cell| -> Result<usize> {
-                let busy = || Error::invalid("backup writer", "chunk buffer of this thread in use");
-                let mut buf = cell.try_borrow_mut().map_err(|_| busy())?;
-                // Pad so the blob starts on an O_DIRECT boundary; the capacity
-                // covers the worst case, so encoding never moves the buffer.
-                buf.clear();
-                buf.reserve(fsutil::DIRECT_ALIGN + BLOB_HEADER_LEN + max_blob_body(plain.len()));
-                // (align_offset may in principle refuse: then write unaligned,
-                // which fsutil does through the page cache.)
-                let pad = Some(buf.as_ptr().align_offset(fsutil::DIRECT_ALIGN))
-                    .filter(|&p| p < fsutil::DIRECT_ALIGN)
-                    .unwrap_or(0);
-                buf.resize(pad, 0);
-                blob::encode_into(
-                    BlobKind::Chunk,
-                    self.repo.keys(),
-                    self.repo.zstd_level(),
-                    &digest.0,
-                    plain,
-                    &mut buf,
-                )
-                .map_err(|e| Error::invalid(format!("chunk {digest}"), e))?;
-                let blob = buf.get(pad..).unwrap_or_default();
-                fsutil::write_new_unsynced(staged, blob)?;
-                Ok(blob.len())
-            })
+            write_aligned(
+                staged,
+                BLOB_HEADER_LEN + max_blob_body(plain.len()),
+                |buf| {
+                    blob::encode_into(
+                        BlobKind::Chunk,
+                        self.repo.keys(),
+                        self.repo.zstd_level(),
+                        &digest.0,
+                        plain,
+                        buf,
+                    )
+                    .map_err(|e| Error::invalid(format!("chunk {digest}"), e))
+                },
+            )
         })
     }
 
@@ -302,9 +318,13 @@ impl BackupWriter {
         if self.reuse_chunk(digest)? {
             return Ok(Stored::Existing);
         }
+        // Copied to an aligned buffer: written with O_DIRECT like the
+        // chunks this writer encodes, not through the page cache.
         self.stage(digest, |staged| {
-            fsutil::write_new_unsynced(staged, encoded)?;
-            Ok(encoded.len())
+            write_aligned(staged, encoded.len(), |buf| {
+                buf.extend_from_slice(encoded);
+                Ok(())
+            })
         })
     }
 

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// The most uploads open at once on a server.
 pub const MAX_UPLOADS: usize = 64;
+/// The most uploads open at once for one session (a session makes one
+/// restore point; a second covers an open whose answer was lost).
+pub const MAX_UPLOADS_PER_SESSION: usize = 2;
 /// How long a commit waits for the upload's requests still in flight.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 
@@ -110,6 +113,14 @@ impl Uploads {
         writer: BackupWriter,
     ) -> Result<Arc<Upload>> {
         let mut map = self.map();
+        if map.values().filter(|u| u.session == session).count() >= MAX_UPLOADS_PER_SESSION {
+            return Err(Error::Request {
+                kind: ErrorKind::Conflict,
+                message: format!(
+                    "session {session} has {MAX_UPLOADS_PER_SESSION} uploads open: commit or abort one"
+                ),
+            });
+        }
         if map.len() >= MAX_UPLOADS {
             return Err(Error::Request {
                 kind: ErrorKind::Conflict,

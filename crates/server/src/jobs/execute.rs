@@ -74,8 +74,8 @@ pub fn back_up_job<T: BackupTarget>(
                     format: d.format,
                     allowed: AllowedPaths::none(),
                 };
-                let (source, warning) =
-                    DiskSource::open_file(&d.name, &d.path, &options).map_err(|e| {
+                let (mut source, warning) = DiskSource::open_file(&d.name, &d.path, &options)
+                    .map_err(|e| {
                         format!(
                             "opening disk {} ({}): {}",
                             d.name,
@@ -86,6 +86,7 @@ pub fn back_up_job<T: BackupTarget>(
                 if let Some(w) = warning {
                     progress.log(&format!("warning: disk {}: {w}", d.name));
                 }
+                source.workers = target.workers();
                 sources.push(source);
             }
             let failed =

@@ -202,6 +202,12 @@ impl BackupTarget for RemoteTarget {
             })
     }
 
+    /// Two per core, at most one per connection.
+    fn workers(&self) -> Option<usize> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some((cores * 2).min(MAX_IDLE_CONNECTIONS))
+    }
+
     fn begin(&self, zstd_level: Option<i32>) -> Result<RemoteSink> {
         if self.begun.swap(true, Ordering::SeqCst) {
             return Err(Error::Invalid(
