@@ -101,7 +101,7 @@ pub fn port_table(c: &PortConfig) -> Vec<PortRow> {
             c.api,
             "TCP",
             "HTTPS (TLS 1.2+)",
-            "REST API (built: tokens, audit, restore points, jobs, proxies; console not yet)",
+            "REST API (built: tokens, audit, restore points, jobs, sessions, proxies, agents, instant recovery; console not yet)",
             Built,
         ),
         row(
@@ -110,7 +110,7 @@ pub fn port_table(c: &PortConfig) -> Vec<PortRow> {
             c.api,
             "TCP",
             "HTTPS, mutual TLS (client certificate from the server's CA)",
-            "enrollment, pulling sessions, progress and results (built); chunk upload not yet",
+            "enrollment, pulling sessions, progress and results, chunk upload (built)",
             Built,
         ),
         row(
@@ -243,7 +243,7 @@ mod tests {
             9443,
             "proxy -> server"
         );
-        assert_eq!(port_of("internal"), 9000);
+        assert_eq!(port_of("publish, unpublish, scan"), 9000);
         assert_eq!(port_of("VMware disk"), 902);
         let nfs: Vec<u16> = t
             .iter()
