@@ -48,6 +48,17 @@ pub async fn list(
     Ok(Json(sessions))
 }
 
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    /// The session failed here and now (queued, or run by a proxy).
+    EndedHere,
+    /// The server's own worker stops it at its next chunk.
+    Stopping,
+    /// It had ended: nothing to cancel.
+    Nothing,
+}
+
 fn session_id(id: &str) -> Result<i64> {
     id.parse()
         .map_err(|_| Error::bad_request(format!("session id {id:?} is not a number")))
@@ -92,15 +103,23 @@ pub async fn cancel(
                 restore_point: None,
                 error: Some(CANCELLED.to_string()),
             };
-            let cancelled = match (&session.state, &session.proxy) {
-                (SessionState::Queued, _) => s.catalog.cancel_queued(id, CANCELLED)?,
-                (SessionState::Running, None) => cancel_running(s, id),
-                (SessionState::Running, Some(proxy)) => {
-                    s.catalog.end_proxy_session(id, proxy, &ending)?
+            let queued = session.state == SessionState::Queued;
+            let outcome = if queued && s.catalog.cancel_queued(id, CANCELLED)? {
+                Cancel::EndedHere
+            } else {
+                // Running, or started since it was read: as it is now.
+                let now = s.catalog.session(id)?.ok_or_else(|| not_found(id))?;
+                match (&now.state, &now.proxy) {
+                    (SessionState::Running, None) if cancel_running(s, id) => Cancel::Stopping,
+                    (SessionState::Running, Some(proxy))
+                        if s.catalog.end_proxy_session(id, proxy, &ending)? =>
+                    {
+                        Cancel::EndedHere
+                    }
+                    _ => Cancel::Nothing,
                 }
-                _ => false,
             };
-            if !cancelled {
+            if outcome == Cancel::Nothing {
                 let now = s.catalog.session(id)?.ok_or_else(|| not_found(id))?;
                 return Err(Error::Request {
                     kind: ErrorKind::Conflict,
@@ -116,7 +135,7 @@ pub async fn cancel(
                 remote: caller.peer,
                 detail: None,
             })?;
-            if session.state == SessionState::Queued || session.proxy.is_some() {
+            if outcome == Cancel::EndedHere {
                 // Ended here: its last line, audit and webhooks now (the
                 // server's own running session ends in its worker).
                 conclude(s, &session, &ending);

@@ -217,19 +217,26 @@ fn dispatch(shared: &Arc<Shared>) -> Result<()> {
         if shared.running.load(Ordering::SeqCst) >= max {
             break;
         }
+        // The cancel flag is there before the session shows as running,
+        // so a cancel never finds a running session without one.
+        let cancel = Arc::new(AtomicBool::new(false));
+        lock(&shared.cancels).insert(s.id, cancel.clone());
         if !shared.catalog.start_session(s.id)? {
+            lock(&shared.cancels).remove(&s.id);
             continue;
         }
         shared.running.fetch_add(1, Ordering::SeqCst);
         let worker = shared.clone();
+        let id = s.id;
         let spawned = std::thread::Builder::new()
             .name(format!("job-{}", s.job))
             .spawn(move || {
-                work(&worker, &s);
+                work(&worker, &s, cancel);
                 worker.running.fetch_sub(1, Ordering::SeqCst);
                 worker.wake.notify_one();
             });
         if let Err(e) = spawned {
+            lock(&shared.cancels).remove(&id);
             shared.running.fetch_sub(1, Ordering::SeqCst);
             tracing::error!(error = %e, "starting a worker thread");
         }
@@ -255,9 +262,7 @@ pub fn cancel_running(shared: &Shared, id: i64) -> bool {
 
 /// Runs one session to its end: the backup, the catalog, the audit, the
 /// retry and the webhooks.
-fn work(shared: &Shared, s: &Session) {
-    let cancel = Arc::new(AtomicBool::new(false));
-    lock(&shared.cancels).insert(s.id, cancel.clone());
+fn work(shared: &Shared, s: &Session, cancel: Arc<AtomicBool>) {
     let progress = SessionProgress::new(&shared.catalog, s.id, cancel.clone());
     progress.log(&format!(
         "started ({}, attempt {}) on the server itself",
