@@ -710,16 +710,7 @@ fn sessions_are_cancelled_queued_or_running_and_not_retried() {
     make_disk(&small, 1 << 20, 9);
     st.create_job("small", &[format!("disk0=raw:{}", s(&small))], &[]);
 
-    let run = |job: &str| {
-        let (status, body) = st.server.curl(
-            "POST",
-            &format!("/api/v1/jobs/{job}/run"),
-            Some(&st.operator),
-            None,
-        );
-        assert_eq!(status, 202, "{body}");
-        json(&body)["id"].as_i64().unwrap().to_string()
-    };
+    let run = |job: &str| st.server.run_job(&st.operator, job).to_string();
     let big_id = run("big");
     st.wait_sessions("big", "the big job running", |l| {
         l.iter().any(|s| s["state"] == "running")

@@ -87,14 +87,7 @@ impl Setup {
     }
 
     pub fn run(&self, job: &str) -> i64 {
-        let (status, body) = self.server.curl(
-            "POST",
-            &format!("/api/v1/jobs/{job}/run"),
-            Some(&self.admin),
-            None,
-        );
-        assert_eq!(status, 202, "{body}");
-        json(&body)["id"].as_i64().unwrap()
+        self.server.run_job(&self.admin, job)
     }
 
     pub fn session(&self, id: i64) -> serde_json::Value {

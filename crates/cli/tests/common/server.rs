@@ -127,6 +127,19 @@ impl Server {
         stderr
     }
 
+    /// `POST /api/v1/jobs/{job}/run` with `token`: the queued session's id
+    /// (the test fails unless it answers 202).
+    pub fn run_job(&self, token: &str, job: &str) -> i64 {
+        let (status, body) = self.curl(
+            "POST",
+            &format!("/api/v1/jobs/{job}/run"),
+            Some(token),
+            None,
+        );
+        assert_eq!(status, 202, "{body}");
+        super::json(&body)["id"].as_i64().unwrap()
+    }
+
     /// One request with curl: (status, body).
     pub fn curl(
         &self,

@@ -258,23 +258,7 @@ mod tests {
 
     #[test]
     fn actions_parse_from_their_names() {
-        for a in [
-            Action::TokenCreate,
-            Action::TokenDelete,
-            Action::Login,
-            Action::AuthFailed,
-            Action::Forbidden,
-            Action::JobCreate,
-            Action::JobDelete,
-            Action::JobRun,
-            Action::SessionEnd,
-            Action::AgentEnroll,
-            Action::AgentDelete,
-            Action::AgentRefused,
-            Action::PublicationCreate,
-            Action::PublicationDelete,
-            Action::ScanRun,
-        ] {
+        for &a in Action::ALL {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }
     }
